@@ -1,0 +1,12 @@
+//! Coffer's shared vocabulary: money in exact minor units, currencies, validated
+//! identifiers and ledger time. Everything here is pure: no I/O, no async, no floats.
+
+pub mod currency;
+pub mod id;
+pub mod money;
+pub mod time;
+
+pub use currency::{Currency, CurrencyError, CurrencyRegistry};
+pub use id::{Code, IdError, Identifier};
+pub use money::{Amount, AmountError};
+pub use time::{Clock, SystemClock, Timestamp};

@@ -1,0 +1,188 @@
+//! Storage for the ledger: the traits the engine and the API need, and their two
+//! real implementations, SQLite (embedded default) and PostgreSQL (production).
+//!
+//! The traits are narrow and speak in ledger types, never rows. The writer
+//! trait is synchronous on purpose: the engine runs it on one dedicated
+//! thread, which is also what makes the in-memory ledger state authoritative.
+
+mod convert;
+pub mod naive;
+mod pool;
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::PathBuf;
+
+use coffer_core::{Code, Identifier, Timestamp};
+use coffer_ledger::{Account, AuditInput, Balances, Hold, JournalHash, SealedBatch, Transfer, GENESIS_HASH};
+
+/// Largest page any listing returns.
+pub const PAGE_SIZE_MAX: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither a sqlite: path nor a postgres:// URL")]
+    BadUrl(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the database schema is version {found}, newer than this binary's {supported}")]
+    SchemaTooNew { found: i64, supported: i64 },
+}
+
+/// Where the ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://…` / `postgresql://…`, `sqlite://PATH`, `sqlite:PATH`, or a bare path.
+    pub fn parse(url: &str) -> Result<Database, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_string()));
+        }
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        Ok(Database::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The URL with any password replaced, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Database::Postgres(url) => redact_password(url),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Creates the schema if needed and applies pending migrations.
+    pub fn migrate(&self) -> Result<i64, StoreError> {
+        match self {
+            Database::Sqlite(path) => sqlite::migrate(path),
+            Database::Postgres(url) => postgres::migrate(url),
+        }
+    }
+
+    pub fn open_writer(&self) -> Result<Box<dyn LedgerWriter>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(path) => Box::new(sqlite::SqliteWriter::open(path)?),
+            Database::Postgres(url) => Box::new(postgres::PostgresWriter::open(url)?),
+        })
+    }
+
+    pub fn open_reader(&self, connections: usize) -> Result<std::sync::Arc<dyn LedgerReader>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(path) => std::sync::Arc::new(sqlite::SqliteReader::open(path, connections)?),
+            Database::Postgres(url) => std::sync::Arc::new(postgres::PostgresReader::open(url, connections)?),
+        })
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    // postgres://user:secret@host/db → postgres://user:***@host/db
+    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
+        let credentials = &url[scheme_end + 3..at];
+        if let Some(colon) = credentials.find(':') {
+            return format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]);
+        }
+    }
+    url.to_string()
+}
+
+/// Where the journal stands: the last batch, its hash and the last timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub batch: u64,
+    pub hash: JournalHash,
+    pub last_timestamp: Timestamp,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head { batch: 0, hash: GENESIS_HASH, last_timestamp: Timestamp::ZERO }
+    }
+}
+
+/// The result of writing a sealed batch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Commit {
+    Committed,
+    /// Nothing was written: these transfer ids already exist. The engine loads
+    /// them and executes the batch again (an idempotent repeat).
+    Duplicates(Vec<Identifier>),
+}
+
+/// What the engine's writer thread needs. One writer per database.
+pub trait LedgerWriter: Send {
+    fn head(&mut self) -> Result<Head, StoreError>;
+    fn pending_holds(&mut self) -> Result<Vec<Hold>, StoreError>;
+    fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError>;
+    fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError>;
+    fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError>;
+    /// Writes the whole batch in one durable transaction, or nothing.
+    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError>;
+}
+
+/// Filters for an account's statement.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter {
+    /// Only entries strictly after this timestamp (the page cursor).
+    pub after: Option<Timestamp>,
+    pub from: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub code: Option<Code>,
+    pub limit: usize,
+}
+
+/// Reads for the API and for `verify`. Sees committed data only.
+pub trait LedgerReader: Send + Sync {
+    fn ping(&self) -> Result<(), StoreError>;
+    fn account(&self, id: &Identifier) -> Result<Option<Account>, StoreError>;
+    fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError>;
+    fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError>;
+    /// The account's totals just after the last transfer at or before `at`.
+    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError>;
+    /// Transfers touching the account, oldest first.
+    fn entries(&self, id: &Identifier, filter: &EntryFilter) -> Result<Vec<Transfer>, StoreError>;
+    /// Everything `verify` needs but the transfers.
+    fn audit_input(&self) -> Result<AuditInput, StoreError>;
+    /// Every transfer in timestamp order, streamed.
+    fn scan_transfers(&self, visit: &mut dyn FnMut(Transfer)) -> Result<(), StoreError>;
+    fn counts(&self) -> Result<(u64, u64), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(Database::parse("sqlite://./x.db").ok(), Some(Database::Sqlite("./x.db".into())));
+        assert_eq!(Database::parse("sqlite:x.db").ok(), Some(Database::Sqlite("x.db".into())));
+        assert_eq!(Database::parse("/tmp/x.db").ok(), Some(Database::Sqlite("/tmp/x.db".into())));
+        assert!(matches!(Database::parse("postgres://u:p@h/db"), Ok(Database::Postgres(_))));
+        assert!(Database::parse("mysql://h/db").is_err());
+        assert!(Database::parse("").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let db = Database::parse("postgres://coffer:hunter2@127.0.0.1:5432/coffer").expect("url");
+        assert_eq!(db.redacted(), "postgres://coffer:***@127.0.0.1:5432/coffer");
+    }
+}

@@ -1,0 +1,439 @@
+//! The production backend: PostgreSQL. A batch is written with one statement
+//! per table (arrays through `UNNEST`), so a commit costs a handful of round
+//! trips whatever its size. Plain SQL only (no advisory locks, no extensions),
+//! so PostgreSQL-wire distributed engines remain possible.
+
+use postgres::{Client, NoTls, Row, Statement};
+
+use coffer_core::{Identifier, Timestamp};
+use coffer_ledger::{Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer};
+
+use crate::convert::{self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, JOURNAL_COLUMNS, TRANSFER_COLUMNS};
+use crate::pool::Pool;
+use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001_ledger.sql"))];
+
+pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
+    Ok(Client::connect(url, NoTls)?)
+}
+
+pub fn migrate(url: &str) -> Result<i64, StoreError> {
+    let mut client = connect(url)?;
+    migrate_client(&mut client)
+}
+
+fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")?;
+    let supported = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let mut transaction = client.transaction()?;
+    // Two processes starting at once must not both apply a migration.
+    transaction.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")?;
+    let current: i64 = transaction.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
+    if current > supported {
+        return Err(StoreError::SchemaTooNew { found: current, supported });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        transaction.batch_execute(sql)?;
+        transaction.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])?;
+    }
+    transaction.commit()?;
+    Ok(supported)
+}
+
+fn account_from_row(row: &Row) -> Result<Account, StoreError> {
+    AccountRow {
+        id: row.try_get(0)?,
+        currency: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        constraint: row.try_get(3)?,
+        owner: row.try_get(4)?,
+        status: row.try_get(5)?,
+        balances: [row.try_get(6)?, row.try_get(7)?, row.try_get(8)?, row.try_get(9)?],
+        opened_at: row.try_get(10)?,
+        closed_at: row.try_get(11)?,
+    }
+    .into_account()
+}
+
+fn transfer_from_row(row: &Row) -> Result<Transfer, StoreError> {
+    TransferRow {
+        timestamp: row.try_get(0)?,
+        id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        debit: row.try_get(3)?,
+        credit: row.try_get(4)?,
+        amount: row.try_get(5)?,
+        currency: row.try_get(6)?,
+        code: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+        hold: row.try_get(9)?,
+        expires_at: row.try_get(10)?,
+        debit_after: [row.try_get(11)?, row.try_get(12)?, row.try_get(13)?, row.try_get(14)?],
+        credit_after: [row.try_get(15)?, row.try_get(16)?, row.try_get(17)?, row.try_get(18)?],
+    }
+    .into_transfer()
+}
+
+fn hold_from_row(row: &Row) -> Result<Hold, StoreError> {
+    HoldRow {
+        id: row.try_get(0)?,
+        debit: row.try_get(1)?,
+        credit: row.try_get(2)?,
+        amount: row.try_get(3)?,
+        currency: row.try_get(4)?,
+        expires_at: row.try_get(5)?,
+        state: row.try_get(6)?,
+        resolved_by: row.try_get(7)?,
+        captured: row.try_get(8)?,
+    }
+    .into_hold()
+}
+
+fn ids_param(ids: &[Identifier]) -> Vec<&str> {
+    ids.iter().map(Identifier::as_str).collect()
+}
+
+fn read_head(client: &mut Client) -> Result<Head, StoreError> {
+    let row = client.query_opt("SELECT batch, hash, last_timestamp FROM journal ORDER BY batch DESC LIMIT 1", &[])?;
+    match row {
+        None => Ok(Head::default()),
+        Some(row) => {
+            let batch: i64 = row.try_get(0)?;
+            let hash: Vec<u8> = row.try_get(1)?;
+            Ok(Head {
+                batch: u64::try_from(batch).map_err(|_| StoreError::Corrupt("negative batch".into()))?,
+                hash: convert::hash(&hash)?,
+                last_timestamp: Timestamp::from_nanos(row.try_get(2)?),
+            })
+        }
+    }
+}
+
+struct Statements {
+    insert_accounts: Statement,
+    insert_transfers: Statement,
+    update_accounts: Statement,
+    insert_holds: Statement,
+    resolve_holds: Statement,
+    insert_journal: Statement,
+}
+
+pub struct PostgresWriter {
+    client: Client,
+    statements: Statements,
+}
+
+impl PostgresWriter {
+    pub fn open(url: &str) -> Result<PostgresWriter, StoreError> {
+        let mut client = connect(url)?;
+        migrate_client(&mut client)?;
+        let statements = Statements {
+            insert_accounts: client.prepare(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                 SELECT id, currency, kind, c, owner, 'open', 0, 0, 0, 0, opened_at, NULL \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+                   AS u(id, currency, kind, c, owner, opened_at)"
+            ))?,
+            insert_transfers: client.prepare(&format!(
+                "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+                   $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
+                   $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            ))?,
+            update_accounts: client.prepare(
+                "UPDATE accounts AS a SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dq, \
+                   credits_pending = u.cq, status = u.status, closed_at = u.closed_at \
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[]) \
+                   AS u(id, dp, cp, dq, cq, status, closed_at) WHERE a.id = u.id",
+            )?,
+            insert_holds: client.prepare(&format!(
+                "INSERT INTO holds ({HOLD_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], \
+                   $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[])"
+            ))?,
+            resolve_holds: client.prepare(
+                "UPDATE holds AS h SET state = u.state, resolved_by = u.resolved_by, captured = u.captured \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(id, state, resolved_by, captured) \
+                 WHERE h.id = u.id",
+            )?,
+            insert_journal: client.prepare(&format!("INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))?,
+        };
+        Ok(PostgresWriter { client, statements })
+    }
+}
+
+impl LedgerWriter for PostgresWriter {
+    fn head(&mut self) -> Result<Head, StoreError> {
+        read_head(&mut self.client)
+    }
+
+    fn pending_holds(&mut self) -> Result<Vec<Hold>, StoreError> {
+        let rows = self.client.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"), &[])?;
+        rows.iter().map(hold_from_row).collect()
+    }
+
+    fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError> {
+        let rows = self.client.query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError> {
+        let rows = self.client.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        rows.iter().map(hold_from_row).collect()
+    }
+
+    fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError> {
+        let rows = self.client.query(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError> {
+        let statements = &self.statements;
+        let mut transaction = self.client.transaction()?;
+
+        let opened: Vec<&Account> = batch
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::AccountOpened(account) => Some(account),
+                _ => None,
+            })
+            .collect();
+        if !opened.is_empty() {
+            let ids: Vec<&str> = opened.iter().map(|a| a.spec.id.as_str()).collect();
+            let currencies: Vec<&str> = opened.iter().map(|a| a.spec.currency.as_str()).collect();
+            let kinds: Vec<&str> = opened.iter().map(|a| a.spec.kind.as_str()).collect();
+            let constraints: Vec<&str> = opened.iter().map(|a| a.spec.constraint.as_str()).collect();
+            let owners: Vec<&str> = opened.iter().map(|a| a.spec.owner.as_str()).collect();
+            let opened_at: Vec<i64> = opened.iter().map(|a| a.opened_at.as_nanos()).collect();
+            transaction.execute(&statements.insert_accounts, &[&ids, &currencies, &kinds, &constraints, &owners, &opened_at])?;
+        }
+
+        let transfers: Vec<&Transfer> = batch
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Transfer(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if !transfers.is_empty() {
+            let timestamps: Vec<i64> = transfers.iter().map(|t| t.timestamp.as_nanos()).collect();
+            let ids: Vec<&str> = transfers.iter().map(|t| t.id.as_str()).collect();
+            let kinds: Vec<&str> = transfers.iter().map(|t| t.kind.as_str()).collect();
+            let debits: Vec<&str> = transfers.iter().map(|t| t.debit.as_str()).collect();
+            let credits: Vec<&str> = transfers.iter().map(|t| t.credit.as_str()).collect();
+            let amounts: Vec<i64> = transfers.iter().map(|t| t.amount.minor_units()).collect();
+            let currencies: Vec<&str> = transfers.iter().map(|t| t.currency.as_str()).collect();
+            let codes: Vec<&str> = transfers.iter().map(|t| t.code.as_str()).collect();
+            let metadata: Vec<Option<String>> = transfers.iter().map(|t| convert::metadata_json(&t.metadata)).collect();
+            let holds: Vec<Option<&str>> = transfers.iter().map(|t| t.hold.as_ref().map(Identifier::as_str)).collect();
+            let expires: Vec<Option<i64>> = transfers.iter().map(|t| t.expires_at.map(Timestamp::as_nanos)).collect();
+            let column = |f: fn(&Transfer) -> i64| -> Vec<i64> { transfers.iter().map(|t| f(t)).collect() };
+            let (d0, d1, d2, d3) = (
+                column(|t| t.debit_after.debits_posted),
+                column(|t| t.debit_after.credits_posted),
+                column(|t| t.debit_after.debits_pending),
+                column(|t| t.debit_after.credits_pending),
+            );
+            let (c0, c1, c2, c3) = (
+                column(|t| t.credit_after.debits_posted),
+                column(|t| t.credit_after.credits_posted),
+                column(|t| t.credit_after.debits_pending),
+                column(|t| t.credit_after.credits_pending),
+            );
+            let inserted = transaction.query(
+                &statements.insert_transfers,
+                &[
+                    &timestamps, &ids, &kinds, &debits, &credits, &amounts, &currencies, &codes, &metadata, &holds, &expires,
+                    &d0, &d1, &d2, &d3, &c0, &c1, &c2, &c3,
+                ],
+            )?;
+            if inserted.len() != transfers.len() {
+                let written: std::collections::HashSet<String> =
+                    inserted.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect();
+                let duplicates = transfers.iter().filter(|t| !written.contains(t.id.as_str())).map(|t| t.id.clone()).collect();
+                transaction.rollback()?;
+                return Ok(Commit::Duplicates(duplicates));
+            }
+        }
+
+        if !batch.accounts.is_empty() {
+            let a = &batch.accounts;
+            let ids: Vec<&str> = a.iter().map(|x| x.id().as_str()).collect();
+            let dp: Vec<i64> = a.iter().map(|x| x.balances.debits_posted).collect();
+            let cp: Vec<i64> = a.iter().map(|x| x.balances.credits_posted).collect();
+            let dq: Vec<i64> = a.iter().map(|x| x.balances.debits_pending).collect();
+            let cq: Vec<i64> = a.iter().map(|x| x.balances.credits_pending).collect();
+            let status: Vec<&str> = a.iter().map(|x| convert::status_str(x.status)).collect();
+            let closed: Vec<Option<i64>> = a.iter().map(|x| x.closed_at.map(Timestamp::as_nanos)).collect();
+            transaction.execute(&statements.update_accounts, &[&ids, &dp, &cp, &dq, &cq, &status, &closed])?;
+        }
+
+        let placed: Vec<&Hold> = batch.hold_changes.iter().filter_map(|c| match c { HoldChange::Placed(h) => Some(h), _ => None }).collect();
+        if !placed.is_empty() {
+            let ids: Vec<&str> = placed.iter().map(|h| h.id.as_str()).collect();
+            let debits: Vec<&str> = placed.iter().map(|h| h.debit.as_str()).collect();
+            let credits: Vec<&str> = placed.iter().map(|h| h.credit.as_str()).collect();
+            let amounts: Vec<i64> = placed.iter().map(|h| h.amount.minor_units()).collect();
+            let currencies: Vec<&str> = placed.iter().map(|h| h.currency.as_str()).collect();
+            let expires: Vec<i64> = placed.iter().map(|h| h.expires_at.as_nanos()).collect();
+            let states: Vec<&str> = placed.iter().map(|h| h.state.as_str()).collect();
+            let resolved: Vec<Option<&str>> = placed.iter().map(|h| h.resolved_by.as_ref().map(Identifier::as_str)).collect();
+            let captured: Vec<Option<i64>> = placed.iter().map(|h| h.captured.map(|a| a.minor_units())).collect();
+            transaction.execute(&statements.insert_holds, &[&ids, &debits, &credits, &amounts, &currencies, &expires, &states, &resolved, &captured])?;
+        }
+        let resolved: Vec<&Hold> = batch.hold_changes.iter().filter_map(|c| match c { HoldChange::Resolved(h) => Some(h), _ => None }).collect();
+        if !resolved.is_empty() {
+            let ids: Vec<&str> = resolved.iter().map(|h| h.id.as_str()).collect();
+            let states: Vec<&str> = resolved.iter().map(|h| h.state.as_str()).collect();
+            let by: Vec<Option<&str>> = resolved.iter().map(|h| h.resolved_by.as_ref().map(Identifier::as_str)).collect();
+            let captured: Vec<Option<i64>> = resolved.iter().map(|h| h.captured.map(|a| a.minor_units())).collect();
+            transaction.execute(&statements.resolve_holds, &[&ids, &states, &by, &captured])?;
+        }
+
+        let j = &batch.journal;
+        let batch_no = i64::try_from(j.batch).map_err(|_| StoreError::Corrupt("batch number overflow".into()))?;
+        transaction.execute(
+            &statements.insert_journal,
+            &[&batch_no, &j.first_timestamp.as_nanos(), &j.last_timestamp.as_nanos(), &(j.event_count as i64), &&j.previous_hash[..], &&j.hash[..]],
+        )?;
+        transaction.commit()?;
+        Ok(Commit::Committed)
+    }
+}
+
+pub struct PostgresReader {
+    pool: Pool<Client>,
+}
+
+impl PostgresReader {
+    pub fn open(url: &str, connections: usize) -> Result<PostgresReader, StoreError> {
+        migrate(url)?;
+        let url = url.to_string();
+        Ok(PostgresReader { pool: Pool::new(connections, Box::new(move || connect(&url))) })
+    }
+
+    pub fn pool_usage(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut client = self.pool.get()?;
+        if client.is_closed() {
+            client.discard();
+            drop(client);
+            client = self.pool.get()?;
+        }
+        let result = f(&mut client);
+        if matches!(&result, Err(StoreError::Postgres(e)) if e.is_closed()) {
+            client.discard();
+        }
+        result
+    }
+}
+
+impl LedgerReader for PostgresReader {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            let version: i64 = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
+            if version < MIGRATIONS.len() as i64 {
+                return Err(StoreError::Corrupt("migrations not applied".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn account(&self, id: &Identifier) -> Result<Option<Account>, StoreError> {
+        self.with(|c| c.query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"), &[&id.as_str()])?.as_ref().map(account_from_row).transpose())
+    }
+
+    fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError> {
+        self.with(|c| c.query_opt(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"), &[&id.as_str()])?.as_ref().map(transfer_from_row).transpose())
+    }
+
+    fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError> {
+        self.with(|c| c.query_opt(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"), &[&id.as_str()])?.as_ref().map(hold_from_row).transpose())
+    }
+
+    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError> {
+        self.with(|c| {
+            if c.query_opt("SELECT 1 FROM accounts WHERE id = $1", &[&id.as_str()])?.is_none() {
+                return Ok(None);
+            }
+            let sql = "SELECT * FROM ( \
+                 (SELECT timestamp, debit_debits_posted, debit_credits_posted, debit_debits_pending, debit_credits_pending \
+                   FROM transfers WHERE debit_account_id = $1 AND timestamp <= $2 ORDER BY timestamp DESC LIMIT 1) \
+               UNION ALL \
+                 (SELECT timestamp, credit_debits_posted, credit_credits_posted, credit_debits_pending, credit_credits_pending \
+                   FROM transfers WHERE credit_account_id = $1 AND timestamp <= $2 ORDER BY timestamp DESC LIMIT 1)) AS latest \
+               ORDER BY timestamp DESC LIMIT 1";
+            match c.query_opt(sql, &[&id.as_str(), &at.as_nanos()])? {
+                None => Ok(Some(Balances::default())),
+                Some(r) => convert::balances([r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?]).map(Some),
+            }
+        })
+    }
+
+    fn entries(&self, id: &Identifier, filter: &EntryFilter) -> Result<Vec<Transfer>, StoreError> {
+        self.with(|c| {
+            let lower = filter.after.map_or(i64::MIN, Timestamp::as_nanos).max(filter.from.map_or(i64::MIN, |t| t.as_nanos().saturating_sub(1)));
+            let upper = filter.until.map_or(i64::MAX, Timestamp::as_nanos);
+            let limit = filter.limit.clamp(1, crate::PAGE_SIZE_MAX) as i64;
+            let code = filter.code.as_ref().map(|c| c.as_str());
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE timestamp IN ( \
+                   SELECT timestamp FROM transfers WHERE debit_account_id = $1 AND timestamp > $2 AND timestamp <= $3 \
+                   UNION SELECT timestamp FROM transfers WHERE credit_account_id = $1 AND timestamp > $2 AND timestamp <= $3) \
+                 AND ($4::text IS NULL OR code = $4) ORDER BY timestamp LIMIT $5"
+            );
+            let rows = c.query(&sql, &[&id.as_str(), &lower, &upper, &code, &limit])?;
+            rows.iter().map(transfer_from_row).collect()
+        })
+    }
+
+    fn audit_input(&self) -> Result<AuditInput, StoreError> {
+        self.with(|c| {
+            let accounts = c.query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"), &[])?.iter().map(account_from_row).collect::<Result<_, _>>()?;
+            let holds = c.query(&format!("SELECT {HOLD_COLUMNS} FROM holds"), &[])?.iter().map(hold_from_row).collect::<Result<_, _>>()?;
+            let journal = c
+                .query(&format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"), &[])?
+                .iter()
+                .map(|r| {
+                    let previous: Vec<u8> = r.try_get(4)?;
+                    let hash: Vec<u8> = r.try_get(5)?;
+                    convert::journal_entry(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, &previous, &hash)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(AuditInput { accounts, holds, journal })
+        })
+    }
+
+    fn scan_transfers(&self, visit: &mut dyn FnMut(Transfer)) -> Result<(), StoreError> {
+        self.with(|c| {
+            // A portal streams rows in pages rather than loading every transfer.
+            let mut transaction = c.transaction()?;
+            let portal = transaction.bind(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"), &[])?;
+            loop {
+                let rows = transaction.query_portal(&portal, 10_000)?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    visit(transfer_from_row(row)?);
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    fn counts(&self) -> Result<(u64, u64), StoreError> {
+        self.with(|c| {
+            let accounts: i64 = c.query_one("SELECT COUNT(*) FROM accounts", &[])?.try_get(0)?;
+            let transfers: i64 = c.query_one("SELECT COUNT(*) FROM transfers", &[])?.try_get(0)?;
+            Ok((accounts as u64, transfers as u64))
+        })
+    }
+}

@@ -1,0 +1,476 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`,
+//! so a commit that returned has reached the disk. One writer connection (the
+//! engine's thread) and a small pool of read-only connections.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use coffer_core::{Identifier, Timestamp};
+use coffer_ledger::{Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer};
+
+use crate::convert::{self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, IDS_PER_QUERY_MAX, JOURNAL_COLUMNS, TRANSFER_COLUMNS};
+use crate::pool::Pool;
+use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001_ledger.sql"))];
+
+fn configure(connection: &Connection) -> Result<(), StoreError> {
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every
+    // commit, which is what makes an acknowledged transfer survive power loss.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "OFF")?;
+    connection.pragma_update(None, "cache_size", -65_536)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let connection = Connection::open(path)?;
+    configure(&connection)?;
+    Ok(connection)
+}
+
+/// Applies pending migrations; returns the schema version.
+pub fn migrate(path: &Path) -> Result<i64, StoreError> {
+    let mut connection = open(path)?;
+    migrate_connection(&mut connection)
+}
+
+fn migrate_connection(connection: &mut Connection) -> Result<i64, StoreError> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let supported = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = transaction.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    if current > supported {
+        return Err(StoreError::SchemaTooNew { found: current, supported });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        transaction.execute_batch(sql)?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, strftime('%s','now'))",
+            params![version],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(supported)
+}
+
+pub(crate) fn account_from_row(row: &Row<'_>) -> Result<Account, StoreError> {
+    let (id, currency, kind, constraint, owner, status): (String, String, String, String, String, String) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+    AccountRow {
+        id: &id,
+        currency: &currency,
+        kind: &kind,
+        constraint: &constraint,
+        owner: &owner,
+        status: &status,
+        balances: [row.get(6)?, row.get(7)?, row.get(8)?, row.get(9)?],
+        opened_at: row.get(10)?,
+        closed_at: row.get(11)?,
+    }
+    .into_account()
+}
+
+pub(crate) fn transfer_from_row(row: &Row<'_>) -> Result<Transfer, StoreError> {
+    let id: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let debit: String = row.get(3)?;
+    let credit: String = row.get(4)?;
+    let currency: String = row.get(6)?;
+    let code: String = row.get(7)?;
+    let metadata: Option<String> = row.get(8)?;
+    let hold: Option<String> = row.get(9)?;
+    TransferRow {
+        timestamp: row.get(0)?,
+        id: &id,
+        kind: &kind,
+        debit: &debit,
+        credit: &credit,
+        amount: row.get(5)?,
+        currency: &currency,
+        code: &code,
+        metadata: metadata.as_deref(),
+        hold: hold.as_deref(),
+        expires_at: row.get(10)?,
+        debit_after: [row.get(11)?, row.get(12)?, row.get(13)?, row.get(14)?],
+        credit_after: [row.get(15)?, row.get(16)?, row.get(17)?, row.get(18)?],
+    }
+    .into_transfer()
+}
+
+fn hold_from_row(row: &Row<'_>) -> Result<Hold, StoreError> {
+    let (id, debit, credit, currency, state): (String, String, String, String, String) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(4)?, row.get(6)?);
+    let resolved_by: Option<String> = row.get(7)?;
+    HoldRow {
+        id: &id,
+        debit: &debit,
+        credit: &credit,
+        amount: row.get(3)?,
+        currency: &currency,
+        expires_at: row.get(5)?,
+        state: &state,
+        resolved_by: resolved_by.as_deref(),
+        captured: row.get(8)?,
+    }
+    .into_hold()
+}
+
+/// Runs `SELECT … WHERE key IN (…)` over `ids` in chunks.
+fn select_by_ids<T>(
+    connection: &Connection,
+    select: &str,
+    key: &str,
+    ids: &[Identifier],
+    parse: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(IDS_PER_QUERY_MAX) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let sql = format!("{select} WHERE {key} IN ({placeholders})");
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(chunk.iter().map(Identifier::as_str)))?;
+        while let Some(row) = rows.next()? {
+            found.push(parse(row)?);
+        }
+    }
+    Ok(found)
+}
+
+fn read_head(connection: &Connection) -> Result<Head, StoreError> {
+    let row = connection
+        .query_row(
+            "SELECT batch, hash, last_timestamp FROM journal ORDER BY batch DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(Head::default()),
+        Some((batch, hash, last)) => Ok(Head {
+            batch: u64::try_from(batch).map_err(|_| StoreError::Corrupt("negative batch".into()))?,
+            hash: convert::hash(&hash)?,
+            last_timestamp: Timestamp::from_nanos(last),
+        }),
+    }
+}
+
+pub struct SqliteWriter {
+    connection: Connection,
+}
+
+impl SqliteWriter {
+    pub fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
+        let mut connection = open(path)?;
+        migrate_connection(&mut connection)?;
+        Ok(SqliteWriter { connection })
+    }
+}
+
+impl LedgerWriter for SqliteWriter {
+    fn head(&mut self) -> Result<Head, StoreError> {
+        read_head(&self.connection)
+    }
+
+    fn pending_holds(&mut self) -> Result<Vec<Hold>, StoreError> {
+        let mut statement =
+            self.connection.prepare(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"))?;
+        let mut rows = statement.query([])?;
+        let mut holds = Vec::new();
+        while let Some(row) = rows.next()? {
+            holds.push(hold_from_row(row)?);
+        }
+        Ok(holds)
+    }
+
+    fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError> {
+        select_by_ids(&self.connection, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"), "id", ids, account_from_row)
+    }
+
+    fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError> {
+        select_by_ids(&self.connection, &format!("SELECT {HOLD_COLUMNS} FROM holds"), "id", ids, hold_from_row)
+    }
+
+    fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError> {
+        select_by_ids(&self.connection, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers"), "id", ids, transfer_from_row)
+    }
+
+    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError> {
+        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut duplicates = Vec::new();
+        {
+            let mut insert_account = transaction.prepare_cached(&format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, 0, ?7, NULL)"
+            ))?;
+            let mut insert_transfer = transaction.prepare_cached(&format!(
+                "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))?;
+            for event in &batch.events {
+                match event {
+                    Event::AccountOpened(account) => {
+                        let spec = &account.spec;
+                        insert_account.execute(params![
+                            spec.id.as_str(),
+                            spec.currency.as_str(),
+                            spec.kind.as_str(),
+                            spec.constraint.as_str(),
+                            spec.owner.as_str(),
+                            convert::status_str(account.status),
+                            account.opened_at.as_nanos(),
+                        ])?;
+                    }
+                    // Status and closing time are written with the balances below.
+                    Event::AccountClosed { .. } => {}
+                    Event::Transfer(t) => {
+                        let [dp, dc, dq, dr] = convert::balances_array(&t.debit_after);
+                        let [cp, cc, cq, cr] = convert::balances_array(&t.credit_after);
+                        let metadata = convert::metadata_json(&t.metadata);
+                        let inserted = insert_transfer.execute(params![
+                            t.timestamp.as_nanos(),
+                            t.id.as_str(),
+                            t.kind.as_str(),
+                            t.debit.as_str(),
+                            t.credit.as_str(),
+                            t.amount.minor_units(),
+                            t.currency.as_str(),
+                            t.code.as_str(),
+                            metadata,
+                            t.hold.as_ref().map(Identifier::as_str),
+                            t.expires_at.map(Timestamp::as_nanos),
+                            dp, dc, dq, dr, cp, cc, cq, cr,
+                        ])?;
+                        if inserted == 0 {
+                            duplicates.push(t.id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if !duplicates.is_empty() {
+            transaction.rollback()?;
+            return Ok(Commit::Duplicates(duplicates));
+        }
+        {
+            let mut update_account = transaction.prepare_cached(
+                "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4, credits_pending = ?5, \
+                 status = ?6, closed_at = ?7 WHERE id = ?1",
+            )?;
+            for account in &batch.accounts {
+                let [dp, cp, dq, cq] = convert::balances_array(&account.balances);
+                update_account.execute(params![
+                    account.id().as_str(),
+                    dp, cp, dq, cq,
+                    convert::status_str(account.status),
+                    account.closed_at.map(Timestamp::as_nanos),
+                ])?;
+            }
+            let mut insert_hold = transaction.prepare_cached(&format!(
+                "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?;
+            let mut resolve_hold =
+                transaction.prepare_cached("UPDATE holds SET state = ?2, resolved_by = ?3, captured = ?4 WHERE id = ?1")?;
+            for change in &batch.hold_changes {
+                match change {
+                    HoldChange::Placed(h) => {
+                        insert_hold.execute(params![
+                            h.id.as_str(),
+                            h.debit.as_str(),
+                            h.credit.as_str(),
+                            h.amount.minor_units(),
+                            h.currency.as_str(),
+                            h.expires_at.as_nanos(),
+                            h.state.as_str(),
+                            h.resolved_by.as_ref().map(Identifier::as_str),
+                            h.captured.map(|a| a.minor_units()),
+                        ])?;
+                    }
+                    HoldChange::Resolved(h) => {
+                        resolve_hold.execute(params![
+                            h.id.as_str(),
+                            h.state.as_str(),
+                            h.resolved_by.as_ref().map(Identifier::as_str),
+                            h.captured.map(|a| a.minor_units()),
+                        ])?;
+                    }
+                }
+            }
+            let j = &batch.journal;
+            transaction.prepare_cached(&format!("INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?.execute(
+                params![
+                    i64::try_from(j.batch).map_err(|_| StoreError::Corrupt("batch number overflow".into()))?,
+                    j.first_timestamp.as_nanos(),
+                    j.last_timestamp.as_nanos(),
+                    j.event_count as i64,
+                    &j.previous_hash[..],
+                    &j.hash[..],
+                ],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(Commit::Committed)
+    }
+}
+
+pub struct SqliteReader {
+    pool: Pool<Connection>,
+}
+
+impl SqliteReader {
+    pub fn open(path: &Path, connections: usize) -> Result<SqliteReader, StoreError> {
+        // Make sure the file and schema exist before read-only connections open it.
+        migrate(path)?;
+        let path = path.to_path_buf();
+        let pool = Pool::new(
+            connections,
+            Box::new(move || {
+                let connection = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                connection.busy_timeout(std::time::Duration::from_secs(10))?;
+                connection.pragma_update(None, "cache_size", -16_384)?;
+                Ok(connection)
+            }),
+        );
+        Ok(SqliteReader { pool })
+    }
+
+    pub fn pool_usage(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let connection = self.pool.get()?;
+        f(&connection)
+    }
+}
+
+fn one<T>(connection: &Connection, sql: &str, id: &Identifier, parse: fn(&Row<'_>) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params![id.as_str()])?;
+    match rows.next()? {
+        Some(row) => parse(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl LedgerReader for SqliteReader {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            let version: i64 = c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+            if version < MIGRATIONS.len() as i64 {
+                return Err(StoreError::Corrupt("migrations not applied".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn account(&self, id: &Identifier) -> Result<Option<Account>, StoreError> {
+        self.with(|c| one(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"), id, account_from_row))
+    }
+
+    fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError> {
+        self.with(|c| one(c, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"), id, transfer_from_row))
+    }
+
+    fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError> {
+        self.with(|c| one(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"), id, hold_from_row))
+    }
+
+    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError> {
+        self.with(|c| {
+            let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?.exists(params![id.as_str()])?;
+            if !exists {
+                return Ok(None);
+            }
+            // The latest transfer on either side at or before `at` carries the totals.
+            let sql = "SELECT * FROM ( \
+                 SELECT timestamp, debit_debits_posted, debit_credits_posted, debit_debits_pending, debit_credits_pending \
+                   FROM transfers WHERE debit_account_id = ?1 AND timestamp <= ?2 ORDER BY timestamp DESC LIMIT 1) \
+               UNION ALL SELECT * FROM ( \
+                 SELECT timestamp, credit_debits_posted, credit_credits_posted, credit_debits_pending, credit_credits_pending \
+                   FROM transfers WHERE credit_account_id = ?1 AND timestamp <= ?2 ORDER BY timestamp DESC LIMIT 1) \
+               ORDER BY timestamp DESC LIMIT 1";
+            let row = c
+                .prepare_cached(sql)?
+                .query_row(params![id.as_str(), at.as_nanos()], |r| Ok([r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+                .optional()?;
+            row.map_or(Ok(Balances::default()), convert::balances).map(Some)
+        })
+    }
+
+    fn entries(&self, id: &Identifier, filter: &EntryFilter) -> Result<Vec<Transfer>, StoreError> {
+        self.with(|c| {
+            let lower = filter.after.map_or(i64::MIN, Timestamp::as_nanos).max(filter.from.map_or(i64::MIN, |t| t.as_nanos().saturating_sub(1)));
+            let upper = filter.until.map_or(i64::MAX, Timestamp::as_nanos);
+            let sql = format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE timestamp IN ( \
+                   SELECT timestamp FROM transfers WHERE debit_account_id = ?1 AND timestamp > ?2 AND timestamp <= ?3 \
+                   UNION SELECT timestamp FROM transfers WHERE credit_account_id = ?1 AND timestamp > ?2 AND timestamp <= ?3) \
+                 AND (?4 IS NULL OR code = ?4) ORDER BY timestamp LIMIT ?5"
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let limit = filter.limit.clamp(1, crate::PAGE_SIZE_MAX) as i64;
+            let mut rows = statement.query(params![id.as_str(), lower, upper, filter.code.as_ref().map(|c| c.as_str()), limit])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(transfer_from_row(row)?);
+            }
+            Ok(found)
+        })
+    }
+
+    fn audit_input(&self) -> Result<AuditInput, StoreError> {
+        self.with(|c| {
+            let mut accounts = Vec::new();
+            let mut statement = c.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                accounts.push(account_from_row(row)?);
+            }
+            let mut holds = Vec::new();
+            let mut statement = c.prepare(&format!("SELECT {HOLD_COLUMNS} FROM holds"))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                holds.push(hold_from_row(row)?);
+            }
+            let mut journal = Vec::new();
+            let mut statement = c.prepare(&format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"))?;
+            let mut rows = statement.query([])?;
+            while let Some(r) = rows.next()? {
+                let previous: Vec<u8> = r.get(4)?;
+                let hash: Vec<u8> = r.get(5)?;
+                journal.push(convert::journal_entry(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &previous, &hash)?);
+            }
+            Ok(AuditInput { accounts, holds, journal })
+        })
+    }
+
+    fn scan_transfers(&self, visit: &mut dyn FnMut(Transfer)) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                visit(transfer_from_row(row)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn counts(&self) -> Result<(u64, u64), StoreError> {
+        self.with(|c| {
+            let accounts: i64 = c.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+            let transfers: i64 = c.query_row("SELECT COUNT(*) FROM transfers", [], |r| r.get(0))?;
+            Ok((accounts as u64, transfers as u64))
+        })
+    }
+}
