@@ -11,7 +11,9 @@ pub const CODE_LENGTH_MAX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("id must be 1 to {IDENTIFIER_LENGTH_MAX} characters of A-Z, a-z, 0-9, '.', '_', ':', '-'")]
+    #[error(
+        "id must be 1 to {IDENTIFIER_LENGTH_MAX} characters of A-Z, a-z, 0-9, '.', '_', ':', '-'"
+    )]
     MalformedId,
     #[error("code must be 1 to {CODE_LENGTH_MAX} characters of a-z, 0-9, '.', '_', '-'")]
     MalformedCode,

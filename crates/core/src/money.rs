@@ -31,7 +31,9 @@ impl Amount {
         if minor_units <= 0 {
             return Err(AmountError::NotPositive);
         }
-        i64::try_from(minor_units).map(Amount).map_err(|_| AmountError::TooLarge)
+        i64::try_from(minor_units)
+            .map(Amount)
+            .map_err(|_| AmountError::TooLarge)
     }
 
     pub fn minor_units(self) -> i64 {
@@ -82,8 +84,14 @@ mod tests {
         assert_eq!(Amount::new(0), Err(AmountError::NotPositive));
         assert_eq!(Amount::new(-5), Err(AmountError::NotPositive));
         assert_eq!(Amount::new(1).map(Amount::minor_units), Ok(1));
-        assert_eq!(Amount::from_i128(i64::MAX as i128 + 1), Err(AmountError::TooLarge));
-        assert_eq!(Amount::from_i128(i64::MAX as i128).map(Amount::minor_units), Ok(i64::MAX));
+        assert_eq!(
+            Amount::from_i128(i64::MAX as i128 + 1),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(
+            Amount::from_i128(i64::MAX as i128).map(Amount::minor_units),
+            Ok(i64::MAX)
+        );
     }
 
     #[test]

@@ -53,18 +53,31 @@ impl Timestamp {
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         let bytes = text.as_bytes();
-        if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
-            || bytes[13] != b':' || bytes[16] != b':'
+        if bytes.len() < 20
+            || bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || !matches!(bytes[10], b'T' | b't')
+            || bytes[13] != b':'
+            || bytes[16] != b':'
         {
             return None;
         }
         let number = |range: std::ops::Range<usize>| -> Option<i64> {
             let part = text.get(range)?;
-            if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
+            if part.bytes().all(|b| b.is_ascii_digit()) {
+                part.parse().ok()
+            } else {
+                None
+            }
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
         let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
             return None;
         }
         let mut rest = &text[19..];
@@ -80,7 +93,10 @@ impl Timestamp {
         }
         let offset_seconds = match rest {
             "Z" | "z" => 0,
-            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            _ if rest.len() == 6
+                && (rest.starts_with('+') || rest.starts_with('-'))
+                && &rest[3..4] == ":" =>
+            {
                 let hours: i64 = rest[1..3].parse().ok()?;
                 let minutes: i64 = rest[4..6].parse().ok()?;
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -90,7 +106,10 @@ impl Timestamp {
         };
         let days = days_from_civil(year, month, day);
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-        seconds.checked_mul(NANOS_PER_SECOND)?.checked_add(nanos).map(Timestamp)
+        seconds
+            .checked_mul(NANOS_PER_SECOND)?
+            .checked_add(nanos)
+            .map(Timestamp)
     }
 }
 
@@ -154,9 +173,21 @@ mod tests {
         let text = t.to_rfc3339();
         assert_eq!(text, "2026-11-27T02:47:14.123456789Z");
         assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
-        assert_eq!(Timestamp::parse_rfc3339("1970-01-01T08:00:00+08:00"), Some(Timestamp::ZERO));
-        assert_eq!(Timestamp::parse_rfc3339("1970-01-01T00:00:00.5Z"), Some(Timestamp::from_nanos(500_000_000)));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-24 00:00:00Z", "2026-11-24T00:00:00", "2026-11-24T00:00:00.Z"] {
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T08:00:00+08:00"),
+            Some(Timestamp::ZERO)
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:00.5Z"),
+            Some(Timestamp::from_nanos(500_000_000))
+        );
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24 00:00:00Z",
+            "2026-11-24T00:00:00",
+            "2026-11-24T00:00:00.Z",
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
     }

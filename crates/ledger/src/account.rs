@@ -40,7 +40,9 @@ impl AccountKind {
     }
 
     pub fn parse(text: &str) -> Option<AccountKind> {
-        AccountKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+        AccountKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -72,8 +74,11 @@ pub enum BalanceConstraint {
 }
 
 impl BalanceConstraint {
-    pub const ALL: [BalanceConstraint; 3] =
-        [BalanceConstraint::None, BalanceConstraint::NoOverdraft, BalanceConstraint::MustStayInDebit];
+    pub const ALL: [BalanceConstraint; 3] = [
+        BalanceConstraint::None,
+        BalanceConstraint::NoOverdraft,
+        BalanceConstraint::MustStayInDebit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,7 +89,9 @@ impl BalanceConstraint {
     }
 
     pub fn parse(text: &str) -> Option<BalanceConstraint> {
-        BalanceConstraint::ALL.into_iter().find(|c| c.as_str() == text)
+        BalanceConstraint::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
     }
 }
 
@@ -119,7 +126,11 @@ impl Balances {
     pub fn available(&self, side: Side) -> i64 {
         let (plus, minus, held) = match side {
             Side::Credit => (self.credits_posted, self.debits_posted, self.debits_pending),
-            Side::Debit => (self.debits_posted, self.credits_posted, self.credits_pending),
+            Side::Debit => (
+                self.debits_posted,
+                self.credits_posted,
+                self.credits_pending,
+            ),
         };
         saturate(i128::from(plus) - i128::from(minus) - i128::from(held))
     }

@@ -9,7 +9,9 @@ use crate::account::{Account, AccountSpec, AccountStatus, Balances, Side};
 use crate::journal::{Event, JournalEntry, JournalHash, JournalHasher, GENESIS_HASH};
 use crate::metadata::Metadata;
 use crate::rejection::Rejection;
-use crate::transfer::{Hold, HoldState, Transfer, TransferCommand, TransferKind, TransferOp, HOLD_TIMEOUT_MAX_MS};
+use crate::transfer::{
+    Hold, HoldState, Transfer, TransferCommand, TransferKind, TransferOp, HOLD_TIMEOUT_MAX_MS,
+};
 
 /// Most events one commit may carry. Bounds the size of a database transaction
 /// and of the engine's memory per batch.
@@ -21,7 +23,10 @@ pub const BATCH_EVENTS_MAX: usize = 8190;
 pub enum Command {
     OpenAccount(AccountSpec),
     CloseAccount(Identifier),
-    Transfers { transfers: Vec<TransferCommand>, linked: bool },
+    Transfers {
+        transfers: Vec<TransferCommand>,
+        linked: bool,
+    },
 }
 
 impl Command {
@@ -187,10 +192,19 @@ impl Ledger {
         match command {
             Command::OpenAccount(spec) => Outcome::Account(self.open_account(spec, now)),
             Command::CloseAccount(id) => Outcome::Account(self.close_account(id, now)),
-            Command::Transfers { transfers, linked: false } => {
-                Outcome::Transfers(transfers.iter().map(|t| self.execute_transfer(t, now, known)).collect())
-            }
-            Command::Transfers { transfers, linked: true } => Outcome::Transfers(self.execute_linked(transfers, now, known)),
+            Command::Transfers {
+                transfers,
+                linked: false,
+            } => Outcome::Transfers(
+                transfers
+                    .iter()
+                    .map(|t| self.execute_transfer(t, now, known))
+                    .collect(),
+            ),
+            Command::Transfers {
+                transfers,
+                linked: true,
+            } => Outcome::Transfers(self.execute_linked(transfers, now, known)),
         }
     }
 
@@ -199,7 +213,9 @@ impl Ledger {
     pub fn expire_due(&mut self, now: Timestamp, limit: usize) -> usize {
         let mut count = 0;
         while count < limit {
-            let Some((expires_at, id)) = self.expiries.first().cloned() else { break };
+            let Some((expires_at, id)) = self.expiries.first().cloned() else {
+                break;
+            };
             if expires_at > now {
                 break;
             }
@@ -211,7 +227,17 @@ impl Ledger {
             let expire_id = Identifier::system("expire", &hold.id);
             // Infallible for a consistent state; if the accounts are not cached
             // the engine loads them before calling (see `hold_accounts`).
-            if self.resolve_hold(&hold, expire_id, TransferKind::Expire, hold.amount, expiry_code(), timestamp).is_err() {
+            if self
+                .resolve_hold(
+                    &hold,
+                    expire_id,
+                    TransferKind::Expire,
+                    hold.amount,
+                    expiry_code(),
+                    timestamp,
+                )
+                .is_err()
+            {
                 break;
             }
             count += 1;
@@ -242,7 +268,11 @@ impl Ledger {
         for event in &self.events {
             hasher.push(event);
         }
-        let accounts = self.dirty.iter().map(|&slot| self.accounts[slot].clone()).collect();
+        let accounts = self
+            .dirty
+            .iter()
+            .map(|&slot| self.accounts[slot].clone())
+            .collect();
         Some(SealedBatch {
             events: std::mem::take(&mut self.events),
             accounts,
@@ -328,7 +358,8 @@ impl Ledger {
 
     fn push_event(&mut self, event: Event) {
         if let Event::Transfer(transfer) = &event {
-            self.batch_transfers.insert(transfer.id.clone(), self.events.len());
+            self.batch_transfers
+                .insert(transfer.id.clone(), self.events.len());
         }
         self.events.push(event);
         self.undo.push(Undo::Event);
@@ -344,7 +375,11 @@ impl Ledger {
         }
     }
 
-    fn open_account(&mut self, spec: &AccountSpec, now: Timestamp) -> Result<(Account, bool), Rejection> {
+    fn open_account(
+        &mut self,
+        spec: &AccountSpec,
+        now: Timestamp,
+    ) -> Result<(Account, bool), Rejection> {
         if let Some(existing) = self.account(&spec.id) {
             return if existing.spec == *spec {
                 Ok((existing.clone(), false))
@@ -368,14 +403,24 @@ impl Ledger {
         Ok((account, true))
     }
 
-    fn close_account(&mut self, id: &Identifier, now: Timestamp) -> Result<(Account, bool), Rejection> {
-        let slot = *self.index.get(id).ok_or(Rejection::AccountToCloseNotFound)?;
+    fn close_account(
+        &mut self,
+        id: &Identifier,
+        now: Timestamp,
+    ) -> Result<(Account, bool), Rejection> {
+        let slot = *self
+            .index
+            .get(id)
+            .ok_or(Rejection::AccountToCloseNotFound)?;
         let account = &self.accounts[slot];
         if account.status == AccountStatus::Closed {
             return Err(Rejection::AccountAlreadyClosed);
         }
         let balances = account.balances;
-        if balances.debits_pending != 0 || balances.credits_pending != 0 || balances.debits_posted != balances.credits_posted {
+        if balances.debits_pending != 0
+            || balances.credits_pending != 0
+            || balances.debits_posted != balances.credits_posted
+        {
             return Err(Rejection::AccountNotEmpty);
         }
         let (status, closed_at) = (account.status, account.closed_at);
@@ -389,7 +434,9 @@ impl Ledger {
             self.is_dirty[slot] = true;
             self.dirty.push(slot);
         }
-        self.push_event(Event::AccountClosed { account: account.clone() });
+        self.push_event(Event::AccountClosed {
+            account: account.clone(),
+        });
         Ok((account, true))
     }
 
@@ -411,9 +458,16 @@ impl Ledger {
     }
 
     /// An identical repeat returns the original; a different use of the id is refused.
-    fn replay(&self, command: &TransferCommand, known: &Known) -> Option<Result<(Transfer, bool), Rejection>> {
+    fn replay(
+        &self,
+        command: &TransferCommand,
+        known: &Known,
+    ) -> Option<Result<(Transfer, bool), Rejection>> {
         let existing = self.find_transfer(&command.id, known)?;
-        let hold_amount = existing.hold.as_ref().and_then(|hold| self.hold_amount(hold, known));
+        let hold_amount = existing
+            .hold
+            .as_ref()
+            .and_then(|hold| self.hold_amount(hold, known));
         Some(if command.matches(existing, hold_amount) {
             Ok((existing.clone(), false))
         } else {
@@ -421,7 +475,12 @@ impl Ledger {
         })
     }
 
-    fn execute_linked(&mut self, commands: &[TransferCommand], now: Timestamp, known: &Known) -> Vec<Result<(Transfer, bool), Rejection>> {
+    fn execute_linked(
+        &mut self,
+        commands: &[TransferCommand],
+        now: Timestamp,
+        known: &Known,
+    ) -> Vec<Result<(Transfer, bool), Rejection>> {
         let replays: Vec<_> = commands.iter().map(|c| self.replay(c, known)).collect();
         let existing = replays.iter().filter(|r| r.is_some()).count();
         if existing == commands.len() {
@@ -440,7 +499,13 @@ impl Ledger {
         if existing > 0 {
             return replays
                 .into_iter()
-                .map(|r| Err(if r.is_some() { Rejection::LinkedBatchPartiallyExists } else { Rejection::LinkedTransferFailed }))
+                .map(|r| {
+                    Err(if r.is_some() {
+                        Rejection::LinkedBatchPartiallyExists
+                    } else {
+                        Rejection::LinkedTransferFailed
+                    })
+                })
                 .collect();
         }
         let mark = self.undo.len();
@@ -451,7 +516,13 @@ impl Ledger {
                 Err(rejection) => {
                     self.undo_to(mark);
                     return (0..commands.len())
-                        .map(|i| Err(if i == index { rejection } else { Rejection::LinkedTransferFailed }))
+                        .map(|i| {
+                            Err(if i == index {
+                                rejection
+                            } else {
+                                Rejection::LinkedTransferFailed
+                            })
+                        })
                         .collect();
                 }
             }
@@ -459,20 +530,35 @@ impl Ledger {
         results
     }
 
-    fn execute_transfer(&mut self, command: &TransferCommand, now: Timestamp, known: &Known) -> Result<(Transfer, bool), Rejection> {
+    fn execute_transfer(
+        &mut self,
+        command: &TransferCommand,
+        now: Timestamp,
+        known: &Known,
+    ) -> Result<(Transfer, bool), Rejection> {
         if let Some(replayed) = self.replay(command, known) {
             return replayed;
         }
         match &command.op {
-            TransferOp::Post { debit, credit, amount, currency } => {
+            TransferOp::Post {
+                debit,
+                credit,
+                amount,
+                currency,
+            } => {
                 if debit == credit {
                     return Err(Rejection::SameAccount);
                 }
                 let (d, c) = self.resolve_pair(debit, credit, *currency)?;
                 let mut debit_after = self.accounts[d].balances;
                 let mut credit_after = self.accounts[c].balances;
-                debit_after.debits_posted = add(debit_after.debits_posted, amount.minor_units(), Side::Debit)?;
-                credit_after.credits_posted = add(credit_after.credits_posted, amount.minor_units(), Side::Credit)?;
+                debit_after.debits_posted =
+                    add(debit_after.debits_posted, amount.minor_units(), Side::Debit)?;
+                credit_after.credits_posted = add(
+                    credit_after.credits_posted,
+                    amount.minor_units(),
+                    Side::Credit,
+                )?;
                 self.check_constraints(d, &debit_after, c, &credit_after)?;
                 let timestamp = self.next_timestamp(now);
                 self.set_balances(d, debit_after);
@@ -495,7 +581,13 @@ impl Ledger {
                 self.push_event(Event::Transfer(transfer.clone()));
                 Ok((transfer, true))
             }
-            TransferOp::Hold { debit, credit, amount, currency, timeout_ms } => {
+            TransferOp::Hold {
+                debit,
+                credit,
+                amount,
+                currency,
+                timeout_ms,
+            } => {
                 if debit == credit {
                     return Err(Rejection::SameAccount);
                 }
@@ -505,8 +597,16 @@ impl Ledger {
                 let (d, c) = self.resolve_pair(debit, credit, *currency)?;
                 let mut debit_after = self.accounts[d].balances;
                 let mut credit_after = self.accounts[c].balances;
-                debit_after.debits_pending = add(debit_after.debits_pending, amount.minor_units(), Side::Debit)?;
-                credit_after.credits_pending = add(credit_after.credits_pending, amount.minor_units(), Side::Credit)?;
+                debit_after.debits_pending = add(
+                    debit_after.debits_pending,
+                    amount.minor_units(),
+                    Side::Debit,
+                )?;
+                credit_after.credits_pending = add(
+                    credit_after.credits_pending,
+                    amount.minor_units(),
+                    Side::Credit,
+                )?;
                 self.check_constraints(d, &debit_after, c, &credit_after)?;
                 let timestamp = self.next_timestamp(now);
                 self.set_balances(d, debit_after);
@@ -556,8 +656,16 @@ impl Ledger {
                 if captured > hold.amount {
                     return Err(Rejection::CaptureExceedsHold);
                 }
-                self.resolve_hold_with(&hold, command.id.clone(), TransferKind::Capture, captured, command.code.clone(), command.metadata.clone(), timestamp)
-                    .map(|transfer| (transfer, true))
+                self.resolve_hold_with(
+                    &hold,
+                    command.id.clone(),
+                    TransferKind::Capture,
+                    captured,
+                    command.code.clone(),
+                    command.metadata.clone(),
+                    timestamp,
+                )
+                .map(|transfer| (transfer, true))
             }
             TransferOp::Release { hold } => {
                 let hold = self.pending_hold_for(hold, known)?;
@@ -565,8 +673,16 @@ impl Ledger {
                 if timestamp >= hold.expires_at {
                     return Err(Rejection::HoldExpired);
                 }
-                self.resolve_hold_with(&hold, command.id.clone(), TransferKind::Release, hold.amount, command.code.clone(), command.metadata.clone(), timestamp)
-                    .map(|transfer| (transfer, true))
+                self.resolve_hold_with(
+                    &hold,
+                    command.id.clone(),
+                    TransferKind::Release,
+                    hold.amount,
+                    command.code.clone(),
+                    command.metadata.clone(),
+                    timestamp,
+                )
+                .map(|transfer| (transfer, true))
             }
         }
     }
@@ -582,7 +698,15 @@ impl Ledger {
         }
     }
 
-    fn resolve_hold(&mut self, hold: &Hold, id: Identifier, kind: TransferKind, amount: Amount, code: Code, timestamp: Timestamp) -> Result<Transfer, Rejection> {
+    fn resolve_hold(
+        &mut self,
+        hold: &Hold,
+        id: Identifier,
+        kind: TransferKind,
+        amount: Amount,
+        code: Code,
+        timestamp: Timestamp,
+    ) -> Result<Transfer, Rejection> {
         self.resolve_hold_with(hold, id, kind, amount, code, Metadata::default(), timestamp)
     }
 
@@ -598,16 +722,33 @@ impl Ledger {
         metadata: Metadata,
         timestamp: Timestamp,
     ) -> Result<Transfer, Rejection> {
-        let d = *self.index.get(&hold.debit).ok_or(Rejection::AccountNotFound(Side::Debit))?;
-        let c = *self.index.get(&hold.credit).ok_or(Rejection::AccountNotFound(Side::Credit))?;
+        let d = *self
+            .index
+            .get(&hold.debit)
+            .ok_or(Rejection::AccountNotFound(Side::Debit))?;
+        let c = *self
+            .index
+            .get(&hold.credit)
+            .ok_or(Rejection::AccountNotFound(Side::Credit))?;
         let mut debit_after = self.accounts[d].balances;
         let mut credit_after = self.accounts[c].balances;
         let held = hold.amount.minor_units();
-        debit_after.debits_pending = debit_after.debits_pending.checked_sub(held).ok_or(Rejection::Overflow(Side::Debit))?;
-        credit_after.credits_pending = credit_after.credits_pending.checked_sub(held).ok_or(Rejection::Overflow(Side::Credit))?;
+        debit_after.debits_pending = debit_after
+            .debits_pending
+            .checked_sub(held)
+            .ok_or(Rejection::Overflow(Side::Debit))?;
+        credit_after.credits_pending = credit_after
+            .credits_pending
+            .checked_sub(held)
+            .ok_or(Rejection::Overflow(Side::Credit))?;
         if kind == TransferKind::Capture {
-            debit_after.debits_posted = add(debit_after.debits_posted, amount.minor_units(), Side::Debit)?;
-            credit_after.credits_posted = add(credit_after.credits_posted, amount.minor_units(), Side::Credit)?;
+            debit_after.debits_posted =
+                add(debit_after.debits_posted, amount.minor_units(), Side::Debit)?;
+            credit_after.credits_posted = add(
+                credit_after.credits_posted,
+                amount.minor_units(),
+                Side::Credit,
+            )?;
         }
         self.check_constraints(d, &debit_after, c, &credit_after)?;
         self.set_balances(d, debit_after);
@@ -647,9 +788,20 @@ impl Ledger {
     }
 
     /// Finds both accounts and checks currency and status, in the documented order.
-    fn resolve_pair(&self, debit: &Identifier, credit: &Identifier, currency: coffer_core::Currency) -> Result<(usize, usize), Rejection> {
-        let d = *self.index.get(debit).ok_or(Rejection::AccountNotFound(Side::Debit))?;
-        let c = *self.index.get(credit).ok_or(Rejection::AccountNotFound(Side::Credit))?;
+    fn resolve_pair(
+        &self,
+        debit: &Identifier,
+        credit: &Identifier,
+        currency: coffer_core::Currency,
+    ) -> Result<(usize, usize), Rejection> {
+        let d = *self
+            .index
+            .get(debit)
+            .ok_or(Rejection::AccountNotFound(Side::Debit))?;
+        let c = *self
+            .index
+            .get(credit)
+            .ok_or(Rejection::AccountNotFound(Side::Credit))?;
         let (debit_account, credit_account) = (&self.accounts[d], &self.accounts[c]);
         if debit_account.spec.currency != currency {
             return Err(Rejection::CurrencyMismatch(Side::Debit));
@@ -666,7 +818,13 @@ impl Ledger {
         Ok((d, c))
     }
 
-    fn check_constraints(&self, d: usize, debit_after: &Balances, c: usize, credit_after: &Balances) -> Result<(), Rejection> {
+    fn check_constraints(
+        &self,
+        d: usize,
+        debit_after: &Balances,
+        c: usize,
+        credit_after: &Balances,
+    ) -> Result<(), Rejection> {
         if !debit_after.satisfies(self.accounts[d].spec.constraint) {
             return Err(Rejection::InsufficientFunds);
         }

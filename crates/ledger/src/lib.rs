@@ -15,10 +15,14 @@ pub mod metadata;
 pub mod rejection;
 pub mod transfer;
 
-pub use account::{Account, AccountKind, AccountSpec, AccountStatus, Balances, BalanceConstraint, Side};
+pub use account::{
+    Account, AccountKind, AccountSpec, AccountStatus, BalanceConstraint, Balances, Side,
+};
 pub use audit::{audit, AuditInput, AuditReport, Auditor, Violation};
 pub use journal::{Event, JournalEntry, JournalHash, JournalHasher, GENESIS_HASH};
-pub use ledger::{Command, Known, Ledger, Outcome, SealedBatch, HoldChange, BATCH_EVENTS_MAX};
+pub use ledger::{Command, HoldChange, Known, Ledger, Outcome, SealedBatch, BATCH_EVENTS_MAX};
 pub use metadata::{Metadata, MetadataError};
 pub use rejection::Rejection;
-pub use transfer::{Hold, HoldState, Transfer, TransferCommand, TransferKind, TransferOp, HOLD_TIMEOUT_MAX_MS};
+pub use transfer::{
+    Hold, HoldState, Transfer, TransferCommand, TransferKind, TransferOp, HOLD_TIMEOUT_MAX_MS,
+};

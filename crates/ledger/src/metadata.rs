@@ -28,7 +28,9 @@ impl Metadata {
         for (key, value) in &entries {
             let key_ok = !key.is_empty()
                 && key.len() <= METADATA_KEY_LENGTH_MAX
-                && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+                && key.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+                });
             if !key_ok {
                 return Err(MetadataError::MalformedKey(key.clone()));
             }

@@ -67,7 +67,9 @@ impl Rejection {
             Rejection::ExistsWithDifferentFields => "exists_with_different_fields",
             Rejection::SameAccount => "same_account",
             Rejection::InvalidTimeout => "invalid_timeout",
-            Rejection::AccountNotFound(_) | Rejection::AccountToCloseNotFound => "account_not_found",
+            Rejection::AccountNotFound(_) | Rejection::AccountToCloseNotFound => {
+                "account_not_found"
+            }
             Rejection::CurrencyMismatch(_) => "currency_mismatch",
             Rejection::AccountClosed(_) => "account_closed",
             Rejection::HoldNotFound => "hold_not_found",
@@ -87,7 +89,9 @@ impl Rejection {
     /// The request field at fault, as the API names it.
     pub fn field(self) -> Option<&'static str> {
         match self {
-            Rejection::ExistsWithDifferentFields | Rejection::LinkedBatchPartiallyExists => Some("id"),
+            Rejection::ExistsWithDifferentFields | Rejection::LinkedBatchPartiallyExists => {
+                Some("id")
+            }
             Rejection::SameAccount => Some("credit_account_id"),
             Rejection::InvalidTimeout => Some("timeout_ms"),
             Rejection::AccountNotFound(side)
@@ -97,11 +101,15 @@ impl Rejection {
                 Side::Debit => "debit_account_id",
                 Side::Credit => "credit_account_id",
             }),
-            Rejection::HoldNotFound | Rejection::HoldNotPending | Rejection::HoldExpired => Some("hold_id"),
-            Rejection::CaptureExceedsHold | Rejection::InsufficientFunds | Rejection::ExceedsDebits => Some("amount"),
-            Rejection::AccountNotEmpty | Rejection::AccountAlreadyClosed | Rejection::AccountToCloseNotFound => {
-                Some("account_id")
+            Rejection::HoldNotFound | Rejection::HoldNotPending | Rejection::HoldExpired => {
+                Some("hold_id")
             }
+            Rejection::CaptureExceedsHold
+            | Rejection::InsufficientFunds
+            | Rejection::ExceedsDebits => Some("amount"),
+            Rejection::AccountNotEmpty
+            | Rejection::AccountAlreadyClosed
+            | Rejection::AccountToCloseNotFound => Some("account_id"),
             Rejection::LinkedTransferFailed => None,
         }
     }

@@ -13,12 +13,26 @@ pub const HOLD_TIMEOUT_MAX_MS: u64 = 30 * 24 * 3600 * 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferOp {
     /// Move `amount` from debit to credit now.
-    Post { debit: Identifier, credit: Identifier, amount: Amount, currency: Currency },
+    Post {
+        debit: Identifier,
+        credit: Identifier,
+        amount: Amount,
+        currency: Currency,
+    },
     /// Reserve `amount` (it leaves the debit account's available balance at
     /// once) until captured, released, or `timeout_ms` passes.
-    Hold { debit: Identifier, credit: Identifier, amount: Amount, currency: Currency, timeout_ms: u64 },
+    Hold {
+        debit: Identifier,
+        credit: Identifier,
+        amount: Amount,
+        currency: Currency,
+        timeout_ms: u64,
+    },
     /// Post all of a pending hold, or part of it (the rest is released).
-    Capture { hold: Identifier, amount: Option<Amount> },
+    Capture {
+        hold: Identifier,
+        amount: Option<Amount>,
+    },
     /// Release a pending hold without moving money.
     Release { hold: Identifier },
 }
@@ -42,8 +56,13 @@ pub enum TransferKind {
 }
 
 impl TransferKind {
-    pub const ALL: [TransferKind; 5] =
-        [TransferKind::Posted, TransferKind::Hold, TransferKind::Capture, TransferKind::Release, TransferKind::Expire];
+    pub const ALL: [TransferKind; 5] = [
+        TransferKind::Posted,
+        TransferKind::Hold,
+        TransferKind::Capture,
+        TransferKind::Release,
+        TransferKind::Expire,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,9 +133,14 @@ impl HoldState {
     }
 
     pub fn parse(text: &str) -> Option<HoldState> {
-        [HoldState::Pending, HoldState::Captured, HoldState::Released, HoldState::Expired]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            HoldState::Pending,
+            HoldState::Captured,
+            HoldState::Released,
+            HoldState::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -144,14 +168,25 @@ impl TransferCommand {
             return false;
         }
         match &self.op {
-            TransferOp::Post { debit, credit, amount, currency } => {
+            TransferOp::Post {
+                debit,
+                credit,
+                amount,
+                currency,
+            } => {
                 existing.kind == TransferKind::Posted
                     && *debit == existing.debit
                     && *credit == existing.credit
                     && *amount == existing.amount
                     && *currency == existing.currency
             }
-            TransferOp::Hold { debit, credit, amount, currency, timeout_ms } => {
+            TransferOp::Hold {
+                debit,
+                credit,
+                amount,
+                currency,
+                timeout_ms,
+            } => {
                 existing.kind == TransferKind::Hold
                     && *debit == existing.debit
                     && *credit == existing.credit
@@ -175,7 +210,9 @@ impl TransferCommand {
     /// Ids of the accounts this command names directly.
     pub fn account_ids(&self) -> impl Iterator<Item = &Identifier> {
         let pair = match &self.op {
-            TransferOp::Post { debit, credit, .. } | TransferOp::Hold { debit, credit, .. } => Some([debit, credit]),
+            TransferOp::Post { debit, credit, .. } | TransferOp::Hold { debit, credit, .. } => {
+                Some([debit, credit])
+            }
             TransferOp::Capture { .. } | TransferOp::Release { .. } => None,
         };
         pair.into_iter().flatten()

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use coffer_core::{Amount, Code, Currency, Identifier, Timestamp};
 use coffer_ledger::{
-    Account, AccountKind, AccountSpec, AccountStatus, Balances, BalanceConstraint, Hold, HoldState, JournalEntry,
-    Metadata, Transfer, TransferKind,
+    Account, AccountKind, AccountSpec, AccountStatus, BalanceConstraint, Balances, Hold, HoldState,
+    JournalEntry, Metadata, Transfer, TransferKind,
 };
 
 use crate::StoreError;
@@ -32,8 +32,11 @@ pub(crate) fn code(value: &str) -> Result<Code, StoreError> {
 }
 
 pub(crate) fn metadata(value: Option<&str>) -> Result<Metadata, StoreError> {
-    let Some(text) = value else { return Ok(Metadata::default()) };
-    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(|_| corrupt("metadata", text))?;
+    let Some(text) = value else {
+        return Ok(Metadata::default());
+    };
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|_| corrupt("metadata", text))?;
     Metadata::new(map).map_err(|_| corrupt("metadata", text))
 }
 
@@ -46,7 +49,9 @@ pub(crate) fn metadata_json(metadata: &Metadata) -> Option<String> {
 }
 
 pub(crate) fn hash(value: &[u8]) -> Result<[u8; 32], StoreError> {
-    value.try_into().map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", value.len())))
+    value
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("hash of {} bytes", value.len())))
 }
 
 /// The columns of an `accounts` row, in `ACCOUNT_COLUMNS` order.
@@ -71,8 +76,10 @@ impl AccountRow<'_> {
             spec: AccountSpec {
                 id: id(self.id)?,
                 currency: currency(self.currency)?,
-                kind: AccountKind::parse(self.kind).ok_or_else(|| corrupt("account kind", self.kind))?,
-                constraint: BalanceConstraint::parse(self.constraint).ok_or_else(|| corrupt("constraint", self.constraint))?,
+                kind: AccountKind::parse(self.kind)
+                    .ok_or_else(|| corrupt("account kind", self.kind))?,
+                constraint: BalanceConstraint::parse(self.constraint)
+                    .ok_or_else(|| corrupt("constraint", self.constraint))?,
                 owner: id(self.owner)?,
             },
             status: match self.status {
@@ -94,18 +101,31 @@ pub(crate) fn status_str(status: AccountStatus) -> &'static str {
     }
 }
 
-pub(crate) fn balances([debits_posted, credits_posted, debits_pending, credits_pending]: [i64; 4]) -> Result<Balances, StoreError> {
+pub(crate) fn balances(
+    [debits_posted, credits_posted, debits_pending, credits_pending]: [i64; 4],
+) -> Result<Balances, StoreError> {
     if debits_posted < 0 || credits_posted < 0 || debits_pending < 0 || credits_pending < 0 {
         return Err(StoreError::Corrupt("negative balance total".into()));
     }
-    Ok(Balances { debits_posted, credits_posted, debits_pending, credits_pending })
+    Ok(Balances {
+        debits_posted,
+        credits_posted,
+        debits_pending,
+        credits_pending,
+    })
 }
 
 pub(crate) fn balances_array(b: &Balances) -> [i64; 4] {
-    [b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+    [
+        b.debits_posted,
+        b.credits_posted,
+        b.debits_pending,
+        b.credits_pending,
+    ]
 }
 
-pub(crate) const TRANSFER_COLUMNS: &str = "timestamp, id, kind, debit_account_id, credit_account_id, amount, currency, code, \
+pub(crate) const TRANSFER_COLUMNS: &str =
+    "timestamp, id, kind, debit_account_id, credit_account_id, amount, currency, code, \
      metadata, hold_id, expires_at, \
      debit_debits_posted, debit_credits_posted, debit_debits_pending, debit_credits_pending, \
      credit_debits_posted, credit_credits_posted, credit_debits_pending, credit_credits_pending";
@@ -130,7 +150,8 @@ impl TransferRow<'_> {
     pub(crate) fn into_transfer(self) -> Result<Transfer, StoreError> {
         Ok(Transfer {
             id: id(self.id)?,
-            kind: TransferKind::parse(self.kind).ok_or_else(|| corrupt("transfer kind", self.kind))?,
+            kind: TransferKind::parse(self.kind)
+                .ok_or_else(|| corrupt("transfer kind", self.kind))?,
             debit: id(self.debit)?,
             credit: id(self.credit)?,
             amount: amount(self.amount)?,
@@ -177,14 +198,23 @@ impl HoldRow<'_> {
     }
 }
 
-pub(crate) const JOURNAL_COLUMNS: &str = "batch, first_timestamp, last_timestamp, event_count, previous_hash, hash";
+pub(crate) const JOURNAL_COLUMNS: &str =
+    "batch, first_timestamp, last_timestamp, event_count, previous_hash, hash";
 
-pub(crate) fn journal_entry(batch: i64, first: i64, last: i64, count: i64, previous: &[u8], this: &[u8]) -> Result<JournalEntry, StoreError> {
+pub(crate) fn journal_entry(
+    batch: i64,
+    first: i64,
+    last: i64,
+    count: i64,
+    previous: &[u8],
+    this: &[u8],
+) -> Result<JournalEntry, StoreError> {
     Ok(JournalEntry {
         batch: u64::try_from(batch).map_err(|_| corrupt("journal batch", &batch.to_string()))?,
         first_timestamp: Timestamp::from_nanos(first),
         last_timestamp: Timestamp::from_nanos(last),
-        event_count: u64::try_from(count).map_err(|_| corrupt("event count", &count.to_string()))?,
+        event_count: u64::try_from(count)
+            .map_err(|_| corrupt("event count", &count.to_string()))?,
         previous_hash: hash(previous)?,
         hash: hash(this)?,
     })

@@ -10,11 +10,14 @@ pub mod naive;
 mod pool;
 pub mod postgres;
 pub mod sqlite;
+pub mod throwaway;
 
 use std::path::PathBuf;
 
 use coffer_core::{Code, Identifier, Timestamp};
-use coffer_ledger::{Account, AuditInput, Balances, Hold, JournalHash, SealedBatch, Transfer, GENESIS_HASH};
+use coffer_ledger::{
+    Account, AuditInput, Balances, Hold, JournalHash, SealedBatch, Transfer, GENESIS_HASH,
+};
 
 /// Largest page any listing returns.
 pub const PAGE_SIZE_MAX: usize = 500;
@@ -48,7 +51,10 @@ impl Database {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Database::Postgres(url.to_string()));
         }
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
         if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
             return Err(StoreError::BadUrl(url.to_string()));
         }
@@ -85,10 +91,17 @@ impl Database {
         })
     }
 
-    pub fn open_reader(&self, connections: usize) -> Result<std::sync::Arc<dyn LedgerReader>, StoreError> {
+    pub fn open_reader(
+        &self,
+        connections: usize,
+    ) -> Result<std::sync::Arc<dyn LedgerReader>, StoreError> {
         Ok(match self {
-            Database::Sqlite(path) => std::sync::Arc::new(sqlite::SqliteReader::open(path, connections)?),
-            Database::Postgres(url) => std::sync::Arc::new(postgres::PostgresReader::open(url, connections)?),
+            Database::Sqlite(path) => {
+                std::sync::Arc::new(sqlite::SqliteReader::open(path, connections)?)
+            }
+            Database::Postgres(url) => {
+                std::sync::Arc::new(postgres::PostgresReader::open(url, connections)?)
+            }
         })
     }
 }
@@ -98,7 +111,12 @@ fn redact_password(url: &str) -> String {
     if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
         let credentials = &url[scheme_end + 3..at];
         if let Some(colon) = credentials.find(':') {
-            return format!("{}{}:***{}", &url[..scheme_end + 3], &credentials[..colon], &url[at..]);
+            return format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &credentials[..colon],
+                &url[at..]
+            );
         }
     }
     url.to_string()
@@ -114,7 +132,11 @@ pub struct Head {
 
 impl Default for Head {
     fn default() -> Self {
-        Head { batch: 0, hash: GENESIS_HASH, last_timestamp: Timestamp::ZERO }
+        Head {
+            batch: 0,
+            hash: GENESIS_HASH,
+            last_timestamp: Timestamp::ZERO,
+        }
     }
 }
 
@@ -156,7 +178,11 @@ pub trait LedgerReader: Send + Sync {
     fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError>;
     fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError>;
     /// The account's totals just after the last transfer at or before `at`.
-    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError>;
+    fn balances_as_of(
+        &self,
+        id: &Identifier,
+        at: Timestamp,
+    ) -> Result<Option<Balances>, StoreError>;
     /// Transfers touching the account, oldest first.
     fn entries(&self, id: &Identifier, filter: &EntryFilter) -> Result<Vec<Transfer>, StoreError>;
     /// Everything `verify` needs but the transfers.
@@ -172,10 +198,22 @@ mod tests {
 
     #[test]
     fn parses_database_urls() {
-        assert_eq!(Database::parse("sqlite://./x.db").ok(), Some(Database::Sqlite("./x.db".into())));
-        assert_eq!(Database::parse("sqlite:x.db").ok(), Some(Database::Sqlite("x.db".into())));
-        assert_eq!(Database::parse("/tmp/x.db").ok(), Some(Database::Sqlite("/tmp/x.db".into())));
-        assert!(matches!(Database::parse("postgres://u:p@h/db"), Ok(Database::Postgres(_))));
+        assert_eq!(
+            Database::parse("sqlite://./x.db").ok(),
+            Some(Database::Sqlite("./x.db".into()))
+        );
+        assert_eq!(
+            Database::parse("sqlite:x.db").ok(),
+            Some(Database::Sqlite("x.db".into()))
+        );
+        assert_eq!(
+            Database::parse("/tmp/x.db").ok(),
+            Some(Database::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            Database::parse("postgres://u:p@h/db"),
+            Ok(Database::Postgres(_))
+        ));
         assert!(Database::parse("mysql://h/db").is_err());
         assert!(Database::parse("").is_err());
     }

@@ -22,20 +22,33 @@ pub(crate) struct Lease<'a, C> {
 
 impl<C> Pool<C> {
     pub(crate) fn new(size_max: usize, factory: Factory<C>) -> Pool<C> {
-        Pool { idle: Mutex::new((Vec::new(), 0)), available: Condvar::new(), size_max: size_max.max(1), factory }
+        Pool {
+            idle: Mutex::new((Vec::new(), 0)),
+            available: Condvar::new(),
+            size_max: size_max.max(1),
+            factory,
+        }
     }
 
     pub(crate) fn get(&self) -> Result<Lease<'_, C>, StoreError> {
         let mut guard = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(connection) = guard.0.pop() {
-                return Ok(Lease { pool: self, connection: Some(connection), broken: false });
+                return Ok(Lease {
+                    pool: self,
+                    connection: Some(connection),
+                    broken: false,
+                });
             }
             if guard.1 < self.size_max {
                 guard.1 += 1;
                 drop(guard);
                 return match (self.factory)() {
-                    Ok(connection) => Ok(Lease { pool: self, connection: Some(connection), broken: false }),
+                    Ok(connection) => Ok(Lease {
+                        pool: self,
+                        connection: Some(connection),
+                        broken: false,
+                    }),
                     Err(error) => {
                         self.idle.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
                         self.available.notify_one();
@@ -43,7 +56,10 @@ impl<C> Pool<C> {
                     }
                 };
             }
-            guard = self.available.wait(guard).unwrap_or_else(|e| e.into_inner());
+            guard = self
+                .available
+                .wait(guard)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -64,13 +80,17 @@ impl<C> Lease<'_, C> {
 impl<C> std::ops::Deref for Lease<'_, C> {
     type Target = C;
     fn deref(&self) -> &C {
-        self.connection.as_ref().unwrap_or_else(|| unreachable!("lease holds a connection until dropped"))
+        self.connection
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("lease holds a connection until dropped"))
     }
 }
 
 impl<C> std::ops::DerefMut for Lease<'_, C> {
     fn deref_mut(&mut self) -> &mut C {
-        self.connection.as_mut().unwrap_or_else(|| unreachable!("lease holds a connection until dropped"))
+        self.connection
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("lease holds a connection until dropped"))
     }
 }
 

@@ -6,9 +6,14 @@
 use postgres::{Client, NoTls, Row, Statement};
 
 use coffer_core::{Identifier, Timestamp};
-use coffer_ledger::{Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer};
+use coffer_ledger::{
+    Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer,
+};
 
-use crate::convert::{self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, JOURNAL_COLUMNS, TRANSFER_COLUMNS};
+use crate::convert::{
+    self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, JOURNAL_COLUMNS,
+    TRANSFER_COLUMNS,
+};
 use crate::pool::Pool;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
@@ -29,13 +34,24 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
     let mut transaction = client.transaction()?;
     // Two processes starting at once must not both apply a migration.
     transaction.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")?;
-    let current: i64 = transaction.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0);
+    let current: i64 = transaction
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .get(0);
     if current > supported {
-        return Err(StoreError::SchemaTooNew { found: current, supported });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         transaction.batch_execute(sql)?;
-        transaction.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])?;
+        transaction.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )?;
     }
     transaction.commit()?;
     Ok(supported)
@@ -49,7 +65,12 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         constraint: row.try_get(3)?,
         owner: row.try_get(4)?,
         status: row.try_get(5)?,
-        balances: [row.try_get(6)?, row.try_get(7)?, row.try_get(8)?, row.try_get(9)?],
+        balances: [
+            row.try_get(6)?,
+            row.try_get(7)?,
+            row.try_get(8)?,
+            row.try_get(9)?,
+        ],
         opened_at: row.try_get(10)?,
         closed_at: row.try_get(11)?,
     }
@@ -69,8 +90,18 @@ fn transfer_from_row(row: &Row) -> Result<Transfer, StoreError> {
         metadata: row.try_get(8)?,
         hold: row.try_get(9)?,
         expires_at: row.try_get(10)?,
-        debit_after: [row.try_get(11)?, row.try_get(12)?, row.try_get(13)?, row.try_get(14)?],
-        credit_after: [row.try_get(15)?, row.try_get(16)?, row.try_get(17)?, row.try_get(18)?],
+        debit_after: [
+            row.try_get(11)?,
+            row.try_get(12)?,
+            row.try_get(13)?,
+            row.try_get(14)?,
+        ],
+        credit_after: [
+            row.try_get(15)?,
+            row.try_get(16)?,
+            row.try_get(17)?,
+            row.try_get(18)?,
+        ],
     }
     .into_transfer()
 }
@@ -95,14 +126,18 @@ fn ids_param(ids: &[Identifier]) -> Vec<&str> {
 }
 
 fn read_head(client: &mut Client) -> Result<Head, StoreError> {
-    let row = client.query_opt("SELECT batch, hash, last_timestamp FROM journal ORDER BY batch DESC LIMIT 1", &[])?;
+    let row = client.query_opt(
+        "SELECT batch, hash, last_timestamp FROM journal ORDER BY batch DESC LIMIT 1",
+        &[],
+    )?;
     match row {
         None => Ok(Head::default()),
         Some(row) => {
             let batch: i64 = row.try_get(0)?;
             let hash: Vec<u8> = row.try_get(1)?;
             Ok(Head {
-                batch: u64::try_from(batch).map_err(|_| StoreError::Corrupt("negative batch".into()))?,
+                batch: u64::try_from(batch)
+                    .map_err(|_| StoreError::Corrupt("negative batch".into()))?,
                 hash: convert::hash(&hash)?,
                 last_timestamp: Timestamp::from_nanos(row.try_get(2)?),
             })
@@ -169,22 +204,36 @@ impl LedgerWriter for PostgresWriter {
     }
 
     fn pending_holds(&mut self) -> Result<Vec<Hold>, StoreError> {
-        let rows = self.client.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"), &[])?;
+        let rows = self.client.query(
+            &format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"
+            ),
+            &[],
+        )?;
         rows.iter().map(hold_from_row).collect()
     }
 
     fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError> {
-        let rows = self.client.query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        let rows = self.client.query(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)"),
+            &[&ids_param(ids)],
+        )?;
         rows.iter().map(account_from_row).collect()
     }
 
     fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError> {
-        let rows = self.client.query(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        let rows = self.client.query(
+            &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"),
+            &[&ids_param(ids)],
+        )?;
         rows.iter().map(hold_from_row).collect()
     }
 
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError> {
-        let rows = self.client.query(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"), &[&ids_param(ids)])?;
+        let rows = self.client.query(
+            &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)"),
+            &[&ids_param(ids)],
+        )?;
         rows.iter().map(transfer_from_row).collect()
     }
 
@@ -204,10 +253,14 @@ impl LedgerWriter for PostgresWriter {
             let ids: Vec<&str> = opened.iter().map(|a| a.spec.id.as_str()).collect();
             let currencies: Vec<&str> = opened.iter().map(|a| a.spec.currency.as_str()).collect();
             let kinds: Vec<&str> = opened.iter().map(|a| a.spec.kind.as_str()).collect();
-            let constraints: Vec<&str> = opened.iter().map(|a| a.spec.constraint.as_str()).collect();
+            let constraints: Vec<&str> =
+                opened.iter().map(|a| a.spec.constraint.as_str()).collect();
             let owners: Vec<&str> = opened.iter().map(|a| a.spec.owner.as_str()).collect();
             let opened_at: Vec<i64> = opened.iter().map(|a| a.opened_at.as_nanos()).collect();
-            transaction.execute(&statements.insert_accounts, &[&ids, &currencies, &kinds, &constraints, &owners, &opened_at])?;
+            transaction.execute(
+                &statements.insert_accounts,
+                &[&ids, &currencies, &kinds, &constraints, &owners, &opened_at],
+            )?;
         }
 
         let transfers: Vec<&Transfer> = batch
@@ -227,10 +280,20 @@ impl LedgerWriter for PostgresWriter {
             let amounts: Vec<i64> = transfers.iter().map(|t| t.amount.minor_units()).collect();
             let currencies: Vec<&str> = transfers.iter().map(|t| t.currency.as_str()).collect();
             let codes: Vec<&str> = transfers.iter().map(|t| t.code.as_str()).collect();
-            let metadata: Vec<Option<String>> = transfers.iter().map(|t| convert::metadata_json(&t.metadata)).collect();
-            let holds: Vec<Option<&str>> = transfers.iter().map(|t| t.hold.as_ref().map(Identifier::as_str)).collect();
-            let expires: Vec<Option<i64>> = transfers.iter().map(|t| t.expires_at.map(Timestamp::as_nanos)).collect();
-            let column = |f: fn(&Transfer) -> i64| -> Vec<i64> { transfers.iter().map(|t| f(t)).collect() };
+            let metadata: Vec<Option<String>> = transfers
+                .iter()
+                .map(|t| convert::metadata_json(&t.metadata))
+                .collect();
+            let holds: Vec<Option<&str>> = transfers
+                .iter()
+                .map(|t| t.hold.as_ref().map(Identifier::as_str))
+                .collect();
+            let expires: Vec<Option<i64>> = transfers
+                .iter()
+                .map(|t| t.expires_at.map(Timestamp::as_nanos))
+                .collect();
+            let column =
+                |f: fn(&Transfer) -> i64| -> Vec<i64> { transfers.iter().map(|t| f(t)).collect() };
             let (d0, d1, d2, d3) = (
                 column(|t| t.debit_after.debits_posted),
                 column(|t| t.debit_after.credits_posted),
@@ -246,14 +309,37 @@ impl LedgerWriter for PostgresWriter {
             let inserted = transaction.query(
                 &statements.insert_transfers,
                 &[
-                    &timestamps, &ids, &kinds, &debits, &credits, &amounts, &currencies, &codes, &metadata, &holds, &expires,
-                    &d0, &d1, &d2, &d3, &c0, &c1, &c2, &c3,
+                    &timestamps,
+                    &ids,
+                    &kinds,
+                    &debits,
+                    &credits,
+                    &amounts,
+                    &currencies,
+                    &codes,
+                    &metadata,
+                    &holds,
+                    &expires,
+                    &d0,
+                    &d1,
+                    &d2,
+                    &d3,
+                    &c0,
+                    &c1,
+                    &c2,
+                    &c3,
                 ],
             )?;
             if inserted.len() != transfers.len() {
-                let written: std::collections::HashSet<String> =
-                    inserted.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect();
-                let duplicates = transfers.iter().filter(|t| !written.contains(t.id.as_str())).map(|t| t.id.clone()).collect();
+                let written: std::collections::HashSet<String> = inserted
+                    .iter()
+                    .filter_map(|r| r.try_get::<_, String>(0).ok())
+                    .collect();
+                let duplicates = transfers
+                    .iter()
+                    .filter(|t| !written.contains(t.id.as_str()))
+                    .map(|t| t.id.clone())
+                    .collect();
                 transaction.rollback()?;
                 return Ok(Commit::Duplicates(duplicates));
             }
@@ -267,11 +353,24 @@ impl LedgerWriter for PostgresWriter {
             let dq: Vec<i64> = a.iter().map(|x| x.balances.debits_pending).collect();
             let cq: Vec<i64> = a.iter().map(|x| x.balances.credits_pending).collect();
             let status: Vec<&str> = a.iter().map(|x| convert::status_str(x.status)).collect();
-            let closed: Vec<Option<i64>> = a.iter().map(|x| x.closed_at.map(Timestamp::as_nanos)).collect();
-            transaction.execute(&statements.update_accounts, &[&ids, &dp, &cp, &dq, &cq, &status, &closed])?;
+            let closed: Vec<Option<i64>> = a
+                .iter()
+                .map(|x| x.closed_at.map(Timestamp::as_nanos))
+                .collect();
+            transaction.execute(
+                &statements.update_accounts,
+                &[&ids, &dp, &cp, &dq, &cq, &status, &closed],
+            )?;
         }
 
-        let placed: Vec<&Hold> = batch.hold_changes.iter().filter_map(|c| match c { HoldChange::Placed(h) => Some(h), _ => None }).collect();
+        let placed: Vec<&Hold> = batch
+            .hold_changes
+            .iter()
+            .filter_map(|c| match c {
+                HoldChange::Placed(h) => Some(h),
+                _ => None,
+            })
+            .collect();
         if !placed.is_empty() {
             let ids: Vec<&str> = placed.iter().map(|h| h.id.as_str()).collect();
             let debits: Vec<&str> = placed.iter().map(|h| h.debit.as_str()).collect();
@@ -280,24 +379,64 @@ impl LedgerWriter for PostgresWriter {
             let currencies: Vec<&str> = placed.iter().map(|h| h.currency.as_str()).collect();
             let expires: Vec<i64> = placed.iter().map(|h| h.expires_at.as_nanos()).collect();
             let states: Vec<&str> = placed.iter().map(|h| h.state.as_str()).collect();
-            let resolved: Vec<Option<&str>> = placed.iter().map(|h| h.resolved_by.as_ref().map(Identifier::as_str)).collect();
-            let captured: Vec<Option<i64>> = placed.iter().map(|h| h.captured.map(|a| a.minor_units())).collect();
-            transaction.execute(&statements.insert_holds, &[&ids, &debits, &credits, &amounts, &currencies, &expires, &states, &resolved, &captured])?;
+            let resolved: Vec<Option<&str>> = placed
+                .iter()
+                .map(|h| h.resolved_by.as_ref().map(Identifier::as_str))
+                .collect();
+            let captured: Vec<Option<i64>> = placed
+                .iter()
+                .map(|h| h.captured.map(|a| a.minor_units()))
+                .collect();
+            transaction.execute(
+                &statements.insert_holds,
+                &[
+                    &ids,
+                    &debits,
+                    &credits,
+                    &amounts,
+                    &currencies,
+                    &expires,
+                    &states,
+                    &resolved,
+                    &captured,
+                ],
+            )?;
         }
-        let resolved: Vec<&Hold> = batch.hold_changes.iter().filter_map(|c| match c { HoldChange::Resolved(h) => Some(h), _ => None }).collect();
+        let resolved: Vec<&Hold> = batch
+            .hold_changes
+            .iter()
+            .filter_map(|c| match c {
+                HoldChange::Resolved(h) => Some(h),
+                _ => None,
+            })
+            .collect();
         if !resolved.is_empty() {
             let ids: Vec<&str> = resolved.iter().map(|h| h.id.as_str()).collect();
             let states: Vec<&str> = resolved.iter().map(|h| h.state.as_str()).collect();
-            let by: Vec<Option<&str>> = resolved.iter().map(|h| h.resolved_by.as_ref().map(Identifier::as_str)).collect();
-            let captured: Vec<Option<i64>> = resolved.iter().map(|h| h.captured.map(|a| a.minor_units())).collect();
+            let by: Vec<Option<&str>> = resolved
+                .iter()
+                .map(|h| h.resolved_by.as_ref().map(Identifier::as_str))
+                .collect();
+            let captured: Vec<Option<i64>> = resolved
+                .iter()
+                .map(|h| h.captured.map(|a| a.minor_units()))
+                .collect();
             transaction.execute(&statements.resolve_holds, &[&ids, &states, &by, &captured])?;
         }
 
         let j = &batch.journal;
-        let batch_no = i64::try_from(j.batch).map_err(|_| StoreError::Corrupt("batch number overflow".into()))?;
+        let batch_no = i64::try_from(j.batch)
+            .map_err(|_| StoreError::Corrupt("batch number overflow".into()))?;
         transaction.execute(
             &statements.insert_journal,
-            &[&batch_no, &j.first_timestamp.as_nanos(), &j.last_timestamp.as_nanos(), &(j.event_count as i64), &&j.previous_hash[..], &&j.hash[..]],
+            &[
+                &batch_no,
+                &j.first_timestamp.as_nanos(),
+                &j.last_timestamp.as_nanos(),
+                &(j.event_count as i64),
+                &&j.previous_hash[..],
+                &&j.hash[..],
+            ],
         )?;
         transaction.commit()?;
         Ok(Commit::Committed)
@@ -312,14 +451,19 @@ impl PostgresReader {
     pub fn open(url: &str, connections: usize) -> Result<PostgresReader, StoreError> {
         migrate(url)?;
         let url = url.to_string();
-        Ok(PostgresReader { pool: Pool::new(connections, Box::new(move || connect(&url))) })
+        Ok(PostgresReader {
+            pool: Pool::new(connections, Box::new(move || connect(&url))),
+        })
     }
 
     pub fn pool_usage(&self) -> (usize, usize) {
         self.pool.usage()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut client = self.pool.get()?;
         if client.is_closed() {
             client.discard();
@@ -337,7 +481,12 @@ impl PostgresReader {
 impl LedgerReader for PostgresReader {
     fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
-            let version: i64 = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.try_get(0)?;
+            let version: i64 = c
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )?
+                .try_get(0)?;
             if version < MIGRATIONS.len() as i64 {
                 return Err(StoreError::Corrupt("migrations not applied".into()));
             }
@@ -346,18 +495,46 @@ impl LedgerReader for PostgresReader {
     }
 
     fn account(&self, id: &Identifier) -> Result<Option<Account>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"), &[&id.as_str()])?.as_ref().map(account_from_row).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                &[&id.as_str()],
+            )?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+        })
     }
 
     fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"), &[&id.as_str()])?.as_ref().map(transfer_from_row).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"),
+                &[&id.as_str()],
+            )?
+            .as_ref()
+            .map(transfer_from_row)
+            .transpose()
+        })
     }
 
     fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError> {
-        self.with(|c| c.query_opt(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"), &[&id.as_str()])?.as_ref().map(hold_from_row).transpose())
+        self.with(|c| {
+            c.query_opt(
+                &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"),
+                &[&id.as_str()],
+            )?
+            .as_ref()
+            .map(hold_from_row)
+            .transpose()
+        })
     }
 
-    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError> {
+    fn balances_as_of(
+        &self,
+        id: &Identifier,
+        at: Timestamp,
+    ) -> Result<Option<Balances>, StoreError> {
         self.with(|c| {
             if c.query_opt("SELECT 1 FROM accounts WHERE id = $1", &[&id.as_str()])?.is_none() {
                 return Ok(None);
@@ -395,18 +572,43 @@ impl LedgerReader for PostgresReader {
 
     fn audit_input(&self) -> Result<AuditInput, StoreError> {
         self.with(|c| {
-            let accounts = c.query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"), &[])?.iter().map(account_from_row).collect::<Result<_, _>>()?;
-            let holds = c.query(&format!("SELECT {HOLD_COLUMNS} FROM holds"), &[])?.iter().map(hold_from_row).collect::<Result<_, _>>()?;
+            let accounts = c
+                .query(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"),
+                    &[],
+                )?
+                .iter()
+                .map(account_from_row)
+                .collect::<Result<_, _>>()?;
+            let holds = c
+                .query(&format!("SELECT {HOLD_COLUMNS} FROM holds"), &[])?
+                .iter()
+                .map(hold_from_row)
+                .collect::<Result<_, _>>()?;
             let journal = c
-                .query(&format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"), &[])?
+                .query(
+                    &format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"),
+                    &[],
+                )?
                 .iter()
                 .map(|r| {
                     let previous: Vec<u8> = r.try_get(4)?;
                     let hash: Vec<u8> = r.try_get(5)?;
-                    convert::journal_entry(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, &previous, &hash)
+                    convert::journal_entry(
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        &previous,
+                        &hash,
+                    )
                 })
                 .collect::<Result<_, _>>()?;
-            Ok(AuditInput { accounts, holds, journal })
+            Ok(AuditInput {
+                accounts,
+                holds,
+                journal,
+            })
         })
     }
 
@@ -414,7 +616,10 @@ impl LedgerReader for PostgresReader {
         self.with(|c| {
             // A portal streams rows in pages rather than loading every transfer.
             let mut transaction = c.transaction()?;
-            let portal = transaction.bind(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"), &[])?;
+            let portal = transaction.bind(
+                &format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"),
+                &[],
+            )?;
             loop {
                 let rows = transaction.query_portal(&portal, 10_000)?;
                 if rows.is_empty() {
@@ -431,8 +636,12 @@ impl LedgerReader for PostgresReader {
 
     fn counts(&self) -> Result<(u64, u64), StoreError> {
         self.with(|c| {
-            let accounts: i64 = c.query_one("SELECT COUNT(*) FROM accounts", &[])?.try_get(0)?;
-            let transfers: i64 = c.query_one("SELECT COUNT(*) FROM transfers", &[])?.try_get(0)?;
+            let accounts: i64 = c
+                .query_one("SELECT COUNT(*) FROM accounts", &[])?
+                .try_get(0)?;
+            let transfers: i64 = c
+                .query_one("SELECT COUNT(*) FROM transfers", &[])?
+                .try_get(0)?;
             Ok((accounts as u64, transfers as u64))
         })
     }

@@ -7,9 +7,14 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use coffer_core::{Identifier, Timestamp};
-use coffer_ledger::{Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer};
+use coffer_ledger::{
+    Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer,
+};
 
-use crate::convert::{self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, IDS_PER_QUERY_MAX, JOURNAL_COLUMNS, TRANSFER_COLUMNS};
+use crate::convert::{
+    self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, IDS_PER_QUERY_MAX,
+    JOURNAL_COLUMNS, TRANSFER_COLUMNS,
+};
 use crate::pool::Pool;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
@@ -46,10 +51,18 @@ fn migrate_connection(connection: &mut Connection) -> Result<i64, StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
     let supported = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = transaction.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = transaction.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     if current > supported {
-        return Err(StoreError::SchemaTooNew { found: current, supported });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         transaction.execute_batch(sql)?;
@@ -63,8 +76,21 @@ fn migrate_connection(connection: &mut Connection) -> Result<i64, StoreError> {
 }
 
 pub(crate) fn account_from_row(row: &Row<'_>) -> Result<Account, StoreError> {
-    let (id, currency, kind, constraint, owner, status): (String, String, String, String, String, String) =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+    let (id, currency, kind, constraint, owner, status): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    );
     AccountRow {
         id: &id,
         currency: &currency,
@@ -107,8 +133,13 @@ pub(crate) fn transfer_from_row(row: &Row<'_>) -> Result<Transfer, StoreError> {
 }
 
 fn hold_from_row(row: &Row<'_>) -> Result<Hold, StoreError> {
-    let (id, debit, credit, currency, state): (String, String, String, String, String) =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(4)?, row.get(6)?);
+    let (id, debit, credit, currency, state): (String, String, String, String, String) = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(4)?,
+        row.get(6)?,
+    );
     let resolved_by: Option<String> = row.get(7)?;
     HoldRow {
         id: &id,
@@ -137,7 +168,9 @@ fn select_by_ids<T>(
         let placeholders = vec!["?"; chunk.len()].join(",");
         let sql = format!("{select} WHERE {key} IN ({placeholders})");
         let mut statement = connection.prepare_cached(&sql)?;
-        let mut rows = statement.query(rusqlite::params_from_iter(chunk.iter().map(Identifier::as_str)))?;
+        let mut rows = statement.query(rusqlite::params_from_iter(
+            chunk.iter().map(Identifier::as_str),
+        ))?;
         while let Some(row) = rows.next()? {
             found.push(parse(row)?);
         }
@@ -150,13 +183,20 @@ fn read_head(connection: &Connection) -> Result<Head, StoreError> {
         .query_row(
             "SELECT batch, hash, last_timestamp FROM journal ORDER BY batch DESC LIMIT 1",
             [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
         )
         .optional()?;
     match row {
         None => Ok(Head::default()),
         Some((batch, hash, last)) => Ok(Head {
-            batch: u64::try_from(batch).map_err(|_| StoreError::Corrupt("negative batch".into()))?,
+            batch: u64::try_from(batch)
+                .map_err(|_| StoreError::Corrupt("negative batch".into()))?,
             hash: convert::hash(&hash)?,
             last_timestamp: Timestamp::from_nanos(last),
         }),
@@ -181,8 +221,9 @@ impl LedgerWriter for SqliteWriter {
     }
 
     fn pending_holds(&mut self) -> Result<Vec<Hold>, StoreError> {
-        let mut statement =
-            self.connection.prepare(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"))?;
+        let mut statement = self.connection.prepare(&format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 'pending' ORDER BY expires_at"
+        ))?;
         let mut rows = statement.query([])?;
         let mut holds = Vec::new();
         while let Some(row) = rows.next()? {
@@ -192,19 +233,39 @@ impl LedgerWriter for SqliteWriter {
     }
 
     fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError> {
-        select_by_ids(&self.connection, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"), "id", ids, account_from_row)
+        select_by_ids(
+            &self.connection,
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"),
+            "id",
+            ids,
+            account_from_row,
+        )
     }
 
     fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError> {
-        select_by_ids(&self.connection, &format!("SELECT {HOLD_COLUMNS} FROM holds"), "id", ids, hold_from_row)
+        select_by_ids(
+            &self.connection,
+            &format!("SELECT {HOLD_COLUMNS} FROM holds"),
+            "id",
+            ids,
+            hold_from_row,
+        )
     }
 
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError> {
-        select_by_ids(&self.connection, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers"), "id", ids, transfer_from_row)
+        select_by_ids(
+            &self.connection,
+            &format!("SELECT {TRANSFER_COLUMNS} FROM transfers"),
+            "id",
+            ids,
+            transfer_from_row,
+        )
     }
 
     fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError> {
-        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut duplicates = Vec::new();
         {
             let mut insert_account = transaction.prepare_cached(&format!(
@@ -246,7 +307,14 @@ impl LedgerWriter for SqliteWriter {
                             metadata,
                             t.hold.as_ref().map(Identifier::as_str),
                             t.expires_at.map(Timestamp::as_nanos),
-                            dp, dc, dq, dr, cp, cc, cq, cr,
+                            dp,
+                            dc,
+                            dq,
+                            dr,
+                            cp,
+                            cc,
+                            cq,
+                            cr,
                         ])?;
                         if inserted == 0 {
                             duplicates.push(t.id.clone());
@@ -268,7 +336,10 @@ impl LedgerWriter for SqliteWriter {
                 let [dp, cp, dq, cq] = convert::balances_array(&account.balances);
                 update_account.execute(params![
                     account.id().as_str(),
-                    dp, cp, dq, cq,
+                    dp,
+                    cp,
+                    dq,
+                    cq,
                     convert::status_str(account.status),
                     account.closed_at.map(Timestamp::as_nanos),
                 ])?;
@@ -276,8 +347,9 @@ impl LedgerWriter for SqliteWriter {
             let mut insert_hold = transaction.prepare_cached(&format!(
                 "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?;
-            let mut resolve_hold =
-                transaction.prepare_cached("UPDATE holds SET state = ?2, resolved_by = ?3, captured = ?4 WHERE id = ?1")?;
+            let mut resolve_hold = transaction.prepare_cached(
+                "UPDATE holds SET state = ?2, resolved_by = ?3, captured = ?4 WHERE id = ?1",
+            )?;
             for change in &batch.hold_changes {
                 match change {
                     HoldChange::Placed(h) => {
@@ -304,16 +376,19 @@ impl LedgerWriter for SqliteWriter {
                 }
             }
             let j = &batch.journal;
-            transaction.prepare_cached(&format!("INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?.execute(
-                params![
-                    i64::try_from(j.batch).map_err(|_| StoreError::Corrupt("batch number overflow".into()))?,
+            transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ))?
+                .execute(params![
+                    i64::try_from(j.batch)
+                        .map_err(|_| StoreError::Corrupt("batch number overflow".into()))?,
                     j.first_timestamp.as_nanos(),
                     j.last_timestamp.as_nanos(),
                     j.event_count as i64,
                     &j.previous_hash[..],
                     &j.hash[..],
-                ],
-            )?;
+                ])?;
         }
         transaction.commit()?;
         Ok(Commit::Committed)
@@ -334,7 +409,9 @@ impl SqliteReader {
             Box::new(move || {
                 let connection = Connection::open_with_flags(
                     &path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
                 )?;
                 connection.busy_timeout(std::time::Duration::from_secs(10))?;
                 connection.pragma_update(None, "cache_size", -16_384)?;
@@ -348,13 +425,21 @@ impl SqliteReader {
         self.pool.usage()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let connection = self.pool.get()?;
         f(&connection)
     }
 }
 
-fn one<T>(connection: &Connection, sql: &str, id: &Identifier, parse: fn(&Row<'_>) -> Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+fn one<T>(
+    connection: &Connection,
+    sql: &str,
+    id: &Identifier,
+    parse: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
     let mut statement = connection.prepare_cached(sql)?;
     let mut rows = statement.query(params![id.as_str()])?;
     match rows.next()? {
@@ -366,7 +451,11 @@ fn one<T>(connection: &Connection, sql: &str, id: &Identifier, parse: fn(&Row<'_
 impl LedgerReader for SqliteReader {
     fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
-            let version: i64 = c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+            let version: i64 = c.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )?;
             if version < MIGRATIONS.len() as i64 {
                 return Err(StoreError::Corrupt("migrations not applied".into()));
             }
@@ -375,18 +464,43 @@ impl LedgerReader for SqliteReader {
     }
 
     fn account(&self, id: &Identifier) -> Result<Option<Account>, StoreError> {
-        self.with(|c| one(c, &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"), id, account_from_row))
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+                id,
+                account_from_row,
+            )
+        })
     }
 
     fn transfer(&self, id: &Identifier) -> Result<Option<Transfer>, StoreError> {
-        self.with(|c| one(c, &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"), id, transfer_from_row))
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"),
+                id,
+                transfer_from_row,
+            )
+        })
     }
 
     fn hold(&self, id: &Identifier) -> Result<Option<Hold>, StoreError> {
-        self.with(|c| one(c, &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"), id, hold_from_row))
+        self.with(|c| {
+            one(
+                c,
+                &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"),
+                id,
+                hold_from_row,
+            )
+        })
     }
 
-    fn balances_as_of(&self, id: &Identifier, at: Timestamp) -> Result<Option<Balances>, StoreError> {
+    fn balances_as_of(
+        &self,
+        id: &Identifier,
+        at: Timestamp,
+    ) -> Result<Option<Balances>, StoreError> {
         self.with(|c| {
             let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")?.exists(params![id.as_str()])?;
             if !exists {
@@ -432,7 +546,9 @@ impl LedgerReader for SqliteReader {
     fn audit_input(&self) -> Result<AuditInput, StoreError> {
         self.with(|c| {
             let mut accounts = Vec::new();
-            let mut statement = c.prepare(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"))?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY opened_at"
+            ))?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 accounts.push(account_from_row(row)?);
@@ -444,20 +560,35 @@ impl LedgerReader for SqliteReader {
                 holds.push(hold_from_row(row)?);
             }
             let mut journal = Vec::new();
-            let mut statement = c.prepare(&format!("SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"))?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {JOURNAL_COLUMNS} FROM journal ORDER BY batch"
+            ))?;
             let mut rows = statement.query([])?;
             while let Some(r) = rows.next()? {
                 let previous: Vec<u8> = r.get(4)?;
                 let hash: Vec<u8> = r.get(5)?;
-                journal.push(convert::journal_entry(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, &previous, &hash)?);
+                journal.push(convert::journal_entry(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    &previous,
+                    &hash,
+                )?);
             }
-            Ok(AuditInput { accounts, holds, journal })
+            Ok(AuditInput {
+                accounts,
+                holds,
+                journal,
+            })
         })
     }
 
     fn scan_transfers(&self, visit: &mut dyn FnMut(Transfer)) -> Result<(), StoreError> {
         self.with(|c| {
-            let mut statement = c.prepare(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"))?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY timestamp"
+            ))?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 visit(transfer_from_row(row)?);

@@ -1,0 +1,547 @@
+//! The ledger engine: one writer thread that owns the in-memory `Ledger` and
+//! the database writer, and commits concurrent requests in groups.
+//!
+//! Why one thread: the ledger's rules need a consistent view of every balance
+//! they touch. Rather than lock rows in the database (which collapses on hot
+//! accounts: every payment to one merchant waits for the previous one), the
+//! writer thread serializes all decisions in memory, where a decision costs
+//! microseconds, and amortizes the expensive part, the durable commit, over
+//! every request that arrived while the previous commit was on its way to disk.
+//! Each request still gets its own result, and only after its batch is durable.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use coffer_core::{Clock, Identifier, Timestamp};
+use coffer_ledger::{Command, Known, Ledger, Outcome, Rejection, TransferOp, BATCH_EVENTS_MAX};
+use coffer_store::{Commit, Database, LedgerWriter, StoreError};
+use tokio::sync::oneshot;
+
+use crate::stats::EngineStats;
+
+/// Requests waiting for the writer beyond this are refused with `Overloaded`
+/// rather than queued without bound.
+pub const QUEUE_CAPACITY_DEFAULT: usize = 65_536;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the ledger is overloaded; retry shortly")]
+    Overloaded,
+    #[error("the ledger is stopped")]
+    Stopped,
+    #[error("a command may carry at most {max} transfers; this one has {count}")]
+    TooLarge { count: usize, max: usize },
+    #[error("the ledger's storage failed: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Overloaded => "overloaded",
+            EngineError::Stopped => "unavailable",
+            EngineError::TooLarge { .. } => "batch_too_large",
+            EngineError::Storage(_) => "storage_unavailable",
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Outcome, EngineError>>;
+
+struct Request {
+    command: Command,
+    reply: Reply,
+}
+
+enum Message {
+    Execute(Request),
+    /// Expire due holds now (tests with a manual clock use it).
+    Tick(oneshot::Sender<()>),
+    Shutdown,
+}
+
+/// A handle to the running engine; cheap to share behind an `Arc`.
+pub struct Engine {
+    sender: SyncSender<Message>,
+    stats: Arc<EngineStats>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// Opens the database (migrating it), loads the journal head and pending
+    /// holds, and starts the writer thread.
+    pub fn start(database: &Database, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        Engine::start_with(database, clock, QUEUE_CAPACITY_DEFAULT)
+    }
+
+    pub fn start_with(
+        database: &Database,
+        clock: Arc<dyn Clock>,
+        queue_capacity: usize,
+    ) -> Result<Engine, EngineError> {
+        let writer = database.open_writer().map_err(storage)?;
+        let mut worker = Worker {
+            database: database.clone(),
+            writer,
+            ledger: Ledger::default(),
+            clock,
+            stats: Arc::new(EngineStats::default()),
+            carried: None,
+        };
+        worker.reload().map_err(storage)?;
+        let stats = worker.stats.clone();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(queue_capacity.max(1));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let handle = std::thread::Builder::new()
+            .name("coffer-ledger-writer".into())
+            .spawn(move || {
+                worker.run(receiver);
+                flag.store(true, Ordering::SeqCst);
+            })
+            .map_err(|e| EngineError::Storage(format!("cannot start the writer thread: {e}")))?;
+        Ok(Engine {
+            sender,
+            stats,
+            worker: Mutex::new(Some(handle)),
+            stopped,
+        })
+    }
+
+    /// Executes one command; resolves once its batch is durable.
+    pub async fn execute(&self, command: Command) -> Result<Outcome, EngineError> {
+        let receiver = self.submit(command)?;
+        receiver.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// `execute` for threads outside the async runtime (CLI, benchmarks).
+    pub fn execute_blocking(&self, command: Command) -> Result<Outcome, EngineError> {
+        let receiver = self.submit(command)?;
+        receiver.blocking_recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    fn submit(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Outcome, EngineError>>, EngineError> {
+        let count = command.event_count_max();
+        if count > BATCH_EVENTS_MAX {
+            return Err(EngineError::TooLarge {
+                count,
+                max: BATCH_EVENTS_MAX,
+            });
+        }
+        let (reply, receiver) = oneshot::channel();
+        match self
+            .sender
+            .try_send(Message::Execute(Request { command, reply }))
+        {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => {
+                self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                Err(EngineError::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Stopped),
+        }
+    }
+
+    /// Expires every hold that is due, now; returns once that is durable.
+    pub async fn tick(&self) -> Result<(), EngineError> {
+        let (done, receiver) = oneshot::channel();
+        self.sender
+            .send(Message::Tick(done))
+            .map_err(|_| EngineError::Stopped)?;
+        receiver.await.map_err(|_| EngineError::Stopped)
+    }
+
+    pub fn tick_blocking(&self) -> Result<(), EngineError> {
+        let (done, receiver) = oneshot::channel();
+        self.sender
+            .send(Message::Tick(done))
+            .map_err(|_| EngineError::Stopped)?;
+        receiver.blocking_recv().map_err(|_| EngineError::Stopped)
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Commits everything already queued, then stops the writer. Idempotent.
+    pub fn shutdown(&self) {
+        let _ = self.sender.send(Message::Shutdown);
+        let handle = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn storage(error: StoreError) -> EngineError {
+    EngineError::Storage(error.to_string())
+}
+
+struct Worker {
+    database: Database,
+    writer: Box<dyn LedgerWriter>,
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    stats: Arc<EngineStats>,
+    /// A request that did not fit in the previous batch.
+    carried: Option<Request>,
+}
+
+impl Worker {
+    /// Rebuilds the in-memory state from storage: the journal head, pending
+    /// holds and the accounts they touch. Other accounts load on first use.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let head = self.writer.head()?;
+        let mut ledger = Ledger::new(head.batch, head.hash, head.last_timestamp);
+        let holds = self.writer.pending_holds()?;
+        let mut ids: Vec<Identifier> = holds
+            .iter()
+            .flat_map(|h| [h.debit.clone(), h.credit.clone()])
+            .collect();
+        ids.sort();
+        ids.dedup();
+        for account in self.writer.accounts(&ids)? {
+            ledger.cache_account(account);
+        }
+        for hold in holds {
+            ledger.cache_hold(hold);
+        }
+        self.ledger = ledger;
+        Ok(())
+    }
+
+    fn run(&mut self, receiver: Receiver<Message>) {
+        let mut shutting_down = false;
+        loop {
+            let first = match self.carried.take() {
+                Some(request) => Some(Message::Execute(request)),
+                None if shutting_down => match receiver.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => return,
+                },
+                None => match self.wait_time() {
+                    None => receiver.recv().ok(),
+                    Some(wait) => match receiver.recv_timeout(wait) {
+                        Ok(message) => Some(message),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    },
+                },
+            };
+            let mut requests = Vec::new();
+            let mut ticks = Vec::new();
+            let mut events = 0;
+            let mut next = first;
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Execute(request) => {
+                        let count = request.command.event_count_max();
+                        if events + count > BATCH_EVENTS_MAX && !requests.is_empty() {
+                            self.carried = Some(request);
+                            break;
+                        }
+                        events += count;
+                        requests.push(request);
+                    }
+                    Message::Tick(done) => ticks.push(done),
+                    Message::Shutdown => shutting_down = true,
+                }
+                next = receiver.try_recv().ok();
+            }
+            self.process(requests);
+            for done in ticks {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// How long to sleep before the next hold expires (`None`: no holds).
+    fn wait_time(&self) -> Option<Duration> {
+        let next = self.ledger.next_expiry()?;
+        let nanos = next
+            .as_nanos()
+            .saturating_sub(self.clock.now().as_nanos())
+            .clamp(0, 1_000_000_000);
+        Some(
+            Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)).max(Duration::from_micros(100)),
+        )
+    }
+
+    /// Executes a group of requests (and any due expiries) as one batch.
+    fn process(&mut self, requests: Vec<Request>) {
+        let now = self.clock.now();
+        let requested: usize = requests.iter().map(|r| r.command.event_count_max()).sum();
+        let mut known = Known::default();
+        if let Err(error) = self.prefetch(&requests, now, requested, &mut known) {
+            self.fail(requests, error);
+            return;
+        }
+        let started = Instant::now();
+        let mut checked = HashSet::new();
+        for attempt in 0..4 {
+            let expire_limit = BATCH_EVENTS_MAX.saturating_sub(requested);
+            let expired = self.ledger.expire_due(now, expire_limit);
+            let outcomes: Vec<Outcome> = requests
+                .iter()
+                .map(|r| self.ledger.execute(&r.command, now, &known))
+                .collect();
+            // The ledger remembers only this batch's transfers. A refused
+            // transfer may be a retry of one committed long ago, which must get
+            // the original back, not a fresh verdict: look those ids up.
+            let unknown = rejected_unknown_ids(&requests, &outcomes, &known, &mut checked);
+            if !unknown.is_empty() {
+                match self.writer.transfers(&unknown) {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(found) => {
+                        self.ledger.rollback();
+                        let ids: Vec<Identifier> = found.into_iter().map(|t| t.id).collect();
+                        if let Err(error) = self.load_transfers(&ids, &mut known) {
+                            self.fail(requests, error);
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        self.ledger.rollback();
+                        self.fail(requests, error);
+                        return;
+                    }
+                }
+            }
+            let Some(batch) = self.ledger.seal() else {
+                // Nothing to write (only rejections and replays of committed data).
+                self.answer(requests, outcomes);
+                return;
+            };
+            let commit_started = Instant::now();
+            match self.writer.commit(&batch) {
+                Ok(Commit::Committed) => {
+                    self.ledger.confirm(&batch.journal);
+                    let transfers = batch
+                        .events
+                        .iter()
+                        .filter(|e| matches!(e, coffer_ledger::Event::Transfer(_)))
+                        .count();
+                    self.stats.record_batch(
+                        batch.events.len(),
+                        transfers,
+                        expired,
+                        commit_started.elapsed(),
+                        started.elapsed(),
+                    );
+                    self.answer(requests, outcomes);
+                    return;
+                }
+                Ok(Commit::Duplicates(ids)) => {
+                    // Some ids were committed by an earlier batch the ledger no
+                    // longer remembers: load them and execute again, so those
+                    // requests replay the original instead of writing twice.
+                    self.ledger.rollback();
+                    self.stats.duplicate_retries.fetch_add(1, Ordering::Relaxed);
+                    if let Err(error) = self.load_transfers(&ids, &mut known) {
+                        self.fail(requests, error);
+                        return;
+                    }
+                    tracing::debug!(
+                        attempt,
+                        duplicates = ids.len(),
+                        "batch repeated committed ids; re-executing"
+                    );
+                }
+                Err(error) => {
+                    self.ledger.rollback();
+                    self.fail(requests, error);
+                    return;
+                }
+            }
+        }
+        self.ledger.rollback();
+        self.fail(
+            requests,
+            StoreError::Corrupt("a batch kept colliding with committed ids".into()),
+        );
+    }
+
+    /// Loads what the batch refers to and the ledger does not hold in memory.
+    fn prefetch(
+        &mut self,
+        requests: &[Request],
+        now: Timestamp,
+        requested: usize,
+        known: &mut Known,
+    ) -> Result<(), StoreError> {
+        let mut accounts: HashSet<Identifier> = HashSet::new();
+        let mut holds: HashSet<Identifier> = HashSet::new();
+        let mut want = |id: &Identifier, ledger: &Ledger| {
+            if ledger.account(id).is_none() {
+                accounts.insert(id.clone());
+            }
+        };
+        for request in requests {
+            match &request.command {
+                Command::OpenAccount(spec) => want(&spec.id, &self.ledger),
+                Command::CloseAccount(id) => want(id, &self.ledger),
+                Command::Transfers { transfers, .. } => {
+                    for transfer in transfers {
+                        match &transfer.op {
+                            TransferOp::Post { debit, credit, .. }
+                            | TransferOp::Hold { debit, credit, .. } => {
+                                want(debit, &self.ledger);
+                                want(credit, &self.ledger);
+                            }
+                            TransferOp::Capture { hold, .. } | TransferOp::Release { hold } => {
+                                match self.ledger.pending_hold(hold) {
+                                    Some(pending) => {
+                                        want(&pending.debit, &self.ledger);
+                                        want(&pending.credit, &self.ledger);
+                                    }
+                                    None => {
+                                        holds.insert(hold.clone());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let limit = BATCH_EVENTS_MAX.saturating_sub(requested);
+        accounts.extend(self.ledger.accounts_of_due_holds(now, limit));
+        if !accounts.is_empty() {
+            let ids: Vec<Identifier> = accounts.into_iter().collect();
+            for account in self.writer.accounts(&ids)? {
+                self.ledger.cache_account(account);
+            }
+        }
+        if !holds.is_empty() {
+            let ids: Vec<Identifier> = holds.into_iter().collect();
+            for hold in self.writer.holds(&ids)? {
+                known.holds.insert(hold.id.clone(), hold);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_transfers(&mut self, ids: &[Identifier], known: &mut Known) -> Result<(), StoreError> {
+        let mut holds = Vec::new();
+        for transfer in self.writer.transfers(ids)? {
+            if let Some(hold) = &transfer.hold {
+                if self.ledger.pending_hold(hold).is_none() && !known.holds.contains_key(hold) {
+                    holds.push(hold.clone());
+                }
+            }
+            known.transfers.insert(transfer.id.clone(), transfer);
+        }
+        if !holds.is_empty() {
+            for hold in self.writer.holds(&holds)? {
+                known.holds.insert(hold.id.clone(), hold);
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(&self, requests: Vec<Request>, outcomes: Vec<Outcome>) {
+        for (request, outcome) in requests.into_iter().zip(outcomes) {
+            let _ = request.reply.send(Ok(outcome));
+        }
+    }
+
+    /// Storage failed: nobody in the batch gets a result, and the in-memory
+    /// state is rebuilt from what storage actually holds (the commit may or
+    /// may not have landed; a retry under the same ids tells which).
+    fn fail(&mut self, requests: Vec<Request>, error: StoreError) {
+        tracing::error!(%error, requests = requests.len(), "ledger commit failed");
+        self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+        let message = EngineError::Storage(error.to_string());
+        for request in requests {
+            let _ = request.reply.send(Err(message.clone()));
+        }
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let reopened = self.database.open_writer().and_then(|writer| {
+                self.writer = writer;
+                self.reload()
+            });
+            match reopened {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::error!(%error, "cannot reopen the ledger database; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Ids of refused transfers that neither this batch nor `known` has seen,
+/// each reported once per batch.
+fn rejected_unknown_ids(
+    requests: &[Request],
+    outcomes: &[Outcome],
+    known: &Known,
+    checked: &mut HashSet<Identifier>,
+) -> Vec<Identifier> {
+    let mut ids = Vec::new();
+    for (request, outcome) in requests.iter().zip(outcomes) {
+        let (Command::Transfers { transfers, .. }, Outcome::Transfers(results)) =
+            (&request.command, outcome)
+        else {
+            continue;
+        };
+        for (command, result) in transfers.iter().zip(results) {
+            let refused = matches!(result, Err(r) if *r != Rejection::ExistsWithDifferentFields);
+            if refused
+                && !known.transfers.contains_key(&command.id)
+                && checked.insert(command.id.clone())
+            {
+                ids.push(command.id.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// For tests and benchmarks: the clock the engine reads, shared.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(coffer_core::SystemClock)
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(AtomicU64::new(u64::try_from(start.as_nanos()).unwrap_or(0)))
+    }
+
+    pub fn advance_millis(&self, milliseconds: u64) {
+        self.0
+            .fetch_add(milliseconds.saturating_mul(1_000_000), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_nanos(i64::try_from(self.0.load(Ordering::SeqCst)).unwrap_or(i64::MAX))
+    }
+}

@@ -1,0 +1,345 @@
+//! The engine end to end on both real backends: commits, idempotent replays
+//! across restarts, holds and expiry, linked batches, hot accounts, and
+//! `verify` catching a tampered row.
+
+use std::sync::Arc;
+
+use coffer_app::{verify, Engine, ManualClock};
+use coffer_core::{Clock, Timestamp};
+use coffer_ledger::{Command, HoldState, Outcome, Rejection, Transfer};
+use coffer_testkit::*;
+
+fn transfers(outcome: Outcome) -> Vec<Result<(Transfer, bool), Rejection>> {
+    match outcome {
+        Outcome::Transfers(results) => results,
+        other => panic!("expected transfers, got {other:?}"),
+    }
+}
+
+fn one(engine: &Engine, command: Command) -> Result<(Transfer, bool), Rejection> {
+    transfers(engine.execute_blocking(command).expect("engine")).remove(0)
+}
+
+fn open(engine: &Engine, command: Command) {
+    match engine.execute_blocking(command).expect("engine") {
+        Outcome::Account(Ok(_)) => {}
+        other => panic!("open failed: {other:?}"),
+    }
+}
+
+fn setup(engine: &Engine) {
+    open(engine, bank("bank"));
+    open(engine, wallet("alice"));
+    open(engine, wallet("bob"));
+    one(engine, single(post("fund-alice", "bank", "alice", 10_000))).expect("fund");
+}
+
+fn clean(database: &coffer_store::Database) -> coffer_ledger::AuditReport {
+    let reader = database.open_reader(2).expect("reader");
+    let report = verify(reader.as_ref(), &mut |_| {}).expect("verify");
+    assert!(report.is_clean(), "verify found: {:?}", report.violations);
+    report
+}
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Timestamp::from_nanos(
+        1_800_000_000_000_000_000,
+    )))
+}
+
+#[test]
+fn transfers_commit_and_replay_across_restarts() {
+    for db in TestDatabase::both() {
+        let clock = clock();
+        {
+            let engine = Engine::start(&db.database, clock.clone()).expect("start");
+            setup(&engine);
+            let (first, created) =
+                one(&engine, single(post("t1", "alice", "bob", 2_500))).expect("t1");
+            assert!(created);
+            assert_eq!(first.debit_after.debits_posted, 2_500);
+            // Same id, same fields, same engine: the original.
+            let (again, created) =
+                one(&engine, single(post("t1", "alice", "bob", 2_500))).expect("replay");
+            assert!(!created);
+            assert_eq!(again, first);
+        }
+        // A new engine knows nothing in memory: the replay must come from storage.
+        let engine = Engine::start(&db.database, clock.clone()).expect("restart");
+        let (again, created) =
+            one(&engine, single(post("t1", "alice", "bob", 2_500))).expect("replay after restart");
+        assert!(
+            !created,
+            "{}: replay after restart wrote a second transfer",
+            db.name()
+        );
+        assert_eq!(again.amount.minor_units(), 2_500);
+        assert_eq!(
+            one(&engine, single(post("t1", "alice", "bob", 2_501))),
+            Err(Rejection::ExistsWithDifferentFields)
+        );
+        assert_eq!(
+            one(&engine, single(post("t2", "alice", "bob", 7_501))),
+            Err(Rejection::InsufficientFunds)
+        );
+        // A replay beside new work in one request: both answered, one written.
+        let results = transfers(
+            engine
+                .execute_blocking(Command::Transfers {
+                    transfers: vec![
+                        post("t1", "alice", "bob", 2_500),
+                        post("t3", "alice", "bob", 500),
+                    ],
+                    linked: false,
+                })
+                .expect("engine"),
+        );
+        assert!(matches!(results[0], Ok((_, false))));
+        assert!(matches!(results[1], Ok((_, true))));
+        engine.shutdown();
+        let report = clean(&db.database);
+        assert_eq!(report.transfers, 3, "{}", db.name());
+    }
+}
+
+#[test]
+fn holds_capture_release_and_expire() {
+    for db in TestDatabase::both() {
+        let clock = clock();
+        let engine = Engine::start(&db.database, clock.clone()).expect("start");
+        setup(&engine);
+        one(&engine, single(hold("h1", "alice", "bob", 4_000, 60_000))).expect("h1");
+        one(&engine, single(hold("h2", "alice", "bob", 3_000, 60_000))).expect("h2");
+        one(&engine, single(hold("h3", "alice", "bob", 2_000, 1_000))).expect("h3");
+        // 9,000 held of 10,000: only 1,000 left to spend.
+        assert_eq!(
+            one(&engine, single(post("p1", "alice", "bob", 1_001))),
+            Err(Rejection::InsufficientFunds)
+        );
+        let (captured, _) =
+            one(&engine, single(capture("c1", "h1", Some(2_500)))).expect("partial capture");
+        assert_eq!(captured.amount.minor_units(), 2_500);
+        assert_eq!(captured.debit_after.debits_posted, 2_500);
+        assert_eq!(captured.debit_after.debits_pending, 5_000);
+        assert_eq!(
+            one(&engine, single(capture("c1b", "h1", None))),
+            Err(Rejection::HoldNotPending)
+        );
+        assert_eq!(
+            one(&engine, single(capture("c2", "h2", Some(3_001)))),
+            Err(Rejection::CaptureExceedsHold)
+        );
+        one(&engine, single(release("r2", "h2"))).expect("release");
+        clock.advance_millis(1_001);
+        engine.tick_blocking().expect("tick");
+        assert_eq!(
+            one(&engine, single(capture("c3", "h3", None))),
+            Err(Rejection::HoldExpired)
+        );
+        engine.shutdown();
+
+        let reader = db.database.open_reader(1).expect("reader");
+        let h3 = reader.hold(&id("h3")).expect("read").expect("h3 stored");
+        assert_eq!(h3.state, HoldState::Expired);
+        let alice = reader.account(&id("alice")).expect("read").expect("alice");
+        assert_eq!(alice.balances.debits_pending, 0);
+        assert_eq!(alice.available(), 10_000 - 2_500);
+
+        // After a restart the resolved holds come from storage.
+        let engine = Engine::start(&db.database, clock.clone()).expect("restart");
+        assert_eq!(
+            one(&engine, single(release("r1", "h1"))),
+            Err(Rejection::HoldNotPending)
+        );
+        assert_eq!(
+            one(&engine, single(capture("c3", "h3", None))),
+            Err(Rejection::HoldExpired)
+        );
+        assert_eq!(
+            one(&engine, single(capture("c9", "nope", None))),
+            Err(Rejection::HoldNotFound)
+        );
+        let (replayed, created) =
+            one(&engine, single(capture("c1", "h1", Some(2_500)))).expect("replayed capture");
+        assert!(!created);
+        assert_eq!(replayed, captured);
+        // A hold placed before a restart still expires after it.
+        one(&engine, single(hold("h4", "alice", "bob", 100, 500))).expect("h4");
+        engine.shutdown();
+        let engine = Engine::start(&db.database, clock.clone()).expect("restart");
+        clock.advance_millis(600);
+        engine.tick_blocking().expect("tick");
+        engine.shutdown();
+        let h4 = reader.hold(&id("h4")).expect("read").expect("h4");
+        assert_eq!(h4.state, HoldState::Expired, "{}", db.name());
+        clean(&db.database);
+    }
+}
+
+#[test]
+fn linked_batches_are_all_or_nothing() {
+    for db in TestDatabase::both() {
+        let engine = Engine::start(&db.database, clock()).expect("start");
+        setup(&engine);
+        open(&engine, bank("fees"));
+        let failing = linked(vec![
+            post("l1", "alice", "bob", 6_000),
+            post("l2", "alice", "fees", 5_000),
+        ]);
+        let results = transfers(engine.execute_blocking(failing).expect("engine"));
+        assert_eq!(
+            results,
+            vec![
+                Err(Rejection::LinkedTransferFailed),
+                Err(Rejection::InsufficientFunds)
+            ]
+        );
+        let reader = db.database.open_reader(1).expect("reader");
+        assert!(
+            reader.transfer(&id("l1")).expect("read").is_none(),
+            "a failed linked member was written"
+        );
+        let passing = linked(vec![
+            post("l1", "alice", "bob", 6_000),
+            post("l2", "alice", "fees", 40),
+        ]);
+        let results = transfers(engine.execute_blocking(passing.clone()).expect("engine"));
+        assert!(
+            results.iter().all(|r| matches!(r, Ok((_, true)))),
+            "{results:?}"
+        );
+        // A full replay is answered from what was written.
+        let results = transfers(engine.execute_blocking(passing).expect("engine"));
+        assert!(
+            results.iter().all(|r| matches!(r, Ok((_, false)))),
+            "{results:?}"
+        );
+        let partial = linked(vec![
+            post("l1", "alice", "bob", 6_000),
+            post("l3", "alice", "fees", 40),
+        ]);
+        let results = transfers(engine.execute_blocking(partial).expect("engine"));
+        assert_eq!(
+            results,
+            vec![
+                Err(Rejection::LinkedBatchPartiallyExists),
+                Err(Rejection::LinkedTransferFailed)
+            ]
+        );
+        engine.shutdown();
+        clean(&db.database);
+    }
+}
+
+#[test]
+fn concurrent_clients_on_one_hot_account_are_exact() {
+    for db in TestDatabase::both() {
+        let engine = Arc::new(
+            Engine::start(&db.database, Arc::new(coffer_core::SystemClock)).expect("start"),
+        );
+        open(&engine, bank("bank"));
+        open(&engine, wallet("merchant"));
+        let clients = 16;
+        let per_client = 50;
+        for c in 0..clients {
+            open(&engine, wallet(&format!("payer-{c}")));
+            one(
+                &engine,
+                single(post(
+                    &format!("fund-{c}"),
+                    "bank",
+                    &format!("payer-{c}"),
+                    1_000,
+                )),
+            )
+            .expect("fund");
+        }
+        let threads: Vec<_> = (0..clients)
+            .map(|c| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    let mut accepted = 0;
+                    // 50 payments of 30 from 1,000: the 34th and later must be refused.
+                    for i in 0..per_client {
+                        match one(
+                            &engine,
+                            single(post(
+                                &format!("pay-{c}-{i}"),
+                                &format!("payer-{c}"),
+                                "merchant",
+                                30,
+                            )),
+                        ) {
+                            Ok(_) => accepted += 1,
+                            Err(Rejection::InsufficientFunds) => {}
+                            Err(other) => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        let accepted: i64 = threads.into_iter().map(|t| t.join().expect("client")).sum();
+        assert_eq!(accepted, clients * 33);
+        engine.shutdown();
+        let reader = db.database.open_reader(1).expect("reader");
+        let merchant = reader
+            .account(&id("merchant"))
+            .expect("read")
+            .expect("merchant");
+        assert_eq!(merchant.posted(), accepted * 30, "{}", db.name());
+        clean(&db.database);
+        assert!(
+            engine
+                .stats()
+                .batches
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+    }
+}
+
+#[test]
+fn verify_names_a_tampered_transfer_and_a_broken_chain() {
+    for db in TestDatabase::both() {
+        let engine = Engine::start(&db.database, clock()).expect("start");
+        setup(&engine);
+        one(&engine, single(post("t1", "alice", "bob", 100))).expect("t1");
+        engine.shutdown();
+        clean(&db.database);
+        execute_sql(
+            &db.database,
+            "UPDATE transfers SET amount = 200 WHERE id = 't1'",
+        );
+        let reader = db.database.open_reader(1).expect("reader");
+        let report = verify(reader.as_ref(), &mut |_| {}).expect("verify");
+        assert!(
+            !report.is_clean(),
+            "{}: tampered amount not detected",
+            db.name()
+        );
+        let named: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+        assert!(named.iter().any(|v| v.contains("t1")), "{named:?}");
+        // Undo the amount but change a stored balance instead.
+        execute_sql(
+            &db.database,
+            "UPDATE transfers SET amount = 100 WHERE id = 't1'",
+        );
+        clean(&db.database);
+        execute_sql(
+            &db.database,
+            "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = 'bob'",
+        );
+        let report = verify(reader.as_ref(), &mut |_| {}).expect("verify");
+        let named: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+        assert!(named.iter().any(|v| v.contains("bob")), "{named:?}");
+    }
+}
+
+#[test]
+fn manual_clock_moves() {
+    let clock = clock();
+    let before = clock.now();
+    clock.advance_millis(5);
+    assert_eq!(clock.now().as_nanos() - before.as_nanos(), 5_000_000);
+}
