@@ -287,6 +287,7 @@ impl Worker {
 
     /// Executes a group of requests (and any due expiries) as one batch.
     fn process(&mut self, requests: Vec<Request>) {
+        let started = Instant::now();
         let now = self.clock.now();
         let requested: usize = requests.iter().map(|r| r.command.event_count_max()).sum();
         let mut known = Known::default();
@@ -294,7 +295,6 @@ impl Worker {
             self.fail(requests, error);
             return;
         }
-        let started = Instant::now();
         let mut checked = HashSet::new();
         for attempt in 0..4 {
             let expire_limit = BATCH_EVENTS_MAX.saturating_sub(requested);
@@ -459,6 +459,9 @@ impl Worker {
     }
 
     fn answer(&self, requests: Vec<Request>, outcomes: Vec<Outcome>) {
+        self.stats
+            .requests
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
         for (request, outcome) in requests.into_iter().zip(outcomes) {
             let _ = request.reply.send(Ok(outcome));
         }

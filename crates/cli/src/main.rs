@@ -1,1 +1,132 @@
-fn main() {}
+//! `coffer`: one binary for the service and its operations.
+
+mod bench_ledger;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffer_store::Database;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Coffer: a digital-wallet platform for banks, on an exact double-entry ledger."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Create the database schema or bring it up to date.
+    #[command(
+        after_help = "Examples:\n  coffer migrate --db sqlite://coffer-data/coffer.db\n  coffer migrate --db postgres://coffer@127.0.0.1/coffer"
+    )]
+    Migrate {
+        /// Database URL (sqlite://PATH or postgres://…).
+        #[arg(
+            long,
+            env = "COFFER_DATABASE_URL",
+            default_value = "sqlite://coffer-data/coffer.db"
+        )]
+        db: String,
+    },
+    /// Prove the ledger from its stored rows: balanced per currency, balances
+    /// equal to the sum of entries, constraints held, holds consistent, journal chain intact.
+    #[command(
+        after_help = "Exits 0 when everything checks out, 1 (naming each account or transfer) when not.\n\nExamples:\n  coffer verify --db sqlite://coffer-data/coffer.db\n  coffer verify --db postgres://coffer@127.0.0.1/coffer"
+    )]
+    Verify {
+        #[arg(
+            long,
+            env = "COFFER_DATABASE_URL",
+            default_value = "sqlite://coffer-data/coffer.db"
+        )]
+        db: String,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The ledger engine under concurrent clients, against the naive baseline.
+    Ledger(bench_ledger::BenchLedger),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("COFFER_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Top::Migrate { db } => migrate(&db),
+        Top::Verify { db } => verify(&db),
+        Top::Bench(Bench::Ledger(args)) => bench_ledger::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn migrate(url: &str) -> anyhow::Result<ExitCode> {
+    let database = Database::parse(url)?;
+    let version = database.migrate()?;
+    println!("{}: schema at version {version}", database.redacted());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(url: &str) -> anyhow::Result<ExitCode> {
+    let database = Database::parse(url)?;
+    if let Database::Sqlite(path) = &database {
+        if !path.exists() {
+            anyhow::bail!("{}: no such database", database.redacted());
+        }
+    }
+    let reader = database.open_reader(1)?;
+    let (accounts, transfers) = reader.counts()?;
+    let bar = indicatif::ProgressBar::new(transfers);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verifying [{bar:40}] {pos}/{len} transfers ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = coffer_app::verify(reader.as_ref(), &mut |seen| bar.set_position(seen))?;
+    bar.finish_and_clear();
+    println!(
+        "verified {}: {} accounts, {} transfers, {} holds, {} journal batches",
+        database.redacted(),
+        accounts,
+        report.transfers,
+        report.holds,
+        report.journal_batches
+    );
+    for (currency, (debits, credits)) in &report.totals {
+        println!("  {currency}: debits {debits} = credits {credits} (minor units)");
+    }
+    if report.is_clean() {
+        println!("OK: the ledger balances, every balance equals its entries, every constraint holds, the journal chain is intact");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("FAILED: {} violation(s)", report.violation_count);
+        for violation in &report.violations {
+            println!("  - {violation}");
+        }
+        if report.violation_count > report.violations.len() as u64 {
+            println!(
+                "  … and {} more",
+                report.violation_count - report.violations.len() as u64
+            );
+        }
+        Ok(ExitCode::from(1))
+    }
+}
