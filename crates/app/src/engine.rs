@@ -390,6 +390,7 @@ impl Worker {
     ) -> Result<(), StoreError> {
         let mut accounts: HashSet<Identifier> = HashSet::new();
         let mut holds: HashSet<Identifier> = HashSet::new();
+        let mut repeated: Vec<Identifier> = Vec::new();
         let mut want = |id: &Identifier, ledger: &Ledger| {
             if ledger.account(id).is_none() {
                 accounts.insert(id.clone());
@@ -401,6 +402,12 @@ impl Worker {
                 Command::CloseAccount(id) => want(id, &self.ledger),
                 Command::Transfers { transfers, .. } => {
                     for transfer in transfers {
+                        // An id that names a pending hold is a repeat of the
+                        // transfer that placed it: load that record, so the
+                        // ledger replays it rather than placing the hold twice.
+                        if self.ledger.pending_hold(&transfer.id).is_some() {
+                            repeated.push(transfer.id.clone());
+                        }
                         match &transfer.op {
                             TransferOp::Post { debit, credit, .. }
                             | TransferOp::Hold { debit, credit, .. } => {
@@ -436,6 +443,9 @@ impl Worker {
             for hold in self.writer.holds(&ids)? {
                 known.holds.insert(hold.id.clone(), hold);
             }
+        }
+        if !repeated.is_empty() {
+            self.load_transfers(&repeated, known)?;
         }
         Ok(())
     }

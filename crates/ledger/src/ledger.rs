@@ -594,6 +594,12 @@ impl Ledger {
                 if *timeout_ms == 0 || *timeout_ms > HOLD_TIMEOUT_MAX_MS {
                     return Err(Rejection::InvalidTimeout);
                 }
+                // A pending hold with this id means the id is taken. The
+                // engine loads the original for a replay; without it, refuse
+                // rather than place a second hold under the same id.
+                if self.holds.contains_key(&command.id) {
+                    return Err(Rejection::ExistsWithDifferentFields);
+                }
                 let (d, c) = self.resolve_pair(debit, credit, *currency)?;
                 let mut debit_after = self.accounts[d].balances;
                 let mut credit_after = self.accounts[c].balances;
