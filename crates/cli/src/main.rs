@@ -1,6 +1,7 @@
 //! `coffer`: one binary for the service and its operations.
 
 mod bench_ledger;
+mod crash_load;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,9 @@ enum Top {
 enum Bench {
     /// The ledger engine under concurrent clients, against the naive baseline.
     Ledger(bench_ledger::BenchLedger),
+    /// Load for the crash test (kill it at will; see tests/crash.rs).
+    #[command(hide = true)]
+    CrashLoad(crash_load::CrashLoad),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Top::Migrate { db } => migrate(&db),
         Top::Verify { db } => verify(&db),
         Top::Bench(Bench::Ledger(args)) => bench_ledger::run(args).map(|()| ExitCode::SUCCESS),
+        Top::Bench(Bench::CrashLoad(args)) => crash_load::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
