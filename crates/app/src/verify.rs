@@ -15,7 +15,7 @@ pub fn verify(
     reader.scan_transfers(&mut |transfer| {
         auditor.feed(&transfer);
         seen += 1;
-        if seen % 10_000 == 0 {
+        if seen.is_multiple_of(10_000) {
             progress(seen);
         }
     })?;
