@@ -2,6 +2,8 @@
 
 mod bench_ledger;
 mod crash_load;
+mod demo;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Top {
+    /// Run the HTTP service.
+    Serve(serve::Serve),
+    /// Manage service API keys (for the bank's own systems and partners).
+    #[command(subcommand)]
+    Apikey(Apikey),
     /// Create the database schema or bring it up to date.
     #[command(
         after_help = "Examples:\n  coffer migrate --db sqlite://coffer-data/coffer.db\n  coffer migrate --db postgres://coffer@127.0.0.1/coffer"
@@ -53,6 +60,25 @@ enum Top {
 }
 
 #[derive(Debug, Subcommand)]
+enum Apikey {
+    /// Create a key; prints it once (only its hash is stored).
+    #[command(
+        after_help = "Examples:\n  coffer apikey create --name payments-core --scopes ledger:read,ledger:write\n  coffer apikey create --name reporting --scopes ledger:read"
+    )]
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: ledger:read, ledger:write
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        #[arg(long, env = "COFFER_DATABASE_URL")]
+        db: Option<String>,
+        #[arg(long, env = "COFFER_DATA_DIR", default_value = "coffer-data")]
+        data_dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Bench {
     /// The ledger engine under concurrent clients, against the naive baseline.
     Ledger(bench_ledger::BenchLedger),
@@ -63,11 +89,33 @@ enum Bench {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("COFFER_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    let default_level = if matches!(cli.command, Top::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if matches!(&cli.command, Top::Serve(args) if args.log_json()) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     let result = match cli.command {
+        Top::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Top::Apikey(Apikey::Create {
+            name,
+            scopes,
+            db,
+            data_dir,
+        }) => create_api_key(
+            &name,
+            scopes,
+            &serve::database_url(db.as_deref(), &data_dir),
+        ),
         Top::Migrate { db } => migrate(&db),
         Top::Verify { db } => verify(&db),
         Top::Bench(Bench::Ledger(args)) => bench_ledger::run(args).map(|()| ExitCode::SUCCESS),
@@ -134,4 +182,27 @@ fn verify(url: &str) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+fn create_api_key(name: &str, scopes: Vec<String>, url: &str) -> anyhow::Result<ExitCode> {
+    for scope in &scopes {
+        if !coffer_api::auth::SCOPES.contains(&scope.as_str()) {
+            anyhow::bail!(
+                "--scopes: unknown scope {scope:?} (known: {})",
+                coffer_api::auth::SCOPES.join(", ")
+            );
+        }
+    }
+    let database = Database::parse(url)?;
+    let service = coffer_store::service::open(&database, 1)?;
+    let now = coffer_core::Clock::now(&coffer_core::SystemClock).as_nanos();
+    let (token, record) = coffer_api::auth::generate(name, scopes, now);
+    service.insert_api_key(&record)?;
+    println!(
+        "API key {} ({name}) created with scopes {}. It is shown once and stored only as a hash:",
+        record.id,
+        record.scopes.join(",")
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }

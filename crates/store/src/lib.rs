@@ -9,6 +9,7 @@ mod convert;
 pub mod naive;
 mod pool;
 pub mod postgres;
+pub mod service;
 pub mod sqlite;
 pub mod throwaway;
 
@@ -190,6 +191,8 @@ pub trait LedgerReader: Send + Sync {
     /// Every transfer in timestamp order, streamed.
     fn scan_transfers(&self, visit: &mut dyn FnMut(Transfer)) -> Result<(), StoreError>;
     fn counts(&self) -> Result<(u64, u64), StoreError>;
+    /// Read pool: (connections open, connections idle).
+    fn pool_usage(&self) -> (usize, usize);
 }
 
 #[cfg(test)]

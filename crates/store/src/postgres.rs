@@ -17,7 +17,10 @@ use crate::convert::{
 use crate::pool::Pool;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres_0001_ledger.sql")),
+    (2, include_str!("migrations/postgres_0002_service.sql")),
+];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
     Ok(Client::connect(url, NoTls)?)
@@ -456,10 +459,6 @@ impl PostgresReader {
         })
     }
 
-    pub fn pool_usage(&self) -> (usize, usize) {
-        self.pool.usage()
-    }
-
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
@@ -479,6 +478,10 @@ impl PostgresReader {
 }
 
 impl LedgerReader for PostgresReader {
+    fn pool_usage(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
             let version: i64 = c

@@ -18,7 +18,10 @@ use crate::convert::{
 use crate::pool::Pool;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite_0001_ledger.sql")),
+    (2, include_str!("migrations/sqlite_0002_service.sql")),
+];
 
 fn configure(connection: &Connection) -> Result<(), StoreError> {
     // WAL lets readers run beside the writer; FULL syncs the WAL on every
@@ -421,10 +424,6 @@ impl SqliteReader {
         Ok(SqliteReader { pool })
     }
 
-    pub fn pool_usage(&self) -> (usize, usize) {
-        self.pool.usage()
-    }
-
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -449,6 +448,10 @@ fn one<T>(
 }
 
 impl LedgerReader for SqliteReader {
+    fn pool_usage(&self) -> (usize, usize) {
+        self.pool.usage()
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| {
             let version: i64 = c.query_row(

@@ -1,0 +1,135 @@
+//! `Idempotency-Key` on every state-changing POST: the first request runs and
+//! its response is stored; a replay gets that response back; the same key with
+//! a different body is 422 `idempotency_key_reused`; a concurrent duplicate is
+//! 409 `idempotency_key_in_flight` and never runs twice. Keys are kept 24 h
+//! at least (purged after `IDEMPOTENCY_RETENTION_HOURS`).
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use coffer_store::service::Begin;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const IDEMPOTENCY_RETENTION_HOURS: i64 = 48;
+pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 255;
+
+/// The header's value, validated.
+pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers.get("idempotency-key").ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+            "this request needs an Idempotency-Key header",
+        )
+        .field("Idempotency-Key")
+    })?;
+    let text = value.to_str().ok().filter(|t| {
+        !t.is_empty()
+            && t.len() <= IDEMPOTENCY_KEY_LENGTH_MAX
+            && t.bytes().all(|b| b.is_ascii_graphic())
+    });
+    text.map(str::to_string).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters"))
+            .field("Idempotency-Key")
+    })
+}
+
+/// Runs `work` at most once per (caller, key); `work` returns status and JSON body.
+pub async fn run<F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    work: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, String), ApiError>>,
+{
+    let key = match key(headers) {
+        Ok(key) => key,
+        Err(error) => return error.into_response(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    let request_hash = hex::encode(hasher.finalize());
+    let service = state.service.clone();
+    let (principal_id, key_clone) = (principal.key_id.clone(), key.clone());
+    let now = state.clock.now().as_nanos();
+    let begin = tokio::task::spawn_blocking(move || {
+        service.begin_idempotent(&principal_id, &key_clone, &request_hash, now)
+    })
+    .await;
+    match begin {
+        Ok(Ok(Begin::Started)) => {}
+        Ok(Ok(Begin::Replay { status, body })) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return json(status, body, true);
+        }
+        Ok(Ok(Begin::Mismatch)) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different request",
+            )
+            .field("Idempotency-Key")
+            .into_response()
+        }
+        Ok(Ok(Begin::InFlight)) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still running; retry shortly",
+            )
+            .field("Idempotency-Key")
+            .into_response()
+        }
+        Ok(Err(error)) => return ApiError::internal(error).into_response(),
+        Err(error) => return ApiError::internal(error).into_response(),
+    }
+    let (status, body) = match work().await {
+        Ok(done) => done,
+        Err(error) => (error.status, error.body()),
+    };
+    let service = state.service.clone();
+    let principal_id = principal.key_id.clone();
+    let stored_body = body.clone();
+    // Faults on our side are not remembered: the client's retry must run again.
+    let remember = !status.is_server_error();
+    let stored = tokio::task::spawn_blocking(move || {
+        if remember {
+            service.finish_idempotent(&principal_id, &key, status.as_u16(), &stored_body)
+        } else {
+            service.abandon_idempotent(&principal_id, &key)
+        }
+    })
+    .await;
+    if let Ok(Err(error)) | Err(error) =
+        stored.map_err(|e| coffer_store::StoreError::Corrupt(e.to_string()))
+    {
+        tracing::error!(%error, "could not record an idempotent response");
+    }
+    json(status, body, false)
+}
+
+fn json(status: StatusCode, body: String, replayed: bool) -> Response {
+    let mut response = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
