@@ -2,6 +2,8 @@
 //! customers' CNY wallets, merchants, a USD wallet, reward points, and a few
 //! weeks of realistic history. Loaded only into an empty ledger.
 
+use std::sync::Arc;
+
 use anyhow::bail;
 use coffer_app::Engine;
 use coffer_core::{Amount, Clock, Code, Currency, Identifier};
@@ -282,7 +284,7 @@ pub async fn load(
             .collect(),
         clock.now().as_nanos(),
     );
-    service.insert_api_key(&record)?;
+    tokio::task::spawn_blocking(move || service.insert_api_key(&record)).await??;
     println!("demo: loaded 3 bank accounts, 4 customers (5 wallets), 3 merchants and 19 transfers");
     println!("demo: a service API key with every scope (shown once, stored hashed):\n  {token}");
     println!("  try: curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8080/v1/ledger/accounts/wallet-zhang-wei");

@@ -56,18 +56,19 @@ pub fn run(args: Serve) -> anyhow::Result<()> {
     })?;
     let url = database_url(args.db.as_deref(), &args.data_dir);
     let database = Database::parse(&url).context("--db / COFFER_DATABASE_URL")?;
+    // Opening the stores connects synchronously: do it before the runtime starts.
+    let clock: Arc<dyn Clock> = coffer_app::system_clock();
+    let version = database
+        .migrate()
+        .with_context(|| format!("migrate {}", database.redacted()))?;
+    let engine = Arc::new(Engine::start(&database, clock.clone())?);
+    let reader = database.open_reader(8)?;
+    let service: Arc<dyn coffer_store::service::ServiceStore> =
+        Arc::from(coffer_store::service::open(&database, 8)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let clock: Arc<dyn Clock> = coffer_app::system_clock();
-        let version = database
-            .migrate()
-            .with_context(|| format!("migrate {}", database.redacted()))?;
-        let engine = Arc::new(Engine::start(&database, clock.clone())?);
-        let reader = database.open_reader(8)?;
-        let service: Arc<dyn coffer_store::service::ServiceStore> =
-            Arc::from(coffer_store::service::open(&database, 8)?);
         let state = AppState {
             engine: engine.clone(),
             reader: reader.clone(),
@@ -77,7 +78,7 @@ pub fn run(args: Serve) -> anyhow::Result<()> {
             http_metrics: Arc::default(),
         };
         if args.demo {
-            demo::load(&engine, reader.as_ref(), service.as_ref(), clock.as_ref()).await?;
+            demo::load(&engine, reader.clone(), service.clone(), clock.as_ref()).await?;
         }
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -7,20 +7,20 @@ use crate::StoreError;
 
 type Factory<C> = Box<dyn Fn() -> Result<C, StoreError> + Send + Sync>;
 
-pub(crate) struct Pool<C> {
+pub(crate) struct Pool<C: Send + 'static> {
     idle: Mutex<(Vec<C>, usize)>,
     available: Condvar,
     size_max: usize,
     factory: Factory<C>,
 }
 
-pub(crate) struct Lease<'a, C> {
+pub(crate) struct Lease<'a, C: Send + 'static> {
     pool: &'a Pool<C>,
     connection: Option<C>,
     broken: bool,
 }
 
-impl<C> Pool<C> {
+impl<C: Send + 'static> Pool<C> {
     pub(crate) fn new(size_max: usize, factory: Factory<C>) -> Pool<C> {
         Pool {
             idle: Mutex::new((Vec::new(), 0)),
@@ -70,14 +70,14 @@ impl<C> Pool<C> {
     }
 }
 
-impl<C> Lease<'_, C> {
+impl<C: Send + 'static> Lease<'_, C> {
     /// Drops the connection instead of returning it (after an I/O error).
     pub(crate) fn discard(&mut self) {
         self.broken = true;
     }
 }
 
-impl<C> std::ops::Deref for Lease<'_, C> {
+impl<C: Send + 'static> std::ops::Deref for Lease<'_, C> {
     type Target = C;
     fn deref(&self) -> &C {
         self.connection
@@ -86,7 +86,7 @@ impl<C> std::ops::Deref for Lease<'_, C> {
     }
 }
 
-impl<C> std::ops::DerefMut for Lease<'_, C> {
+impl<C: Send + 'static> std::ops::DerefMut for Lease<'_, C> {
     fn deref_mut(&mut self) -> &mut C {
         self.connection
             .as_mut()
@@ -94,7 +94,7 @@ impl<C> std::ops::DerefMut for Lease<'_, C> {
     }
 }
 
-impl<C> Drop for Lease<'_, C> {
+impl<C: Send + 'static> Drop for Lease<'_, C> {
     fn drop(&mut self) {
         let mut guard = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
         match self.connection.take() {
@@ -102,5 +102,17 @@ impl<C> Drop for Lease<'_, C> {
             _ => guard.1 -= 1,
         }
         self.pool.available.notify_one();
+    }
+}
+
+impl<C: Send + 'static> Drop for Pool<C> {
+    fn drop(&mut self) {
+        // Closing a synchronous PostgreSQL connection blocks on its own small
+        // runtime, which panics inside an async context; so close the idle
+        // connections on a plain thread, wherever the pool is dropped.
+        let idle = std::mem::take(&mut self.idle.get_mut().unwrap_or_else(|e| e.into_inner()).0);
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
     }
 }
