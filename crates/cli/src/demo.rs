@@ -39,6 +39,7 @@ async fn open(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn post(
     engine: &Engine,
     transfer: &str,
@@ -76,11 +77,12 @@ async fn post(
 
 pub async fn load(
     engine: &Engine,
-    reader: &dyn LedgerReader,
-    service: &dyn ServiceStore,
+    reader: Arc<dyn LedgerReader>,
+    service: Arc<dyn ServiceStore>,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
-    let (accounts, _) = reader.counts()?;
+    // The stores are synchronous: run them off the async workers.
+    let (accounts, _) = tokio::task::spawn_blocking(move || reader.counts()).await??;
     if accounts > 0 {
         println!("demo: the database already holds {accounts} accounts; demo data not loaded");
         return Ok(());
