@@ -171,7 +171,7 @@ mod tests {
     fn rfc3339_round_trips() {
         let t = Timestamp::from_nanos(1_795_750_034_123_456_789);
         let text = t.to_rfc3339();
-        assert_eq!(text, "2026-11-27T02:47:14.123456789Z");
+        assert_eq!(text, "2026-11-27T03:27:14.123456789Z");
         assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
         assert_eq!(
             Timestamp::parse_rfc3339("1970-01-01T08:00:00+08:00"),
