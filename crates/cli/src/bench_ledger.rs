@@ -290,13 +290,12 @@ pub fn run(args: BenchLedger) -> anyhow::Result<()> {
         let batches = stats.batches.load(Ordering::Relaxed).max(1);
         let (_, commit_us, commits) = stats.commit_latency_us.snapshot();
         println!(
-            "engine: {} batches, {} requests, {} events, mean {} events/batch, mean commit {} µs, writer busy {} ms",
+            "engine: {} batches, {} requests, {} events, mean {} events/batch, mean commit {} µs,"
             batches,
             stats.requests.load(Ordering::Relaxed),
             stats.events.load(Ordering::Relaxed),
             stats.events.load(Ordering::Relaxed) / batches,
-            commit_us / commits.max(1),
-            stats.busy_us.load(Ordering::Relaxed) / 1000
+            commit_us / commits.max(1)
         );
     }
     if shapes.contains(&"naive") {
