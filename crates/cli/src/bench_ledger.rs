@@ -290,7 +290,7 @@ pub fn run(args: BenchLedger) -> anyhow::Result<()> {
         let batches = stats.batches.load(Ordering::Relaxed).max(1);
         let (_, commit_us, commits) = stats.commit_latency_us.snapshot();
         println!(
-            "engine: {} batches, {} requests, {} events, mean {} events/batch, mean commit {} µs,"
+            "engine: {} batches, {} requests, {} events, mean {} events/batch, mean commit {} µs",
             batches,
             stats.requests.load(Ordering::Relaxed),
             stats.events.load(Ordering::Relaxed),
