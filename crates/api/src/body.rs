@@ -37,19 +37,44 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 /// Parses JSON: syntax errors are 400 `malformed_json`; a well-formed body
-/// with a wrong, missing or unknown field is 422 `invalid_field`.
+/// with a wrong, missing or unknown field is 422 `invalid_field`, naming the
+/// field by its path (`amount`, `transfers[2].currency`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    if value.is_ok() {
+        // Trailing bytes after the JSON value.
+        deserializer.end().map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+    }
+    value.map_err(|error| {
         use serde_json::error::Category;
-        match error.classify() {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
             Category::Syntax | Category::Eof | Category::Io => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
-                format!("the body is not valid JSON: {error}"),
+                format!("the body is not valid JSON: {inner}"),
             ),
             Category::Data => {
-                let message = error.to_string();
-                let field = message.split('`').nth(1).unwrap_or("body").to_string();
+                let message = inner.to_string();
+                // An unknown or missing field is named in the message; a wrong
+                // type at the path where it occurred.
+                let named = message.split('`').nth(1).filter(|_| {
+                    message.starts_with("unknown field") || message.starts_with("missing field")
+                });
+                let field = match named {
+                    Some(name) if path == "." => name.to_string(),
+                    Some(name) => format!("{path}.{name}"),
+                    None if path == "." => "body".to_string(),
+                    None => path,
+                };
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
                     .field(field)
             }

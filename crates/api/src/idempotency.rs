@@ -37,10 +37,12 @@ pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
     })
 }
 
-/// Runs `work` at most once per (caller, key); `work` returns status and JSON body.
+/// Checks the caller holds `scope`, then runs `work` at most once per
+/// (caller, key); `work` returns status and JSON body.
 pub async fn run<F, Fut>(
     state: &AppState,
     principal: &Principal,
+    scope: &str,
     headers: &HeaderMap,
     route: &str,
     body: &[u8],
@@ -50,6 +52,9 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, String), ApiError>>,
 {
+    if let Err(error) = principal.require(scope) {
+        return error.into_response();
+    }
     let key = match key(headers) {
         Ok(key) => key,
         Err(error) => return error.into_response(),

@@ -356,12 +356,10 @@ async fn open_account(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
     idempotency::run(
         &state,
         &principal,
+        SCOPE_LEDGER_WRITE,
         &headers,
         "open_account",
         &body,
@@ -413,12 +411,10 @@ async fn close_account(
     Path(id): Path<String>,
     RawBody(body): RawBody,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
     idempotency::run(
         &state,
         &principal,
+        SCOPE_LEDGER_WRITE,
         &headers,
         &format!("close_account:{id}"),
         &body,
@@ -578,22 +574,7 @@ async fn create_transfer(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
-    idempotency::run(
-        &state,
-        &principal,
-        &headers,
-        "create_transfer",
-        &body,
-        || async {
-            let request: TransferRequest = parse(&body)?;
-            let command = transfer_command(&state, request, false)?;
-            execute_one(&state, command).await
-        },
-    )
-    .await
+    post_transfer(state, principal, headers, body, false).await
 }
 
 async fn place_hold(
@@ -602,18 +583,32 @@ async fn place_hold(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
+    post_transfer(state, principal, headers, body, true).await
+}
+
+/// A posted transfer or a hold: the same body, a hold adds `timeout_ms`.
+async fn post_transfer(
+    state: AppState,
+    principal: Principal,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+    is_hold: bool,
+) -> Response {
+    let route = if is_hold {
+        "place_hold"
+    } else {
+        "create_transfer"
+    };
     idempotency::run(
         &state,
         &principal,
+        SCOPE_LEDGER_WRITE,
         &headers,
-        "place_hold",
+        route,
         &body,
         || async {
             let request: TransferRequest = parse(&body)?;
-            let command = transfer_command(&state, request, true)?;
+            let command = transfer_command(&state, request, is_hold)?;
             execute_one(&state, command).await
         },
     )
@@ -628,35 +623,40 @@ async fn resolve_hold(
     body: axum::body::Bytes,
     capture: bool,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
     let route = format!("{}:{hold}", if capture { "capture" } else { "release" });
-    idempotency::run(&state, &principal, &headers, &route, &body, || async {
-        let request: ResolveRequest = parse(&body)?;
-        let hold = identifier("hold_id", &hold)?;
-        let op = if capture {
-            TransferOp::Capture {
-                hold,
-                amount: request.amount.map(|a| amount("amount", a)).transpose()?,
-            }
-        } else {
-            if request.amount.is_some() {
-                return Err(ApiError::invalid(
-                    "amount",
-                    "a release frees the whole hold; amount is only for captures",
-                ));
-            }
-            TransferOp::Release { hold }
-        };
-        let command = TransferCommand {
-            id: identifier("id", &request.id)?,
-            op,
-            code: code(&request.code)?,
-            metadata: metadata(request.metadata)?,
-        };
-        execute_one(&state, command).await
-    })
+    idempotency::run(
+        &state,
+        &principal,
+        SCOPE_LEDGER_WRITE,
+        &headers,
+        &route,
+        &body,
+        || async {
+            let request: ResolveRequest = parse(&body)?;
+            let hold = identifier("hold_id", &hold)?;
+            let op = if capture {
+                TransferOp::Capture {
+                    hold,
+                    amount: request.amount.map(|a| amount("amount", a)).transpose()?,
+                }
+            } else {
+                if request.amount.is_some() {
+                    return Err(ApiError::invalid(
+                        "amount",
+                        "a release frees the whole hold; amount is only for captures",
+                    ));
+                }
+                TransferOp::Release { hold }
+            };
+            let command = TransferCommand {
+                id: identifier("id", &request.id)?,
+                op,
+                code: code(&request.code)?,
+                metadata: metadata(request.metadata)?,
+            };
+            execute_one(&state, command).await
+        },
+    )
     .await
 }
 
@@ -709,12 +709,10 @@ async fn create_batch(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    if let Err(error) = principal.require(SCOPE_LEDGER_WRITE) {
-        return axum::response::IntoResponse::into_response(error);
-    }
     idempotency::run(
         &state,
         &principal,
+        SCOPE_LEDGER_WRITE,
         &headers,
         "create_batch",
         &body,
