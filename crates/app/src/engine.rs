@@ -287,7 +287,6 @@ impl Worker {
 
     /// Executes a group of requests (and any due expiries) as one batch.
     fn process(&mut self, requests: Vec<Request>) {
-        let started = Instant::now();
         let now = self.clock.now();
         let requested: usize = requests.iter().map(|r| r.command.event_count_max()).sum();
         let mut known = Known::default();
@@ -345,7 +344,6 @@ impl Worker {
                         transfers,
                         expired,
                         commit_started.elapsed(),
-                        started.elapsed(),
                     );
                     self.answer(requests, outcomes);
                     return;

@@ -67,8 +67,6 @@ pub struct EngineStats {
     pub duplicate_retries: AtomicU64,
     pub commit_failures: AtomicU64,
     pub overloaded: AtomicU64,
-    /// Microseconds the writer spent loading, executing and committing.
-    pub busy_us: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
     /// Time the database commit took, in microseconds.
@@ -87,7 +85,6 @@ impl Default for EngineStats {
             duplicate_retries: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
-            busy_us: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             commit_latency_us: Histogram::new(LATENCY_BUCKETS_US),
             batch_size: Histogram::new(BATCH_BUCKETS),
@@ -102,7 +99,6 @@ impl EngineStats {
         transfers: usize,
         expired: usize,
         commit: Duration,
-        _total: Duration,
     ) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.events.fetch_add(events as u64, Ordering::Relaxed);
