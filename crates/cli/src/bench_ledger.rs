@@ -453,14 +453,7 @@ fn next_transfer(
     id: String,
 ) -> TransferCommand {
     let (debit, credit) = match workload {
-        Workload::Uniform => {
-            let debit = rng.random_range(0..accounts);
-            let mut credit = rng.random_range(0..accounts - 1);
-            if credit >= debit {
-                credit += 1;
-            }
-            (debit, credit)
-        }
+        Workload::Uniform => uniform_pair(rng, accounts),
         Workload::Hot(hot) => {
             let credit = rng.random_range(0..hot);
             let debit = hot + rng.random_range(0..accounts - hot);
@@ -487,35 +480,54 @@ fn run_batched(engine: &Arc<Engine>, args: &BenchLedger, name: &str) -> anyhow::
     let batches = per_client.div_ceil(args.batch_size.max(1));
     let bar = bar((batches * clients * args.batch_size) as u64, name);
     let accounts = args.accounts.max(2);
+    let (latencies, elapsed) = drive(clients, &bar, |c, bar| -> anyhow::Result<Vec<u32>> {
+        let mut rng = SmallRng::seed_from_u64(run * 1000 + c as u64);
+        let mut latencies = Vec::with_capacity(batches);
+        for b in 0..batches {
+            let transfers = (0..args.batch_size)
+                .map(|i| {
+                    next_transfer(
+                        &mut rng,
+                        accounts,
+                        Workload::Uniform,
+                        format!("r{run}-c{c}-b{b}-{i}"),
+                    )
+                })
+                .collect();
+            let sent = Instant::now();
+            let count = check(engine.execute_blocking(Command::Transfers {
+                transfers,
+                linked: false,
+            })?)?;
+            latencies.push(micros(sent.elapsed()));
+            bar.inc(count as u64);
+        }
+        Ok(latencies)
+    })?;
+    Ok(Measured {
+        name: format!(
+            "batched: {clients} clients × {} per request",
+            args.batch_size
+        ),
+        transfers: (batches * clients * args.batch_size) as u64,
+        elapsed,
+        latencies_us: latencies,
+    })
+}
+
+/// Runs `client(c)` on `clients` threads at once; returns every request's
+/// latency (sorted) and the wall time of the whole run.
+fn drive(
+    clients: usize,
+    bar: &ProgressBar,
+    client: impl Fn(usize, &ProgressBar) -> anyhow::Result<Vec<u32>> + Sync,
+) -> anyhow::Result<(Vec<u32>, Duration)> {
     let started = Instant::now();
-    let latencies = std::thread::scope(|scope| -> anyhow::Result<Vec<u32>> {
+    let mut latencies = std::thread::scope(|scope| -> anyhow::Result<Vec<u32>> {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                let bar = bar.clone();
-                scope.spawn(move || -> anyhow::Result<Vec<u32>> {
-                    let mut rng = SmallRng::seed_from_u64(run * 1000 + c as u64);
-                    let mut latencies = Vec::with_capacity(batches);
-                    for b in 0..batches {
-                        let transfers = (0..args.batch_size)
-                            .map(|i| {
-                                next_transfer(
-                                    &mut rng,
-                                    accounts,
-                                    Workload::Uniform,
-                                    format!("r{run}-c{c}-b{b}-{i}"),
-                                )
-                            })
-                            .collect();
-                        let sent = Instant::now();
-                        let count = check(engine.execute_blocking(Command::Transfers {
-                            transfers,
-                            linked: false,
-                        })?)?;
-                        latencies.push(micros(sent.elapsed()));
-                        bar.inc(count as u64);
-                    }
-                    Ok(latencies)
-                })
+                let client = &client;
+                scope.spawn(move || client(c, bar))
             })
             .collect();
         let mut all = Vec::new();
@@ -530,17 +542,18 @@ fn run_batched(engine: &Arc<Engine>, args: &BenchLedger, name: &str) -> anyhow::
     })?;
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    let mut latencies = latencies;
     latencies.sort_unstable();
-    Ok(Measured {
-        name: format!(
-            "batched: {clients} clients × {} per request",
-            args.batch_size
-        ),
-        transfers: (batches * clients * args.batch_size) as u64,
-        elapsed,
-        latencies_us: latencies,
-    })
+    Ok((latencies, elapsed))
+}
+
+/// Two different accounts, uniformly.
+fn uniform_pair(rng: &mut SmallRng, accounts: usize) -> (usize, usize) {
+    let debit = rng.random_range(0..accounts);
+    let mut credit = rng.random_range(0..accounts - 1);
+    if credit >= debit {
+        credit += 1;
+    }
+    (debit, credit)
 }
 
 fn micros(duration: Duration) -> u32 {
@@ -567,53 +580,32 @@ fn run_single(
     let bar = bar((per_client * clients) as u64, name);
     let accounts = args.accounts.max(2);
     let interval = rate.map(|r| Duration::from_nanos(1_000_000_000 * clients as u64 / r.max(1)));
-    let started = Instant::now();
-    let mut latencies = std::thread::scope(|scope| -> anyhow::Result<Vec<u32>> {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let bar = bar.clone();
-                scope.spawn(move || -> anyhow::Result<Vec<u32>> {
-                    let mut rng = SmallRng::seed_from_u64(run * 1000 + c as u64);
-                    let mut latencies = Vec::with_capacity(per_client);
-                    // Stagger the paced clients over one interval.
-                    let mut next = interval.map(|i| Instant::now() + i * c as u32 / clients as u32);
-                    for i in 0..per_client {
-                        if let (Some(at), Some(interval)) = (next.as_mut(), interval) {
-                            let now = Instant::now();
-                            if *at > now {
-                                std::thread::sleep(*at - now);
-                            }
-                            *at += interval;
-                        }
-                        let command =
-                            next_transfer(&mut rng, accounts, workload, format!("r{run}-c{c}-{i}"));
-                        let sent = Instant::now();
-                        check(engine.execute_blocking(Command::Transfers {
-                            transfers: vec![command],
-                            linked: false,
-                        })?)?;
-                        latencies.push(micros(sent.elapsed()));
-                        if i % 64 == 0 {
-                            bar.inc(64.min((per_client - i) as u64));
-                        }
-                    }
-                    Ok(latencies)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for handle in handles {
-            all.extend(
-                handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("client panicked"))??,
-            );
+    let (latencies, elapsed) = drive(clients, &bar, |c, bar| -> anyhow::Result<Vec<u32>> {
+        let mut rng = SmallRng::seed_from_u64(run * 1000 + c as u64);
+        let mut latencies = Vec::with_capacity(per_client);
+        // Stagger the paced clients over one interval.
+        let mut next = interval.map(|i| Instant::now() + i * c as u32 / clients as u32);
+        for i in 0..per_client {
+            if let (Some(at), Some(interval)) = (next.as_mut(), interval) {
+                let now = Instant::now();
+                if *at > now {
+                    std::thread::sleep(*at - now);
+                }
+                *at += interval;
+            }
+            let command = next_transfer(&mut rng, accounts, workload, format!("r{run}-c{c}-{i}"));
+            let sent = Instant::now();
+            check(engine.execute_blocking(Command::Transfers {
+                transfers: vec![command],
+                linked: false,
+            })?)?;
+            latencies.push(micros(sent.elapsed()));
+            if i % 64 == 0 {
+                bar.inc(64.min((per_client - i) as u64));
+            }
         }
-        Ok(all)
+        Ok(latencies)
     })?;
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    latencies.sort_unstable();
     let label = match (workload, rate) {
         (_, Some(rate)) => format!("latency: {clients} clients paced to {rate}/s"),
         (Workload::Hot(hot), None) => format!("hot: {clients} single clients → {hot} accounts"),
@@ -633,60 +625,36 @@ fn run_naive(database: &Database, args: &BenchLedger) -> anyhow::Result<Measured
     let clients = args.clients.max(1);
     let per_client = args.naive_transfers / clients;
     let bar = bar((per_client * clients) as u64, "naive");
-    let started = Instant::now();
-    let mut latencies = std::thread::scope(|scope| -> anyhow::Result<Vec<u32>> {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let bar = bar.clone();
-                scope.spawn(move || -> anyhow::Result<Vec<u32>> {
-                    let mut client = NaiveClient::connect(database)?;
-                    let mut rng = SmallRng::seed_from_u64(c as u64);
-                    let mut latencies = Vec::with_capacity(per_client);
-                    for i in 0..per_client {
-                        let debit = rng.random_range(0..accounts);
-                        let mut credit = rng.random_range(0..accounts - 1);
-                        if credit >= debit {
-                            credit += 1;
-                        }
-                        let sent = Instant::now();
-                        let mut attempts = 0;
-                        // Deadlocks and serialization failures are part of the
-                        // naive design's cost: retry them, as its clients would.
-                        loop {
-                            match client.transfer(
-                                &format!("n{c}-{i}"),
-                                &naive::account_id(debit),
-                                &naive::account_id(credit),
-                                rng.random_range(1..=10_000),
-                            ) {
-                                Ok(_) => break,
-                                Err(error) if attempts < 20 => {
-                                    attempts += 1;
-                                    tracing::debug!(%error, "naive transfer retried");
-                                }
-                                Err(error) => return Err(error.into()),
-                            }
-                        }
-                        latencies.push(micros(sent.elapsed()));
-                        bar.inc(1);
+    let (latencies, elapsed) = drive(clients, &bar, |c, bar| -> anyhow::Result<Vec<u32>> {
+        let mut client = NaiveClient::connect(database)?;
+        let mut rng = SmallRng::seed_from_u64(c as u64);
+        let mut latencies = Vec::with_capacity(per_client);
+        for i in 0..per_client {
+            let (debit, credit) = uniform_pair(&mut rng, accounts);
+            let sent = Instant::now();
+            let mut attempts = 0;
+            // Deadlocks and serialization failures are part of the
+            // naive design's cost: retry them, as its clients would.
+            loop {
+                match client.transfer(
+                    &format!("n{c}-{i}"),
+                    &naive::account_id(debit),
+                    &naive::account_id(credit),
+                    rng.random_range(1..=10_000),
+                ) {
+                    Ok(_) => break,
+                    Err(error) if attempts < 20 => {
+                        attempts += 1;
+                        tracing::debug!(%error, "naive transfer retried");
                     }
-                    Ok(latencies)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for handle in handles {
-            all.extend(
-                handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("client panicked"))??,
-            );
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            latencies.push(micros(sent.elapsed()));
+            bar.inc(1);
         }
-        Ok(all)
+        Ok(latencies)
     })?;
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    latencies.sort_unstable();
     Ok(Measured {
         name: format!("naive: {clients} clients, 1 txn per transfer"),
         transfers: latencies.len() as u64,
