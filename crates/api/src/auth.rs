@@ -1,9 +1,14 @@
 //! Service API keys: `Authorization: Bearer coffer_<id>_<secret>`. Only the
 //! SHA-256 of the secret is stored; comparison is constant-time.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use coffer_store::service::ApiKeyRecord;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -67,6 +72,34 @@ pub fn generate(
     (token, record)
 }
 
+/// How long a key read from the database is trusted before it is read again:
+/// a revocation takes effect within this time. Saves a database read on
+/// every request.
+pub const API_KEY_CACHE_SECONDS: u64 = 10;
+const API_KEY_CACHE_ENTRIES_MAX: usize = 10_000;
+
+/// Recently used, unrevoked keys (secret hashes only, as stored).
+#[derive(Debug, Default)]
+pub struct ApiKeyCache(Mutex<HashMap<String, (ApiKeyRecord, Instant)>>);
+
+impl ApiKeyCache {
+    fn get(&self, id: &str) -> Option<ApiKeyRecord> {
+        let entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(id)
+            .filter(|(_, read)| read.elapsed() < Duration::from_secs(API_KEY_CACHE_SECONDS))
+            .map(|(record, _)| record.clone())
+    }
+
+    fn put(&self, record: ApiKeyRecord) {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= API_KEY_CACHE_ENTRIES_MAX {
+            entries.clear();
+        }
+        entries.insert(record.id.clone(), (record, Instant::now()));
+    }
+}
+
 fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -96,14 +129,20 @@ impl FromRequestParts<AppState> for Principal {
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unauthorized());
         }
-        let service = state.service.clone();
-        let key_id = id.to_string();
-        let record = tokio::task::spawn_blocking(move || service.api_key(&key_id))
-            .await
-            .map_err(ApiError::internal)??;
-        let record = record
-            .filter(|r| r.revoked_at.is_none())
-            .ok_or_else(unauthorized)?;
+        let record = match state.api_keys.get(id) {
+            Some(record) => record,
+            None => {
+                let service = state.service.clone();
+                let key_id = id.to_string();
+                let record = tokio::task::spawn_blocking(move || service.api_key(&key_id))
+                    .await
+                    .map_err(ApiError::internal)??
+                    .filter(|r| r.revoked_at.is_none())
+                    .ok_or_else(unauthorized)?;
+                state.api_keys.put(record.clone());
+                record
+            }
+        };
         if !constant_time_eq(
             hash_secret(secret).as_bytes(),
             record.secret_hash.as_bytes(),

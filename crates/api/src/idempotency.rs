@@ -4,8 +4,13 @@
 //! 409 `idempotency_key_in_flight` and never runs twice. Keys are kept 24 h
 //! at least (purged after `IDEMPOTENCY_RETENTION_HOURS`).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use coffer_app::{Recording, Render};
+use coffer_ledger::Command;
 use coffer_store::service::Begin;
 use sha2::{Digest, Sha256};
 
@@ -38,7 +43,9 @@ pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// Checks the caller holds `scope`, then runs `work` at most once per
-/// (caller, key); `work` returns status and JSON body.
+/// (caller, key); `work` returns status and JSON body. For writes outside the
+/// ledger: the key is claimed in the database before `work` runs and the
+/// response stored after it.
 pub async fn run<F, Fut>(
     state: &AppState,
     principal: &Principal,
@@ -52,18 +59,10 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, String), ApiError>>,
 {
-    if let Err(error) = principal.require(scope) {
-        return error.into_response();
-    }
-    let key = match key(headers) {
-        Ok(key) => key,
+    let (key, request_hash) = match admit(principal, scope, headers, route, body) {
+        Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
-    let mut hasher = Sha256::new();
-    hasher.update(route.as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    let request_hash = hex::encode(hasher.finalize());
     let service = state.service.clone();
     let (principal_id, key_clone) = (principal.key_id.clone(), key.clone());
     let now = state.clock.now().as_nanos();
@@ -73,28 +72,7 @@ where
     .await;
     match begin {
         Ok(Ok(Begin::Started)) => {}
-        Ok(Ok(Begin::Replay { status, body })) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return json(status, body, true);
-        }
-        Ok(Ok(Begin::Mismatch)) => {
-            return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request",
-            )
-            .field("Idempotency-Key")
-            .into_response()
-        }
-        Ok(Ok(Begin::InFlight)) => {
-            return ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_in_flight",
-                "a request with this Idempotency-Key is still running; retry shortly",
-            )
-            .field("Idempotency-Key")
-            .into_response()
-        }
+        Ok(Ok(earlier)) => return answer_earlier(earlier),
         Ok(Err(error)) => return ApiError::internal(error).into_response(),
         Err(error) => return ApiError::internal(error).into_response(),
     }
@@ -121,6 +99,147 @@ where
         tracing::error!(%error, "could not record an idempotent response");
     }
     json(status, body, false)
+}
+
+/// `run` for writes that go through the ledger engine: `prepare` validates
+/// the request into a command and the function that renders its outcome; the
+/// engine stores the rendered response in the same transaction as the
+/// command's effect. One database write per request instead of three, and
+/// no window where the effect is durable but the response is not.
+///
+/// Concurrent duplicates are caught by an in-process claim (one process owns
+/// a ledger's writer). Requests refused before reaching the ledger (invalid
+/// body) are not stored: the same body gets the same refusal again.
+pub async fn run_ledger<P>(
+    state: &AppState,
+    principal: &Principal,
+    scope: &str,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    prepare: P,
+) -> Response
+where
+    P: FnOnce() -> Result<(Command, Render), ApiError>,
+{
+    let (key, request_hash) = match admit(principal, scope, headers, route, body) {
+        Ok(admitted) => admitted,
+        Err(error) => return error.into_response(),
+    };
+    let Some(claim) = state.claims.claim(&principal.key_id, &key) else {
+        return answer_earlier(Begin::InFlight);
+    };
+    let service = state.service.clone();
+    let (principal_id, key_clone, hash_clone) =
+        (principal.key_id.clone(), key.clone(), request_hash.clone());
+    let earlier = tokio::task::spawn_blocking(move || {
+        service.lookup_idempotent(&principal_id, &key_clone, &hash_clone)
+    })
+    .await;
+    match earlier {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(earlier))) => return answer_earlier(earlier),
+        Ok(Err(error)) => return ApiError::internal(error).into_response(),
+        Err(error) => return ApiError::internal(error).into_response(),
+    }
+    let (command, render) = match prepare() {
+        Ok(prepared) => prepared,
+        Err(error) => return error.into_response(),
+    };
+    let recording = Recording {
+        principal: principal.key_id.clone(),
+        key,
+        request_hash,
+        render,
+    };
+    // The engine answers even if the client goes away; the claim is held
+    // until then, so a quick retry waits for (and then replays) this one.
+    let engine = state.engine.clone();
+    let running = tokio::spawn(async move {
+        let recorded = engine.execute_recorded(command, recording).await;
+        drop(claim);
+        recorded
+    });
+    match running.await {
+        Ok(Ok(recorded)) => json(
+            StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            recorded.body,
+            false,
+        ),
+        Ok(Err(error)) => ApiError::from(error).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+/// Scope, then key, then the hash that tells a replay from a reuse.
+fn admit(
+    principal: &Principal,
+    scope: &str,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<(String, String), ApiError> {
+    principal.require(scope)?;
+    let key = key(headers)?;
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    Ok((key, hex::encode(hasher.finalize())))
+}
+
+fn answer_earlier(earlier: Begin) -> Response {
+    match earlier {
+        Begin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json(status, body, true)
+        }
+        Begin::Mismatch => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .field("Idempotency-Key")
+        .into_response(),
+        Begin::InFlight | Begin::Started => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "a request with this Idempotency-Key is still running; retry shortly",
+        )
+        .field("Idempotency-Key")
+        .into_response(),
+    }
+}
+
+/// Keys whose ledger request is running in this process.
+#[derive(Debug, Default)]
+pub struct Claims(Mutex<HashSet<(String, String)>>);
+
+/// Held while a request runs; releases its key when dropped.
+pub struct Claim {
+    claims: Arc<Claims>,
+    entry: (String, String),
+}
+
+impl Claims {
+    fn claim(self: &Arc<Self>, principal: &str, key: &str) -> Option<Claim> {
+        let entry = (principal.to_string(), key.to_string());
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.insert(entry.clone()) {
+            return None;
+        }
+        Some(Claim {
+            claims: self.clone(),
+            entry,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut held = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.entry);
+    }
 }
 
 fn json(status: StatusCode, body: String, replayed: bool) -> Response {

@@ -2,12 +2,14 @@
 //! linked batches, holds, balances (now and as of a time) and statements.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use coffer_app::Render;
 use coffer_core::{Amount, Code, Currency, Identifier, Timestamp};
 use coffer_ledger::{
     Account, AccountKind, AccountSpec, BalanceConstraint, Command, Hold, Metadata, Outcome,
@@ -313,30 +315,39 @@ fn to_json<T: Serialize>(status: StatusCode, value: &T) -> Result<(StatusCode, S
         .map_err(ApiError::internal)
 }
 
-/// Runs one transfer command; 201 when written, 200 when a repeat.
-async fn execute_one(
-    state: &AppState,
-    command: TransferCommand,
-) -> Result<(StatusCode, String), ApiError> {
-    let outcome = state
-        .engine
-        .execute(Command::Transfers {
-            transfers: vec![command],
-            linked: false,
-        })
-        .await?;
-    let Outcome::Transfers(mut results) = outcome else {
+/// The command for one transfer, and how its outcome renders: 201 when
+/// written, 200 when a repeat.
+fn one_transfer(command: TransferCommand) -> (Command, Render) {
+    let command = Command::Transfers {
+        transfers: vec![command],
+        linked: false,
+    };
+    (command, render(render_one))
+}
+
+fn render_one(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    let Outcome::Transfers(results) = outcome else {
         return Err(ApiError::internal("unexpected outcome"));
     };
     let (transfer, created) = results
-        .pop()
-        .ok_or_else(|| ApiError::internal("no result"))??;
+        .first()
+        .ok_or_else(|| ApiError::internal("no result"))?
+        .clone()?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     to_json(status, &transfer_view(&transfer, Some(created)))
+}
+
+/// Wraps an outcome-to-response function for the engine, which stores what
+/// it returns (errors included) as the request's response.
+fn render(to_response: fn(&Outcome) -> Result<(StatusCode, String), ApiError>) -> Render {
+    Arc::new(move |outcome| match to_response(outcome) {
+        Ok((status, body)) => (status.as_u16(), body),
+        Err(error) => (error.status.as_u16(), error.body()),
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -356,14 +367,14 @@ async fn open_account(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    idempotency::run(
+    idempotency::run_ledger(
         &state,
         &principal,
         SCOPE_LEDGER_WRITE,
         &headers,
         "open_account",
         &body,
-        || async {
+        || {
             let request: OpenAccountRequest = parse(&body)?;
             let kind = AccountKind::parse(&request.kind).ok_or_else(|| {
                 ApiError::invalid(
@@ -387,21 +398,36 @@ async fn open_account(
                 constraint,
                 owner: identifier("owner", &request.owner)?,
             };
-            match state.engine.execute(Command::OpenAccount(spec)).await? {
-                Outcome::Account(Ok((account, created))) => to_json(
-                    if created {
-                        StatusCode::CREATED
-                    } else {
-                        StatusCode::OK
-                    },
-                    &account_view(&account),
-                ),
-                Outcome::Account(Err(rejection)) => Err(rejection.into()),
-                Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
-            }
+            Ok((Command::OpenAccount(spec), render(render_opened)))
         },
     )
     .await
+}
+
+fn render_opened(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    match outcome {
+        Outcome::Account(Ok((account, created))) => to_json(
+            if *created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &account_view(account),
+        ),
+        Outcome::Account(Err(rejection)) => Err(rejection.clone().into()),
+        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
+    }
+}
+
+fn render_closed(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    match outcome {
+        Outcome::Account(Ok((account, _))) => to_json(StatusCode::OK, &account_view(account)),
+        Outcome::Account(Err(Rejection::AccountToCloseNotFound)) => {
+            Err(ApiError::not_found("account"))
+        }
+        Outcome::Account(Err(rejection)) => Err(rejection.clone().into()),
+        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
+    }
 }
 
 async fn close_account(
@@ -411,25 +437,16 @@ async fn close_account(
     Path(id): Path<String>,
     RawBody(body): RawBody,
 ) -> Response {
-    idempotency::run(
+    idempotency::run_ledger(
         &state,
         &principal,
         SCOPE_LEDGER_WRITE,
         &headers,
         &format!("close_account:{id}"),
         &body,
-        || async {
+        || {
             let id = identifier("id", &id)?;
-            match state.engine.execute(Command::CloseAccount(id)).await? {
-                Outcome::Account(Ok((account, _))) => {
-                    to_json(StatusCode::OK, &account_view(&account))
-                }
-                Outcome::Account(Err(Rejection::AccountToCloseNotFound)) => {
-                    Err(ApiError::not_found("account"))
-                }
-                Outcome::Account(Err(rejection)) => Err(rejection.into()),
-                Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
-            }
+            Ok((Command::CloseAccount(id), render(render_closed)))
         },
     )
     .await
@@ -599,17 +616,17 @@ async fn post_transfer(
     } else {
         "create_transfer"
     };
-    idempotency::run(
+    idempotency::run_ledger(
         &state,
         &principal,
         SCOPE_LEDGER_WRITE,
         &headers,
         route,
         &body,
-        || async {
+        || {
             let request: TransferRequest = parse(&body)?;
             let command = transfer_command(&state, request, is_hold)?;
-            execute_one(&state, command).await
+            Ok(one_transfer(command))
         },
     )
     .await
@@ -624,14 +641,14 @@ async fn resolve_hold(
     capture: bool,
 ) -> Response {
     let route = format!("{}:{hold}", if capture { "capture" } else { "release" });
-    idempotency::run(
+    idempotency::run_ledger(
         &state,
         &principal,
         SCOPE_LEDGER_WRITE,
         &headers,
         &route,
         &body,
-        || async {
+        || {
             let request: ResolveRequest = parse(&body)?;
             let hold = identifier("hold_id", &hold)?;
             let op = if capture {
@@ -654,7 +671,7 @@ async fn resolve_hold(
                 code: code(&request.code)?,
                 metadata: metadata(request.metadata)?,
             };
-            execute_one(&state, command).await
+            Ok(one_transfer(command))
         },
     )
     .await
@@ -709,14 +726,14 @@ async fn create_batch(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    idempotency::run(
+    idempotency::run_ledger(
         &state,
         &principal,
         SCOPE_LEDGER_WRITE,
         &headers,
         "create_batch",
         &body,
-        || async {
+        || {
             let request: BatchRequest = parse(&body)?;
             if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
                 return Err(ApiError::invalid(
@@ -736,38 +753,39 @@ async fn create_batch(
                 })?;
                 commands.push(command);
             }
-            let outcome = state
-                .engine
-                .execute(Command::Transfers {
-                    transfers: commands,
-                    linked: request.linked,
-                })
-                .await?;
-            let Outcome::Transfers(results) = outcome else {
-                return Err(ApiError::internal("unexpected outcome"));
+            let command = Command::Transfers {
+                transfers: commands,
+                linked: request.linked,
             };
-            let ok = results.iter().all(Result::is_ok);
-            let results = results
-                .into_iter()
-                .map(|r| match r {
-                    Ok((t, created)) => BatchResult {
-                        transfer: Some(transfer_view(&t, Some(created))),
-                        error: None,
-                    },
-                    Err(rejection) => BatchResult {
-                        transfer: None,
-                        error: Some(BatchError {
-                            code: rejection.code(),
-                            message: rejection.to_string(),
-                            field: rejection.field(),
-                        }),
-                    },
-                })
-                .collect();
-            to_json(StatusCode::OK, &BatchResponse { ok, results })
+            Ok((command, render(render_batch)))
         },
     )
     .await
+}
+
+fn render_batch(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    let Outcome::Transfers(results) = outcome else {
+        return Err(ApiError::internal("unexpected outcome"));
+    };
+    let ok = results.iter().all(Result::is_ok);
+    let results = results
+        .iter()
+        .map(|r| match r {
+            Ok((t, created)) => BatchResult {
+                transfer: Some(transfer_view(t, Some(*created))),
+                error: None,
+            },
+            Err(rejection) => BatchResult {
+                transfer: None,
+                error: Some(BatchError {
+                    code: rejection.code(),
+                    message: rejection.to_string(),
+                    field: rejection.field(),
+                }),
+            },
+        })
+        .collect();
+    to_json(StatusCode::OK, &BatchResponse { ok, results })
 }
 
 async fn get_transfer(

@@ -35,6 +35,29 @@ pub struct AppState {
     pub currencies: Arc<CurrencyRegistry>,
     pub clock: Arc<dyn Clock>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    pub claims: Arc<idempotency::Claims>,
+    pub api_keys: Arc<auth::ApiKeyCache>,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        reader: Arc<dyn LedgerReader>,
+        service: Arc<dyn ServiceStore>,
+        currencies: Arc<CurrencyRegistry>,
+        clock: Arc<dyn Clock>,
+    ) -> AppState {
+        AppState {
+            engine,
+            reader,
+            service,
+            currencies,
+            clock,
+            http_metrics: Arc::default(),
+            claims: Arc::default(),
+            api_keys: Arc::default(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -35,14 +35,13 @@ async fn spawn_app(db: TestDatabase) -> App {
         let (read_only, record) =
             coffer_api::auth::generate("reader", vec!["ledger:read".into()], 0);
         service.insert_api_key(&record).expect("key");
-        let state = AppState {
+        let state = AppState::new(
             engine,
             reader,
             service,
-            currencies: Arc::new(CurrencyRegistry::default()),
+            Arc::new(CurrencyRegistry::default()),
             clock,
-            http_metrics: Arc::default(),
-        };
+        );
         (state, token, read_only)
     })
     .await
@@ -179,6 +178,37 @@ async fn conventions(app: App) {
         (status, body["error"]["code"].as_str()),
         (422, Some("idempotency_key_reused"))
     );
+    // A refusal is a response like any other: its retry gets the refusal,
+    // even once the account could pay.
+    let refused_body = transfer("big", "bob", "alice", 20_000);
+    let (status, refused, _) = app
+        .post("/v1/ledger/transfers", Some("big-1"), &refused_body)
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("insufficient_funds"))
+    );
+    let (status, _, _) = app
+        .post(
+            "/v1/ledger/transfers",
+            Some("top-up-1"),
+            &transfer("top-up-1", "bank", "bob", 20_000),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, again, headers) = app
+        .post("/v1/ledger/transfers", Some("big-1"), &refused_body)
+        .await;
+    assert_eq!((status, &again), (422, &refused));
+    assert!(headers.contains_key("idempotent-replayed"));
+    let (status, _, _) = app
+        .post(
+            "/v1/ledger/transfers",
+            Some("back-1"),
+            &transfer("back-1", "bob", "bank", 20_000),
+        )
+        .await;
+    assert_eq!(status, 201);
     // Missing key.
     let (status, body, _) = app
         .post(

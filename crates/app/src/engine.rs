@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use coffer_core::{Clock, Identifier, Timestamp};
 use coffer_ledger::{Command, Known, Ledger, Outcome, Rejection, TransferOp, BATCH_EVENTS_MAX};
+use coffer_store::service::StoredResponse;
 use coffer_store::{Commit, Database, LedgerWriter, StoreError};
 use tokio::sync::oneshot;
 
@@ -50,10 +51,38 @@ impl EngineError {
     }
 }
 
-type Reply = oneshot::Sender<Result<Outcome, EngineError>>;
+/// Turns a command's outcome into the response (status, body) its client
+/// gets, and gets again on every retry. Must be deterministic.
+pub type Render = Arc<dyn Fn(&Outcome) -> (u16, String) + Send + Sync>;
+
+/// A command made under an idempotency key: the writer stores its rendered
+/// response in the same transaction as its effect, so the response is on disk
+/// exactly when the effect is, and a retry after a crash gets it back.
+pub struct Recording {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
+    pub render: Render,
+}
+
+/// What a recorded command returns: its outcome and the stored response.
+#[derive(Debug)]
+pub struct Recorded {
+    pub outcome: Outcome,
+    pub status: u16,
+    pub body: String,
+}
+
+struct Done {
+    outcome: Outcome,
+    response: Option<(u16, String)>,
+}
+
+type Reply = oneshot::Sender<Result<Done, EngineError>>;
 
 struct Request {
     command: Command,
+    recording: Option<Recording>,
     reply: Reply,
 }
 
@@ -115,20 +144,47 @@ impl Engine {
 
     /// Executes one command; resolves once its batch is durable.
     pub async fn execute(&self, command: Command) -> Result<Outcome, EngineError> {
-        let receiver = self.submit(command)?;
-        receiver.await.map_err(|_| EngineError::Stopped)?
+        let receiver = self.submit(command, None)?;
+        let done = receiver.await.map_err(|_| EngineError::Stopped)??;
+        Ok(done.outcome)
     }
 
     /// `execute` for threads outside the async runtime (CLI, benchmarks).
     pub fn execute_blocking(&self, command: Command) -> Result<Outcome, EngineError> {
-        let receiver = self.submit(command)?;
-        receiver.blocking_recv().map_err(|_| EngineError::Stopped)?
+        let receiver = self.submit(command, None)?;
+        let done = receiver
+            .blocking_recv()
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(done.outcome)
+    }
+
+    /// Executes a command and durably records its rendered response under
+    /// the recording's key, in the same transaction as the command's effect.
+    /// The caller makes sure the key is not already stored or in flight.
+    pub async fn execute_recorded(
+        &self,
+        command: Command,
+        recording: Recording,
+    ) -> Result<Recorded, EngineError> {
+        let render = recording.render.clone();
+        let receiver = self.submit(command, Some(recording))?;
+        let done = receiver.await.map_err(|_| EngineError::Stopped)??;
+        let (status, body) = match done.response {
+            Some(response) => response,
+            None => render(&done.outcome),
+        };
+        Ok(Recorded {
+            outcome: done.outcome,
+            status,
+            body,
+        })
     }
 
     fn submit(
         &self,
         command: Command,
-    ) -> Result<oneshot::Receiver<Result<Outcome, EngineError>>, EngineError> {
+        recording: Option<Recording>,
+    ) -> Result<oneshot::Receiver<Result<Done, EngineError>>, EngineError> {
         let count = command.event_count_max();
         if count > BATCH_EVENTS_MAX {
             return Err(EngineError::TooLarge {
@@ -137,10 +193,11 @@ impl Engine {
             });
         }
         let (reply, receiver) = oneshot::channel();
-        match self
-            .sender
-            .try_send(Message::Execute(Request { command, reply }))
-        {
+        match self.sender.try_send(Message::Execute(Request {
+            command,
+            recording,
+            reply,
+        })) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => {
                 self.stats.overloaded.fetch_add(1, Ordering::Relaxed);
@@ -325,13 +382,21 @@ impl Worker {
                     }
                 }
             }
+            let responses = render_responses(&requests, &outcomes, now);
             let Some(batch) = self.ledger.seal() else {
-                // Nothing to write (only rejections and replays of committed data).
-                self.answer(requests, outcomes);
+                // No balance changed (only rejections and replays of committed
+                // data), but recorded requests must answer the same on retry.
+                let stored = to_store(&responses);
+                if let Err(error) = self.writer.record(&stored) {
+                    self.fail(requests, error);
+                    return;
+                }
+                self.answer(requests, outcomes, responses);
                 return;
             };
+            let stored = to_store(&responses);
             let commit_started = Instant::now();
-            match self.writer.commit(&batch) {
+            match self.writer.commit(&batch, &stored) {
                 Ok(Commit::Committed) => {
                     self.ledger.confirm(&batch.journal);
                     let transfers = batch
@@ -345,7 +410,7 @@ impl Worker {
                         expired,
                         commit_started.elapsed(),
                     );
-                    self.answer(requests, outcomes);
+                    self.answer(requests, outcomes, responses);
                     return;
                 }
                 Ok(Commit::Duplicates(ids)) => {
@@ -466,12 +531,20 @@ impl Worker {
         Ok(())
     }
 
-    fn answer(&self, requests: Vec<Request>, outcomes: Vec<Outcome>) {
+    fn answer(
+        &self,
+        requests: Vec<Request>,
+        outcomes: Vec<Outcome>,
+        responses: Vec<Option<StoredResponse>>,
+    ) {
         self.stats
             .requests
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
-        for (request, outcome) in requests.into_iter().zip(outcomes) {
-            let _ = request.reply.send(Ok(outcome));
+        for ((request, outcome), response) in requests.into_iter().zip(outcomes).zip(responses) {
+            let _ = request.reply.send(Ok(Done {
+                outcome,
+                response: response.map(|r| (r.status, r.body)),
+            }));
         }
     }
 
@@ -501,6 +574,42 @@ impl Worker {
             }
         }
     }
+}
+
+/// The response each recorded request will get, rendered before the commit
+/// so it can be stored with it.
+fn render_responses(
+    requests: &[Request],
+    outcomes: &[Outcome],
+    now: Timestamp,
+) -> Vec<Option<StoredResponse>> {
+    requests
+        .iter()
+        .zip(outcomes)
+        .map(|(request, outcome)| {
+            request.recording.as_ref().map(|recording| {
+                let (status, body) = (recording.render)(outcome);
+                StoredResponse {
+                    principal: recording.principal.clone(),
+                    key: recording.key.clone(),
+                    request_hash: recording.request_hash.clone(),
+                    status,
+                    body,
+                    created_at: now.as_nanos(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Faults on our side are not remembered: the client's retry must run again.
+fn to_store(responses: &[Option<StoredResponse>]) -> Vec<StoredResponse> {
+    responses
+        .iter()
+        .flatten()
+        .filter(|r| r.status < 500)
+        .cloned()
+        .collect()
 }
 
 /// Ids of refused transfers that neither this batch nor `known` has seen,

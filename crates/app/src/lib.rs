@@ -5,7 +5,10 @@
 pub mod engine;
 pub mod stats;
 
-pub use engine::{system_clock, Engine, EngineError, ManualClock, QUEUE_CAPACITY_DEFAULT};
+pub use engine::{
+    system_clock, Engine, EngineError, ManualClock, Recorded, Recording, Render,
+    QUEUE_CAPACITY_DEFAULT,
+};
 pub use stats::EngineStats;
 pub mod verify;
 pub use verify::verify;

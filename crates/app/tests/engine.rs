@@ -343,3 +343,86 @@ fn manual_clock_moves() {
     clock.advance_millis(5);
     assert_eq!(clock.now().as_nanos() - before.as_nanos(), 5_000_000);
 }
+
+/// A response recorded under an idempotency key is stored with the batch it
+/// answers: present after a restart, and a refusal is remembered as refused
+/// even once the account could pay.
+#[test]
+fn recorded_responses_are_durable_with_their_effect() {
+    use coffer_app::{Recording, Render};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let render: Render = Arc::new(|outcome: &Outcome| match outcome {
+        Outcome::Transfers(results) => match &results[0] {
+            Ok((transfer, _)) => (201, format!("paid {}", transfer.id)),
+            Err(rejection) => (409, format!("refused {}", rejection.code())),
+        },
+        Outcome::Account(_) => (500, "unexpected".into()),
+    });
+    let recording = |key: &str, hash: &str| Recording {
+        principal: "partner-1".into(),
+        key: key.into(),
+        request_hash: hash.into(),
+        render: render.clone(),
+    };
+    for db in TestDatabase::both() {
+        let clock = clock();
+        {
+            let engine = Engine::start(&db.database, clock.clone()).expect("start");
+            setup(&engine);
+            let paid = runtime
+                .block_on(engine.execute_recorded(
+                    single(post("r1", "alice", "bob", 4_000)),
+                    recording("k1", "h1"),
+                ))
+                .expect("engine");
+            assert_eq!((paid.status, paid.body.as_str()), (201, "paid r1"));
+            let refused = runtime
+                .block_on(engine.execute_recorded(
+                    single(post("r2", "alice", "bob", 9_000)),
+                    recording("k2", "h2"),
+                ))
+                .expect("engine");
+            assert_eq!(
+                (refused.status, refused.body.as_str()),
+                (409, "refused insufficient_funds")
+            );
+            // Now alice could pay; the key still answers with the refusal.
+            one(&engine, single(post("top-up", "bank", "alice", 50_000))).expect("top up");
+        }
+        let service = coffer_store::service::open(&db.database, 1).expect("service");
+        use coffer_store::service::Begin;
+        assert_eq!(
+            service
+                .lookup_idempotent("partner-1", "k1", "h1")
+                .expect("k1"),
+            Some(Begin::Replay {
+                status: 201,
+                body: "paid r1".into()
+            })
+        );
+        assert_eq!(
+            service
+                .lookup_idempotent("partner-1", "k2", "h2")
+                .expect("k2"),
+            Some(Begin::Replay {
+                status: 409,
+                body: "refused insufficient_funds".into()
+            })
+        );
+        assert_eq!(
+            service
+                .lookup_idempotent("partner-1", "k1", "other")
+                .expect("k1"),
+            Some(Begin::Mismatch)
+        );
+        assert_eq!(
+            service
+                .lookup_idempotent("partner-1", "k3", "h3")
+                .expect("k3"),
+            None
+        );
+        clean(&db.database);
+    }
+}

@@ -69,14 +69,13 @@ pub fn run(args: Serve) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let state = AppState {
-            engine: engine.clone(),
-            reader: reader.clone(),
-            service: service.clone(),
-            currencies: Arc::new(CurrencyRegistry::default()),
-            clock: clock.clone(),
-            http_metrics: Arc::default(),
-        };
+        let state = AppState::new(
+            engine.clone(),
+            reader.clone(),
+            service.clone(),
+            Arc::new(CurrencyRegistry::default()),
+            clock.clone(),
+        );
         if args.demo {
             demo::load(&engine, reader.clone(), service.clone(), clock.as_ref()).await?;
         }

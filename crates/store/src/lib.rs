@@ -157,8 +157,16 @@ pub trait LedgerWriter: Send {
     fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError>;
     fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError>;
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError>;
-    /// Writes the whole batch in one durable transaction, or nothing.
-    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError>;
+    /// Writes the whole batch, and the idempotent responses of the requests
+    /// in it, in one durable transaction, or nothing.
+    fn commit(
+        &mut self,
+        batch: &SealedBatch,
+        responses: &[service::StoredResponse],
+    ) -> Result<Commit, StoreError>;
+    /// Writes responses alone, durably: requests that changed no balance (a
+    /// rejection, a replay) must still answer the same way when retried.
+    fn record(&mut self, responses: &[service::StoredResponse]) -> Result<(), StoreError>;
 }
 
 /// Filters for an account's statement.

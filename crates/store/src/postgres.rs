@@ -15,6 +15,7 @@ use crate::convert::{
     TRANSFER_COLUMNS,
 };
 use crate::pool::Pool;
+use crate::service::StoredResponse;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -155,6 +156,7 @@ struct Statements {
     insert_holds: Statement,
     resolve_holds: Statement,
     insert_journal: Statement,
+    insert_responses: Statement,
 }
 
 pub struct PostgresWriter {
@@ -196,6 +198,11 @@ impl PostgresWriter {
                  WHERE h.id = u.id",
             )?,
             insert_journal: client.prepare(&format!("INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))?,
+            insert_responses: client.prepare(
+                "INSERT INTO idempotency_keys (principal, key, request_hash, status, body, created_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
+                 ON CONFLICT DO NOTHING",
+            )?,
         };
         Ok(PostgresWriter { client, statements })
     }
@@ -240,7 +247,11 @@ impl LedgerWriter for PostgresWriter {
         rows.iter().map(transfer_from_row).collect()
     }
 
-    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError> {
+    fn commit(
+        &mut self,
+        batch: &SealedBatch,
+        responses: &[StoredResponse],
+    ) -> Result<Commit, StoreError> {
         let statements = &self.statements;
         let mut transaction = self.client.transaction()?;
 
@@ -441,9 +452,47 @@ impl LedgerWriter for PostgresWriter {
                 &&j.hash[..],
             ],
         )?;
+        insert_responses(&mut transaction, &statements.insert_responses, responses)?;
         transaction.commit()?;
         Ok(Commit::Committed)
     }
+
+    fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {
+        if responses.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.client.transaction()?;
+        insert_responses(
+            &mut transaction,
+            &self.statements.insert_responses,
+            responses,
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+}
+
+/// A key already stored belongs to a request that won a race on another
+/// process; its response stays the one the client saw first.
+fn insert_responses(
+    transaction: &mut postgres::Transaction<'_>,
+    statement: &Statement,
+    responses: &[StoredResponse],
+) -> Result<(), StoreError> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let principals: Vec<&str> = responses.iter().map(|r| r.principal.as_str()).collect();
+    let keys: Vec<&str> = responses.iter().map(|r| r.key.as_str()).collect();
+    let hashes: Vec<&str> = responses.iter().map(|r| r.request_hash.as_str()).collect();
+    let statuses: Vec<i64> = responses.iter().map(|r| i64::from(r.status)).collect();
+    let bodies: Vec<&str> = responses.iter().map(|r| r.body.as_str()).collect();
+    let created: Vec<i64> = responses.iter().map(|r| r.created_at).collect();
+    transaction.execute(
+        statement,
+        &[&principals, &keys, &hashes, &statuses, &bodies, &created],
+    )?;
+    Ok(())
 }
 
 pub struct PostgresReader {

@@ -31,6 +31,20 @@ pub enum Begin {
     InFlight,
 }
 
+/// The response to a request made under an idempotency key, stored so that a
+/// retry gets it back. The ledger writer stores these in the same transaction
+/// as the batch they answer, so a response is remembered if and only if its
+/// effect is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+    pub created_at: i64,
+}
+
 pub trait ServiceStore: Send + Sync {
     fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
@@ -48,6 +62,14 @@ pub trait ServiceStore: Send + Sync {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError>;
+    /// What the key says, without claiming it: for writes whose response the
+    /// ledger writer records (see `StoredResponse`).
+    fn lookup_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Begin>, StoreError>;
     /// Forgets a key whose request failed for a reason on our side, so a retry runs.
     fn abandon_idempotent(&self, principal: &str, key: &str) -> Result<(), StoreError>;
     /// Deletes keys created before `before`; returns how many.
@@ -134,6 +156,20 @@ impl ServiceStore for SqliteService {
             .prepare_cached("SELECT request_hash, status, body FROM idempotency_keys WHERE principal = ?1 AND key = ?2")?
             .query_row(params![principal, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(decide(request_hash, hash, status, body))
+    }
+
+    fn lookup_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Begin>, StoreError> {
+        let connection = self.pool.get()?;
+        let found: Option<(String, Option<i64>, Option<String>)> = connection
+            .prepare_cached("SELECT request_hash, status, body FROM idempotency_keys WHERE principal = ?1 AND key = ?2")?
+            .query_row(params![principal, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        Ok(found.map(|(hash, status, body)| decide(request_hash, hash, status, body)))
     }
 
     fn finish_idempotent(
@@ -231,6 +267,17 @@ impl ServiceStore for PostgresService {
         }
         let row = client.query_one("SELECT request_hash, status, body FROM idempotency_keys WHERE principal = $1 AND key = $2", &[&principal, &key])?;
         Ok(decide(request_hash, row.get(0), row.get(1), row.get(2)))
+    }
+
+    fn lookup_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Begin>, StoreError> {
+        let mut client = self.pool.get()?;
+        let row = client.query_opt("SELECT request_hash, status, body FROM idempotency_keys WHERE principal = $1 AND key = $2", &[&principal, &key])?;
+        Ok(row.map(|row| decide(request_hash, row.get(0), row.get(1), row.get(2))))
     }
 
     fn finish_idempotent(

@@ -16,6 +16,7 @@ use crate::convert::{
     JOURNAL_COLUMNS, TRANSFER_COLUMNS,
 };
 use crate::pool::Pool;
+use crate::service::StoredResponse;
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -265,7 +266,11 @@ impl LedgerWriter for SqliteWriter {
         )
     }
 
-    fn commit(&mut self, batch: &SealedBatch) -> Result<Commit, StoreError> {
+    fn commit(
+        &mut self,
+        batch: &SealedBatch,
+        responses: &[StoredResponse],
+    ) -> Result<Commit, StoreError> {
         let transaction = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -393,9 +398,45 @@ impl LedgerWriter for SqliteWriter {
                     &j.hash[..],
                 ])?;
         }
+        insert_responses(&transaction, responses)?;
         transaction.commit()?;
         Ok(Commit::Committed)
     }
+
+    fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {
+        if responses.is_empty() {
+            return Ok(());
+        }
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        insert_responses(&transaction, responses)?;
+        transaction.commit()?;
+        Ok(())
+    }
+}
+
+/// A key already stored belongs to a request that won a race on another
+/// process; its response stays the one the client saw first.
+fn insert_responses(
+    transaction: &rusqlite::Transaction<'_>,
+    responses: &[StoredResponse],
+) -> Result<(), StoreError> {
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO idempotency_keys (principal, key, request_hash, status, body, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+    )?;
+    for r in responses {
+        insert.execute(params![
+            r.principal,
+            r.key,
+            r.request_hash,
+            i64::from(r.status),
+            r.body,
+            r.created_at
+        ])?;
+    }
+    Ok(())
 }
 
 pub struct SqliteReader {
