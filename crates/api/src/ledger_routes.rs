@@ -414,7 +414,7 @@ fn render_opened(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
             },
             &account_view(account),
         ),
-        Outcome::Account(Err(rejection)) => Err(rejection.clone().into()),
+        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
         Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
     }
 }
@@ -425,7 +425,7 @@ fn render_closed(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
         Outcome::Account(Err(Rejection::AccountToCloseNotFound)) => {
             Err(ApiError::not_found("account"))
         }
-        Outcome::Account(Err(rejection)) => Err(rejection.clone().into()),
+        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
         Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
     }
 }
