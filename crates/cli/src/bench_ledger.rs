@@ -110,7 +110,7 @@ fn ident(text: String) -> Identifier {
     Identifier::parse(&text).unwrap_or_else(|e| unreachable!("bench id {text}: {e}"))
 }
 
-fn bar(length: u64, message: &str) -> ProgressBar {
+pub fn bar(length: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(length);
     bar.set_style(
         ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")

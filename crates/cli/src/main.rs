@@ -1,5 +1,6 @@
 //! `coffer`: one binary for the service and its operations.
 
+mod bench_http;
 mod bench_ledger;
 mod crash_load;
 mod demo;
@@ -82,6 +83,8 @@ enum Apikey {
 enum Bench {
     /// The ledger engine under concurrent clients, against the naive baseline.
     Ledger(bench_ledger::BenchLedger),
+    /// A server over HTTP: N connections of transfers and balance reads.
+    Http(bench_http::BenchHttp),
     /// Load for the crash test (kill it at will; see tests/crash.rs).
     #[command(hide = true)]
     CrashLoad(crash_load::CrashLoad),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Top::Migrate { db } => migrate(&db),
         Top::Verify { db } => verify(&db),
         Top::Bench(Bench::Ledger(args)) => bench_ledger::run(args).map(|()| ExitCode::SUCCESS),
+        Top::Bench(Bench::Http(args)) => bench_http::run(args).map(|()| ExitCode::SUCCESS),
         Top::Bench(Bench::CrashLoad(args)) => crash_load::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
