@@ -130,17 +130,28 @@ fn start_server(args: &BenchHttp) -> anyhow::Result<(OwnServer, String, String)>
     let exe = std::env::current_exe().context("find the coffer binary")?;
     let dir = tempfile::tempdir().context("temp dir")?;
     let (db, cluster) = match args.backend.as_str() {
-        "sqlite" => (format!("sqlite://{}", dir.path().join("coffer.db").display()), None),
+        "sqlite" => (
+            format!("sqlite://{}", dir.path().join("coffer.db").display()),
+            None,
+        ),
         "postgres" => {
             eprintln!("starting a throwaway PostgreSQL cluster (initdb + pg_ctl, fsync on)…");
-            let cluster = coffer_store::throwaway::PgCluster::start().context("start PostgreSQL")?;
+            let cluster =
+                coffer_store::throwaway::PgCluster::start().context("start PostgreSQL")?;
             let url = cluster.create_database("coffer_bench_http")?;
             (url, Some(cluster))
         }
         other => bail!("--backend: expected sqlite or postgres, got {other:?}"),
     };
     let created = Command::new(&exe)
-        .args(["apikey", "create", "--name", "bench", "--scopes", "ledger:read,ledger:write"])
+        .args([
+            "apikey",
+            "create",
+            "--name",
+            "bench",
+            "--scopes",
+            "ledger:read,ledger:write",
+        ])
         .args(["--db", &db])
         .output()
         .context("run coffer apikey create")?;
@@ -160,7 +171,13 @@ fn start_server(args: &BenchHttp) -> anyhow::Result<(OwnServer, String, String)>
         .port();
     let log = std::fs::File::create(dir.path().join("server.log"))?;
     let child = Command::new(&exe)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &db,
+        ])
         .env("COFFER_LOG", &args.server_log)
         .stdout(Stdio::null())
         .stderr(log)
@@ -306,7 +323,10 @@ async fn setup(
             )
             .await?;
         if status != 200 || !body.starts_with(b"{\"ok\":true") {
-            bail!("funding failed: {status} {}", String::from_utf8_lossy(&body));
+            bail!(
+                "funding failed: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
     progress.finish_and_clear();

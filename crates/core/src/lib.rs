@@ -4,9 +4,11 @@
 pub mod currency;
 pub mod id;
 pub mod money;
+pub mod secret;
 pub mod time;
 
 pub use currency::{Currency, CurrencyError, CurrencyRegistry};
 pub use id::{Code, IdError, Identifier};
 pub use money::{Amount, AmountError};
+pub use secret::Secret;
 pub use time::{Clock, SystemClock, Timestamp};

@@ -10,6 +10,7 @@ pub mod naive;
 mod pool;
 pub mod postgres;
 pub mod service;
+pub mod sql;
 pub mod sqlite;
 pub mod throwaway;
 

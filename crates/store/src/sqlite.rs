@@ -22,6 +22,7 @@ use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_ledger.sql")),
     (2, include_str!("migrations/sqlite_0002_service.sql")),
+    (3, include_str!("migrations/sqlite_0003_identity.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
