@@ -1,0 +1,150 @@
+//! Notifications through a transactional outbox.
+//!
+//! A message is written (encrypted) in the same database transaction as the
+//! event that causes it, so nothing is sent for a change that rolled back and
+//! nothing is lost if the process dies before sending. A dispatcher then
+//! delivers due messages through the channel's `Transport`, retrying with
+//! exponential back-off and moving a message to the dead-letter state after
+//! `ATTEMPTS_MAX` failures. Delivery is at least once.
+//!
+//! Bodies can carry one-time codes: they are stored encrypted and erased once
+//! delivered; the row keeps the template, the masked recipient and the outcome.
+
+mod dispatcher;
+mod simulator;
+
+use coffer_core::Secret;
+use coffer_store::sql::Sql;
+use coffer_store::{sql_params, StoreError};
+use coffer_vault::{Vault, VaultError};
+
+pub use dispatcher::{Dispatcher, ATTEMPTS_MAX};
+pub use simulator::{Delivered, SimulatedTransport, FAILING_SUFFIX};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        match text {
+            "sms" => Some(Channel::Sms),
+            "email" => Some(Channel::Email),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+}
+
+/// Why a delivery failed; the dispatcher retries.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct DeliveryError(pub String);
+
+/// A connector to the outside world for one channel: an SMS gateway, an SMTP
+/// relay. Implementations must be safe to call again for the same message.
+pub trait Transport: Send + Sync {
+    fn channel(&self) -> Channel;
+    fn deliver(&self, recipient: &str, subject: &str, body: &str) -> Result<(), DeliveryError>;
+}
+
+/// A message to queue.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub channel: Channel,
+    pub recipient: Secret<String>,
+    pub recipient_masked: String,
+    pub customer_id: Option<&'a str>,
+    /// What kind of message (e.g. "registration_code"), kept after delivery.
+    pub template: &'static str,
+    pub subject: String,
+    pub body: Secret<String>,
+}
+
+const RECIPIENT_CONTEXT: &str = "notification.recipient";
+const BODY_CONTEXT: &str = "notification.body";
+
+/// Queues `message` inside the caller's transaction; returns its sequence number.
+pub fn enqueue(
+    db: &mut dyn Sql,
+    vault: &Vault,
+    message: &Message<'_>,
+    now: i64,
+) -> Result<(), NotifyError> {
+    let recipient = vault.encrypt_text(RECIPIENT_CONTEXT, message.recipient.expose())?;
+    let body = vault.encrypt_text(
+        BODY_CONTEXT,
+        &format!("{}\n{}", message.subject, message.body.expose()),
+    )?;
+    db.execute(
+        "INSERT INTO notifications (channel, recipient_enc, recipient_masked, customer_id, template, body_enc, \
+         created_at, next_attempt_at, attempts, state, sent_at, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, 'pending', NULL, NULL)",
+        sql_params![
+            message.channel.as_str(),
+            recipient,
+            message.recipient_masked.as_str(),
+            message.customer_id,
+            message.template,
+            body,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// A row of the outbox as operators and tests see it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub channel: String,
+    pub recipient_masked: String,
+    pub customer_id: Option<String>,
+    pub template: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub body_erased: bool,
+}
+
+pub fn entries(
+    db: &mut dyn Sql,
+    customer_id: Option<&str>,
+) -> Result<Vec<OutboxEntry>, NotifyError> {
+    let rows = db.query(
+        "SELECT seq, channel, recipient_masked, customer_id, template, state, attempts, last_error, body_enc IS NULL \
+         FROM notifications WHERE (CAST($1 AS TEXT) IS NULL OR customer_id = $1) ORDER BY seq",
+        sql_params![customer_id],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxEntry {
+                seq: r.int(0)?,
+                channel: r.text(1)?,
+                recipient_masked: r.text(2)?,
+                customer_id: r.opt_text(3)?,
+                template: r.text(4)?,
+                state: r.text(5)?,
+                attempts: r.int(6)?,
+                last_error: r.opt_text(7)?,
+                body_erased: r.bool(8)?,
+            })
+        })
+        .collect()
+}
