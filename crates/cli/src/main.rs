@@ -8,6 +8,7 @@ mod progress;
 mod serve;
 mod tls;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -239,8 +240,10 @@ fn init_logging(log: Option<&config::LogConfig>) {
     };
     // The configured filter was checked at load; the fallback only keeps this panic-free.
     let filter = filter.unwrap_or_else(|| EnvFilter::new("warn"));
+    // No colour codes in files and journals, only on a terminal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
