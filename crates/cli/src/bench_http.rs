@@ -21,7 +21,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::bench_ledger::{bar, peak_rss_kib};
+use crate::bench_ledger::peak_rss_kib;
+use crate::progress::bar;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \

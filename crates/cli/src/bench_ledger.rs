@@ -18,9 +18,11 @@ use coffer_ledger::{
 use coffer_store::naive::{self, NaiveClient};
 use coffer_store::throwaway::PgCluster;
 use coffer_store::Database;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+use crate::progress::bar;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -108,17 +110,6 @@ fn cny() -> Currency {
 
 fn ident(text: String) -> Identifier {
     Identifier::parse(&text).unwrap_or_else(|e| unreachable!("bench id {text}: {e}"))
-}
-
-pub fn bar(length: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(length);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
 }
 
 /// A benchmark database: a file under `dir`, or a database in a cluster.

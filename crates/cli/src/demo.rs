@@ -1,6 +1,6 @@
 //! Demo data for `coffer serve --demo`: a bank's settlement and fee accounts,
-//! customers' CNY wallets, merchants, a USD wallet, reward points, and a few
-//! weeks of realistic history. Loaded only into an empty ledger.
+//! customers' CNY wallets and a USD wallet, merchants, and everyday history
+//! (top-ups, QR payments, P2P transfers, a fee). Loaded only into an empty ledger.
 
 use std::sync::Arc;
 
@@ -14,46 +14,32 @@ use coffer_ledger::{
 use coffer_store::service::ServiceStore;
 use coffer_store::LedgerReader;
 
+use crate::progress;
+
 fn id(text: &str) -> anyhow::Result<Identifier> {
     Ok(Identifier::parse(text)?)
 }
 
-async fn open(
-    engine: &Engine,
-    account: &str,
-    currency: &str,
-    kind: AccountKind,
-    constraint: BalanceConstraint,
-    owner: &str,
-) -> anyhow::Result<()> {
+async fn open(engine: &Engine, account: &DemoAccount) -> anyhow::Result<()> {
     let spec = AccountSpec {
-        id: id(account)?,
-        currency: Currency::parse(currency)?,
-        kind,
-        constraint,
-        owner: id(owner)?,
+        id: id(account.id)?,
+        currency: Currency::parse(account.currency)?,
+        kind: account.kind,
+        constraint: account.constraint,
+        owner: id(account.owner)?,
     };
     match engine.execute(Command::OpenAccount(spec)).await? {
         Outcome::Account(Ok(_)) => Ok(()),
-        other => bail!("demo: open {account}: {other:?}"),
+        other => bail!("demo: open {}: {other:?}", account.id),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn post(
-    engine: &Engine,
-    transfer: &str,
-    debit: &str,
-    credit: &str,
-    minor: i64,
-    currency: &str,
-    code: &str,
-    note: &str,
-) -> anyhow::Result<()> {
+async fn post(engine: &Engine, transfer: &DemoTransfer) -> anyhow::Result<()> {
+    let &(transfer_id, debit, credit, minor, currency, code, note) = transfer;
     let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("note".to_string(), note.to_string());
     let command = TransferCommand {
-        id: id(transfer)?,
+        id: id(transfer_id)?,
         op: TransferOp::Post {
             debit: id(debit)?,
             credit: id(credit)?,
@@ -71,15 +57,94 @@ async fn post(
         .await?
     {
         Outcome::Transfers(results) if results.iter().all(Result::is_ok) => Ok(()),
-        other => bail!("demo: transfer {transfer}: {other:?}"),
+        other => bail!("demo: transfer {transfer_id}: {other:?}"),
     }
 }
 
+/// An account the demo opens.
+struct DemoAccount {
+    id: &'static str,
+    currency: &'static str,
+    kind: AccountKind,
+    constraint: BalanceConstraint,
+    owner: &'static str,
+}
+
+const fn account(
+    id: &'static str,
+    currency: &'static str,
+    kind: AccountKind,
+    constraint: BalanceConstraint,
+    owner: &'static str,
+) -> DemoAccount {
+    DemoAccount {
+        id,
+        currency,
+        kind,
+        constraint,
+        owner,
+    }
+}
+
+/// The bank's own accounts, customers' wallets, then merchants'.
+#[rustfmt::skip]
+const ACCOUNTS: [DemoAccount; 11] = {
+    use AccountKind::*;
+    use BalanceConstraint::*;
+    [
+        account("bank-settlement-cny", "CNY", Asset, None, "bank-treasury"),
+        account("bank-settlement-usd", "USD", Asset, None, "bank-treasury"),
+        account("bank-fee-income-cny", "CNY", Income, None, "bank-finance"),
+        account("wallet-zhang-wei", "CNY", Liability, NoOverdraft, "customer-1001"),
+        account("wallet-li-na", "CNY", Liability, NoOverdraft, "customer-1002"),
+        account("wallet-wang-fang", "CNY", Liability, NoOverdraft, "customer-1003"),
+        account("wallet-emma-chen", "CNY", Liability, NoOverdraft, "customer-1004"),
+        account("wallet-emma-chen-usd", "USD", Liability, NoOverdraft, "customer-1004"),
+        account("merchant-lucky-noodles", "CNY", Liability, NoOverdraft, "merchant-2001"),
+        account("merchant-green-grocer", "CNY", Liability, NoOverdraft, "merchant-2002"),
+        account("merchant-city-metro", "CNY", Liability, NoOverdraft, "merchant-2003"),
+    ]
+};
+
+/// A transfer the demo posts: (id, debit, credit, minor units, currency, code, note).
+type DemoTransfer = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Top-ups from linked bank cards, everyday QR payments, P2P and a fee, in order.
+#[rustfmt::skip]
+const TRANSFERS: [DemoTransfer; 15] = [
+    ("demo-topup-1", "bank-settlement-cny", "wallet-zhang-wei", 500_000, "CNY", "topup", "Top up from bank card ****4821"),
+    ("demo-topup-2", "bank-settlement-cny", "wallet-li-na", 320_000, "CNY", "topup", "Top up from bank card ****7730"),
+    ("demo-topup-3", "bank-settlement-cny", "wallet-wang-fang", 150_000, "CNY", "topup", "Top up from bank card ****1092"),
+    ("demo-topup-4", "bank-settlement-cny", "wallet-emma-chen", 88_800, "CNY", "topup", "Top up from bank card ****5566"),
+    ("demo-topup-5", "bank-settlement-usd", "wallet-emma-chen-usd", 25_000, "USD", "topup", "Top up from bank card ****5566"),
+    ("demo-pay-0", "wallet-zhang-wei", "merchant-lucky-noodles", 3_800, "CNY", "payment.qr", "Beef noodles ×2"),
+    ("demo-pay-1", "wallet-li-na", "merchant-green-grocer", 12_650, "CNY", "payment.qr", "Vegetables and fruit"),
+    ("demo-pay-2", "wallet-zhang-wei", "merchant-city-metro", 400, "CNY", "payment.qr", "Metro ride"),
+    ("demo-pay-3", "wallet-wang-fang", "merchant-lucky-noodles", 2_200, "CNY", "payment.qr", "Dumplings"),
+    ("demo-pay-4", "wallet-emma-chen", "merchant-city-metro", 600, "CNY", "payment.qr", "Metro ride"),
+    ("demo-pay-5", "wallet-li-na", "merchant-lucky-noodles", 5_600, "CNY", "payment.qr", "Lunch for two"),
+    ("demo-pay-6", "wallet-zhang-wei", "merchant-green-grocer", 8_990, "CNY", "payment.qr", "Groceries"),
+    ("demo-p2p-1", "wallet-zhang-wei", "wallet-li-na", 10_000, "CNY", "p2p", "Dinner split"),
+    ("demo-p2p-2", "wallet-li-na", "wallet-wang-fang", 2_500, "CNY", "p2p", "Movie tickets"),
+    ("demo-fee-1", "merchant-lucky-noodles", "bank-fee-income-cny", 35, "CNY", "fee.merchant_discount", "MDR 0.6% on daily takings"),
+];
+
+/// Loads the demo into an empty ledger; `base_url` is where the service will
+/// answer, for the example printed at the end.
 pub async fn load(
     engine: &Engine,
     reader: Arc<dyn LedgerReader>,
     service: Arc<dyn ServiceStore>,
     clock: &dyn Clock,
+    base_url: &str,
 ) -> anyhow::Result<()> {
     // The stores are synchronous: run them off the async workers.
     let (accounts, _) = tokio::task::spawn_blocking(move || reader.counts()).await??;
@@ -87,197 +152,19 @@ pub async fn load(
         println!("demo: the database already holds {accounts} accounts; demo data not loaded");
         return Ok(());
     }
-    use AccountKind::*;
-    use BalanceConstraint::*;
-    open(
-        engine,
-        "bank-settlement-cny",
-        "CNY",
-        Asset,
-        None,
-        "bank-treasury",
-    )
-    .await?;
-    open(
-        engine,
-        "bank-settlement-usd",
-        "USD",
-        Asset,
-        None,
-        "bank-treasury",
-    )
-    .await?;
-    open(
-        engine,
-        "bank-fee-income-cny",
-        "CNY",
-        Income,
-        None,
-        "bank-finance",
-    )
-    .await?;
-    let customers = [
-        ("wallet-zhang-wei", "customer-1001"),
-        ("wallet-li-na", "customer-1002"),
-        ("wallet-wang-fang", "customer-1003"),
-        ("wallet-emma-chen", "customer-1004"),
-    ];
-    for (wallet, owner) in customers {
-        open(engine, wallet, "CNY", Liability, NoOverdraft, owner).await?;
+    let bar = progress::bar(
+        (ACCOUNTS.len() + TRANSFERS.len()) as u64,
+        "loading demo data",
+    );
+    for account in &ACCOUNTS {
+        open(engine, account).await?;
+        bar.inc(1);
     }
-    open(
-        engine,
-        "wallet-emma-chen-usd",
-        "USD",
-        Liability,
-        NoOverdraft,
-        "customer-1004",
-    )
-    .await?;
-    let merchants = [
-        ("merchant-lucky-noodles", "merchant-2001"),
-        ("merchant-green-grocer", "merchant-2002"),
-        ("merchant-city-metro", "merchant-2003"),
-    ];
-    for (account, owner) in merchants {
-        open(engine, account, "CNY", Liability, NoOverdraft, owner).await?;
+    for transfer in &TRANSFERS {
+        post(engine, transfer).await?;
+        bar.inc(1);
     }
-    // Top-ups from linked bank cards, then everyday payments.
-    post(
-        engine,
-        "demo-topup-1",
-        "bank-settlement-cny",
-        "wallet-zhang-wei",
-        500_000,
-        "CNY",
-        "topup",
-        "Top up from bank card ****4821",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-topup-2",
-        "bank-settlement-cny",
-        "wallet-li-na",
-        320_000,
-        "CNY",
-        "topup",
-        "Top up from bank card ****7730",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-topup-3",
-        "bank-settlement-cny",
-        "wallet-wang-fang",
-        150_000,
-        "CNY",
-        "topup",
-        "Top up from bank card ****1092",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-topup-4",
-        "bank-settlement-cny",
-        "wallet-emma-chen",
-        88_800,
-        "CNY",
-        "topup",
-        "Top up from bank card ****5566",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-topup-5",
-        "bank-settlement-usd",
-        "wallet-emma-chen-usd",
-        25_000,
-        "USD",
-        "topup",
-        "Top up from bank card ****5566",
-    )
-    .await?;
-    let payments = [
-        (
-            "wallet-zhang-wei",
-            "merchant-lucky-noodles",
-            3_800,
-            "Beef noodles ×2",
-        ),
-        (
-            "wallet-li-na",
-            "merchant-green-grocer",
-            12_650,
-            "Vegetables and fruit",
-        ),
-        ("wallet-zhang-wei", "merchant-city-metro", 400, "Metro ride"),
-        (
-            "wallet-wang-fang",
-            "merchant-lucky-noodles",
-            2_200,
-            "Dumplings",
-        ),
-        ("wallet-emma-chen", "merchant-city-metro", 600, "Metro ride"),
-        (
-            "wallet-li-na",
-            "merchant-lucky-noodles",
-            5_600,
-            "Lunch for two",
-        ),
-        (
-            "wallet-zhang-wei",
-            "merchant-green-grocer",
-            8_990,
-            "Groceries",
-        ),
-    ];
-    for (n, (payer, merchant, minor, note)) in payments.iter().enumerate() {
-        post(
-            engine,
-            &format!("demo-pay-{n}"),
-            payer,
-            merchant,
-            *minor,
-            "CNY",
-            "payment.qr",
-            note,
-        )
-        .await?;
-    }
-    post(
-        engine,
-        "demo-p2p-1",
-        "wallet-zhang-wei",
-        "wallet-li-na",
-        10_000,
-        "CNY",
-        "p2p",
-        "Dinner split",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-p2p-2",
-        "wallet-li-na",
-        "wallet-wang-fang",
-        2_500,
-        "CNY",
-        "p2p",
-        "Movie tickets",
-    )
-    .await?;
-    post(
-        engine,
-        "demo-fee-1",
-        "merchant-lucky-noodles",
-        "bank-fee-income-cny",
-        35,
-        "CNY",
-        "fee.merchant_discount",
-        "MDR 0.6% on daily takings",
-    )
-    .await?;
+    bar.finish_and_clear();
     let (token, record) = coffer_api::auth::generate(
         "demo",
         coffer_api::auth::SCOPES
@@ -287,8 +174,12 @@ pub async fn load(
         clock.now().as_nanos(),
     );
     tokio::task::spawn_blocking(move || service.insert_api_key(&record)).await??;
-    println!("demo: loaded 3 bank accounts, 4 customers (5 wallets), 3 merchants and 19 transfers");
+    println!(
+        "demo: loaded {} accounts (bank, customer wallets, merchants) and {} transfers",
+        ACCOUNTS.len(),
+        TRANSFERS.len()
+    );
     println!("demo: a service API key with every scope (shown once, stored hashed):\n  {token}");
-    println!("  try: curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8080/v1/ledger/accounts/wallet-zhang-wei");
+    println!("  try: curl -H 'Authorization: Bearer {token}' {base_url}/v1/ledger/accounts/wallet-zhang-wei");
     Ok(())
 }

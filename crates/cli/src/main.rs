@@ -2,20 +2,36 @@
 
 mod bench_http;
 mod bench_ledger;
+mod config;
 mod crash_load;
 mod demo;
+mod progress;
 mod serve;
+mod tls;
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use coffer_store::Database;
+use clap::{Args, Parser, Subcommand};
+use config::{Config, Env, Flags, LogFormat};
+
+/// Exit code for a configuration or usage error (clap uses 2 for usage errors too).
+const EXIT_CONFIG_ERROR: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "coffer",
     version,
-    about = "Coffer: a digital-wallet platform for banks, on an exact double-entry ledger."
+    about = "Coffer: a digital-wallet platform for banks, on an exact double-entry ledger.",
+    after_help = "Configuration, for every command that opens the database: built-in defaults, then\n\
+        the TOML file given by --config or COFFER_CONFIG, then COFFER_… environment variables,\n\
+        then flags. `coffer config check` shows the result and where each value came from.\n\n\
+        Examples:\n  \
+        coffer serve --demo                          # SQLite under ./coffer-data, http://127.0.0.1:8080\n  \
+        coffer serve --config /etc/coffer/coffer.toml\n  \
+        coffer config check --config /etc/coffer/coffer.toml\n  \
+        coffer verify --db postgres://coffer@db/coffer"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,47 +40,87 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Top {
-    /// Run the HTTP service.
+    /// Run the HTTP(S) service.
     Serve(serve::Serve),
     /// Manage service API keys (for the bank's own systems and partners).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffer apikey create --name payments-core --scopes ledger:read,ledger:write"
+    )]
     Apikey(Apikey),
     /// Create the database schema or bring it up to date.
-    #[command(
-        after_help = "Examples:\n  coffer migrate --db sqlite://coffer-data/coffer.db\n  coffer migrate --db postgres://coffer@127.0.0.1/coffer"
-    )]
+    #[command(after_help = "Examples:\n  \
+        coffer migrate                                   # SQLite under ./coffer-data\n  \
+        coffer migrate --db postgres://coffer@127.0.0.1/coffer\n  \
+        COFFER_DATABASE_URL_FILE=/run/secrets/db-url coffer migrate\n  \
+        coffer migrate --config /etc/coffer/coffer.toml")]
     Migrate {
-        /// Database URL (sqlite://PATH or postgres://…).
-        #[arg(
-            long,
-            env = "COFFER_DATABASE_URL",
-            default_value = "sqlite://coffer-data/coffer.db"
-        )]
-        db: String,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Prove the ledger from its stored rows: balanced per currency, balances
     /// equal to the sum of entries, constraints held, holds consistent, journal chain intact.
     #[command(
-        after_help = "Exits 0 when everything checks out, 1 (naming each account or transfer) when not.\n\nExamples:\n  coffer verify --db sqlite://coffer-data/coffer.db\n  coffer verify --db postgres://coffer@127.0.0.1/coffer"
+        after_help = "Exits 0 when everything checks out, 1 (naming each account or transfer) when not.\n\
+        Shows a progress bar on a terminal.\n\n\
+        Examples:\n  \
+        coffer verify                                    # SQLite under ./coffer-data\n  \
+        coffer verify --db sqlite://backup/coffer.db\n  \
+        coffer verify --db postgres://coffer@127.0.0.1/coffer\n  \
+        coffer verify --config /etc/coffer/coffer.toml"
     )]
     Verify {
-        #[arg(
-            long,
-            env = "COFFER_DATABASE_URL",
-            default_value = "sqlite://coffer-data/coffer.db"
-        )]
-        db: String,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
+    /// Inspect the configuration.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffer config check --config /etc/coffer/coffer.toml"
+    )]
+    Config(ConfigCommand),
     /// Benchmarks.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffer bench ledger --transfers 100000"
+    )]
     Bench(Bench),
+}
+
+/// The configuration file and database flags of every command that opens the
+/// database; the flags are the top configuration layer.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file [env: COFFER_CONFIG] (see docs/coffer.example.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (database.url)
+    /// [env: COFFER_DATABASE_URL, or COFFER_DATABASE_URL_FILE naming a file]
+    /// [default: SQLite in the data directory].
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// Where the embedded database lives (database.data_dir) [env: COFFER_DATA_DIR]
+    /// [default: coffer-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn flags(&self) -> Flags {
+        Flags {
+            config: self.config.clone(),
+            database_url: self.db.clone(),
+            data_dir: self.data_dir.clone(),
+            ..Flags::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Apikey {
     /// Create a key; prints it once (only its hash is stored).
     #[command(
-        after_help = "Examples:\n  coffer apikey create --name payments-core --scopes ledger:read,ledger:write\n  coffer apikey create --name reporting --scopes ledger:read"
+        after_help = "Examples:\n  coffer apikey create --name payments-core --scopes ledger:read,ledger:write\n  coffer apikey create --name reporting --scopes ledger:read --config /etc/coffer/coffer.toml"
     )]
     Create {
         #[arg(long)]
@@ -72,10 +128,24 @@ enum Apikey {
         /// Comma-separated: ledger:read, ledger:write
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
-        #[arg(long, env = "COFFER_DATABASE_URL")]
-        db: Option<String>,
-        #[arg(long, env = "COFFER_DATA_DIR", default_value = "coffer-data")]
-        data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check the configuration and print it, with where each value came from.
+    ///
+    /// Prints the effective configuration as TOML, secrets redacted, each value
+    /// followed by its origin. Exits 2, naming the key, if it is invalid.
+    #[command(after_help = "Examples:\n  \
+        coffer config check                                     # defaults and COFFER_… variables\n  \
+        coffer config check --config /etc/coffer/coffer.toml\n  \
+        COFFER_CONFIG=/etc/coffer/coffer.toml COFFER_LISTEN=0.0.0.0:8443 coffer config check")]
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -86,44 +156,51 @@ enum Bench {
     /// A server over HTTP: N connections of transfers and balance reads.
     Http(bench_http::BenchHttp),
     /// Load for the crash test (kill it at will; see tests/crash.rs).
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        after_help = "Examples:\n  coffer bench crash-load --db sqlite://crash.db --ack-log acks.log"
+    )]
     CrashLoad(crash_load::CrashLoad),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Top::Serve(_)) {
-        "info"
-    } else {
-        "warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if matches!(&cli.command, Top::Serve(args) if args.log_json()) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let env = Env::from_process();
     let result = match cli.command {
-        Top::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Top::Serve(args) => {
+            let flags = args.flags();
+            configured(&flags, &env, |config| {
+                serve::run(args, config).map(|()| ExitCode::SUCCESS)
+            })
+        }
+        Top::Migrate { config } => configured(&config.flags(), &env, migrate),
+        Top::Verify { config } => configured(&config.flags(), &env, verify),
         Top::Apikey(Apikey::Create {
             name,
             scopes,
-            db,
-            data_dir,
-        }) => create_api_key(
-            &name,
-            scopes,
-            &serve::database_url(db.as_deref(), &data_dir),
-        ),
-        Top::Migrate { db } => migrate(&db),
-        Top::Verify { db } => verify(&db),
-        Top::Bench(Bench::Ledger(args)) => bench_ledger::run(args).map(|()| ExitCode::SUCCESS),
-        Top::Bench(Bench::Http(args)) => bench_http::run(args).map(|()| ExitCode::SUCCESS),
-        Top::Bench(Bench::CrashLoad(args)) => crash_load::run(args).map(|()| ExitCode::SUCCESS),
+            config,
+        }) => configured(&config.flags(), &env, |config| {
+            create_api_key(&name, scopes, &config)
+        }),
+        Top::Config(ConfigCommand::Check { config }) => match config::load(&config.flags(), &env) {
+            Ok(config) => {
+                print!("{}", config::render(&config));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => Ok(config_error(&error)),
+        },
+        Top::Bench(Bench::Ledger(args)) => {
+            init_logging(None);
+            bench_ledger::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Top::Bench(Bench::Http(args)) => {
+            init_logging(None);
+            bench_http::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Top::Bench(Bench::CrashLoad(args)) => {
+            init_logging(None);
+            crash_load::run(args).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -134,29 +211,71 @@ fn main() -> ExitCode {
     }
 }
 
-fn migrate(url: &str) -> anyhow::Result<ExitCode> {
-    let database = Database::parse(url)?;
+/// Loads and checks the configuration, starts logging by it, then runs the
+/// command. A bad configuration stops here, before anything is opened.
+fn configured(
+    flags: &Flags,
+    env: &Env,
+    command: impl FnOnce(Config) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let config = match config::load(flags, env) {
+        Ok(config) => config,
+        Err(error) => return Ok(config_error(&error)),
+    };
+    init_logging(Some(&config.log));
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    command(config)
+}
+
+fn config_error(error: &config::ConfigError) -> ExitCode {
+    eprintln!("config error: {error}");
+    ExitCode::from(EXIT_CONFIG_ERROR)
+}
+
+/// Logs to stderr by the configuration; benchmarks, which take none, by
+/// `COFFER_LOG` with warnings only by default.
+fn init_logging(log: Option<&config::LogConfig>) {
+    use tracing_subscriber::EnvFilter;
+    let (filter, json) = match log {
+        Some(log) => (
+            EnvFilter::try_new(&log.filter.value).ok(),
+            log.format.value == LogFormat::Json,
+        ),
+        None => (EnvFilter::try_from_env(config::LOG_FILTER.env).ok(), false),
+    };
+    // The configured filter was checked at load; the fallback only keeps this panic-free.
+    let filter = filter.unwrap_or_else(|| EnvFilter::new("warn"));
+    // No colour codes in files and journals, only on a terminal.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn migrate(config: Config) -> anyhow::Result<ExitCode> {
+    let database = &config.database.url.value;
     let version = database.migrate()?;
     println!("{}: schema at version {version}", database.redacted());
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(url: &str) -> anyhow::Result<ExitCode> {
-    let database = Database::parse(url)?;
-    if let Database::Sqlite(path) = &database {
+fn verify(config: Config) -> anyhow::Result<ExitCode> {
+    let database = &config.database.url.value;
+    if let coffer_store::Database::Sqlite(path) = database {
         if !path.exists() {
             anyhow::bail!("{}: no such database", database.redacted());
         }
     }
     let reader = database.open_reader(1)?;
     let (accounts, transfers) = reader.counts()?;
-    let bar = indicatif::ProgressBar::new(transfers);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "verifying [{bar:40}] {pos}/{len} transfers ({per_sec})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress::bar(transfers, "verifying transfers");
     let report = coffer_app::verify(reader.as_ref(), &mut |seen| bar.set_position(seen))?;
     bar.finish_and_clear();
     println!(
@@ -188,7 +307,7 @@ fn verify(url: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn create_api_key(name: &str, scopes: Vec<String>, url: &str) -> anyhow::Result<ExitCode> {
+fn create_api_key(name: &str, scopes: Vec<String>, config: &Config) -> anyhow::Result<ExitCode> {
     for scope in &scopes {
         if !coffer_api::auth::SCOPES.contains(&scope.as_str()) {
             anyhow::bail!(
@@ -197,8 +316,7 @@ fn create_api_key(name: &str, scopes: Vec<String>, url: &str) -> anyhow::Result<
             );
         }
     }
-    let database = Database::parse(url)?;
-    let service = coffer_store::service::open(&database, 1)?;
+    let service = coffer_store::service::open(&config.database.url.value, 1)?;
     let now = coffer_core::Clock::now(&coffer_core::SystemClock).as_nanos();
     let (token, record) = coffer_api::auth::generate(name, scopes, now);
     service.insert_api_key(&record)?;

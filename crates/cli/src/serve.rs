@@ -1,70 +1,76 @@
-//! `coffer serve`: the HTTP service, with optional demo data.
+//! `coffer serve`: the HTTP or HTTPS service, with optional demo data.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::future::IntoFuture;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use coffer_api::AppState;
 use coffer_app::Engine;
 use coffer_core::{Clock, CurrencyRegistry};
-use coffer_store::Database;
 
-use crate::demo;
+use crate::config::{Config, Flags};
+use crate::{demo, tls, ConfigArgs};
+
+/// After SIGTERM/SIGINT, in-flight requests get this long to finish before the
+/// ledger is flushed regardless; it leaves room within a typical 30 s
+/// orchestrator grace period for the flush itself.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connections for the service store (API keys, idempotency records): far fewer
+/// queries than ledger reads.
+const SERVICE_CONNECTIONS: usize = 8;
+const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+/// How often expired idempotency keys are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "Configuration layers: defaults, --config FILE (or COFFER_CONFIG), COFFER_… variables, then these flags.\n\
+    HTTPS when server.tls_cert and server.tls_key (COFFER_SERVER_TLS_CERT, COFFER_SERVER_TLS_KEY) name PEM files.\n\n\
+    Examples:\n  \
     coffer serve --demo                               # SQLite under ./coffer-data, demo data, http://127.0.0.1:8080\n  \
     coffer serve --listen 0.0.0.0:8443 --db postgres://coffer@db/coffer\n  \
-    COFFER_DATA_DIR=/var/lib/coffer coffer serve")]
+    coffer serve --config /etc/coffer/coffer.toml     # e.g. with TLS; see docs/coffer.example.toml\n  \
+    COFFER_DATA_DIR=/var/lib/coffer COFFER_LOG_FORMAT=json coffer serve"
+)]
 pub struct Serve {
-    /// Address to listen on.
-    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Database URL; default: SQLite in the data directory.
-    #[arg(long, env = "COFFER_DATABASE_URL")]
-    db: Option<String>,
-    /// Where the embedded database lives.
-    #[arg(long, env = "COFFER_DATA_DIR", default_value = "coffer-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on (server.listen) [env: COFFER_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Option<String>,
     /// Load demo customers, merchants, balances and history into an empty database.
     #[arg(long)]
     demo: bool,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, env = "COFFER_LOG_JSON")]
+    /// Log as JSON lines instead of human-readable text (log.format = "json")
+    /// [env: COFFER_LOG_FORMAT=json or COFFER_LOG_JSON=true].
+    #[arg(long)]
     log_json: bool,
 }
 
 impl Serve {
-    pub fn log_json(&self) -> bool {
-        self.log_json
+    /// This command's flags as the top configuration layer.
+    pub fn flags(&self) -> Flags {
+        Flags {
+            listen: self.listen.clone(),
+            log_json: self.log_json,
+            ..self.config.flags()
+        }
     }
 }
 
-pub fn database_url(db: Option<&str>, data_dir: &std::path::Path) -> String {
-    db.map(str::to_string)
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("coffer.db").display()))
-}
-
-pub fn run(args: Serve) -> anyhow::Result<()> {
-    let listen: SocketAddr = args.listen.parse().with_context(|| {
-        format!(
-            "--listen / COFFER_LISTEN: {:?} is not an address like 127.0.0.1:8080",
-            args.listen
-        )
-    })?;
-    let url = database_url(args.db.as_deref(), &args.data_dir);
-    let database = Database::parse(&url).context("--db / COFFER_DATABASE_URL")?;
+pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
+    let database = config.database.url.value.clone();
     // Opening the stores connects synchronously: do it before the runtime starts.
     let clock: Arc<dyn Clock> = coffer_app::system_clock();
     let version = database
         .migrate()
         .with_context(|| format!("migrate {}", database.redacted()))?;
     let engine = Arc::new(Engine::start(&database, clock.clone())?);
-    let reader = database.open_reader(8)?;
+    let reader = database.open_reader(config.database.reader_connections.value)?;
     let service: Arc<dyn coffer_store::service::ServiceStore> =
-        Arc::from(coffer_store::service::open(&database, 8)?);
+        Arc::from(coffer_store::service::open(&database, SERVICE_CONNECTIONS)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -76,29 +82,84 @@ pub fn run(args: Serve) -> anyhow::Result<()> {
             Arc::new(CurrencyRegistry::default()),
             clock.clone(),
         );
-        if args.demo {
-            demo::load(&engine, reader.clone(), service.clone(), clock.as_ref()).await?;
-        }
+        let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listen on {listen}"))?;
+            .with_context(|| format!("listen on {listen} (server.listen)"))?;
         let address = listener.local_addr()?;
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let base_url = format!("{scheme}://{address}");
+        if args.demo {
+            demo::load(
+                &engine,
+                reader.clone(),
+                service.clone(),
+                clock.as_ref(),
+                &base_url,
+            )
+            .await?;
+        }
         println!(
-            "Coffer is running at http://{address}/ (database {}, schema v{version})",
+            "Coffer is running at {base_url}/ (database {}, schema v{version})",
             database.redacted()
         );
-        println!("  health: http://{address}/healthz   metrics: http://{address}/metrics");
-        tracing::info!(%address, database = %database.redacted(), "listening");
-        tokio::spawn(purge_idempotency_keys(service.clone(), clock.clone()));
-        axum::serve(listener, coffer_api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        println!("  health: {base_url}/healthz   metrics: {base_url}/metrics");
+        tracing::info!(%address, scheme, database = %database.redacted(), "listening");
+        tokio::spawn(purge_idempotency_keys(
+            service.clone(),
+            clock.clone(),
+            config.idempotency.retention_hours.value,
+        ));
+        let router = coffer_api::router(state);
+        match &config.server.tls {
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls.server_config.clone())?;
+                serve_until_stopped(listener, router).await?;
+            }
+            None => serve_until_stopped(listener, router).await?,
+        }
         tracing::info!("stopped accepting; flushing the ledger");
         let engine_for_shutdown = engine.clone();
         tokio::task::spawn_blocking(move || engine_for_shutdown.shutdown()).await?;
         println!("Coffer stopped cleanly");
         Ok(())
     })
+}
+
+/// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight
+/// requests finish, for `DRAIN_TIMEOUT` at most: a stuck client must not keep
+/// the ledger from being flushed before the orchestrator's SIGKILL.
+async fn serve_until_stopped<L>(listener: L, router: axum::Router) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let mut graceful = stopped.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = graceful.wait_for(|stop| *stop).await;
+        })
+        .into_future();
+    let drain_deadline = async {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still in flight at the drain deadline; stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -120,10 +181,11 @@ async fn shutdown_signal() {
 async fn purge_idempotency_keys(
     service: Arc<dyn coffer_store::service::ServiceStore>,
     clock: Arc<dyn Clock>,
+    retention_hours: i64,
 ) {
-    let retention = coffer_api::idempotency::IDEMPOTENCY_RETENTION_HOURS * 3_600 * 1_000_000_000;
+    let retention = retention_hours.saturating_mul(NANOS_PER_HOUR);
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(3_600)).await;
+        tokio::time::sleep(PURGE_INTERVAL).await;
         let before = clock.now().as_nanos().saturating_sub(retention);
         let service = service.clone();
         match tokio::task::spawn_blocking(move || service.purge_idempotency(before)).await {

@@ -109,19 +109,40 @@ impl Database {
 }
 
 fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let after_scheme = scheme_end + 3;
+    let authority_end = url[after_scheme..]
+        .find(['/', '?'])
+        .map_or(url.len(), |end| after_scheme + end);
+    let authority = &url[after_scheme..authority_end];
     // postgres://user:secret@host/db → postgres://user:***@host/db
-    if let (Some(scheme_end), Some(at)) = (url.find("://"), url.rfind('@')) {
-        let credentials = &url[scheme_end + 3..at];
-        if let Some(colon) = credentials.find(':') {
-            return format!(
+    let mut redacted = match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
                 "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &credentials[..colon],
-                &url[at..]
-            );
-        }
+                &url[..after_scheme],
+                &authority[..colon],
+                &url[after_scheme + at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    // libpq also takes the password as a parameter: …/db?password=secret
+    if let Some(question) = redacted.find('?') {
+        let query = redacted[question + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        redacted = format!("{}?{query}", &redacted[..question]);
     }
-    url.to_string()
+    redacted
 }
 
 /// Where the journal stands: the last batch, its hash and the last timestamp.
@@ -234,5 +255,20 @@ mod tests {
     fn redacts_passwords() {
         let db = Database::parse("postgres://coffer:hunter2@127.0.0.1:5432/coffer").expect("url");
         assert_eq!(db.redacted(), "postgres://coffer:***@127.0.0.1:5432/coffer");
+        let db = Database::parse("postgres://coffer@db/coffer?sslmode=require&password=hunter2")
+            .expect("url");
+        assert_eq!(
+            db.redacted(),
+            "postgres://coffer@db/coffer?sslmode=require&password=***"
+        );
+        // An `@` in the query is not the end of the user information.
+        let db = Database::parse("postgres://coffer:hunter2@db/coffer?application_name=a@b")
+            .expect("url");
+        assert_eq!(
+            db.redacted(),
+            "postgres://coffer:***@db/coffer?application_name=a@b"
+        );
+        let db = Database::parse("postgres://db/coffer").expect("url");
+        assert_eq!(db.redacted(), "postgres://db/coffer");
     }
 }

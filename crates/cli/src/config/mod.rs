@@ -1,0 +1,447 @@
+//! Typed, layered configuration: built-in defaults, then an optional TOML file,
+//! then `COFFER_…` environment variables, then command-line flags; each layer
+//! overrides the ones before it, key by key. Everything is checked here, once,
+//! at start, so a bad value stops the process with a message naming the key
+//! and the layer it came from, never halfway through serving.
+
+mod layer;
+mod render;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_store::Database;
+
+pub use layer::{Env, Flags};
+pub use render::render;
+
+use crate::tls;
+use layer::Layer;
+
+/// One setting: its dotted name in the TOML file and its environment variable.
+/// Variables are `COFFER_` + the key in capitals (`database.url` is
+/// `COFFER_DATABASE_URL`), except where an older, shorter name already existed:
+/// those names stay, so each key has exactly one variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub env: &'static str,
+}
+
+pub const LISTEN: Key = Key {
+    name: "server.listen",
+    env: "COFFER_LISTEN",
+};
+pub const TLS_CERT: Key = Key {
+    name: "server.tls_cert",
+    env: "COFFER_SERVER_TLS_CERT",
+};
+pub const TLS_KEY: Key = Key {
+    name: "server.tls_key",
+    env: "COFFER_SERVER_TLS_KEY",
+};
+pub const DATABASE_URL: Key = Key {
+    name: "database.url",
+    env: "COFFER_DATABASE_URL",
+};
+/// The secret form of `database.url`: the path of a file holding the URL.
+pub const DATABASE_URL_FILE: Key = Key {
+    name: "database.url_file",
+    env: "COFFER_DATABASE_URL_FILE",
+};
+pub const DATA_DIR: Key = Key {
+    name: "database.data_dir",
+    env: "COFFER_DATA_DIR",
+};
+pub const READER_CONNECTIONS: Key = Key {
+    name: "database.reader_connections",
+    env: "COFFER_DATABASE_READER_CONNECTIONS",
+};
+pub const LOG_FORMAT: Key = Key {
+    name: "log.format",
+    env: "COFFER_LOG_FORMAT",
+};
+pub const LOG_FILTER: Key = Key {
+    name: "log.filter",
+    env: "COFFER_LOG",
+};
+pub const RETENTION_HOURS: Key = Key {
+    name: "idempotency.retention_hours",
+    env: "COFFER_IDEMPOTENCY_RETENTION_HOURS",
+};
+/// Every key, in the order `coffer config check` and the README list them.
+pub const KEYS: [Key; 10] = [
+    LISTEN,
+    TLS_CERT,
+    TLS_KEY,
+    DATABASE_URL,
+    DATABASE_URL_FILE,
+    DATA_DIR,
+    READER_CONNECTIONS,
+    LOG_FORMAT,
+    LOG_FILTER,
+    RETENTION_HOURS,
+];
+/// The older boolean spelling of `log.format = "json"`, kept working.
+pub const LOG_JSON_ENV: &str = "COFFER_LOG_JSON";
+/// The path of the TOML file, when `--config` is not given.
+pub const CONFIG_ENV: &str = "COFFER_CONFIG";
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "coffer-data";
+pub const DEFAULT_READER_CONNECTIONS: usize = 8;
+/// Far above what one node's database serves well; a larger number is a typo.
+pub const READER_CONNECTIONS_MAX: usize = 256;
+pub const DEFAULT_LOG_FILTER: &str = "info";
+/// Clients retry a failed payment for up to a day (mobile apps resume after a
+/// night offline); a key forgotten sooner would let such a retry pay twice.
+pub const RETENTION_HOURS_MIN: i64 = 24;
+/// A year and a day: anything larger is almost surely minutes or seconds typed
+/// as hours.
+pub const RETENTION_HOURS_MAX: i64 = 24 * 366;
+
+/// Where a value came from; named in error messages and by `config check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+    /// Read from a file whose path came from `named_by`: how secrets arrive.
+    SecretFile {
+        path: PathBuf,
+        named_by: Box<Origin>,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(name) | Origin::Flag(name) => write!(f, "{name}"),
+            Origin::SecretFile { path, named_by } => {
+                write!(f, "file {} named by {named_by}", path.display())
+            }
+        }
+    }
+}
+
+/// A value and the layer it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, origin: Origin) -> Self {
+        Sourced { value, origin }
+    }
+
+    fn default_value(value: T) -> Self {
+        Sourced::new(value, Origin::Default)
+    }
+}
+
+/// The checked configuration every command that opens the database starts from.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub idempotency: IdempotencyConfig,
+    /// Things worth an operator's look that do not stop the start
+    /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub listen: Sourced<SocketAddr>,
+    pub tls: Option<TlsConfig>,
+}
+
+pub struct TlsConfig {
+    pub cert: Sourced<PathBuf>,
+    pub key: Sourced<PathBuf>,
+    /// Loaded at start, so a bad certificate stops the start rather than the
+    /// first client's handshake.
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct DatabaseConfig {
+    /// May hold a password: show it only through `Database::redacted`.
+    pub url: Sourced<Database>,
+    pub data_dir: Sourced<PathBuf>,
+    pub reader_connections: Sourced<usize>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.value.redacted())
+            .field("url_origin", &self.url.origin)
+            .field("data_dir", &self.data_dir)
+            .field("reader_connections", &self.reader_connections)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct LogConfig {
+    pub format: Sourced<LogFormat>,
+    /// A `tracing` filter (`info`, `coffer_api=debug,warn`), checked at load.
+    pub filter: Sourced<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct IdempotencyConfig {
+    pub retention_hours: Sourced<i64>,
+}
+
+/// Why the configuration cannot be used; each message names the key and,
+/// where there is one, the layer the value came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key} = {value} (from {origin}): {reason}")]
+    Invalid {
+        key: &'static str,
+        /// Quoted as given, or redacted where it may hold a secret.
+        value: String,
+        origin: Origin,
+        reason: String,
+    },
+    #[error("{key} is set (from {origin}) but {missing} is not: set both or neither")]
+    Incomplete {
+        key: &'static str,
+        origin: Origin,
+        missing: &'static str,
+    },
+    #[error("{first} and {second} are both set in {place}: set only one")]
+    Conflict {
+        first: &'static str,
+        second: &'static str,
+        place: String,
+    },
+    #[error("config file {} (from {origin}): {error}", path.display())]
+    FileUnreadable {
+        path: PathBuf,
+        origin: Origin,
+        error: std::io::Error,
+    },
+    /// A TOML syntax error, unknown key or wrongly typed value; `location` is
+    /// the file, line and dotted key.
+    #[error("{location}: {message}")]
+    File { location: String, message: String },
+}
+
+/// Loads every layer and checks the result.
+pub fn load(flags: &Flags, env: &Env) -> Result<Config, ConfigError> {
+    let mut merged = Layer::default();
+    if let Some(file) = layer::config_file(flags, env)? {
+        merged = layer::from_file(&file)?;
+    }
+    merged = layer::from_env(env)?.over(merged);
+    merged = layer::from_flags(flags).over(merged);
+    let mut config = validate(merged)?;
+    config.warnings.extend(
+        env.unknown_names()
+            .map(|name| format!("{name} is not a Coffer setting; ignored (a typo?)")),
+    );
+    Ok(config)
+}
+
+fn validate(layer: Layer) -> Result<Config, ConfigError> {
+    let listen = parse_listen(layer.listen)?;
+    let tls = match (layer.tls_cert, layer.tls_key) {
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(ConfigError::Incomplete {
+                key: TLS_CERT.name,
+                origin: cert.origin,
+                missing: TLS_KEY.name,
+            })
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::Incomplete {
+                key: TLS_KEY.name,
+                origin: key.origin,
+                missing: TLS_CERT.name,
+            })
+        }
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+    };
+    let data_dir = match layer.data_dir {
+        Some(raw) if raw.value.is_empty() => return Err(invalid(DATA_DIR, &raw, "empty")),
+        Some(raw) => Sourced::new(PathBuf::from(raw.value), raw.origin),
+        None => Sourced::default_value(PathBuf::from(DEFAULT_DATA_DIR)),
+    };
+    let url = match layer.database_url {
+        Some(raw) => parse_database_url(raw)?,
+        None => Sourced::default_value(Database::Sqlite(data_dir.value.join("coffer.db"))),
+    };
+    let reader_connections = parse_bounded(
+        READER_CONNECTIONS,
+        layer.reader_connections,
+        DEFAULT_READER_CONNECTIONS,
+        1,
+        READER_CONNECTIONS_MAX,
+    )?;
+    let format = match layer.log_format {
+        None => Sourced::default_value(LogFormat::Text),
+        Some(raw) => match raw.value.as_str() {
+            "text" => Sourced::new(LogFormat::Text, raw.origin),
+            "json" => Sourced::new(LogFormat::Json, raw.origin),
+            _ => return Err(invalid(LOG_FORMAT, &raw, "expected \"text\" or \"json\"")),
+        },
+    };
+    let filter = match layer.log_filter {
+        None => Sourced::default_value(DEFAULT_LOG_FILTER.to_string()),
+        Some(raw) => match tracing_subscriber::EnvFilter::try_new(&raw.value) {
+            Ok(_) => raw,
+            Err(error) => {
+                let reason =
+                    format!("not a log filter like \"info\" or \"coffer_api=debug,warn\": {error}");
+                return Err(invalid(LOG_FILTER, &raw, reason));
+            }
+        },
+    };
+    let retention_hours = parse_bounded(
+        RETENTION_HOURS,
+        layer.retention_hours,
+        coffer_api::idempotency::IDEMPOTENCY_RETENTION_HOURS,
+        RETENTION_HOURS_MIN,
+        RETENTION_HOURS_MAX,
+    )?;
+    Ok(Config {
+        server: ServerConfig { listen, tls },
+        database: DatabaseConfig {
+            url,
+            data_dir,
+            reader_connections,
+        },
+        log: LogConfig { format, filter },
+        idempotency: IdempotencyConfig { retention_hours },
+        warnings: Vec::new(),
+    })
+}
+
+fn invalid(key: Key, raw: &Sourced<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.name,
+        value: format!("{:?}", raw.value),
+        origin: raw.origin.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_listen(raw: Option<Sourced<String>>) -> Result<Sourced<SocketAddr>, ConfigError> {
+    let Some(raw) = raw else {
+        // A constant known to parse; the fallback only keeps this panic-free.
+        let address = DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        return Ok(Sourced::default_value(address));
+    };
+    match raw.value.parse() {
+        Ok(address) => Ok(Sourced::new(address, raw.origin)),
+        Err(_) => Err(invalid(
+            LISTEN,
+            &raw,
+            "not a socket address like 127.0.0.1:8080 or [::]:8443",
+        )),
+    }
+}
+
+fn parse_database_url(raw: Sourced<String>) -> Result<Sourced<Database>, ConfigError> {
+    match Database::parse(&raw.value) {
+        Ok(database) => Ok(Sourced::new(database, raw.origin)),
+        // The URL may hold a password and did not parse, so `redacted()` is
+        // not available: show the scheme only.
+        Err(_) => Err(ConfigError::Invalid {
+            key: DATABASE_URL.name,
+            value: match raw.value.split_once("://") {
+                Some((scheme, _)) => format!("\"{scheme}://…\""),
+                None => "(not shown)".to_string(),
+            },
+            origin: raw.origin,
+            reason: "not a database URL: expected sqlite://PATH or postgres://USER@HOST/DB"
+                .to_string(),
+        }),
+    }
+}
+
+fn parse_bounded<T>(
+    key: Key,
+    raw: Option<Sourced<String>>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<Sourced<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = raw else {
+        return Ok(Sourced::default_value(default));
+    };
+    match raw.value.parse::<T>() {
+        Ok(value) if min <= value && value <= max => Ok(Sourced::new(value, raw.origin)),
+        _ => Err(invalid(
+            key,
+            &raw,
+            format!("expected a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+fn load_tls(cert: Sourced<String>, key: Sourced<String>) -> Result<TlsConfig, ConfigError> {
+    for (name, raw) in [(TLS_CERT, &cert), (TLS_KEY, &key)] {
+        if !Path::new(&raw.value).is_file() {
+            return Err(invalid(name, raw, "no such file"));
+        }
+    }
+    match tls::server_config(Path::new(&cert.value), Path::new(&key.value)) {
+        Ok(server_config) => Ok(TlsConfig {
+            server_config: Arc::new(server_config),
+            cert: Sourced::new(PathBuf::from(cert.value), cert.origin),
+            key: Sourced::new(PathBuf::from(key.value), key.origin),
+        }),
+        Err(tls::TlsError::KeyMismatch) => Err(invalid(
+            TLS_KEY,
+            &key,
+            format!("does not match the certificate in {}", TLS_CERT.name),
+        )),
+        Err(error) if error.is_about_key() => Err(invalid(TLS_KEY, &key, error.to_string())),
+        Err(error) => Err(invalid(TLS_CERT, &cert, error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

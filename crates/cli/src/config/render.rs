@@ -1,0 +1,108 @@
+//! `coffer config check`'s output: the effective configuration as TOML, each
+//! value followed by the layer it came from, secrets redacted.
+
+use std::fmt::Write as _;
+
+use super::{Config, Origin};
+
+/// One `key = value  # origin` line.
+struct Line<'a> {
+    key: &'static str,
+    value: String,
+    origin: &'a Origin,
+}
+
+fn line<'a>(key: &'static str, value: String, origin: &'a Origin) -> Line<'a> {
+    Line { key, value, origin }
+}
+
+/// The configuration as a TOML document (so it can seed a config file), with
+/// `# origin` after each value. The database URL goes through
+/// `Database::redacted`, so a password never reaches the terminal.
+pub fn render(config: &Config) -> String {
+    let quoted = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let path = |path: &std::path::Path| quoted(&path.display().to_string());
+    let mut sections: Vec<(&str, Vec<Line>)> = Vec::new();
+
+    let server = &config.server;
+    let mut server_lines = vec![line(
+        "listen",
+        quoted(&server.listen.value.to_string()),
+        &server.listen.origin,
+    )];
+    if let Some(tls) = &server.tls {
+        server_lines.push(line("tls_cert", path(&tls.cert.value), &tls.cert.origin));
+        server_lines.push(line("tls_key", path(&tls.key.value), &tls.key.origin));
+    }
+    sections.push(("server", server_lines));
+
+    let database = &config.database;
+    sections.push((
+        "database",
+        vec![
+            line(
+                "url",
+                quoted(&database.url.value.redacted()),
+                &database.url.origin,
+            ),
+            line(
+                "data_dir",
+                path(&database.data_dir.value),
+                &database.data_dir.origin,
+            ),
+            line(
+                "reader_connections",
+                database.reader_connections.value.to_string(),
+                &database.reader_connections.origin,
+            ),
+        ],
+    ));
+    sections.push((
+        "log",
+        vec![
+            line(
+                "format",
+                quoted(config.log.format.value.as_str()),
+                &config.log.format.origin,
+            ),
+            line(
+                "filter",
+                quoted(&config.log.filter.value),
+                &config.log.filter.origin,
+            ),
+        ],
+    ));
+    let retention = &config.idempotency.retention_hours;
+    sections.push((
+        "idempotency",
+        vec![line(
+            "retention_hours",
+            retention.value.to_string(),
+            &retention.origin,
+        )],
+    ));
+
+    let width = sections
+        .iter()
+        .flat_map(|(_, lines)| lines)
+        .map(|line| line.key.len() + line.value.len() + 3)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from(
+        "# The effective configuration, secrets redacted; after each value, where it came from.\n",
+    );
+    for (name, lines) in sections {
+        let _ = writeln!(out, "\n[{name}]");
+        for Line { key, value, origin } in lines {
+            let assignment = format!("{key} = {value}");
+            let _ = writeln!(out, "{assignment:<width$}  # {origin}");
+        }
+        if name == "server" && config.server.tls.is_none() {
+            let _ = writeln!(out, "# no tls_cert / tls_key: plain HTTP");
+        }
+    }
+    for warning in &config.warnings {
+        let _ = writeln!(out, "\n# warning: {warning}");
+    }
+    out
+}

@@ -1,0 +1,572 @@
+//! Layering, secrets from files, and every validation message.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn with_file(path: &Path) -> Flags {
+    Flags {
+        config: Some(path.to_path_buf()),
+        ..Flags::default()
+    }
+}
+
+fn error(flags: &Flags, env: &[(&str, &str)]) -> String {
+    match load(flags, &Env::from_pairs(env)) {
+        Ok(config) => panic!("expected a config error, got {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn error_in_file(toml: &str) -> String {
+    let dir = dir();
+    let path = write(dir.path(), "coffer.toml", toml);
+    error(&with_file(&path), &[]).replace(&path.display().to_string(), "FILE")
+}
+
+/// A self-signed certificate and its key for `localhost`, as PEM files.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    (
+        write(dir, &format!("{name}.crt"), &generated.cert.pem()),
+        write(
+            dir,
+            &format!("{name}.key"),
+            &generated.signing_key.serialize_pem(),
+        ),
+    )
+}
+
+#[test]
+fn with_nothing_set_the_defaults_apply() {
+    let config = load(&Flags::default(), &Env::default()).expect("config");
+    assert_eq!(config.server.listen.value.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.server.listen.origin, Origin::Default);
+    assert!(config.server.tls.is_none());
+    assert_eq!(
+        config.database.url.value,
+        Database::Sqlite(PathBuf::from("coffer-data/coffer.db"))
+    );
+    assert_eq!(
+        config.database.reader_connections.value,
+        DEFAULT_READER_CONNECTIONS
+    );
+    assert_eq!(config.log.format.value, LogFormat::Text);
+    assert_eq!(config.log.filter.value, "info");
+    assert_eq!(
+        config.idempotency.retention_hours.value,
+        coffer_api::idempotency::IDEMPOTENCY_RETENTION_HOURS
+    );
+    assert!(config.warnings.is_empty());
+}
+
+#[test]
+fn file_overrides_defaults_env_overrides_file_flags_override_env() {
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        r#"
+        [server]
+        listen = "127.0.0.1:1111"
+        [database]
+        data_dir = "/var/lib/from-file"
+        reader_connections = 3
+        [log]
+        format = "json"
+        filter = "debug"
+        [idempotency]
+        retention_hours = 72
+        "#,
+    );
+    let env = [
+        ("COFFER_LISTEN", "127.0.0.1:2222"),
+        ("COFFER_DATA_DIR", "/var/lib/from-env"),
+        ("COFFER_LOG", "warn"),
+    ];
+    let flags = Flags {
+        listen: Some("127.0.0.1:3333".to_string()),
+        ..with_file(&path)
+    };
+    let config = load(&flags, &Env::from_pairs(&env)).expect("config");
+    let file = Origin::File(path.clone());
+
+    assert_eq!(config.server.listen.value.port(), 3333);
+    assert_eq!(config.server.listen.origin, Origin::Flag("--listen"));
+    assert_eq!(
+        config.database.data_dir.value,
+        PathBuf::from("/var/lib/from-env")
+    );
+    assert_eq!(
+        config.database.data_dir.origin,
+        Origin::Env("COFFER_DATA_DIR")
+    );
+    // The default URL follows the data directory, whichever layer set it.
+    assert_eq!(
+        config.database.url.value,
+        Database::Sqlite(PathBuf::from("/var/lib/from-env/coffer.db"))
+    );
+    assert_eq!(config.database.url.origin, Origin::Default);
+    assert_eq!(config.database.reader_connections.value, 3);
+    assert_eq!(config.database.reader_connections.origin, file);
+    assert_eq!(config.log.format.value, LogFormat::Json);
+    assert_eq!(config.log.format.origin, file);
+    assert_eq!(config.log.filter.value, "warn");
+    assert_eq!(config.log.filter.origin, Origin::Env("COFFER_LOG"));
+    assert_eq!(config.idempotency.retention_hours.value, 72);
+}
+
+#[test]
+fn the_config_file_may_come_from_coffer_config() {
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "c.toml",
+        "[server]\nlisten = \"127.0.0.1:4444\"\n",
+    );
+    let env = [("COFFER_CONFIG", path.to_str().expect("utf-8"))];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    assert_eq!(config.server.listen.value.port(), 4444);
+    assert_eq!(config.server.listen.origin, Origin::File(path));
+}
+
+#[test]
+fn the_older_variables_keep_working() {
+    let env = [
+        ("COFFER_LISTEN", "0.0.0.0:9000"),
+        ("COFFER_DATABASE_URL", "postgres://coffer@db/coffer"),
+        ("COFFER_DATA_DIR", "/srv/coffer"),
+        ("COFFER_LOG_JSON", "true"),
+    ];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    assert_eq!(config.server.listen.value.to_string(), "0.0.0.0:9000");
+    assert_eq!(
+        config.database.url.value,
+        Database::Postgres("postgres://coffer@db/coffer".to_string())
+    );
+    assert_eq!(config.database.data_dir.value, PathBuf::from("/srv/coffer"));
+    assert_eq!(config.log.format.value, LogFormat::Json);
+    assert_eq!(config.log.format.origin, Origin::Env("COFFER_LOG_JSON"));
+
+    let off = load(
+        &Flags::default(),
+        &Env::from_pairs(&[("COFFER_LOG_JSON", "false")]),
+    )
+    .expect("config");
+    assert_eq!(off.log.format.value, LogFormat::Text);
+}
+
+#[test]
+fn an_empty_variable_counts_as_unset() {
+    let config = load(
+        &Flags::default(),
+        &Env::from_pairs(&[("COFFER_LISTEN", ""), ("COFFER_LOG_JSON", "")]),
+    )
+    .expect("config");
+    assert_eq!(config.server.listen.origin, Origin::Default);
+    assert_eq!(config.log.format.value, LogFormat::Text);
+}
+
+#[test]
+fn flags_override_the_older_variables() {
+    let flags = Flags {
+        database_url: Some("sqlite://flag.db".to_string()),
+        log_json: true,
+        ..Flags::default()
+    };
+    let env = [
+        ("COFFER_DATABASE_URL", "sqlite://env.db"),
+        ("COFFER_LOG_FORMAT", "text"),
+    ];
+    let config = load(&flags, &Env::from_pairs(&env)).expect("config");
+    assert_eq!(
+        config.database.url.value,
+        Database::Sqlite(PathBuf::from("flag.db"))
+    );
+    assert_eq!(config.database.url.origin, Origin::Flag("--db"));
+    assert_eq!(config.log.format.value, LogFormat::Json);
+    assert_eq!(config.log.format.origin, Origin::Flag("--log-json"));
+}
+
+#[test]
+fn the_database_url_can_come_from_a_secret_file_named_by_the_environment() {
+    let dir = dir();
+    let secret = write(dir.path(), "db-url", "postgres://coffer:s3cret@db/coffer\n");
+    let env = [("COFFER_DATABASE_URL_FILE", secret.to_str().expect("utf-8"))];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    // The trailing newline is dropped.
+    assert_eq!(
+        config.database.url.value,
+        Database::Postgres("postgres://coffer:s3cret@db/coffer".to_string())
+    );
+    assert_eq!(
+        config.database.url.origin,
+        Origin::SecretFile {
+            path: secret.clone(),
+            named_by: Box::new(Origin::Env("COFFER_DATABASE_URL_FILE")),
+        }
+    );
+    assert_eq!(
+        config.database.url.origin.to_string(),
+        format!(
+            "file {} named by COFFER_DATABASE_URL_FILE",
+            secret.display()
+        )
+    );
+    let shown = render(&config);
+    assert!(shown.contains("postgres://coffer:***@db/coffer"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!format!("{config:?}").contains("s3cret"));
+}
+
+#[test]
+fn the_database_url_can_come_from_a_secret_file_named_in_the_toml_file() {
+    let dir = dir();
+    let secret = write(dir.path(), "db-url", "postgres://coffer:pw@db/coffer\r\n");
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        &format!(
+            "[database]\nurl_file = {:?}\n",
+            secret.display().to_string()
+        ),
+    );
+    let config = load(&with_file(&path), &Env::default()).expect("config");
+    assert_eq!(
+        config.database.url.value,
+        Database::Postgres("postgres://coffer:pw@db/coffer".to_string())
+    );
+    assert_eq!(
+        config.database.url.origin,
+        Origin::SecretFile {
+            path: secret,
+            named_by: Box::new(Origin::File(path)),
+        }
+    );
+}
+
+#[test]
+fn a_higher_layer_overrides_a_secret_file_below_it() {
+    let dir = dir();
+    let secret = write(dir.path(), "db-url", "postgres://coffer:pw@db/coffer");
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        &format!(
+            "[database]\nurl_file = {:?}\n",
+            secret.display().to_string()
+        ),
+    );
+    let env = [("COFFER_DATABASE_URL", "sqlite://env.db")];
+    let config = load(&with_file(&path), &Env::from_pairs(&env)).expect("config");
+    assert_eq!(
+        config.database.url.origin,
+        Origin::Env("COFFER_DATABASE_URL")
+    );
+}
+
+#[test]
+fn a_value_and_its_secret_file_together_are_an_error() {
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[
+                ("COFFER_DATABASE_URL", "sqlite://a.db"),
+                ("COFFER_DATABASE_URL_FILE", "/run/secrets/db"),
+            ]
+        ),
+        "COFFER_DATABASE_URL and COFFER_DATABASE_URL_FILE are both set in the environment: set only one"
+    );
+    assert_eq!(
+        error_in_file("[database]\nurl = \"sqlite://a.db\"\nurl_file = \"/run/secrets/db\"\n"),
+        "database.url and database.url_file are both set in FILE: set only one"
+    );
+}
+
+#[test]
+fn a_missing_secret_file_names_the_key_and_its_origin() {
+    let message = error(
+        &Flags::default(),
+        &[("COFFER_DATABASE_URL_FILE", "/nonexistent/db-url")],
+    );
+    assert!(
+        message.starts_with(
+            "database.url_file = \"/nonexistent/db-url\" (from COFFER_DATABASE_URL_FILE): cannot read the secret file:"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bad_listen_address_names_the_key_and_the_variable() {
+    assert_eq!(
+        error(&Flags::default(), &[("COFFER_LISTEN", "localhost")]),
+        "server.listen = \"localhost\" (from COFFER_LISTEN): not a socket address like 127.0.0.1:8080 or [::]:8443"
+    );
+    let flags = Flags {
+        listen: Some("8080".to_string()),
+        ..Flags::default()
+    };
+    assert!(error(&flags, &[]).starts_with("server.listen = \"8080\" (from --listen):"));
+}
+
+#[test]
+fn an_unknown_key_in_the_file_is_named_with_its_line() {
+    assert_eq!(
+        error_in_file("[server]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n"),
+        "FILE, line 3: server.lisen: unknown key `lisen`, expected one of `listen`, `tls_cert`, `tls_key`"
+    );
+    assert_eq!(
+        error_in_file("[databse]\nurl = \"x\"\n"),
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`"
+    );
+}
+
+#[test]
+fn a_wrongly_typed_value_in_the_file_is_named_with_its_line() {
+    assert_eq!(
+        error_in_file("[database]\nreader_connections = \"eight\"\n"),
+        "FILE, line 2: database.reader_connections: invalid type: string \"eight\", expected u64"
+    );
+}
+
+#[test]
+fn a_syntax_error_in_the_file_names_the_line() {
+    let message = error_in_file("[server\nlisten = 1\n");
+    assert!(message.starts_with("FILE, line 1: "), "{message}");
+}
+
+#[test]
+fn a_config_file_given_but_absent_is_an_error() {
+    let flags = with_file(Path::new("/nonexistent/coffer.toml"));
+    let message = error(&flags, &[]);
+    assert!(
+        message.starts_with("config file /nonexistent/coffer.toml (from --config): "),
+        "{message}"
+    );
+    let message = error(
+        &Flags::default(),
+        &[("COFFER_CONFIG", "/nonexistent/coffer.toml")],
+    );
+    assert!(message.contains("(from COFFER_CONFIG)"), "{message}");
+}
+
+#[test]
+fn a_bad_database_url_is_named_without_its_password() {
+    let message = error(
+        &Flags::default(),
+        &[("COFFER_DATABASE_URL", "mysql://coffer:hunter2@db/coffer")],
+    );
+    assert_eq!(
+        message,
+        "database.url = \"mysql://…\" (from COFFER_DATABASE_URL): not a database URL: expected sqlite://PATH or postgres://USER@HOST/DB"
+    );
+}
+
+#[test]
+fn numbers_out_of_range_name_the_key_and_the_bounds() {
+    assert_eq!(
+        error_in_file("[database]\nreader_connections = 0\n"),
+        "database.reader_connections = \"0\" (from FILE): expected a whole number from 1 to 256"
+    );
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_IDEMPOTENCY_RETENTION_HOURS", "12")]
+        ),
+        "idempotency.retention_hours = \"12\" (from COFFER_IDEMPOTENCY_RETENTION_HOURS): expected a whole number from 24 to 8784"
+    );
+    assert!(error(
+        &Flags::default(),
+        &[("COFFER_DATABASE_READER_CONNECTIONS", "eight")]
+    )
+    .starts_with(
+        "database.reader_connections = \"eight\" (from COFFER_DATABASE_READER_CONNECTIONS)"
+    ));
+}
+
+#[test]
+fn log_settings_are_checked() {
+    assert_eq!(
+        error(&Flags::default(), &[("COFFER_LOG_FORMAT", "xml")]),
+        "log.format = \"xml\" (from COFFER_LOG_FORMAT): expected \"text\" or \"json\""
+    );
+    assert_eq!(
+        error(&Flags::default(), &[("COFFER_LOG_JSON", "maybe")]),
+        "log.format = \"maybe\" (from COFFER_LOG_JSON): expected true or false"
+    );
+    assert!(error(&Flags::default(), &[("COFFER_LOG", "info,[[[")])
+        .starts_with("log.filter = \"info,[[[\" (from COFFER_LOG): not a log filter"),);
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_LOG_FORMAT", "json"), ("COFFER_LOG_JSON", "1")]
+        ),
+        "COFFER_LOG_FORMAT and COFFER_LOG_JSON are both set in the environment: set only one"
+    );
+}
+
+#[test]
+fn an_empty_data_dir_is_an_error() {
+    assert_eq!(
+        error_in_file("[database]\ndata_dir = \"\"\n"),
+        "database.data_dir = \"\" (from FILE): empty"
+    );
+}
+
+#[test]
+fn tls_loads_a_certificate_and_its_key() {
+    let dir = dir();
+    let (cert, key) = certificate(dir.path(), "server");
+    let env = [
+        ("COFFER_SERVER_TLS_CERT", cert.to_str().expect("utf-8")),
+        ("COFFER_SERVER_TLS_KEY", key.to_str().expect("utf-8")),
+    ];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    let tls = config.server.tls.expect("tls");
+    assert_eq!(tls.cert.value, cert);
+    assert_eq!(tls.key.origin, Origin::Env("COFFER_SERVER_TLS_KEY"));
+}
+
+#[test]
+fn tls_needs_both_files() {
+    let dir = dir();
+    let (cert, _) = certificate(dir.path(), "server");
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_SERVER_TLS_CERT", cert.to_str().expect("utf-8"))]
+        ),
+        "server.tls_cert is set (from COFFER_SERVER_TLS_CERT) but server.tls_key is not: set both or neither"
+    );
+}
+
+#[test]
+fn tls_file_errors_name_the_key() {
+    let dir = dir();
+    let (cert, key) = certificate(dir.path(), "server");
+    let (_, other_key) = certificate(dir.path(), "other");
+    let not_pem = write(dir.path(), "garbage.pem", "not a certificate\n");
+    let tls_file = |cert: &Path, key: &Path| {
+        let message = error_in_file(&format!(
+            "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ));
+        message.replace(&dir.path().display().to_string(), "DIR")
+    };
+    assert_eq!(
+        tls_file(Path::new("/nonexistent/cert.pem"), &key),
+        "server.tls_cert = \"/nonexistent/cert.pem\" (from FILE): no such file"
+    );
+    assert_eq!(
+        tls_file(&cert, Path::new("/nonexistent/key.pem")),
+        "server.tls_key = \"/nonexistent/key.pem\" (from FILE): no such file"
+    );
+    assert_eq!(
+        tls_file(&not_pem, &key),
+        "server.tls_cert = \"DIR/garbage.pem\" (from FILE): no PEM certificate (-----BEGIN CERTIFICATE-----) in the file"
+    );
+    assert_eq!(
+        tls_file(&cert, &not_pem),
+        "server.tls_key = \"DIR/garbage.pem\" (from FILE): no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file"
+    );
+    // A key in place of the certificate holds no certificate.
+    assert!(tls_file(&key, &key).starts_with("server.tls_cert = "));
+    assert_eq!(
+        tls_file(&cert, &other_key),
+        "server.tls_key = \"DIR/other.key\" (from FILE): does not match the certificate in server.tls_cert"
+    );
+}
+
+#[test]
+fn unknown_coffer_variables_are_warned_about() {
+    let env = [
+        ("COFFER_SERVER_LISTEN", "127.0.0.1:1"),
+        ("COFFER_SIM_SEED", "7"),
+        ("COFFER_CONFIG", ""),
+    ];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    assert_eq!(
+        config.warnings,
+        vec!["COFFER_SERVER_LISTEN is not a Coffer setting; ignored (a typo?)".to_string()]
+    );
+}
+
+#[test]
+fn check_shows_each_value_with_its_origin() {
+    let env = [("COFFER_LISTEN", "127.0.0.1:9999")];
+    let config = load(&Flags::default(), &Env::from_pairs(&env)).expect("config");
+    let shown = render(&config);
+    let listen = shown
+        .lines()
+        .find(|line| line.starts_with("listen = "))
+        .expect("listen line");
+    assert!(
+        listen.starts_with("listen = \"127.0.0.1:9999\"") && listen.ends_with("# COFFER_LISTEN"),
+        "{shown}"
+    );
+    assert!(shown.contains("retention_hours = 48"), "{shown}");
+    // The output is itself a valid config file.
+    let dir = dir();
+    let path = write(dir.path(), "again.toml", &shown);
+    let again = load(&with_file(&path), &Env::default()).expect("render parses");
+    assert_eq!(again.server.listen.value, config.server.listen.value);
+}
+
+fn repository_file(relative: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_example_file_parses_and_validates() {
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.example.toml",
+        &repository_file("docs/coffer.example.toml"),
+    );
+    let config = load(&with_file(&path), &Env::default()).expect("example config");
+    assert_eq!(config.server.listen.origin, Origin::File(path));
+}
+
+#[test]
+fn the_readme_documents_every_key_and_variable() {
+    let readme = repository_file("README.md");
+    let example = repository_file("docs/coffer.example.toml");
+    for key in KEYS {
+        let (section, name) = key.name.split_once('.').expect("dotted");
+        assert!(
+            readme.contains(&format!("`{}`", key.name)),
+            "README lacks {}",
+            key.name
+        );
+        assert!(
+            readme.contains(&format!("`{}`", key.env)),
+            "README lacks {}",
+            key.env
+        );
+        assert!(
+            example.contains(&format!("[{section}]")) && example.contains(name),
+            "example lacks {}",
+            key.name
+        );
+    }
+    for name in [LOG_JSON_ENV, CONFIG_ENV] {
+        assert!(readme.contains(name), "README lacks {name}");
+    }
+}
