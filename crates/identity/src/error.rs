@@ -1,0 +1,72 @@
+//! The identity layer's one error type.
+
+use coffer_notify::NotifyError;
+use coffer_store::StoreError;
+use coffer_vault::VaultError;
+
+use crate::Weakness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("password refused: {}", .0.message())]
+    WeakPassword(Weakness),
+    /// Wrong, expired, used or unknown: one answer for all, so none can be probed.
+    #[error("the code is wrong or has expired; request a new one")]
+    CodeInvalid,
+    #[error("the contact or the password is wrong")]
+    InvalidCredentials,
+    #[error("too many attempts; try again in {retry_after_seconds} s")]
+    Throttled { retry_after_seconds: i64 },
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    #[error("notifications: {0}")]
+    Notify(#[from] NotifyError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl IdentityError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> IdentityError {
+        IdentityError::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::InvalidField { .. } => "invalid_field",
+            IdentityError::WeakPassword(_) => "weak_password",
+            IdentityError::CodeInvalid => "code_invalid",
+            IdentityError::InvalidCredentials => "invalid_credentials",
+            IdentityError::Throttled { .. } => "too_many_attempts",
+            IdentityError::Unauthenticated => "unauthenticated",
+            IdentityError::NotFound(_) => "not_found",
+            IdentityError::Store(_)
+            | IdentityError::Vault(_)
+            | IdentityError::Notify(_)
+            | IdentityError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            IdentityError::InvalidField { field, .. } => Some(field),
+            IdentityError::WeakPassword(_) => Some("password"),
+            IdentityError::CodeInvalid => Some("code"),
+            _ => None,
+        }
+    }
+}

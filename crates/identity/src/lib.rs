@@ -1,0 +1,545 @@
+//! Customer identity: registration with a one-time code, passwords,
+//! sessions, throttling and lock-out.
+//!
+//! Everything here is synchronous and talks to the database through the
+//! portable SQL layer, so it runs unchanged on SQLite and PostgreSQL; the
+//! HTTP layer calls it from blocking tasks. Personal data (contact, name)
+//! is stored encrypted by the vault and found through blind indexes.
+//!
+//! Nothing here tells a caller whether an account exists: registering a
+//! taken number answers exactly like a new one (the owner gets a warning
+//! instead of a code), and a failed sign-in says "invalid credentials"
+//! whether the contact is unknown or the password wrong, after the same work.
+
+mod contact;
+mod error;
+mod password;
+mod session;
+mod throttle;
+
+use std::sync::Arc;
+
+use coffer_core::{Clock, Secret};
+use coffer_notify::{enqueue, Message};
+use coffer_store::sql::{Sql, SqlStore};
+use coffer_store::sql_params;
+use coffer_vault::Vault;
+use rand::{Rng, RngCore};
+
+pub use contact::{Contact, ContactKind};
+pub use error::IdentityError;
+pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
+pub use session::{NewSession, SessionInfo, SessionView};
+
+/// The terms a new customer accepts; a registration must name this version.
+pub const TERMS_VERSION: &str = "2026-11";
+pub const DISPLAY_NAME_LENGTH_MAX: usize = 64;
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// Time limits and thresholds, from configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub code_ttl_seconds: i64,
+    pub code_attempts_max: i64,
+    pub registrations_per_contact_per_hour: i64,
+    pub session_idle_seconds: i64,
+    pub session_absolute_seconds: i64,
+    /// Failed sign-ins for one contact before back-off starts.
+    pub free_failures: i64,
+    /// Failed sign-ins for one contact that lock it for `lock_seconds`.
+    pub lock_after_failures: i64,
+    pub lock_seconds: i64,
+    /// Failed sign-ins from one IP address that block it for `lock_seconds`.
+    pub ip_failures_max: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            code_ttl_seconds: 300,
+            code_attempts_max: 5,
+            registrations_per_contact_per_hour: 5,
+            session_idle_seconds: 30 * 60,
+            session_absolute_seconds: 12 * 60 * 60,
+            free_failures: 3,
+            lock_after_failures: 10,
+            lock_seconds: 15 * 60,
+            ip_failures_max: 100,
+        }
+    }
+}
+
+/// Where a request comes from: recorded with sessions and security events.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub ip: String,
+    pub device: String,
+}
+
+/// A customer as the customer (and support staff) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerView {
+    pub id: String,
+    pub display_name: Secret<String>,
+    pub contact_kind: ContactKind,
+    pub contact_masked: String,
+    pub tier: i64,
+    pub status: String,
+    pub created_at: i64,
+}
+
+/// A registration waiting for its code.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub registration_id: String,
+    pub expires_at: i64,
+    pub sent_to: String,
+}
+
+pub struct Identity {
+    sql: Arc<SqlStore>,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    passwords: PasswordPolicy,
+}
+
+const CONTACT_CONTEXT: &str = "customer.contact";
+const NAME_CONTEXT: &str = "customer.display_name";
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+/// Equal-time comparison of two hashes.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Identity {
+    pub fn new(
+        sql: Arc<SqlStore>,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+        passwords: PasswordPolicy,
+    ) -> Identity {
+        Identity {
+            sql,
+            vault,
+            clock,
+            policy,
+            passwords,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().as_nanos()
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Step one: sends a code to the contact (or, if it already has a
+    /// wallet, a warning to its owner) and returns the same answer either way.
+    pub fn start_registration(
+        &self,
+        contact: &str,
+        context: &Context,
+    ) -> Result<Started, IdentityError> {
+        let contact = Contact::parse(contact).ok_or_else(|| {
+            IdentityError::invalid(
+                "contact",
+                "expected a mobile number in international form (+8613800138000) or an e-mail address",
+            )
+        })?;
+        let now = self.now();
+        let index = self.vault.blind_index("contact", contact.as_str());
+        let registration_id = format!("reg_{}", random_hex(12));
+        let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        let expires_at = now + self.policy.code_ttl_seconds * NANOS_PER_SECOND;
+        let contact_enc = self.vault.encrypt_text(CONTACT_CONTEXT, contact.as_str())?;
+        let recipient = Secret::new(contact.as_str().to_string());
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let recent = db
+                .query_one(
+                    "SELECT COUNT(*) FROM registrations WHERE contact_index = $1 AND created_at > $2",
+                    sql_params![index.as_str(), now - 3_600 * NANOS_PER_SECOND],
+                )?
+                .int(0)?;
+            if recent >= self.policy.registrations_per_contact_per_hour {
+                return Err(IdentityError::Throttled {
+                    retry_after_seconds: 3_600,
+                });
+            }
+            let existing = db
+                .query_opt(
+                    "SELECT id FROM customers WHERE contact_index = $1",
+                    sql_params![index.as_str()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            let (code_hash, template, body) = match &existing {
+                None => (
+                    self.vault
+                        .keyed_hash("registration", &format!("{registration_id}:{code}")),
+                    "registration_code",
+                    format!(
+                        "Your Coffer verification code is {code}. It expires in {} minutes. Never share it. \
+                         您的 Coffer 验证码是 {code}，{} 分钟内有效，请勿告诉他人。",
+                        self.policy.code_ttl_seconds / 60,
+                        self.policy.code_ttl_seconds / 60
+                    ),
+                ),
+                // Not a hash of anything: this registration can never complete.
+                Some(_) => (
+                    "existing-customer".to_string(),
+                    "registration_existing",
+                    "Someone tried to open a Coffer wallet with your number or address. You already have one: \
+                     sign in instead. If it was not you, you can ignore this. \
+                     有人尝试用您的号码注册 Coffer 钱包。您已有钱包，请直接登录；如非本人操作，请忽略。"
+                        .to_string(),
+                ),
+            };
+            db.execute(
+                "INSERT INTO registrations (id, contact_index, contact_enc, contact_kind, code_hash, attempts, expires_at, completed_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7)",
+                sql_params![
+                    registration_id.as_str(),
+                    index.as_str(),
+                    contact_enc.clone(),
+                    contact.kind().as_str(),
+                    code_hash,
+                    expires_at,
+                    now
+                ],
+            )?;
+            enqueue(
+                db,
+                &self.vault,
+                &Message {
+                    channel: contact.kind().channel(),
+                    recipient: recipient.clone(),
+                    recipient_masked: contact.masked(),
+                    customer_id: existing.as_deref(),
+                    template,
+                    subject: "Coffer".into(),
+                    body: Secret::new(body),
+                },
+                now,
+            )?;
+            self.event(db, existing.as_deref(), "registration_started", context, &registration_id)?;
+            Ok(())
+        })?;
+        tracing::info!(registration = %registration_id, to = %contact.masked(), "registration started");
+        Ok(Started {
+            registration_id,
+            expires_at,
+            sent_to: contact.masked(),
+        })
+    }
+
+    /// Step two: the code, a password, a name and the terms; creates the
+    /// customer and signs them in.
+    pub fn complete_registration(
+        &self,
+        registration_id: &str,
+        code: &Secret<String>,
+        password: &Secret<String>,
+        display_name: &str,
+        terms_version: &str,
+        context: &Context,
+    ) -> Result<(CustomerView, NewSession), IdentityError> {
+        let display_name = display_name.trim();
+        let name_length = display_name.chars().count();
+        if name_length == 0
+            || name_length > DISPLAY_NAME_LENGTH_MAX
+            || display_name.chars().any(char::is_control)
+        {
+            return Err(IdentityError::invalid(
+                "display_name",
+                format!("a name of 1 to {DISPLAY_NAME_LENGTH_MAX} characters"),
+            ));
+        }
+        if terms_version != TERMS_VERSION {
+            return Err(IdentityError::invalid(
+                "accept_terms",
+                format!("accept the current terms, version {TERMS_VERSION}"),
+            ));
+        }
+        let now = self.now();
+        let row = self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT contact_enc, contact_kind, code_hash, attempts, expires_at, completed_at FROM registrations WHERE id = $1",
+                    sql_params![registration_id],
+                )
+            })?
+            .ok_or(IdentityError::CodeInvalid)?;
+        let usable = row.opt_int(5)?.is_none()
+            && row.int(4)? > now
+            && row.int(3)? < self.policy.code_attempts_max;
+        let expected = self.vault.keyed_hash(
+            "registration",
+            &format!("{registration_id}:{}", code.expose()),
+        );
+        if !usable || !same(&expected, &row.text(2)?) {
+            self.sql.run(|db| {
+                db.execute(
+                    "UPDATE registrations SET attempts = attempts + 1 WHERE id = $1",
+                    sql_params![registration_id],
+                )
+            })?;
+            return Err(IdentityError::CodeInvalid);
+        }
+        let contact_text = self.vault.decrypt_text(CONTACT_CONTEXT, &row.bytes(0)?)?;
+        let contact = Contact::parse(contact_text.expose())
+            .ok_or_else(|| IdentityError::Internal("stored contact does not parse".into()))?;
+        self.passwords
+            .check(password, contact.as_str())
+            .map_err(IdentityError::WeakPassword)?;
+        let password_hash = self
+            .passwords
+            .hash(password)
+            .map_err(IdentityError::Internal)?;
+        let customer_id = format!("cus_{}", random_hex(8));
+        let index = self.vault.blind_index("contact", contact.as_str());
+        let contact_enc = self.vault.encrypt_text(CONTACT_CONTEXT, contact.as_str())?;
+        let name_enc = self.vault.encrypt_text(NAME_CONTEXT, display_name)?;
+        let session = self.sql.transaction(|db| -> Result<NewSession, IdentityError> {
+            let claimed = db.execute(
+                "UPDATE registrations SET completed_at = $2 WHERE id = $1 AND completed_at IS NULL",
+                sql_params![registration_id, now],
+            )?;
+            let inserted = db.execute(
+                "INSERT INTO customers (id, contact_kind, contact_index, contact_enc, contact_masked, display_name_enc, \
+                 password_hash, tier, status, terms_version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 'active', $8, $9, $9) ON CONFLICT DO NOTHING",
+                sql_params![
+                    customer_id.as_str(),
+                    contact.kind().as_str(),
+                    index.as_str(),
+                    contact_enc,
+                    contact.masked(),
+                    name_enc,
+                    password_hash,
+                    TERMS_VERSION,
+                    now
+                ],
+            )?;
+            if claimed != 1 || inserted != 1 {
+                // Completed meanwhile, or the contact registered by another flow.
+                return Err(IdentityError::CodeInvalid);
+            }
+            self.event(db, Some(&customer_id), "registered", context, "")?;
+            session::create(db, &self.policy, &customer_id, context, now)
+        })?;
+        tracing::info!(customer = %customer_id, "customer registered");
+        Ok((self.customer(&customer_id)?, session))
+    }
+
+    /// Signs in with contact and password. Unknown contact, wrong password
+    /// and locked account look the same from outside, and cost the same.
+    pub fn login(
+        &self,
+        contact: &str,
+        password: &Secret<String>,
+        context: &Context,
+    ) -> Result<NewSession, IdentityError> {
+        let contact = Contact::parse(contact).ok_or(IdentityError::InvalidCredentials)?;
+        let now = self.now();
+        let index = self.vault.blind_index("contact", contact.as_str());
+        let subjects = [format!("contact:{index}"), format!("ip:{}", context.ip)];
+        throttle::check(&self.sql, &subjects, now)?;
+        let customer = self.sql.run(|db| {
+            db.query_opt(
+                "SELECT id, password_hash, status FROM customers WHERE contact_index = $1",
+                sql_params![index.as_str()],
+            )
+        })?;
+        let verified = match &customer {
+            Some(row) => self.passwords.verify(&row.text(1)?, password) && row.text(2)? == "active",
+            None => {
+                self.passwords.verify_nothing(password);
+                false
+            }
+        };
+        let customer_id = customer.map(|r| r.text(0)).transpose()?;
+        if !verified {
+            let locked = throttle::fail(&self.sql, &self.policy, &subjects, now)?;
+            if let (Some(customer_id), true) = (&customer_id, locked) {
+                self.alert_locked(customer_id, &contact, context, now)?;
+            }
+            return Err(IdentityError::InvalidCredentials);
+        }
+        let customer_id = customer_id.ok_or(IdentityError::InvalidCredentials)?;
+        self.sql
+            .transaction(|db| -> Result<NewSession, IdentityError> {
+                throttle::clear(db, &subjects[0])?;
+                self.event(db, Some(&customer_id), "signed_in", context, "")?;
+                session::create(db, &self.policy, &customer_id, context, now)
+            })
+    }
+
+    /// The lock-out alert always goes out (a security alert, not marketing).
+    fn alert_locked(
+        &self,
+        customer_id: &str,
+        contact: &Contact,
+        context: &Context,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let minutes = self.policy.lock_seconds / 60;
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            self.event(db, Some(customer_id), "locked", context, "too many failed sign-ins")?;
+            enqueue(
+                db,
+                &self.vault,
+                &Message {
+                    channel: contact.kind().channel(),
+                    recipient: Secret::new(contact.as_str().to_string()),
+                    recipient_masked: contact.masked(),
+                    customer_id: Some(customer_id),
+                    template: "account_locked",
+                    subject: "Coffer security alert".into(),
+                    body: Secret::new(format!(
+                        "Too many wrong passwords: sign-in to your Coffer wallet is locked for {minutes} minutes. \
+                         If this was not you, contact the bank. 密码错误次数过多，您的 Coffer 钱包登录已锁定 {minutes} 分钟；如非本人操作，请联系银行。"
+                    )),
+                },
+                now,
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ends the lock of a contact (staff action or a verified code).
+    pub fn unlock(&self, customer_id: &str, context: &Context) -> Result<(), IdentityError> {
+        let row = self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT contact_index FROM customers WHERE id = $1",
+                    sql_params![customer_id],
+                )
+            })?
+            .ok_or(IdentityError::NotFound("customer"))?;
+        let subject = format!("contact:{}", row.text(0)?);
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            throttle::clear(db, &subject)?;
+            self.event(db, Some(customer_id), "unlocked", context, "")
+        })
+    }
+
+    /// The session a token names, if it is live; slides its idle expiry.
+    pub fn authenticate(&self, token: &Secret<String>) -> Result<SessionInfo, IdentityError> {
+        session::authenticate(&self.sql, &self.policy, token, self.now())
+    }
+
+    pub fn sessions(&self, info: &SessionInfo) -> Result<Vec<SessionView>, IdentityError> {
+        session::list(&self.sql, info, self.now())
+    }
+
+    pub fn revoke_session(
+        &self,
+        info: &SessionInfo,
+        session_id: &str,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let revoked = db.execute(
+                "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND customer_id = $2 AND revoked_at IS NULL",
+                sql_params![session_id, info.customer_id.as_str(), now],
+            )?;
+            if revoked != 1 {
+                return Err(IdentityError::NotFound("session"));
+            }
+            self.event(db, Some(&info.customer_id), "session_revoked", context, session_id)
+        })
+    }
+
+    /// Signs out every session of the customer (including this one).
+    pub fn revoke_all_sessions(
+        &self,
+        info: &SessionInfo,
+        context: &Context,
+    ) -> Result<u64, IdentityError> {
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<u64, IdentityError> {
+            let revoked = db.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
+                sql_params![info.customer_id.as_str(), now],
+            )?;
+            self.event(
+                db,
+                Some(&info.customer_id),
+                "signed_out_everywhere",
+                context,
+                "",
+            )?;
+            Ok(revoked)
+        })
+    }
+
+    pub fn customer(&self, customer_id: &str) -> Result<CustomerView, IdentityError> {
+        let row = self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT id, display_name_enc, contact_kind, contact_masked, tier, status, created_at FROM customers WHERE id = $1",
+                    sql_params![customer_id],
+                )
+            })?
+            .ok_or(IdentityError::NotFound("customer"))?;
+        Ok(CustomerView {
+            id: row.text(0)?,
+            display_name: self.vault.decrypt_text(NAME_CONTEXT, &row.bytes(1)?)?,
+            contact_kind: ContactKind::parse(&row.text(2)?)
+                .ok_or_else(|| IdentityError::Internal("bad contact kind".into()))?,
+            contact_masked: row.text(3)?,
+            tier: row.int(4)?,
+            status: row.text(5)?,
+            created_at: row.int(6)?,
+        })
+    }
+
+    /// Security events of a customer, newest first: (kind, ip, detail, at).
+    pub fn security_events(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<(String, String, String, i64)>, IdentityError> {
+        let rows = self.sql.run(|db| {
+            db.query(
+                "SELECT kind, ip, detail, at FROM security_events WHERE customer_id = $1 ORDER BY seq DESC LIMIT 100",
+                sql_params![customer_id],
+            )
+        })?;
+        rows.iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?)))
+            .collect()
+    }
+
+    fn event(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: Option<&str>,
+        kind: &str,
+        context: &Context,
+        detail: &str,
+    ) -> Result<(), IdentityError> {
+        db.execute(
+            "INSERT INTO security_events (customer_id, kind, ip, detail, at) VALUES ($1, $2, $3, $4, $5)",
+            sql_params![customer_id, kind, context.ip.as_str(), detail, self.now()],
+        )?;
+        Ok(())
+    }
+}

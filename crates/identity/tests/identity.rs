@@ -1,0 +1,437 @@
+//! Customer identity on both backends, through the service's public API:
+//! registration, non-disclosure, codes, passwords, sign-in throttling and
+//! lock-out, sessions; and no secret left in the database in clear.
+
+use std::sync::Arc;
+
+use coffer_app::ManualClock;
+use coffer_core::{Secret, Timestamp};
+use coffer_identity::{Context, Identity, IdentityError, PasswordPolicy, Policy, TERMS_VERSION};
+use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
+use coffer_store::sql::SqlStore;
+use coffer_store::Database;
+use coffer_testkit::TestDatabase;
+use coffer_vault::{LocalMasterKey, Vault};
+
+struct World {
+    identity: Identity,
+    dispatcher: Dispatcher,
+    sms: Arc<SimulatedTransport>,
+    clock: Arc<ManualClock>,
+    sql: Arc<SqlStore>,
+}
+
+fn world(database: &Database) -> World {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_nanos(
+        1_800_000_000_000_000_000,
+    )));
+    let sql = Arc::new(SqlStore::open(database, 2).expect("sql"));
+    let vault = Arc::new(
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([9; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
+    );
+    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
+    let email = Arc::new(SimulatedTransport::new(Channel::Email));
+    let dispatcher = Dispatcher::new(
+        sql.clone(),
+        vault.clone(),
+        clock.clone(),
+        vec![
+            sms.clone() as Arc<dyn Transport>,
+            email as Arc<dyn Transport>,
+        ],
+    );
+    let identity = Identity::new(
+        sql.clone(),
+        vault,
+        clock.clone(),
+        Policy::default(),
+        PasswordPolicy::new(None),
+    );
+    World {
+        identity,
+        dispatcher,
+        sms,
+        clock,
+        sql,
+    }
+}
+
+fn here() -> Context {
+    Context {
+        ip: "203.0.113.7".into(),
+        device: "Test phone".into(),
+    }
+}
+
+fn secret(text: &str) -> Secret<String> {
+    Secret::new(text.to_string())
+}
+
+const PHONE: &str = "+8613800138000";
+const PASSWORD: &str = "correct horse battery";
+
+impl World {
+    fn code_for(&self, to: &str) -> String {
+        self.dispatcher.run_once().expect("dispatch");
+        self.sms.last_code(to).expect("a code was sent")
+    }
+
+    fn register(&self, phone: &str) -> (String, Secret<String>) {
+        let started = self
+            .identity
+            .start_registration(phone, &here())
+            .expect("start");
+        let code = self.code_for(phone);
+        let (customer, session) = self
+            .identity
+            .complete_registration(
+                &started.registration_id,
+                &secret(&code),
+                &secret(PASSWORD),
+                "张伟",
+                TERMS_VERSION,
+                &here(),
+            )
+            .expect("complete");
+        (customer.id, session.token)
+    }
+}
+
+#[test]
+fn registration_sends_a_code_creates_the_customer_and_signs_in() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let started = w
+            .identity
+            .start_registration("+86 138 0013 8000", &here())
+            .expect("start");
+        assert_eq!(started.sent_to, "+86*******8000");
+        let code = w.code_for(PHONE);
+        // A wrong code, a weak password, a missing acceptance: refused, nothing created.
+        let complete = |code: &str, password: &str, terms: &str| {
+            w.identity.complete_registration(
+                &started.registration_id,
+                &secret(code),
+                &secret(password),
+                "张伟",
+                terms,
+                &here(),
+            )
+        };
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        assert!(matches!(
+            complete(wrong, PASSWORD, TERMS_VERSION),
+            Err(IdentityError::CodeInvalid)
+        ));
+        assert!(matches!(
+            complete(&code, "password123", TERMS_VERSION),
+            Err(IdentityError::WeakPassword(_))
+        ));
+        assert!(matches!(
+            complete(&code, PASSWORD, "2020-01"),
+            Err(IdentityError::InvalidField {
+                field: "accept_terms",
+                ..
+            })
+        ));
+        let (customer, session) = complete(&code, PASSWORD, TERMS_VERSION).expect("complete");
+        assert_eq!(customer.display_name.expose(), "张伟");
+        assert_eq!((customer.tier, customer.status.as_str()), (0, "active"));
+        assert_eq!(customer.contact_masked, "+86*******8000");
+        let info = w.identity.authenticate(&session.token).expect("session");
+        assert_eq!(info.customer_id, customer.id);
+        // The code is single-use.
+        assert!(matches!(
+            complete(&code, PASSWORD, TERMS_VERSION),
+            Err(IdentityError::CodeInvalid)
+        ));
+    }
+}
+
+#[test]
+fn registering_a_taken_contact_looks_the_same_and_warns_the_owner() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        w.register(PHONE);
+        let messages_before = w.sms.to(PHONE).len();
+        let again = w
+            .identity
+            .start_registration(PHONE, &here())
+            .expect("same answer");
+        assert!(again.registration_id.starts_with("reg_"));
+        assert_eq!(again.sent_to, "+86*******8000");
+        w.dispatcher.run_once().expect("dispatch");
+        let messages = w.sms.to(PHONE);
+        assert_eq!(messages.len(), messages_before + 1);
+        assert!(messages[messages.len() - 1]
+            .body
+            .expose()
+            .contains("You already have one"));
+        // No code exists that completes it.
+        for code in ["000000", "123456", "999999"] {
+            assert!(matches!(
+                w.identity.complete_registration(
+                    &again.registration_id,
+                    &secret(code),
+                    &secret(PASSWORD),
+                    "Mallory",
+                    TERMS_VERSION,
+                    &here()
+                ),
+                Err(IdentityError::CodeInvalid)
+            ));
+        }
+    }
+}
+
+#[test]
+fn codes_expire_and_allow_only_a_few_attempts() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let started = w
+            .identity
+            .start_registration(PHONE, &here())
+            .expect("start");
+        let code = w.code_for(PHONE);
+        for _ in 0..5 {
+            let _ = w.identity.complete_registration(
+                &started.registration_id,
+                &secret("12345x"),
+                &secret(PASSWORD),
+                "A",
+                TERMS_VERSION,
+                &here(),
+            );
+        }
+        assert!(
+            matches!(
+                w.identity.complete_registration(
+                    &started.registration_id,
+                    &secret(&code),
+                    &secret(PASSWORD),
+                    "A",
+                    TERMS_VERSION,
+                    &here()
+                ),
+                Err(IdentityError::CodeInvalid)
+            ),
+            "the right code after five wrong ones"
+        );
+        let started = w
+            .identity
+            .start_registration(PHONE, &here())
+            .expect("start");
+        let code = w.code_for(PHONE);
+        w.clock.advance_millis(301_000);
+        assert!(
+            matches!(
+                w.identity.complete_registration(
+                    &started.registration_id,
+                    &secret(&code),
+                    &secret(PASSWORD),
+                    "A",
+                    TERMS_VERSION,
+                    &here()
+                ),
+                Err(IdentityError::CodeInvalid)
+            ),
+            "an expired code"
+        );
+        // Registration requests per contact are limited too.
+        let mut throttled = false;
+        for _ in 0..5 {
+            throttled |= matches!(
+                w.identity.start_registration(PHONE, &here()),
+                Err(IdentityError::Throttled { .. })
+            );
+        }
+        assert!(throttled);
+    }
+}
+
+#[test]
+fn sign_in_backs_off_locks_alerts_and_never_reveals_existence() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        w.register(PHONE);
+        // Unknown contact and wrong password: the same error.
+        for contact in ["+8613900139000", PHONE] {
+            assert!(matches!(
+                w.identity
+                    .login(contact, &secret("wrong password"), &here()),
+                Err(IdentityError::InvalidCredentials)
+            ));
+        }
+        assert!(w.identity.login(PHONE, &secret(PASSWORD), &here()).is_ok());
+        // Failures back off: after the free ones, an immediate retry is refused.
+        for _ in 0..3 {
+            assert!(matches!(
+                w.identity.login(PHONE, &secret("wrong"), &here()),
+                Err(IdentityError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            w.identity.login(PHONE, &secret("wrong"), &here()),
+            Err(IdentityError::InvalidCredentials)
+        ));
+        assert!(
+            matches!(
+                w.identity.login(PHONE, &secret(PASSWORD), &here()),
+                Err(IdentityError::Throttled { .. })
+            ),
+            "even the right password waits out the back-off"
+        );
+        // Keep failing (waiting out each back-off) until the lock.
+        for _ in 0..20 {
+            w.clock.advance_millis(600_000);
+            match w.identity.login(PHONE, &secret("wrong"), &here()) {
+                Err(IdentityError::InvalidCredentials) => {}
+                Err(IdentityError::Throttled { .. }) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+            if let Err(IdentityError::Throttled {
+                retry_after_seconds,
+            }) = w.identity.login(PHONE, &secret(PASSWORD), &here())
+            {
+                if retry_after_seconds > 600 {
+                    break;
+                }
+            }
+        }
+        w.dispatcher.run_once().expect("dispatch");
+        let alerts: Vec<_> = w
+            .sms
+            .to(PHONE)
+            .into_iter()
+            .filter(|m| m.body.expose().contains("locked"))
+            .collect();
+        assert_eq!(alerts.len(), 1, "one lock-out alert");
+        assert!(matches!(
+            w.identity.login(PHONE, &secret(PASSWORD), &here()),
+            Err(IdentityError::Throttled { .. })
+        ));
+        w.clock.advance_millis(15 * 60 * 1000 + 1000);
+        assert!(
+            w.identity.login(PHONE, &secret(PASSWORD), &here()).is_ok(),
+            "lock expires"
+        );
+    }
+}
+
+#[test]
+fn sessions_expire_and_can_be_revoked_one_by_one_or_everywhere() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let (_customer, first) = w.register(PHONE);
+        let second = w
+            .identity
+            .login(PHONE, &secret(PASSWORD), &here())
+            .expect("login")
+            .token;
+        let third = w
+            .identity
+            .login(PHONE, &secret(PASSWORD), &here())
+            .expect("login")
+            .token;
+        let me = w.identity.authenticate(&first).expect("first");
+        let list = w.identity.sessions(&me).expect("list");
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.iter().filter(|s| s.current).count(), 1);
+        let second_info = w.identity.authenticate(&second).expect("second");
+        w.identity
+            .revoke_session(&me, &second_info.session_id, &here())
+            .expect("revoke");
+        assert!(matches!(
+            w.identity.authenticate(&second),
+            Err(IdentityError::Unauthenticated)
+        ));
+        assert!(matches!(
+            w.identity
+                .revoke_session(&me, &second_info.session_id, &here()),
+            Err(IdentityError::NotFound("session"))
+        ));
+        // Idle expiry: 30 minutes without use; use slides it.
+        w.clock.advance_millis(20 * 60 * 1000);
+        w.identity.authenticate(&first).expect("still live");
+        w.clock.advance_millis(20 * 60 * 1000);
+        w.identity.authenticate(&first).expect("slid");
+        assert!(matches!(
+            w.identity.authenticate(&third),
+            Err(IdentityError::Unauthenticated)
+        ));
+        // Sign out everywhere.
+        let me = w.identity.authenticate(&first).expect("first");
+        w.identity.revoke_all_sessions(&me, &here()).expect("all");
+        assert!(matches!(
+            w.identity.authenticate(&first),
+            Err(IdentityError::Unauthenticated)
+        ));
+        // A malformed or made-up token is simply not a session.
+        for token in ["", "cs_", "cs_zz", &format!("cs_{}", "0".repeat(64))] {
+            assert!(matches!(
+                w.identity.authenticate(&secret(token)),
+                Err(IdentityError::Unauthenticated)
+            ));
+        }
+        let events: Vec<String> = w
+            .identity
+            .security_events(&me.customer_id)
+            .expect("events")
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        for kind in [
+            "registered",
+            "signed_in",
+            "session_revoked",
+            "signed_out_everywhere",
+        ] {
+            assert!(events.iter().any(|e| e == kind), "{kind} in {events:?}");
+        }
+    }
+}
+
+#[test]
+fn no_password_contact_code_or_token_is_stored_in_clear() {
+    let db = TestDatabase::sqlite();
+    let w = world(&db.database);
+    let started = w
+        .identity
+        .start_registration(PHONE, &here())
+        .expect("start");
+    let code = w.code_for(PHONE);
+    let (_, session) = w
+        .identity
+        .complete_registration(
+            &started.registration_id,
+            &secret(&code),
+            &secret(PASSWORD),
+            "张伟",
+            TERMS_VERSION,
+            &here(),
+        )
+        .expect("complete");
+    w.sql
+        .run(|db| db.execute("PRAGMA wal_checkpoint(TRUNCATE)", &[]))
+        .ok();
+    let Database::Sqlite(path) = &db.database else {
+        unreachable!()
+    };
+    let mut bytes = std::fs::read(path).expect("db file");
+    bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for needle in [
+        PASSWORD,
+        "13800138000",
+        "张伟",
+        session.token.expose().as_str(),
+        &format!("is {code}"),
+    ] {
+        assert!(!contains(needle), "{needle:?} found in the database file");
+    }
+}
