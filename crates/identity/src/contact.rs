@@ -51,8 +51,8 @@ impl Contact {
     /// `+8613800138000` (spaces and dashes allowed) or `name@example.com`.
     pub fn parse(text: &str) -> Option<Contact> {
         let text = text.trim();
-        if text.starts_with('+') {
-            let digits: String = text[1..]
+        if let Some(rest) = text.strip_prefix('+') {
+            let digits: String = rest
                 .chars()
                 .filter(|c| !matches!(c, ' ' | '-'))
                 .collect();
@@ -76,7 +76,7 @@ impl Contact {
             && lower
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c));
-        valid.then(|| Contact {
+        valid.then_some(Contact {
             kind: ContactKind::Email,
             normalized: lower,
         })
