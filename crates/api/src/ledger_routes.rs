@@ -172,7 +172,7 @@ struct Page<T> {
     next_cursor: Option<String>,
 }
 
-fn balances_view(account: &Account, balances: coffer_ledger::Balances) -> BalancesView {
+pub fn balances_view(account: &Account, balances: coffer_ledger::Balances) -> BalancesView {
     let side = account.spec.kind.normal_side();
     BalancesView {
         debits_posted: balances.debits_posted,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod customer_routes;
 pub mod error;
 pub mod idempotency;
 pub mod ledger_routes;
@@ -20,8 +21,12 @@ use axum::routing::get;
 use axum::Router;
 use coffer_app::Engine;
 use coffer_core::{Clock, CurrencyRegistry};
+use coffer_identity::{Identity, PasswordPolicy, Policy};
+use coffer_notify::{Dispatcher, Transport};
 use coffer_store::service::ServiceStore;
-use coffer_store::LedgerReader;
+use coffer_store::sql::SqlStore;
+use coffer_store::{Database, LedgerReader};
+use coffer_vault::{KeyProvider, Vault};
 use rand::RngCore;
 use tracing::Instrument;
 
@@ -37,6 +42,45 @@ pub struct AppState {
     pub http_metrics: Arc<metrics::HttpMetrics>,
     pub claims: Arc<idempotency::Claims>,
     pub api_keys: Arc<auth::ApiKeyCache>,
+    pub identity: Arc<Identity>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+/// The customer side: identity, the vault that guards its data, and the
+/// notification dispatcher (started by the caller with `Dispatcher::run`).
+pub struct CustomerServices {
+    pub identity: Arc<Identity>,
+    pub vault: Arc<Vault>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl CustomerServices {
+    pub fn open(
+        database: &Database,
+        clock: Arc<dyn Clock>,
+        master_key: Arc<dyn KeyProvider>,
+        transports: Vec<Arc<dyn Transport>>,
+        policy: Policy,
+        passwords: PasswordPolicy,
+    ) -> Result<CustomerServices, String> {
+        let sql = Arc::new(SqlStore::open(database, 8).map_err(|e| e.to_string())?);
+        let vault = Arc::new(
+            Vault::open(master_key, sql.clone(), clock.now().as_nanos())
+                .map_err(|e| e.to_string())?,
+        );
+        let dispatcher = Arc::new(Dispatcher::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+            transports,
+        ));
+        let identity = Arc::new(Identity::new(sql, vault.clone(), clock, policy, passwords));
+        Ok(CustomerServices {
+            identity,
+            vault,
+            dispatcher,
+        })
+    }
 }
 
 impl AppState {
@@ -46,6 +90,7 @@ impl AppState {
         service: Arc<dyn ServiceStore>,
         currencies: Arc<CurrencyRegistry>,
         clock: Arc<dyn Clock>,
+        customers: &CustomerServices,
     ) -> AppState {
         AppState {
             engine,
@@ -56,6 +101,8 @@ impl AppState {
             http_metrics: Arc::default(),
             claims: Arc::default(),
             api_keys: Arc::default(),
+            identity: customers.identity.clone(),
+            dispatcher: customers.dispatcher.clone(),
         }
     }
 }
@@ -66,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .merge(ledger_routes::routes())
+        .merge(customer_routes::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))

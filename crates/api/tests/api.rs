@@ -3,14 +3,21 @@
 
 use std::sync::Arc;
 
-use coffer_api::AppState;
+use std::net::SocketAddr;
+
+use coffer_api::{AppState, CustomerServices};
 use coffer_app::Engine;
 use coffer_core::CurrencyRegistry;
+use coffer_identity::{PasswordPolicy, Policy};
+use coffer_notify::{Channel, SimulatedTransport, Transport};
 use coffer_testkit::TestDatabase;
+use coffer_vault::LocalMasterKey;
 use serde_json::{json, Value};
 
 struct App {
     base: String,
+    sms: Arc<SimulatedTransport>,
+    customers: Arc<CustomerServices>,
     token: String,
     read_only: String,
     client: reqwest::Client,
@@ -20,7 +27,12 @@ struct App {
 async fn spawn_app(db: TestDatabase) -> App {
     // The stores connect synchronously: set them up off the async workers.
     let database = db.database.clone();
-    let (state, token, read_only) = tokio::task::spawn_blocking(move || {
+    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
+    let transports: Vec<Arc<dyn Transport>> = vec![
+        sms.clone(),
+        Arc::new(SimulatedTransport::new(Channel::Email)),
+    ];
+    let (state, token, read_only, customers) = tokio::task::spawn_blocking(move || {
         let clock = coffer_app::system_clock();
         let engine = Arc::new(Engine::start(&database, clock.clone()).expect("engine"));
         let reader = database.open_reader(4).expect("reader");
@@ -35,14 +47,26 @@ async fn spawn_app(db: TestDatabase) -> App {
         let (read_only, record) =
             coffer_api::auth::generate("reader", vec!["ledger:read".into()], 0);
         service.insert_api_key(&record).expect("key");
+        let customers = Arc::new(
+            CustomerServices::open(
+                &database,
+                clock.clone(),
+                Arc::new(LocalMasterKey::from_bytes([3; 32])),
+                transports,
+                Policy::default(),
+                PasswordPolicy::new(None),
+            )
+            .expect("customer services"),
+        );
         let state = AppState::new(
             engine,
             reader,
             service,
             Arc::new(CurrencyRegistry::default()),
             clock,
+            &customers,
         );
-        (state, token, read_only)
+        (state, token, read_only, customers)
     })
     .await
     .expect("setup");
@@ -51,12 +75,17 @@ async fn spawn_app(db: TestDatabase) -> App {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move {
-        axum::serve(listener, coffer_api::router(state))
-            .await
-            .expect("serve")
+        axum::serve(
+            listener,
+            coffer_api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve")
     });
     App {
         base,
+        sms,
+        customers,
         token,
         read_only,
         client: reqwest::Client::new(),
@@ -461,4 +490,337 @@ async fn concurrent_duplicates_execute_once() {
         alice["balances"]["posted"], 700,
         "a concurrent duplicate executed twice"
     );
+}
+
+impl App {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (
+            status,
+            response.json().await.unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    async fn code_for(&self, to: &str) -> String {
+        let customers = self.customers.clone();
+        tokio::task::spawn_blocking(move || customers.dispatcher.run_once())
+            .await
+            .expect("join")
+            .expect("dispatch");
+        self.sms.last_code(to).expect("a code was sent")
+    }
+}
+
+const PHONE: &str = "+8613900139000";
+const PASSWORD: &str = "green tea at dawn";
+
+async fn customer_journey(app: &App) {
+    use reqwest::Method;
+    // Registration needs an idempotency key like every other write.
+    let start = json!({"contact": PHONE});
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[],
+            Some(start.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("idempotency_key_required"))
+    );
+    let (status, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[("Idempotency-Key", "reg-1")],
+            Some(start.clone()),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["sent_to"], "+86*******9000");
+    let id = started["registration_id"].as_str().expect("id").to_string();
+    let code = app.code_for(PHONE).await;
+    let complete = |password: &str| json!({"code": code, "password": password, "display_name": "李娜", "accept_terms": "2026-11"});
+    let path = format!("/v1/auth/registrations/{id}/complete");
+    let (status, body, _) = app
+        .send(Method::POST, &path, &[], Some(complete("12345678")))
+        .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["field"].as_str()
+        ),
+        (422, Some("weak_password"), Some("password"))
+    );
+    let (status, registered, headers) = app
+        .send(Method::POST, &path, &[], Some(complete(PASSWORD)))
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let token = registered["session"]["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_string();
+    for attribute in [
+        "coffer_session=cs_",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert_eq!(registered["customer"]["display_name"], "李娜");
+    assert_eq!(registered["customer"]["kyc_tier"], 0);
+    let customer_id = registered["customer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let bearer = format!("Bearer {token}");
+
+    // The wallet exists at once, empty; money sent to it shows up.
+    let (status, me, _) = app
+        .send(Method::GET, "/v1/me", &[("Authorization", &bearer)], None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    let wallet = me["wallets"][0]["account_id"]
+        .as_str()
+        .expect("wallet")
+        .to_string();
+    assert_eq!(wallet, format!("wallet:{customer_id}:cny"));
+    assert_eq!(me["wallets"][0]["balances"]["available"], 0);
+    assert_eq!(
+        app.post(
+            "/v1/ledger/accounts",
+            Some("bank-open"),
+            &account("bank", "asset", "none")
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        app.post(
+            "/v1/ledger/transfers",
+            Some("top-up"),
+            &transfer("top-up", "bank", &wallet, 8_800)
+        )
+        .await
+        .0,
+        201
+    );
+    let (_, me, _) = app
+        .send(Method::GET, "/v1/me", &[("Authorization", &bearer)], None)
+        .await;
+    assert_eq!(me["wallets"][0]["balances"]["available"], 8_800);
+    let (status, body, _) = app.send(Method::GET, "/v1/me", &[], None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+
+    // The cookie works for reads; a cross-site write with it is refused.
+    let session_cookie = cookie.split(';').next().expect("pair").to_string();
+    let (status, _, _) = app
+        .send(Method::GET, "/v1/me", &[("Cookie", &session_cookie)], None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/sessions/revoke-all",
+            &[
+                ("Cookie", &session_cookie),
+                ("Origin", "https://evil.example"),
+                ("Idempotency-Key", "x"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("csrf_rejected"))
+    );
+
+    // Sign-in: unknown contact and wrong password are indistinguishable.
+    let login = |contact: &str, password: &str| json!({"contact": contact, "password": password, "device_name": "Laptop"});
+    let (unknown_status, unknown, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(login("+8613700137000", "whatever it is")),
+        )
+        .await;
+    let (wrong_status, wrong, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(login(PHONE, "not my password")),
+        )
+        .await;
+    assert_eq!((unknown_status, &unknown), (wrong_status, &wrong));
+    assert_eq!(
+        (wrong_status, wrong["error"]["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    let (status, second, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(login(PHONE, PASSWORD)),
+        )
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let second_bearer = format!("Bearer {}", second["token"].as_str().expect("token"));
+
+    // Devices: both listed; revoking the second ends it.
+    let (_, sessions, _) = app
+        .send(
+            Method::GET,
+            "/v1/me/sessions",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await;
+    let list = sessions["data"].as_array().expect("data");
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().any(|s| s["device"] == "Laptop"));
+    let second_id = second["session_id"].as_str().expect("id");
+    let revoke_path = format!("/v1/me/sessions/{second_id}/revoke");
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            &revoke_path,
+            &[("Authorization", &bearer), ("Idempotency-Key", "rv-1")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, headers) = app
+        .send(
+            Method::POST,
+            &revoke_path,
+            &[("Authorization", &bearer), ("Idempotency-Key", "rv-1")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "a retry replays the first answer");
+    assert!(headers.contains_key("idempotent-replayed"));
+    let (status, _, _) = app
+        .send(
+            Method::GET,
+            "/v1/me",
+            &[("Authorization", &second_bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // Brute force: the throttle answers 429 with Retry-After.
+    let mut throttled = None;
+    for _ in 0..12 {
+        let (status, body, headers) = app
+            .send(
+                Method::POST,
+                "/v1/auth/sessions",
+                &[],
+                Some(login(PHONE, "guess guess guess")),
+            )
+            .await;
+        if status == 429 {
+            throttled = Some((body, headers));
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let (body, headers) = throttled.expect("the throttle engaged");
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    assert!(headers.get("retry-after").is_some());
+
+    // Sign out: the token stops working and the cookie is cleared.
+    let (status, _, headers) = app
+        .send(
+            Method::DELETE,
+            "/v1/auth/sessions/current",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .contains("Max-Age=0"));
+    let (status, _, _) = app
+        .send(Method::GET, "/v1/me", &[("Authorization", &bearer)], None)
+        .await;
+    assert_eq!(status, 401);
+
+    // No response ever carried the password or the full number.
+    for value in [&started, &registered, &me, &sessions, &second, &wrong] {
+        let text = value.to_string();
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("13900139000"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_register_sign_in_and_manage_sessions_on_sqlite() {
+    let db = TestDatabase::sqlite();
+    let path = match &db.database {
+        coffer_store::Database::Sqlite(path) => path.clone(),
+        coffer_store::Database::Postgres(_) => unreachable!(),
+    };
+    let app = spawn_app(db).await;
+    customer_journey(&app).await;
+    // Nothing secret in clear in the database files either.
+    let mut bytes = std::fs::read(&path).expect("db");
+    bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+    for needle in [PASSWORD, "13900139000", "李娜"] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} stored in clear"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_register_sign_in_and_manage_sessions_on_postgres() {
+    let app = spawn_app(
+        tokio::task::spawn_blocking(TestDatabase::postgres)
+            .await
+            .expect("pg"),
+    )
+    .await;
+    customer_journey(&app).await;
 }

@@ -1,6 +1,7 @@
 //! `coffer serve`: the HTTP or HTTPS service, with optional demo data.
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,35 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     let reader = database.open_reader(config.database.reader_connections.value)?;
     let service: Arc<dyn coffer_store::service::ServiceStore> =
         Arc::from(coffer_store::service::open(&database, SERVICE_CONNECTIONS)?);
+    // The master key never enters the database. Without one configured, a
+    // local installation keeps a generated key beside its data (mode 0600).
+    let master_key_path = config.database.data_dir.value.join("master.key");
+    let master_key = coffer_vault::LocalMasterKey::load_or_create(&master_key_path)
+        .with_context(|| format!("master key {}", master_key_path.display()))?;
+    tracing::info!(master_key = master_key.id(), "master key loaded");
+    // SMS and e-mail leave through simulators until the bank's gateways are
+    // configured; they record what would have been sent.
+    let transports: Vec<Arc<dyn coffer_notify::Transport>> = vec![
+        Arc::new(coffer_notify::SimulatedTransport::new(
+            coffer_notify::Channel::Sms,
+        )),
+        Arc::new(coffer_notify::SimulatedTransport::new(
+            coffer_notify::Channel::Email,
+        )),
+    ];
+    let customers = coffer_api::CustomerServices::open(
+        &database,
+        clock.clone(),
+        Arc::new(master_key),
+        transports,
+        coffer_identity::Policy::default(),
+        coffer_identity::PasswordPolicy::new(None),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let dispatcher = customers
+        .dispatcher
+        .clone()
+        .run(std::time::Duration::from_millis(500))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -81,6 +111,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             service.clone(),
             Arc::new(CurrencyRegistry::default()),
             clock.clone(),
+            &customers,
         );
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -125,6 +156,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tracing::info!("stopped accepting; flushing the ledger");
         let engine_for_shutdown = engine.clone();
         tokio::task::spawn_blocking(move || engine_for_shutdown.shutdown()).await?;
+        customers.dispatcher.stop();
+        let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
         println!("Coffer stopped cleanly");
         Ok(())
     })
@@ -135,8 +168,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
 /// the ledger from being flushed before the orchestrator's SIGKILL.
 async fn serve_until_stopped<L>(listener: L, router: axum::Router) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
     let mut graceful = stopped.clone();
@@ -144,11 +176,17 @@ where
         shutdown_signal().await;
         let _ = stopping.send(true);
     });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = graceful.wait_for(|stop| *stop).await;
-        })
-        .into_future();
+    // The peer address reaches handlers (throttling per IP, security events).
+    // (`tap_io` makes any listener's address available as connect info.)
+    use axum::serve::ListenerExt;
+    let server = axum::serve(
+        listener.tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+    })
+    .into_future();
     let drain_deadline = async {
         let _ = stopped.wait_for(|stop| *stop).await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;

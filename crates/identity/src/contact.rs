@@ -52,10 +52,7 @@ impl Contact {
     pub fn parse(text: &str) -> Option<Contact> {
         let text = text.trim();
         if let Some(rest) = text.strip_prefix('+') {
-            let digits: String = rest
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-'))
-                .collect();
+            let digits: String = rest.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
             let valid = (8..=15).contains(&digits.len())
                 && digits.bytes().all(|b| b.is_ascii_digit())
                 && !digits.starts_with('0');

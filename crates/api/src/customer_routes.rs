@@ -1,0 +1,615 @@
+//! `/v1/auth` and `/v1/me`: customers register with a one-time code, sign in,
+//! see their wallet and manage their signed-in devices.
+//!
+//! Sessions travel as a bearer token (`Authorization: Bearer cs_…`, for
+//! apps) or in an HttpOnly, Secure, SameSite=Strict cookie (for the web).
+//! A state-changing request authenticated by cookie must come from our own
+//! origin (CSRF). Responses that carry a session token are never stored
+//! for idempotent replay (that would put the token in the database): those
+//! two endpoints are safe to retry by construction instead (a registration
+//! completes once; a sign-in only creates another session).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use coffer_core::{Currency, Identifier, Secret, Timestamp};
+use coffer_identity::{Context, IdentityError, SessionInfo};
+use coffer_ledger::{AccountKind, AccountSpec, BalanceConstraint, Command, Outcome};
+use serde::{Deserialize, Serialize};
+
+use crate::body::{parse, RawBody};
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::ledger_routes::{balances_view, BalancesView};
+use crate::AppState;
+
+pub const SESSION_COOKIE: &str = "coffer_session";
+/// The currency every new customer gets a wallet in.
+pub const DEFAULT_WALLET_CURRENCY: &str = "CNY";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/registrations", post(start_registration))
+        .route(
+            "/v1/auth/registrations/{id}/complete",
+            post(complete_registration),
+        )
+        .route("/v1/auth/sessions", post(sign_in))
+        .route("/v1/auth/sessions/current", axum::routing::delete(sign_out))
+        .route("/v1/me", get(me))
+        .route("/v1/me/sessions", get(my_sessions))
+        .route("/v1/me/sessions/{id}/revoke", post(revoke_session))
+        .route("/v1/me/sessions/revoke-all", post(revoke_all))
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(error: IdentityError) -> ApiError {
+        let status = match &error {
+            IdentityError::InvalidField { .. } | IdentityError::WeakPassword(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            IdentityError::CodeInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            IdentityError::InvalidCredentials | IdentityError::Unauthenticated => {
+                StatusCode::UNAUTHORIZED
+            }
+            IdentityError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IdentityError::NotFound(_) => StatusCode::NOT_FOUND,
+            IdentityError::Store(_)
+            | IdentityError::Vault(_)
+            | IdentityError::Notify(_)
+            | IdentityError::Internal(_) => return ApiError::internal(error),
+        };
+        let api = ApiError::new(status, error.code(), error.to_string());
+        match error.field() {
+            Some(field) => api.field(field),
+            None => api,
+        }
+    }
+}
+
+/// An identity call on a blocking thread (Argon2 takes tens of milliseconds).
+async fn blocking_identity<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(IdentityError::Throttled {
+            retry_after_seconds,
+        })) => {
+            let mut response = ApiError::from(IdentityError::Throttled {
+                retry_after_seconds,
+            })
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Err(response)
+        }
+        Ok(Err(error)) => Err(ApiError::from(error).into_response()),
+        Err(error) => Err(ApiError::internal(error).into_response()),
+    }
+}
+
+/// Where the request comes from: peer address and a device label.
+pub struct Client(pub Context);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        let device = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown device")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(120)
+            .collect();
+        Ok(Client(Context { ip, device }))
+    }
+}
+
+/// A signed-in customer.
+pub struct CustomerSession {
+    pub info: SessionInfo,
+    pub context: Context,
+}
+
+fn session_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    if let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some((token.trim().to_string(), false));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| (value.to_string(), true))
+}
+
+/// A cookie-authenticated write must come from a page of ours: browsers
+/// send `Origin` (or `Sec-Fetch-Site`) on cross-site requests.
+fn same_origin(parts: &Parts) -> bool {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if let Some(site) = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+    {
+        return site == "same-origin" || site == "none";
+    }
+    match (
+        parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+        host,
+    ) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .is_some_and(|rest| rest == host),
+        // No Origin at all: not a browser's cross-site form or fetch.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+impl FromRequestParts<AppState> for CustomerSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Client(context) = Client::from_request_parts(parts, state).await?;
+        let unauthenticated = || ApiError::from(IdentityError::Unauthenticated);
+        let (token, from_cookie) = session_token(&parts.headers).ok_or_else(unauthenticated)?;
+        let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if from_cookie && unsafe_method && !same_origin(parts) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_rejected",
+                "a cookie-authenticated change must come from this site",
+            ));
+        }
+        let identity = state.identity.clone();
+        let token = Secret::new(token);
+        let info = tokio::task::spawn_blocking(move || identity.authenticate(&token))
+            .await
+            .map_err(ApiError::internal)??;
+        Ok(CustomerSession { info, context })
+    }
+}
+
+fn session_cookie(token: &str, max_age_seconds: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_seconds}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("coffer_session=; Path=/; Max-Age=0"))
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_string(body) {
+        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+// ---- shapes ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRegistrationRequest {
+    contact: String,
+}
+
+#[derive(Serialize)]
+struct StartRegistrationResponse {
+    registration_id: String,
+    sent_to: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRegistrationRequest {
+    code: String,
+    password: String,
+    display_name: String,
+    /// The version of the terms accepted; must be the current one.
+    accept_terms: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInRequest {
+    contact: String,
+    password: String,
+    #[serde(default)]
+    device_name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SessionResponse {
+    session_id: String,
+    customer_id: String,
+    /// Shown once; send it as `Authorization: Bearer …` (apps) or rely on the cookie (web).
+    token: String,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+pub struct CustomerBody {
+    id: String,
+    display_name: String,
+    contact: String,
+    contact_kind: &'static str,
+    kyc_tier: i64,
+    status: String,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+struct RegisteredResponse {
+    customer: CustomerBody,
+    session: SessionResponse,
+}
+
+#[derive(Serialize)]
+struct WalletBody {
+    account_id: String,
+    currency: String,
+    balances: BalancesView,
+}
+
+#[derive(Serialize)]
+struct MeResponse {
+    customer: CustomerBody,
+    wallets: Vec<WalletBody>,
+}
+
+#[derive(Serialize)]
+struct SessionBody {
+    id: String,
+    device: String,
+    ip: String,
+    created_at: String,
+    last_seen_at: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct SessionsResponse {
+    data: Vec<SessionBody>,
+}
+
+fn customer_body(customer: &coffer_identity::CustomerView) -> CustomerBody {
+    CustomerBody {
+        id: customer.id.clone(),
+        display_name: customer.display_name.expose().clone(),
+        contact: customer.contact_masked.clone(),
+        contact_kind: customer.contact_kind.as_str(),
+        kyc_tier: customer.tier,
+        status: customer.status.clone(),
+        created_at: Timestamp::from_nanos(customer.created_at).to_rfc3339(),
+    }
+}
+
+fn session_response(session: &coffer_identity::NewSession) -> SessionResponse {
+    SessionResponse {
+        session_id: session.session_id.clone(),
+        customer_id: session.customer_id.clone(),
+        token: session.token.expose().clone(),
+        expires_at: Timestamp::from_nanos(session.expires_at).to_rfc3339(),
+    }
+}
+
+/// The ledger account of a customer's wallet in `currency`.
+pub fn wallet_account(customer_id: &str, currency: &str) -> Result<Identifier, ApiError> {
+    Identifier::parse(&format!("wallet:{customer_id}:{}", currency.to_lowercase()))
+        .map_err(ApiError::internal)
+}
+
+/// Opens the customer's wallet if it is not open yet (idempotent).
+async fn ensure_wallet(state: &AppState, customer_id: &str) -> Result<Identifier, ApiError> {
+    let id = wallet_account(customer_id, DEFAULT_WALLET_CURRENCY)?;
+    let spec = AccountSpec {
+        id: id.clone(),
+        currency: Currency::parse(DEFAULT_WALLET_CURRENCY).map_err(ApiError::internal)?,
+        kind: AccountKind::Liability,
+        constraint: BalanceConstraint::NoOverdraft,
+        owner: Identifier::parse(customer_id).map_err(ApiError::internal)?,
+    };
+    match state.engine.execute(Command::OpenAccount(spec)).await? {
+        Outcome::Account(Ok(_)) => Ok(id),
+        Outcome::Account(Err(rejection)) => Err(ApiError::internal(rejection)),
+        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
+    }
+}
+
+// ---- handlers ----------------------------------------------------------------------
+
+async fn start_registration(
+    State(state): State<AppState>,
+    Client(context): Client,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    // Anonymous callers share a key space per address; keys should be UUIDs.
+    let principal = crate::auth::Principal {
+        key_id: format!("anonymous:{}", context.ip),
+        scopes: vec!["public".into()],
+    };
+    idempotency::run(
+        &state,
+        &principal,
+        "public",
+        &headers,
+        "start_registration",
+        &body,
+        || async {
+            let request: StartRegistrationRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let started = match identity_call(move || {
+                identity.start_registration(&request.contact, &context)
+            })
+            .await
+            {
+                Ok(started) => started,
+                Err(error) => return Err(error),
+            };
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&StartRegistrationResponse {
+                registration_id: started.registration_id,
+                sent_to: started.sent_to,
+                expires_at: Timestamp::from_nanos(started.expires_at).to_rfc3339(),
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::ACCEPTED, body))
+        },
+    )
+    .await
+}
+
+/// Like `identity`, for code that wants an `ApiError` (the idempotent path).
+async fn identity_call<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+}
+
+async fn complete_registration(
+    State(state): State<AppState>,
+    Client(context): Client,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let request: CompleteRegistrationRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let identity = state.identity.clone();
+    let done = blocking_identity(move || {
+        identity.complete_registration(
+            &id,
+            &Secret::new(request.code),
+            &Secret::new(request.password),
+            &request.display_name,
+            &request.accept_terms,
+            &context,
+        )
+    })
+    .await;
+    let (customer, session) = match done {
+        Ok(done) => done,
+        Err(response) => return response,
+    };
+    if let Err(error) = ensure_wallet(&state, &customer.id).await {
+        // The customer exists; the wallet opens on their next visit to /v1/me.
+        tracing::warn!(customer = %customer.id, error = %error.message, "wallet not opened yet");
+    }
+    let mut response = json_response(
+        StatusCode::CREATED,
+        &RegisteredResponse {
+            customer: customer_body(&customer),
+            session: session_response(&session),
+        },
+    );
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(
+            session.token.expose(),
+            state.identity.policy().session_absolute_seconds,
+        ),
+    );
+    response
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    Client(mut context): Client,
+    RawBody(body): RawBody,
+) -> Response {
+    let request: SignInRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    if let Some(name) = request.device_name.filter(|n| !n.trim().is_empty()) {
+        context.device = name.chars().filter(|c| !c.is_control()).take(120).collect();
+    }
+    let identity = state.identity.clone();
+    let password = Secret::new(request.password);
+    let signed_in =
+        blocking_identity(move || identity.login(&request.contact, &password, &context)).await;
+    state.dispatcher.nudge();
+    let session = match signed_in {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let mut response = json_response(StatusCode::CREATED, &session_response(&session));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(
+            session.token.expose(),
+            state.identity.policy().session_absolute_seconds,
+        ),
+    );
+    response
+}
+
+async fn sign_out(State(state): State<AppState>, session: CustomerSession) -> Response {
+    let identity = state.identity.clone();
+    let id = session.info.session_id.clone();
+    match blocking_identity(move || identity.revoke_session(&session.info, &id, &session.context))
+        .await
+    {
+        Ok(()) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, session_cookie("", 0));
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+async fn me(State(state): State<AppState>, session: CustomerSession) -> Response {
+    let identity = state.identity.clone();
+    let customer_id = session.info.customer_id.clone();
+    let customer = match blocking_identity(move || identity.customer(&customer_id)).await {
+        Ok(customer) => customer,
+        Err(response) => return response,
+    };
+    let wallet = match ensure_wallet(&state, &customer.id).await {
+        Ok(wallet) => wallet,
+        Err(error) => return error.into_response(),
+    };
+    let reader = state.reader.clone();
+    let account = match tokio::task::spawn_blocking(move || reader.account(&wallet)).await {
+        Ok(Ok(Some(account))) => account,
+        Ok(Ok(None)) => return ApiError::internal("wallet vanished").into_response(),
+        Ok(Err(error)) => return ApiError::from(error).into_response(),
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    json_response(
+        StatusCode::OK,
+        &MeResponse {
+            customer: customer_body(&customer),
+            wallets: vec![WalletBody {
+                account_id: account.id().to_string(),
+                currency: account.spec.currency.as_str().to_string(),
+                balances: balances_view(&account, account.balances),
+            }],
+        },
+    )
+}
+
+async fn my_sessions(State(state): State<AppState>, session: CustomerSession) -> Response {
+    let identity = state.identity.clone();
+    match blocking_identity(move || identity.sessions(&session.info)).await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            &SessionsResponse {
+                data: list
+                    .into_iter()
+                    .map(|s| SessionBody {
+                        id: s.id,
+                        device: s.device,
+                        ip: s.ip,
+                        created_at: Timestamp::from_nanos(s.created_at).to_rfc3339(),
+                        last_seen_at: Timestamp::from_nanos(s.last_seen_at).to_rfc3339(),
+                        current: s.current,
+                    })
+                    .collect(),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+fn customer_principal(session: &CustomerSession) -> crate::auth::Principal {
+    crate::auth::Principal {
+        key_id: format!("customer:{}", session.info.customer_id),
+        scopes: vec!["customer".into()],
+    }
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("revoke_session:{id}"),
+        &body,
+        || async {
+            let identity = state.identity.clone();
+            let session = session.clone();
+            identity_call(move || identity.revoke_session(&session.info, &id, &session.context))
+                .await?;
+            Ok((StatusCode::OK, r#"{"revoked":true}"#.to_string()))
+        },
+    )
+    .await
+}
+
+async fn revoke_all(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "revoke_all_sessions",
+        &body,
+        || async {
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let revoked = identity_call(move || {
+                identity.revoke_all_sessions(&session.info, &session.context)
+            })
+            .await?;
+            Ok((StatusCode::OK, format!(r#"{{"revoked":{revoked}}}"#)))
+        },
+    )
+    .await
+}
