@@ -19,7 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use coffer_core::{Currency, Identifier, Secret, Timestamp};
-use coffer_identity::{Context, IdentityError, SessionInfo};
+use coffer_identity::{
+    Context, IdentityError, Method as FactorMethod, Operation, SessionInfo, SignIn,
+};
 use coffer_ledger::{AccountKind, AccountSpec, BalanceConstraint, Command, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/me/sessions", get(my_sessions))
         .route("/v1/me/sessions/{id}/revoke", post(revoke_session))
         .route("/v1/me/sessions/revoke-all", post(revoke_all))
+        .route("/v1/auth/challenges/{id}/verify", post(verify_sign_in))
+        .route("/v1/me/factors/totp", post(enroll_totp))
+        .route("/v1/me/factors/totp/confirm", post(confirm_totp))
+        .route("/v1/me/factors/totp/disable", post(disable_totp))
+        .route("/v1/me/step-up", post(start_step_up))
+        .route("/v1/me/step-up/{id}/verify", post(verify_step_up))
 }
 
 impl From<IdentityError> for ApiError {
@@ -54,7 +62,11 @@ impl From<IdentityError> for ApiError {
             IdentityError::InvalidField { .. } | IdentityError::WeakPassword(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdentityError::CodeInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            IdentityError::CodeInvalid | IdentityError::ChallengeInvalid => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            IdentityError::StepUpRequired => StatusCode::FORBIDDEN,
+            IdentityError::Conflict(_) => StatusCode::CONFLICT,
             IdentityError::InvalidCredentials | IdentityError::Unauthenticated => {
                 StatusCode::UNAUTHORIZED
             }
@@ -466,11 +478,24 @@ async fn sign_in(
     let signed_in =
         blocking_identity(move || identity.login(&request.contact, &password, &context)).await;
     state.dispatcher.nudge();
-    let session = match signed_in {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let mut response = json_response(StatusCode::CREATED, &session_response(&session));
+    match signed_in {
+        Ok(SignIn::Session(session)) => session_created(&state, &session),
+        Ok(SignIn::SecondFactor(challenge)) => json_response(
+            StatusCode::ACCEPTED,
+            &ChallengeResponse {
+                second_factor_required: true,
+                challenge_id: challenge.id,
+                method: challenge.method.as_str(),
+                expires_at: Timestamp::from_nanos(challenge.expires_at).to_rfc3339(),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+/// 201 with the session, and the cookie for browsers.
+fn session_created(state: &AppState, session: &coffer_identity::NewSession) -> Response {
+    let mut response = json_response(StatusCode::CREATED, &session_response(session));
     response.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(
@@ -479,6 +504,236 @@ async fn sign_in(
         ),
     );
     response
+}
+
+#[derive(Serialize)]
+struct ChallengeResponse {
+    second_factor_required: bool,
+    challenge_id: String,
+    method: &'static str,
+    expires_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    /// A 6-digit code from the authenticator app, SMS or e-mail, or a recovery code.
+    code: String,
+}
+
+async fn verify_sign_in(
+    State(state): State<AppState>,
+    Client(context): Client,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let request: CodeRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let identity = state.identity.clone();
+    let code = Secret::new(request.code);
+    match blocking_identity(move || identity.complete_sign_in(&id, &code, &context)).await {
+        Ok(session) => session_created(&state, &session),
+        Err(response) => response,
+    }
+}
+
+#[derive(Serialize)]
+struct EnrollmentResponse {
+    /// Base32 seed, for typing into an authenticator app by hand; shown once.
+    secret: String,
+    otpauth_url: String,
+    /// The otpauth URL as a QR code to scan.
+    qr_svg: String,
+}
+
+async fn enroll_totp(State(state): State<AppState>, session: CustomerSession) -> Response {
+    let identity = state.identity.clone();
+    match blocking_identity(move || identity.enroll_totp(&session.info)).await {
+        Ok(enrolment) => json_response(
+            StatusCode::CREATED,
+            &EnrollmentResponse {
+                secret: enrolment.secret_base32.expose().clone(),
+                otpauth_url: enrolment.otpauth_url.expose().clone(),
+                qr_svg: enrolment.qr_svg.expose().clone(),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+#[derive(Serialize)]
+struct RecoveryCodesResponse {
+    /// Each works once in place of an authenticator code; shown only now.
+    recovery_codes: Vec<String>,
+}
+
+async fn confirm_totp(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    RawBody(body): RawBody,
+) -> Response {
+    let request: CodeRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let identity = state.identity.clone();
+    let code = Secret::new(request.code);
+    let confirmed =
+        blocking_identity(move || identity.confirm_totp(&session.info, &code, &session.context))
+            .await;
+    state.dispatcher.nudge();
+    match confirmed {
+        Ok(codes) => json_response(
+            StatusCode::OK,
+            &RecoveryCodesResponse {
+                recovery_codes: codes.into_iter().map(Secret::into_inner).collect(),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+async fn disable_totp(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "disable_totp",
+        &body,
+        || async {
+            let request: CodeRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            identity_call(move || {
+                identity.disable_totp(&session.info, &Secret::new(request.code), &session.context)
+            })
+            .await?;
+            state.dispatcher.nudge();
+            Ok((StatusCode::OK, r#"{"disabled":true}"#.to_string()))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepUpRequest {
+    /// What is being confirmed, e.g. "payment", "transfer", "withdrawal".
+    operation: String,
+    amount: i64,
+    currency: String,
+    payee: String,
+    /// "totp" (authenticator app) or "code" (SMS or e-mail).
+    method: String,
+}
+
+#[derive(Serialize)]
+struct StepUpResponse {
+    challenge_id: String,
+    method: &'static str,
+    expires_at: String,
+}
+
+async fn start_step_up(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "start_step_up",
+        &body,
+        || async {
+            let request: StepUpRequest = parse(&body)?;
+            let method = FactorMethod::parse(&request.method)
+                .ok_or_else(|| ApiError::invalid("method", "method is \"totp\" or \"code\""))?;
+            if request.amount <= 0 {
+                return Err(ApiError::invalid(
+                    "amount",
+                    "amount must be positive (minor units)",
+                ));
+            }
+            let currency = Currency::parse(&request.currency)
+                .map_err(|e| ApiError::invalid("currency", e.to_string()))?;
+            if request.operation.is_empty() || request.payee.is_empty() {
+                return Err(ApiError::invalid(
+                    "operation",
+                    "operation and payee are required",
+                ));
+            }
+            let operation = Operation {
+                kind: request.operation,
+                amount: request.amount,
+                currency: currency.as_str().to_string(),
+                payee: request.payee,
+            };
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let challenge =
+                identity_call(move || identity.start_step_up(&session.info, &operation, method))
+                    .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&StepUpResponse {
+                challenge_id: challenge.id,
+                method: challenge.method.as_str(),
+                expires_at: Timestamp::from_nanos(challenge.expires_at).to_rfc3339(),
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+async fn verify_step_up(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("verify_step_up:{id}"),
+        &body,
+        || async {
+            let request: CodeRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            identity_call(move || {
+                identity.verify_step_up(
+                    &session.info,
+                    &id,
+                    &Secret::new(request.code),
+                    &session.context,
+                )
+            })
+            .await?;
+            Ok((StatusCode::OK, r#"{"verified":true}"#.to_string()))
+        },
+    )
+    .await
 }
 
 async fn sign_out(State(state): State<AppState>, session: CustomerSession) -> Response {

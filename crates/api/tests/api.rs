@@ -824,3 +824,165 @@ async fn customers_register_sign_in_and_manage_sessions_on_postgres() {
     .await;
     customer_journey(&app).await;
 }
+
+fn totp_now(base32: &str) -> String {
+    let seed = totp_rs::Secret::Encoded(base32.to_string())
+        .to_bytes()
+        .expect("base32");
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed)
+        .expect("totp")
+        .generate_current()
+        .expect("time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factor_sign_in_and_step_up_over_http() {
+    use reqwest::Method;
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let phone = "+8613600136000";
+    let (_, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[("Idempotency-Key", "r")],
+            Some(json!({"contact": phone})),
+        )
+        .await;
+    let code = app.code_for(phone).await;
+    let id = started["registration_id"].as_str().expect("id");
+    let (status, registered, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/auth/registrations/{id}/complete"),
+            &[],
+            Some(json!({"code": code, "password": PASSWORD, "display_name": "Wang Fang", "accept_terms": "2026-11"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let bearer = format!(
+        "Bearer {}",
+        registered["session"]["token"].as_str().expect("token")
+    );
+    let auth = [("Authorization", bearer.as_str())];
+
+    // Enrol an authenticator app; confirm with a code; get recovery codes.
+    let (status, enrolment, _) = app
+        .send(Method::POST, "/v1/me/factors/totp", &auth, None)
+        .await;
+    assert_eq!(status, 201, "{enrolment}");
+    assert!(enrolment["qr_svg"]
+        .as_str()
+        .expect("svg")
+        .starts_with("<?xml"));
+    let seed = enrolment["secret"].as_str().expect("secret").to_string();
+    let (status, confirmed, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/factors/totp/confirm",
+            &auth,
+            Some(json!({"code": totp_now(&seed)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{confirmed}");
+    let recovery = confirmed["recovery_codes"][0]
+        .as_str()
+        .expect("code")
+        .to_string();
+
+    // Sign-in now stops at a challenge; a recovery code answers it.
+    let (status, challenge, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(json!({"contact": phone, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 202, "{challenge}");
+    assert_eq!(challenge["second_factor_required"], true);
+    assert!(challenge.get("token").is_none());
+    let verify = format!(
+        "/v1/auth/challenges/{}/verify",
+        challenge["challenge_id"].as_str().expect("id")
+    );
+    let (status, body, _) = app
+        .send(Method::POST, &verify, &[], Some(json!({"code": "000000x"})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("code_invalid"))
+    );
+    let (status, session, _) = app
+        .send(Method::POST, &verify, &[], Some(json!({"code": recovery})))
+        .await;
+    assert_eq!(status, 201, "{session}");
+    assert!(session["token"].as_str().expect("token").starts_with("cs_"));
+
+    // Step-up for a payment: an SMS code, bound to amount and payee.
+    let step_up = json!({"operation": "payment", "amount": 250_000, "currency": "CNY", "payee": "merchant:city-metro", "method": "code"});
+    let (status, challenge, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/step-up",
+            &[auth[0], ("Idempotency-Key", "su-1")],
+            Some(step_up.clone()),
+        )
+        .await;
+    assert_eq!(status, 201, "{challenge}");
+    let code = app.code_for(phone).await;
+    let verify = format!(
+        "/v1/me/step-up/{}/verify",
+        challenge["challenge_id"].as_str().expect("id")
+    );
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &verify,
+            &[auth[0], ("Idempotency-Key", "v-1")],
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!((status, &body), (200, &json!({"verified": true})));
+    let challenge_id = challenge["challenge_id"].as_str().expect("id").to_string();
+    let customer = registered["customer"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let identity = app.customers.identity.clone();
+    let consume = move |amount: i64| {
+        let identity = identity.clone();
+        let (customer, challenge_id) = (customer.clone(), challenge_id.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                identity.consume_step_up_now(
+                    &customer,
+                    &challenge_id,
+                    &coffer_identity::Operation {
+                        kind: "payment".into(),
+                        amount,
+                        currency: "CNY".into(),
+                        payee: "merchant:city-metro".into(),
+                    },
+                )
+            })
+            .await
+            .expect("join")
+        }
+    };
+    assert!(consume(250_001).await.is_err(), "another amount");
+    assert!(consume(250_000).await.is_ok());
+    assert!(consume(250_000).await.is_err(), "single use");
+    // Bad step-up input gets a clear error.
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/step-up",
+            &[auth[0], ("Idempotency-Key", "su-2")],
+            Some(json!({"operation": "payment", "amount": -5, "currency": "CNY", "payee": "x", "method": "code"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("amount"))
+    );
+}

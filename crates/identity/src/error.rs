@@ -24,6 +24,13 @@ pub enum IdentityError {
     Throttled { retry_after_seconds: i64 },
     #[error("sign in first")]
     Unauthenticated,
+    /// Unknown, expired, used up or someone else's: one answer for all.
+    #[error("this challenge is not valid (expired, used, or not yours); start a new one")]
+    ChallengeInvalid,
+    #[error("this operation needs a verified step-up challenge for exactly this amount and payee")]
+    StepUpRequired,
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("storage: {0}")]
@@ -53,6 +60,9 @@ impl IdentityError {
             IdentityError::InvalidCredentials => "invalid_credentials",
             IdentityError::Throttled { .. } => "too_many_attempts",
             IdentityError::Unauthenticated => "unauthenticated",
+            IdentityError::ChallengeInvalid => "challenge_invalid",
+            IdentityError::StepUpRequired => "step_up_required",
+            IdentityError::Conflict(_) => "conflict",
             IdentityError::NotFound(_) => "not_found",
             IdentityError::Store(_)
             | IdentityError::Vault(_)

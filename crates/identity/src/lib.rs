@@ -13,6 +13,7 @@
 
 mod contact;
 mod error;
+mod factors;
 mod password;
 mod session;
 mod throttle;
@@ -28,6 +29,9 @@ use rand::{Rng, RngCore};
 
 pub use contact::{Contact, ContactKind};
 pub use error::IdentityError;
+pub use factors::{
+    Challenge, Method, Operation, SignIn, TotpEnrollment, CHALLENGE_TTL_SECONDS, RECOVERY_CODES,
+};
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use session::{NewSession, SessionInfo, SessionView};
 
@@ -104,7 +108,7 @@ pub struct Identity {
     passwords: PasswordPolicy,
 }
 
-const CONTACT_CONTEXT: &str = "customer.contact";
+pub(crate) const CONTACT_CONTEXT: &str = "customer.contact";
 const NAME_CONTEXT: &str = "customer.display_name";
 
 fn random_hex(bytes: usize) -> String {
@@ -353,7 +357,7 @@ impl Identity {
         contact: &str,
         password: &Secret<String>,
         context: &Context,
-    ) -> Result<NewSession, IdentityError> {
+    ) -> Result<SignIn, IdentityError> {
         let contact = Contact::parse(contact).ok_or(IdentityError::InvalidCredentials)?;
         let now = self.now();
         let index = self.vault.blind_index("contact", contact.as_str());
@@ -381,12 +385,24 @@ impl Identity {
             return Err(IdentityError::InvalidCredentials);
         }
         let customer_id = customer_id.ok_or(IdentityError::InvalidCredentials)?;
-        self.sql
-            .transaction(|db| -> Result<NewSession, IdentityError> {
-                throttle::clear(db, &subjects[0])?;
-                self.event(db, Some(&customer_id), "signed_in", context, "")?;
-                session::create(db, &self.policy, &customer_id, context, now)
-            })
+        let second_factor = self.has_totp(&customer_id)?;
+        self.sql.transaction(|db| -> Result<SignIn, IdentityError> {
+            throttle::clear(db, &subjects[0])?;
+            if second_factor {
+                self.event(db, Some(&customer_id), "password_verified", context, "")?;
+                return Ok(SignIn::SecondFactor(
+                    self.login_challenge(db, &customer_id)?,
+                ));
+            }
+            self.event(db, Some(&customer_id), "signed_in", context, "")?;
+            Ok(SignIn::Session(session::create(
+                db,
+                &self.policy,
+                &customer_id,
+                context,
+                now,
+            )?))
+        })
     }
 
     /// The lock-out alert always goes out (a security alert, not marketing).

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use coffer_app::ManualClock;
 use coffer_core::{Secret, Timestamp};
-use coffer_identity::{Context, Identity, IdentityError, PasswordPolicy, Policy, TERMS_VERSION};
+use coffer_identity::{
+    Context, Identity, IdentityError, Method, NewSession, Operation, PasswordPolicy, Policy,
+    SignIn, TERMS_VERSION,
+};
 use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_store::sql::SqlStore;
 use coffer_store::Database;
@@ -73,6 +76,13 @@ fn secret(text: &str) -> Secret<String> {
 }
 
 const PHONE: &str = "+8613800138000";
+
+fn session(sign_in: SignIn) -> NewSession {
+    match sign_in {
+        SignIn::Session(session) => session,
+        SignIn::SecondFactor(challenge) => panic!("unexpected second factor {challenge:?}"),
+    }
+}
 const PASSWORD: &str = "correct horse battery";
 
 impl World {
@@ -328,16 +338,18 @@ fn sessions_expire_and_can_be_revoked_one_by_one_or_everywhere() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
         let (_customer, first) = w.register(PHONE);
-        let second = w
-            .identity
-            .login(PHONE, &secret(PASSWORD), &here())
-            .expect("login")
-            .token;
-        let third = w
-            .identity
-            .login(PHONE, &secret(PASSWORD), &here())
-            .expect("login")
-            .token;
+        let second = session(
+            w.identity
+                .login(PHONE, &secret(PASSWORD), &here())
+                .expect("login"),
+        )
+        .token;
+        let third = session(
+            w.identity
+                .login(PHONE, &secret(PASSWORD), &here())
+                .expect("login"),
+        )
+        .token;
         let me = w.identity.authenticate(&first).expect("first");
         let list = w.identity.sessions(&me).expect("list");
         assert_eq!(list.len(), 3);
@@ -433,5 +445,202 @@ fn no_password_contact_code_or_token_is_stored_in_clear() {
         &format!("is {code}"),
     ] {
         assert!(!contains(needle), "{needle:?} found in the database file");
+    }
+}
+
+fn totp_code(base32: &str, clock: &ManualClock) -> String {
+    use coffer_core::Clock;
+    let seed = totp_rs::Secret::Encoded(base32.to_string())
+        .to_bytes()
+        .expect("base32");
+    let generator = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed).expect("totp");
+    generator.generate(u64::try_from(clock.now().as_nanos() / 1_000_000_000).expect("time"))
+}
+
+#[test]
+fn totp_enrolment_guards_sign_in_and_codes_do_not_replay() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let (_, token) = w.register(PHONE);
+        let me = w.identity.authenticate(&token).expect("me");
+        let enrolment = w.identity.enroll_totp(&me).expect("enrol");
+        assert!(enrolment
+            .otpauth_url
+            .expose()
+            .starts_with("otpauth://totp/Coffer:"));
+        assert!(enrolment.qr_svg.expose().contains("<svg"));
+        let seed = enrolment.secret_base32.expose().clone();
+        assert!(
+            matches!(
+                w.identity.confirm_totp(&me, &secret("000000"), &here()),
+                Err(IdentityError::CodeInvalid)
+            ) || totp_code(&seed, &w.clock) == "000000"
+        );
+        let recovery = w
+            .identity
+            .confirm_totp(&me, &secret(&totp_code(&seed, &w.clock)), &here())
+            .expect("confirm");
+        assert_eq!(recovery.len(), 10);
+        // Enrolling again needs the old one removed first.
+        assert!(matches!(
+            w.identity.enroll_totp(&me),
+            Err(IdentityError::Conflict(_))
+        ));
+
+        // Sign-in now asks for the second factor.
+        let SignIn::SecondFactor(challenge) = w
+            .identity
+            .login(PHONE, &secret(PASSWORD), &here())
+            .expect("login")
+        else {
+            panic!("no second factor asked");
+        };
+        // The code just used for confirming is spent: moving to the next step.
+        w.clock.advance_millis(30_000);
+        let code = totp_code(&seed, &w.clock);
+        w.identity
+            .complete_sign_in(&challenge.id, &secret(&code), &here())
+            .expect("second factor");
+        // The same code again (another challenge): refused, it was used.
+        let SignIn::SecondFactor(again) = w
+            .identity
+            .login(PHONE, &secret(PASSWORD), &here())
+            .expect("login")
+        else {
+            panic!("no second factor asked");
+        };
+        assert!(matches!(
+            w.identity
+                .complete_sign_in(&again.id, &secret(&code), &here()),
+            Err(IdentityError::CodeInvalid)
+        ));
+        // A recovery code works once.
+        let recovery_code = recovery[0].expose().clone();
+        w.identity
+            .complete_sign_in(&again.id, &secret(&recovery_code), &here())
+            .expect("recovery code");
+        let SignIn::SecondFactor(third) = w
+            .identity
+            .login(PHONE, &secret(PASSWORD), &here())
+            .expect("login")
+        else {
+            panic!("no second factor asked");
+        };
+        assert!(matches!(
+            w.identity
+                .complete_sign_in(&third.id, &secret(&recovery_code), &here()),
+            Err(IdentityError::CodeInvalid)
+        ));
+        // A used challenge cannot mint a second session.
+        assert!(matches!(
+            w.identity
+                .complete_sign_in(&again.id, &secret(&recovery[1].expose().clone()), &here()),
+            Err(IdentityError::ChallengeInvalid)
+        ));
+        // Wrong answers use up a challenge.
+        for _ in 0..5 {
+            let _ = w
+                .identity
+                .complete_sign_in(&third.id, &secret("999999x"), &here());
+        }
+        w.clock.advance_millis(30_000);
+        assert!(matches!(
+            w.identity
+                .complete_sign_in(&third.id, &secret(&totp_code(&seed, &w.clock)), &here()),
+            Err(IdentityError::ChallengeInvalid)
+        ));
+        // The customer was told about the new factor.
+        w.dispatcher.run_once().expect("dispatch");
+        assert!(w
+            .sms
+            .to(PHONE)
+            .iter()
+            .any(|m| m.body.expose().contains("authenticator app was added")));
+    }
+}
+
+#[test]
+fn step_up_is_single_use_short_lived_and_bound_to_the_operation() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let (customer, token) = w.register(PHONE);
+        let me = w.identity.authenticate(&token).expect("me");
+        let pay = Operation {
+            kind: "payment".into(),
+            amount: 500_000,
+            currency: "CNY".into(),
+            payee: "merchant:city-metro".into(),
+        };
+        // Without TOTP enrolled, the code goes by SMS.
+        assert!(matches!(
+            w.identity.start_step_up(&me, &pay, Method::Totp),
+            Err(IdentityError::InvalidField {
+                field: "method",
+                ..
+            })
+        ));
+        let challenge = w
+            .identity
+            .start_step_up(&me, &pay, Method::Sms)
+            .expect("challenge");
+        let code = w.code_for(PHONE);
+        // Not yet verified: nothing passes.
+        assert!(matches!(
+            w.identity
+                .consume_step_up_now(&customer, &challenge.id, &pay),
+            Err(IdentityError::StepUpRequired)
+        ));
+        assert!(matches!(
+            w.identity
+                .verify_step_up(&me, &challenge.id, &secret("12345x"), &here()),
+            Err(IdentityError::CodeInvalid)
+        ));
+        w.identity
+            .verify_step_up(&me, &challenge.id, &secret(&code), &here())
+            .expect("verify");
+        // Another amount, another payee, another customer: refused.
+        let more = Operation {
+            amount: 500_001,
+            ..pay.clone()
+        };
+        let elsewhere = Operation {
+            payee: "wallet:cus_mallory:cny".into(),
+            ..pay.clone()
+        };
+        for other in [&more, &elsewhere] {
+            assert!(matches!(
+                w.identity
+                    .consume_step_up_now(&customer, &challenge.id, other),
+                Err(IdentityError::StepUpRequired)
+            ));
+        }
+        assert!(matches!(
+            w.identity
+                .consume_step_up_now("cus_someoneelse", &challenge.id, &pay),
+            Err(IdentityError::StepUpRequired)
+        ));
+        // Exactly this operation: once.
+        w.identity
+            .consume_step_up_now(&customer, &challenge.id, &pay)
+            .expect("consume");
+        assert!(matches!(
+            w.identity
+                .consume_step_up_now(&customer, &challenge.id, &pay),
+            Err(IdentityError::StepUpRequired)
+        ));
+        // Short-lived: a verified challenge expires unused.
+        let late = w
+            .identity
+            .start_step_up(&me, &pay, Method::Sms)
+            .expect("challenge");
+        let code = w.code_for(PHONE);
+        w.identity
+            .verify_step_up(&me, &late.id, &secret(&code), &here())
+            .expect("verify");
+        w.clock.advance_millis(301_000);
+        assert!(matches!(
+            w.identity.consume_step_up_now(&customer, &late.id, &pay),
+            Err(IdentityError::StepUpRequired)
+        ));
     }
 }

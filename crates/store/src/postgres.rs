@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001_ledger.sql")),
     (2, include_str!("migrations/postgres_0002_service.sql")),
     (3, include_str!("migrations/postgres_0003_identity.sql")),
+    (4, include_str!("migrations/postgres_0004_factors.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_ledger.sql")),
     (2, include_str!("migrations/sqlite_0002_service.sql")),
     (3, include_str!("migrations/sqlite_0003_identity.sql")),
+    (4, include_str!("migrations/sqlite_0004_factors.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.

@@ -1,0 +1,625 @@
+//! Second factors and the challenges they answer.
+//!
+//! TOTP (RFC 6238: HMAC-SHA1, 6 digits, 30 s steps, one step of clock skew
+//! either way). The seed is stored encrypted; a code is accepted once: the
+//! factor remembers the last step used, so a code seen over a shoulder cannot
+//! be replayed. Ten recovery codes, stored as keyed hashes, each usable once.
+//!
+//! A challenge is single-use and short-lived. A sign-in challenge turns a
+//! verified password into a session once the second factor answers. A
+//! step-up challenge is bound to one operation (kind, amount, currency,
+//! payee): verifying it lets exactly that operation through, once.
+
+use coffer_core::Secret;
+use coffer_notify::{enqueue, Message};
+use coffer_store::sql::Sql;
+use coffer_store::sql_params;
+use rand::{Rng, RngCore};
+use totp_rs::{Algorithm, TOTP};
+
+use crate::{
+    random_hex, same, session, Contact, Context, Identity, IdentityError, NewSession, SessionInfo,
+    CONTACT_CONTEXT, NANOS_PER_SECOND,
+};
+
+const TOTP_CONTEXT: &str = "customer.totp_seed";
+const STEP_SECONDS: i64 = 30;
+pub const RECOVERY_CODES: usize = 10;
+pub const CHALLENGE_TTL_SECONDS: i64 = 300;
+const CHALLENGE_ATTEMPTS_MAX: i64 = 5;
+pub const ISSUER: &str = "Coffer";
+
+/// What a new TOTP enrolment shows the customer, once.
+#[derive(Debug)]
+pub struct TotpEnrollment {
+    pub secret_base32: Secret<String>,
+    pub otpauth_url: Secret<String>,
+    /// The otpauth URL as a QR code (SVG), for the authenticator app to scan.
+    pub qr_svg: Secret<String>,
+}
+
+/// The operation a step-up verification is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub kind: String,
+    pub amount: i64,
+    pub currency: String,
+    pub payee: String,
+}
+
+impl Operation {
+    fn canonical(&self) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            self.kind, self.amount, self.currency, self.payee
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Totp,
+    Sms,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Sms => "code",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Method> {
+        match text {
+            "totp" => Some(Method::Totp),
+            "code" | "sms" => Some(Method::Sms),
+            _ => None,
+        }
+    }
+}
+
+/// A challenge waiting for its answer.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub method: Method,
+    pub expires_at: i64,
+}
+
+/// The result of a password check: a session, or a second factor to answer.
+#[derive(Debug)]
+pub enum SignIn {
+    Session(NewSession),
+    SecondFactor(Challenge),
+}
+
+fn totp(seed: &[u8]) -> Result<TOTP, IdentityError> {
+    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECONDS as u64, seed.to_vec())
+        .map_err(|e| IdentityError::Internal(format!("TOTP: {e}")))
+}
+
+/// Characters safe to put in an otpauth label or parameter.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn recovery_code() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let mut code = String::with_capacity(11);
+    for i in 0..10 {
+        if i == 5 {
+            code.push('-');
+        }
+        code.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+    }
+    code
+}
+
+impl Identity {
+    fn seconds(&self) -> i64 {
+        self.now() / NANOS_PER_SECOND
+    }
+
+    /// Starts (or restarts) TOTP enrolment; the factor counts once confirmed.
+    pub fn enroll_totp(&self, info: &SessionInfo) -> Result<TotpEnrollment, IdentityError> {
+        let customer = self.customer(&info.customer_id)?;
+        let mut seed = [0u8; 20];
+        rand::rng().fill_bytes(&mut seed);
+        let encoded = match totp_rs::Secret::Raw(seed.to_vec()).to_encoded() {
+            totp_rs::Secret::Encoded(text) => text,
+            totp_rs::Secret::Raw(_) => return Err(IdentityError::Internal("base32".into())),
+        };
+        let url = format!(
+            "otpauth://totp/{issuer}:{label}?secret={encoded}&issuer={issuer}&algorithm=SHA1&digits=6&period={STEP_SECONDS}",
+            issuer = ISSUER,
+            label = url_encode(&customer.contact_masked)
+        );
+        let qr_svg = qrcode::QrCode::new(url.as_bytes())
+            .map_err(|e| IdentityError::Internal(format!("QR: {e}")))?
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build();
+        let secret_enc = self.vault.encrypt(TOTP_CONTEXT, &seed)?;
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let confirmed = db
+                .query_opt(
+                    "SELECT confirmed_at FROM totp_factors WHERE customer_id = $1",
+                    sql_params![info.customer_id.as_str()],
+                )?
+                .map(|r| r.opt_int(0))
+                .transpose()?
+                .flatten();
+            if confirmed.is_some() {
+                return Err(IdentityError::Conflict(
+                    "an authenticator app is already enrolled; disable it first",
+                ));
+            }
+            db.execute(
+                "DELETE FROM totp_factors WHERE customer_id = $1",
+                sql_params![info.customer_id.as_str()],
+            )?;
+            db.execute(
+                "INSERT INTO totp_factors (customer_id, secret_enc, confirmed_at, last_step, created_at) VALUES ($1, $2, NULL, 0, $3)",
+                sql_params![info.customer_id.as_str(), secret_enc, now],
+            )?;
+            Ok(())
+        })?;
+        Ok(TotpEnrollment {
+            secret_base32: Secret::new(encoded),
+            otpauth_url: Secret::new(url),
+            qr_svg: Secret::new(qr_svg),
+        })
+    }
+
+    /// Checks a TOTP code for the customer and uses up its time step.
+    fn check_totp(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        code: &str,
+        confirmed_only: bool,
+    ) -> Result<bool, IdentityError> {
+        let Some(row) = db.query_opt(
+            "SELECT secret_enc, confirmed_at, last_step FROM totp_factors WHERE customer_id = $1",
+            sql_params![customer_id],
+        )?
+        else {
+            return Ok(false);
+        };
+        if confirmed_only && row.opt_int(1)?.is_none() {
+            return Ok(false);
+        }
+        let seed = self.vault.decrypt(TOTP_CONTEXT, &row.bytes(0)?)?;
+        let generator = totp(seed.expose())?;
+        let step = self.seconds() / STEP_SECONDS;
+        let last_step = row.int(2)?;
+        for candidate in [step - 1, step, step + 1] {
+            let Ok(time) = u64::try_from(candidate * STEP_SECONDS) else {
+                continue;
+            };
+            if candidate > last_step && same(&generator.generate(time), code) {
+                // Atomic: of two requests with the same code, one wins.
+                let used = db.execute(
+                    "UPDATE totp_factors SET last_step = $2 WHERE customer_id = $1 AND last_step < $2",
+                    sql_params![customer_id, candidate],
+                )?;
+                return Ok(used == 1);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Confirms enrolment with a first code; returns the recovery codes (shown once).
+    pub fn confirm_totp(
+        &self,
+        info: &SessionInfo,
+        code: &Secret<String>,
+        context: &Context,
+    ) -> Result<Vec<Secret<String>>, IdentityError> {
+        let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let pending = db
+                .query_opt(
+                    "SELECT confirmed_at FROM totp_factors WHERE customer_id = $1",
+                    sql_params![info.customer_id.as_str()],
+                )?
+                .ok_or(IdentityError::NotFound("enrolment"))?;
+            if pending.opt_int(0)?.is_some() {
+                return Err(IdentityError::Conflict("already confirmed"));
+            }
+            if !self.check_totp(db, &info.customer_id, code.expose(), false)? {
+                return Err(IdentityError::CodeInvalid);
+            }
+            db.execute(
+                "UPDATE totp_factors SET confirmed_at = $2 WHERE customer_id = $1",
+                sql_params![info.customer_id.as_str(), now],
+            )?;
+            db.execute(
+                "DELETE FROM recovery_codes WHERE customer_id = $1",
+                sql_params![info.customer_id.as_str()],
+            )?;
+            for recovery in &codes {
+                db.execute(
+                    "INSERT INTO recovery_codes (customer_id, code_hash, used_at) VALUES ($1, $2, NULL)",
+                    sql_params![
+                        info.customer_id.as_str(),
+                        self.vault.keyed_hash("recovery", recovery)
+                    ],
+                )?;
+            }
+            self.event(db, Some(&info.customer_id), "totp_enabled", context, "")?;
+            self.security_alert(
+                db,
+                &info.customer_id,
+                "factor_added",
+                "An authenticator app was added to your Coffer wallet. If this was not you, contact the bank at once. \
+                 您的 Coffer 钱包已绑定身份验证器；如非本人操作，请立即联系银行。",
+            )?;
+            Ok(())
+        })?;
+        Ok(codes.into_iter().map(Secret::new).collect())
+    }
+
+    /// Removes the authenticator; needs a current code (or a recovery code).
+    pub fn disable_totp(
+        &self,
+        info: &SessionInfo,
+        code: &Secret<String>,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            if !self.answer(db, &info.customer_id, Method::Totp, code.expose(), None)? {
+                return Err(IdentityError::CodeInvalid);
+            }
+            db.execute(
+                "DELETE FROM totp_factors WHERE customer_id = $1",
+                sql_params![info.customer_id.as_str()],
+            )?;
+            db.execute(
+                "DELETE FROM recovery_codes WHERE customer_id = $1",
+                sql_params![info.customer_id.as_str()],
+            )?;
+            self.event(db, Some(&info.customer_id), "totp_disabled", context, "")?;
+            self.security_alert(
+                db,
+                &info.customer_id,
+                "factor_removed",
+                "The authenticator app was removed from your Coffer wallet. If this was not you, contact the bank at once. \
+                 您的 Coffer 钱包已解绑身份验证器；如非本人操作，请立即联系银行。",
+            )
+        })
+    }
+
+    pub fn has_totp(&self, customer_id: &str) -> Result<bool, IdentityError> {
+        Ok(self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT 1 FROM totp_factors WHERE customer_id = $1 AND confirmed_at IS NOT NULL",
+                    sql_params![customer_id],
+                )
+            })?
+            .is_some())
+    }
+
+    /// Checks an answer to a challenge: a TOTP code, a recovery code (for
+    /// TOTP challenges), or the code sent by SMS/e-mail (`code_hash`).
+    fn answer(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        method: Method,
+        code: &str,
+        code_hash: Option<&str>,
+    ) -> Result<bool, IdentityError> {
+        let code = code.trim();
+        match method {
+            Method::Sms => Ok(code_hash
+                .is_some_and(|expected| same(&self.vault.keyed_hash("challenge", code), expected))),
+            Method::Totp if code.len() == 6 => self.check_totp(db, customer_id, code, true),
+            Method::Totp => {
+                let used = db.execute(
+                    "UPDATE recovery_codes SET used_at = $3 WHERE customer_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                    sql_params![
+                        customer_id,
+                        self.vault.keyed_hash("recovery", &code.to_lowercase()),
+                        self.now()
+                    ],
+                )?;
+                Ok(used == 1)
+            }
+        }
+    }
+
+    fn create_challenge(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        purpose: &str,
+        operation_hash: &str,
+        method: Method,
+    ) -> Result<Challenge, IdentityError> {
+        let now = self.now();
+        let challenge = Challenge {
+            id: format!("chl_{}", random_hex(12)),
+            method,
+            expires_at: now + CHALLENGE_TTL_SECONDS * NANOS_PER_SECOND,
+        };
+        let code_hash = match method {
+            Method::Totp => None,
+            Method::Sms => {
+                let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+                self.send_code(db, customer_id, &code)?;
+                Some(self.vault.keyed_hash("challenge", &code))
+            }
+        };
+        db.execute(
+            "INSERT INTO challenges (id, customer_id, purpose, operation_hash, method, code_hash, attempts, expires_at, verified_at, consumed_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, NULL, $8)",
+            sql_params![
+                challenge.id.as_str(),
+                customer_id,
+                purpose,
+                operation_hash,
+                method.as_str(),
+                code_hash,
+                challenge.expires_at,
+                now
+            ],
+        )?;
+        Ok(challenge)
+    }
+
+    fn contact_of(&self, db: &mut dyn Sql, customer_id: &str) -> Result<Contact, IdentityError> {
+        let row = db
+            .query_opt(
+                "SELECT contact_enc FROM customers WHERE id = $1",
+                sql_params![customer_id],
+            )?
+            .ok_or(IdentityError::NotFound("customer"))?;
+        let text = self.vault.decrypt_text(CONTACT_CONTEXT, &row.bytes(0)?)?;
+        Contact::parse(text.expose())
+            .ok_or_else(|| IdentityError::Internal("stored contact does not parse".into()))
+    }
+
+    fn send_code(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        code: &str,
+    ) -> Result<(), IdentityError> {
+        let contact = self.contact_of(db, customer_id)?;
+        enqueue(
+            db,
+            &self.vault,
+            &Message {
+                channel: contact.kind().channel(),
+                recipient: Secret::new(contact.as_str().to_string()),
+                recipient_masked: contact.masked(),
+                customer_id: Some(customer_id),
+                template: "verification_code",
+                subject: "Coffer".into(),
+                body: Secret::new(format!(
+                    "Your Coffer confirmation code is {code}. Never share it, not even with bank staff. \
+                     您的 Coffer 确认码是 {code}，请勿告诉任何人（包括银行员工）。"
+                )),
+            },
+            self.now(),
+        )?;
+        Ok(())
+    }
+
+    /// A security alert to the customer's contact; always sent.
+    pub(crate) fn security_alert(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        template: &'static str,
+        text: &str,
+    ) -> Result<(), IdentityError> {
+        let contact = self.contact_of(db, customer_id)?;
+        enqueue(
+            db,
+            &self.vault,
+            &Message {
+                channel: contact.kind().channel(),
+                recipient: Secret::new(contact.as_str().to_string()),
+                recipient_masked: contact.masked(),
+                customer_id: Some(customer_id),
+                template,
+                subject: "Coffer security alert".into(),
+                body: Secret::new(text.to_string()),
+            },
+            self.now(),
+        )?;
+        Ok(())
+    }
+
+    /// A sign-in challenge after a verified password (customers with TOTP).
+    pub(crate) fn login_challenge(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+    ) -> Result<Challenge, IdentityError> {
+        self.create_challenge(db, customer_id, "login", "", Method::Totp)
+    }
+
+    /// Answers a challenge; marks it verified. Wrong answers count, and a
+    /// challenge dies after a few.
+    fn verify_challenge(
+        &self,
+        db: &mut dyn Sql,
+        challenge_id: &str,
+        purpose: &str,
+        customer_id: Option<&str>,
+        code: &str,
+    ) -> Result<String, IdentityError> {
+        let now = self.now();
+        let row = db
+            .query_opt(
+                "SELECT customer_id, method, code_hash, attempts, expires_at, verified_at, consumed_at FROM challenges \
+                 WHERE id = $1 AND purpose = $2",
+                sql_params![challenge_id, purpose],
+            )?
+            .ok_or(IdentityError::ChallengeInvalid)?;
+        let owner = row.text(0)?;
+        if customer_id.is_some_and(|c| c != owner)
+            || row.opt_int(5)?.is_some()
+            || row.opt_int(6)?.is_some()
+            || row.int(4)? <= now
+            || row.int(3)? >= CHALLENGE_ATTEMPTS_MAX
+        {
+            return Err(IdentityError::ChallengeInvalid);
+        }
+        let method = Method::parse(&row.text(1)?).ok_or(IdentityError::ChallengeInvalid)?;
+        let code_hash = row.opt_text(2)?;
+        if !self.answer(db, &owner, method, code, code_hash.as_deref())? {
+            return Err(IdentityError::CodeInvalid);
+        }
+        let verified = db.execute(
+            "UPDATE challenges SET verified_at = $2 WHERE id = $1 AND verified_at IS NULL",
+            sql_params![challenge_id, now],
+        )?;
+        if verified != 1 {
+            return Err(IdentityError::ChallengeInvalid);
+        }
+        Ok(owner)
+    }
+
+    fn count_attempt(&self, challenge_id: &str) -> Result<(), IdentityError> {
+        self.sql.run(|db| {
+            db.execute(
+                "UPDATE challenges SET attempts = attempts + 1 WHERE id = $1",
+                sql_params![challenge_id],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Second step of a sign-in with a second factor.
+    pub fn complete_sign_in(
+        &self,
+        challenge_id: &str,
+        code: &Secret<String>,
+        context: &Context,
+    ) -> Result<NewSession, IdentityError> {
+        let now = self.now();
+        let result = self
+            .sql
+            .transaction(|db| -> Result<NewSession, IdentityError> {
+                let customer_id =
+                    self.verify_challenge(db, challenge_id, "login", None, code.expose())?;
+                db.execute(
+                    "UPDATE challenges SET consumed_at = $2 WHERE id = $1",
+                    sql_params![challenge_id, now],
+                )?;
+                self.event(
+                    db,
+                    Some(&customer_id),
+                    "signed_in",
+                    context,
+                    "second factor",
+                )?;
+                session::create(db, &self.policy, &customer_id, context, now)
+            });
+        if matches!(result, Err(IdentityError::CodeInvalid)) {
+            self.count_attempt(challenge_id)?;
+        }
+        result
+    }
+
+    /// Issues a step-up challenge for one operation.
+    pub fn start_step_up(
+        &self,
+        info: &SessionInfo,
+        operation: &Operation,
+        method: Method,
+    ) -> Result<Challenge, IdentityError> {
+        if method == Method::Totp && !self.has_totp(&info.customer_id)? {
+            return Err(IdentityError::invalid(
+                "method",
+                "no authenticator app is enrolled; use method \"code\"",
+            ));
+        }
+        let operation_hash = self.vault.keyed_hash("operation", &operation.canonical());
+        self.sql.transaction(|db| {
+            self.create_challenge(db, &info.customer_id, "step_up", &operation_hash, method)
+        })
+    }
+
+    pub fn verify_step_up(
+        &self,
+        info: &SessionInfo,
+        challenge_id: &str,
+        code: &Secret<String>,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        let result = self.sql.transaction(|db| -> Result<(), IdentityError> {
+            self.verify_challenge(
+                db,
+                challenge_id,
+                "step_up",
+                Some(&info.customer_id),
+                code.expose(),
+            )?;
+            self.event(
+                db,
+                Some(&info.customer_id),
+                "step_up_verified",
+                context,
+                challenge_id,
+            )
+        });
+        if matches!(result, Err(IdentityError::CodeInvalid)) {
+            self.count_attempt(challenge_id)?;
+        }
+        result
+    }
+
+    /// Lets one operation through on a verified step-up challenge, once.
+    /// Fails for any other operation, another customer, an unverified,
+    /// expired or already used challenge.
+    pub fn consume_step_up(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        challenge_id: &str,
+        operation: &Operation,
+    ) -> Result<(), IdentityError> {
+        let operation_hash = self.vault.keyed_hash("operation", &operation.canonical());
+        let now = self.now();
+        let consumed = db.execute(
+            "UPDATE challenges SET consumed_at = $5 WHERE id = $1 AND customer_id = $2 AND purpose = 'step_up' \
+             AND operation_hash = $3 AND verified_at IS NOT NULL AND consumed_at IS NULL AND expires_at > $4",
+            sql_params![challenge_id, customer_id, operation_hash, now, now],
+        )?;
+        if consumed == 1 {
+            Ok(())
+        } else {
+            Err(IdentityError::StepUpRequired)
+        }
+    }
+
+    /// `consume_step_up` in a transaction of its own.
+    pub fn consume_step_up_now(
+        &self,
+        customer_id: &str,
+        challenge_id: &str,
+        operation: &Operation,
+    ) -> Result<(), IdentityError> {
+        self.sql
+            .transaction(|db| self.consume_step_up(db, customer_id, challenge_id, operation))
+    }
+}
