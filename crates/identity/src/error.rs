@@ -31,6 +31,9 @@ pub enum IdentityError {
     StepUpRequired,
     #[error("{0}")]
     Conflict(&'static str),
+    /// An outside service (identity provider) did not answer; retry later.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("storage: {0}")]
@@ -63,6 +66,7 @@ impl IdentityError {
             IdentityError::ChallengeInvalid => "challenge_invalid",
             IdentityError::StepUpRequired => "step_up_required",
             IdentityError::Conflict(_) => "conflict",
+            IdentityError::Unavailable(_) => "unavailable",
             IdentityError::NotFound(_) => "not_found",
             IdentityError::Store(_)
             | IdentityError::Vault(_)

@@ -14,6 +14,7 @@
 mod contact;
 mod error;
 mod factors;
+mod kyc;
 mod password;
 mod session;
 mod throttle;
@@ -31,6 +32,10 @@ pub use contact::{Contact, ContactKind};
 pub use error::IdentityError;
 pub use factors::{
     Challenge, Method, Operation, SignIn, TotpEnrollment, CHALLENGE_TTL_SECONDS, RECOVERY_CODES,
+};
+pub use kyc::{
+    normalize_id, resident_id_check, IdType, IdentityProvider, KycOutcome, ProviderError,
+    ProviderVerdict, Review, SimulatedIdentityProvider, TierLimits, Tiers,
 };
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use session::{NewSession, SessionInfo, SessionView};
