@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -22,6 +22,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::openapi::fields;
 use crate::openapi::params::{AccountId, HoldId, IdempotencyKey, TransferId};
 use crate::openapi::{BadRequest, BodyTooLarge, Forbidden, Internal, Unauthorized, Unavailable};
+use crate::path_id::PathId;
 use crate::route_table::RouteTable;
 use crate::{idempotency, AppState};
 
@@ -633,7 +634,7 @@ pub(crate) async fn close_account(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     idempotency::run(
@@ -695,7 +696,7 @@ fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
 pub(crate) async fn get_account(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     query: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
@@ -753,7 +754,7 @@ pub(crate) struct EntriesQuery {
 pub(crate) async fn entries(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
@@ -993,7 +994,7 @@ pub(crate) async fn capture_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(hold): Path<String>,
+    PathId(hold): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     resolve_hold(state, principal, headers, hold, body, true).await
@@ -1025,7 +1026,7 @@ pub(crate) async fn release_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(hold): Path<String>,
+    PathId(hold): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     resolve_hold(state, principal, headers, hold, body, false).await
@@ -1165,7 +1166,7 @@ pub(crate) async fn create_batch(
 pub(crate) async fn get_transfer(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<TransferView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;
@@ -1195,7 +1196,7 @@ pub(crate) async fn get_transfer(
 pub(crate) async fn get_hold(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<HoldView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;

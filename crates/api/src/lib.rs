@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ledger_routes;
 pub mod metrics;
 pub mod openapi;
+pub mod path_id;
 pub mod route_table;
 
 use std::sync::Arc;

@@ -5,14 +5,12 @@
 //! Regenerate the checked-in copy with
 //! `COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test openapi`.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod support;
 
-use coffer_api::AppState;
-use coffer_app::Engine;
-use coffer_core::CurrencyRegistry;
-use coffer_testkit::TestDatabase;
+use std::collections::BTreeSet;
+
 use serde_json::Value;
+use support::spawn_app;
 
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
 const REGENERATE: &str = "COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test openapi";
@@ -181,39 +179,10 @@ fn amounts_are_int64_minor_units_of_at_least_one() {
     }
 }
 
-async fn spawn_app(db: &TestDatabase) -> String {
-    let database = db.database.clone();
-    let state = tokio::task::spawn_blocking(move || {
-        let clock = coffer_app::system_clock();
-        let engine = Arc::new(Engine::start(&database, clock.clone()).expect("engine"));
-        AppState {
-            engine,
-            reader: database.open_reader(2).expect("reader"),
-            service: Arc::from(coffer_store::service::open(&database, 2).expect("service")),
-            currencies: Arc::new(CurrencyRegistry::default()),
-            clock,
-            http_metrics: Arc::default(),
-        }
-    })
-    .await
-    .expect("setup");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        axum::serve(listener, coffer_api::router(state))
-            .await
-            .expect("serve")
-    });
-    base
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_and_reference_are_served_without_a_key() {
-    let db = TestDatabase::sqlite();
-    let base = spawn_app(&db).await;
-    let client = reqwest::Client::new();
+    let app = spawn_app().await;
+    let (base, client) = (&app.base, &app.client);
 
     let response = client
         .get(format!("{base}/openapi.json"))
