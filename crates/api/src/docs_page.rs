@@ -12,7 +12,7 @@ code{font:13px ui-monospace,monospace;background:#f2f4f7;padding:0 .25em;border-
 table{border-collapse:collapse;width:100%;margin:.5em 0 1em}th,td{border:1px solid #d8dde3;padding:.3em .5em;text-align:left;vertical-align:top}\
 th{background:#f6f8fa}.op{border-top:2px solid #d8dde3;padding-top:.5em;margin-top:2em}\
 .method{font:bold 13px ui-monospace,monospace;padding:.15em .5em;border-radius:3px;color:#fff;background:#4a6fa5}\
-.post{background:#2f8a4c}.muted{color:#5b6670}nav ul{columns:2}h4{margin-bottom:.2em}";
+.post{background:#2f8a4c}pre code{display:block;padding:.5em;overflow-x:auto}.muted{color:#5b6670}nav ul{columns:2}h4{margin-bottom:.2em}";
 
 /// The whole page. `document` is the OpenAPI document as JSON.
 pub fn render(openapi: &utoipa::openapi::OpenApi) -> String {
@@ -179,6 +179,14 @@ impl Page<'_> {
                 );
                 if let Some(schema) = self.resolve(&content["schema"], "schemas") {
                     self.properties(html, schema);
+                    if let Some(example) = array(&schema["examples"]).first() {
+                        let pretty = serde_json::to_string_pretty(example).unwrap_or_default();
+                        let _ = write!(
+                            html,
+                            "<p>Example:</p><pre><code>{}</code></pre>",
+                            escape(&pretty)
+                        );
+                    }
                 }
             }
         }

@@ -50,10 +50,14 @@ pub fn routes() -> RouteTable {
 //
 // The schemas in the OpenAPI document are derived from these types; field
 // constraints come from `openapi::fields`, built from the parsers' own limits.
+// The whole-body examples are coherent with each other and name the accounts
+// `scripts/fuzz-api` seeds, so the fuzzer's examples phase reaches the ledger.
 
 /// Opens an account in one currency for `owner`, the customer or party it
 /// belongs to.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "wallet-carol", "currency": "CNY", "kind": "liability",
+    "constraint": "no_overdraft", "owner": "customer-carol"})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenAccountRequest {
     #[schema(schema_with = fields::identifier)]
@@ -73,6 +77,9 @@ pub(crate) struct OpenAccountRequest {
 /// names the transfer: a repeat with the same id and fields answers the
 /// original; the same id with other fields is 409 `exists_with_different_fields`.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "p2p-1001", "debit_account_id": "wallet-alice",
+    "credit_account_id": "wallet-bob", "amount": 1500, "currency": "CNY", "code": "p2p",
+    "metadata": {"note": "dinner"}})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TransferRequest {
     #[schema(schema_with = fields::identifier)]
@@ -96,6 +103,9 @@ pub(crate) struct TransferRequest {
 /// expires after `timeout_ms`. `id` names the hold (and the transfer that
 /// places it).
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "hold-1002", "debit_account_id": "wallet-alice",
+    "credit_account_id": "wallet-bob", "amount": 500, "currency": "CNY", "code": "card.auth",
+    "timeout_ms": 3_600_000})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HoldRequest {
     #[schema(schema_with = fields::identifier)]
@@ -173,6 +183,11 @@ impl From<HoldRequest> for BatchTransferRequest {
 
 /// Up to `BATCH_TRANSFERS_MAX` transfers and holds in one request.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"linked": true, "transfers": [
+    {"id": "order-77-pay", "debit_account_id": "wallet-alice", "credit_account_id": "wallet-bob",
+     "amount": 2000, "currency": "CNY", "code": "purchase"},
+    {"id": "order-77-fee", "debit_account_id": "wallet-bob", "credit_account_id": "bank-settlement",
+     "amount": 20, "currency": "CNY", "code": "fee"}]})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
     /// All or nothing: when one member fails, none is written and the others
@@ -186,6 +201,7 @@ pub(crate) struct BatchRequest {
 /// Captures a pending hold, wholly or in part; the rest is freed. `id` names
 /// the capturing transfer.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "capture-1001", "amount": 300, "code": "card.capture"})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CaptureRequest {
     #[schema(schema_with = fields::identifier)]
@@ -214,6 +230,7 @@ impl From<ReleaseRequest> for CaptureRequest {
 /// Releases a pending hold: its whole amount is freed. `id` names the
 /// releasing transfer.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "release-1001", "code": "card.release"})))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseRequest {
     #[schema(schema_with = fields::identifier)]

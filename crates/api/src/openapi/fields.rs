@@ -305,9 +305,10 @@ fn parameter(
 }
 
 /// The `{id}` of a path.
-pub fn id_path(description: &str) -> Parameter {
+pub fn id_path(description: &str, example: &str) -> Parameter {
     parameter("id", ParameterIn::Path, true, description)
         .schema(Some(identifier_builder().build()))
+        .example(Some(json!(example)))
         .build()
 }
 

@@ -17,23 +17,24 @@ impl IntoParams for IdempotencyKey {
     }
 }
 
-/// Declares a `{id}` path parameter naming one kind of resource.
+/// Declares a `{id}` path parameter naming one kind of resource, with an
+/// example that `scripts/fuzz-api` seeds.
 macro_rules! id_paths {
-    ($($name:ident => $description:expr;)*) => {$(
+    ($($name:ident => $description:expr, $example:expr;)*) => {$(
         pub struct $name;
 
         impl IntoParams for $name {
             fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-                vec![fields::id_path($description)]
+                vec![fields::id_path($description, $example)]
             }
         }
     )*};
 }
 
 id_paths! {
-    AccountId => "The account's id.";
-    TransferId => "The transfer's id.";
-    HoldId => "The hold's id: the id of the transfer that placed it.";
+    AccountId => "The account's id.", "wallet-alice";
+    TransferId => "The transfer's id.", "topup-1001";
+    HoldId => "The hold's id: the id of the transfer that placed it.", "hold-1001";
 }
 
 impl IntoParams for AsOfQuery {
