@@ -92,3 +92,44 @@ async fn an_undecodable_path_gets_the_one_error_shape() {
         "{value}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_size_page_still_says_more_follow() {
+    let app = spawn_app().await;
+    for (id, kind) in [("bank", "asset"), ("alice", "liability")] {
+        let account = json!({"id": id, "currency": "CNY", "kind": kind, "owner": "o"});
+        assert_eq!(app.post("/v1/ledger/accounts", id, &account).await.0, 201);
+    }
+    let page_size_max = coffer_store::PAGE_SIZE_MAX;
+    let transfers: Vec<_> = (0..=page_size_max)
+        .map(|n| {
+            json!({"id": format!("t{n}"), "debit_account_id": "bank", "credit_account_id": "alice",
+                "amount": 1, "currency": "CNY", "code": "p"})
+        })
+        .collect();
+    let (status, value) = app
+        .post(
+            "/v1/ledger/transfers/batch",
+            "batch",
+            &json!({"transfers": transfers}),
+        )
+        .await;
+    assert_eq!((status, &value["ok"]), (200, &json!(true)));
+    // The read behind a page of PAGE_SIZE_MAX was clamped to PAGE_SIZE_MAX
+    // rows, losing the look-ahead row: the last page looked complete.
+    let (status, _, page) = app
+        .get(&format!(
+            "/v1/ledger/accounts/alice/entries?limit={page_size_max}"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(page_size_max));
+    let cursor = page["next_cursor"].as_str().expect("a next_cursor");
+    let (_, _, rest) = app
+        .get(&format!(
+            "/v1/ledger/accounts/alice/entries?limit={page_size_max}&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest["data"].as_array().map(Vec::len), Some(1));
+    assert!(rest.get("next_cursor").is_none());
+}
