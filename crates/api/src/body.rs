@@ -64,12 +64,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ),
             Category::Data => {
                 let message = inner.to_string();
-                // An unknown or missing field is named in the message; a wrong
-                // type at the path where it occurred.
-                let named = message.split('`').nth(1).filter(|_| {
-                    message.starts_with("unknown field") || message.starts_with("missing field")
-                });
-                let field = match named {
+                // A missing field is named in the message, below the path of
+                // its object; an unknown field's path already ends at it; a
+                // wrong type is at the path where it occurred.
+                let missing = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split('`').next());
+                let field = match missing {
                     Some(name) if path == "." => name.to_string(),
                     Some(name) => format!("{path}.{name}"),
                     None if path == "." => "body".to_string(),
@@ -80,4 +81,55 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[allow(dead_code)] // Only parsed.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Member {
+        id: String,
+        #[serde(default)]
+        metadata: BTreeMap<String, String>,
+    }
+
+    #[allow(dead_code)] // Only parsed.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        transfers: Vec<Member>,
+    }
+
+    fn field(body: &str) -> Option<String> {
+        parse::<Batch>(body.as_bytes()).err().and_then(|e| e.field)
+    }
+
+    #[test]
+    fn fields_are_named_by_their_path() {
+        assert_eq!(
+            field(r#"{"transfers":[],"colour":1}"#).as_deref(),
+            Some("colour")
+        );
+        assert_eq!(
+            field(r#"{"transfers":[{"id":"a","colour":1}]}"#).as_deref(),
+            Some("transfers[0].colour")
+        );
+        assert_eq!(field("{}").as_deref(), Some("transfers"));
+        assert_eq!(
+            field(r#"{"transfers":[{"id":"a"},{}]}"#).as_deref(),
+            Some("transfers[1].id")
+        );
+        assert_eq!(
+            field(r#"{"transfers":[{"id":1}]}"#).as_deref(),
+            Some("transfers[0].id")
+        );
+        assert_eq!(field("[]").as_deref(), Some("body"));
+    }
 }

@@ -16,44 +16,47 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use coffer_core::{Currency, Identifier, Secret, Timestamp};
 use coffer_identity::{
     Context, IdentityError, Method as FactorMethod, Operation, SessionInfo, SignIn,
 };
 use coffer_ledger::{AccountKind, AccountSpec, BalanceConstraint, Command, Outcome};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::openapi::params::IdempotencyKey;
+use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 
 use crate::body::{parse, RawBody};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::ledger_routes::{balances_view, BalancesView};
+use crate::route_table::RouteTable;
 use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "coffer_session";
 /// The currency every new customer gets a wallet in.
 pub const DEFAULT_WALLET_CURRENCY: &str = "CNY";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/registrations", post(start_registration))
-        .route(
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .post("/v1/auth/registrations", start_registration)
+        .post(
             "/v1/auth/registrations/{id}/complete",
-            post(complete_registration),
+            complete_registration,
         )
-        .route("/v1/auth/sessions", post(sign_in))
-        .route("/v1/auth/sessions/current", axum::routing::delete(sign_out))
-        .route("/v1/me", get(me))
-        .route("/v1/me/sessions", get(my_sessions))
-        .route("/v1/me/sessions/{id}/revoke", post(revoke_session))
-        .route("/v1/me/sessions/revoke-all", post(revoke_all))
-        .route("/v1/auth/challenges/{id}/verify", post(verify_sign_in))
-        .route("/v1/me/factors/totp", post(enroll_totp))
-        .route("/v1/me/factors/totp/confirm", post(confirm_totp))
-        .route("/v1/me/factors/totp/disable", post(disable_totp))
-        .route("/v1/me/step-up", post(start_step_up))
-        .route("/v1/me/step-up/{id}/verify", post(verify_step_up))
+        .post("/v1/auth/sessions", sign_in)
+        .delete("/v1/auth/sessions/current", sign_out)
+        .post("/v1/auth/challenges/{id}/verify", verify_sign_in)
+        .get("/v1/me", me)
+        .get("/v1/me/sessions", my_sessions)
+        .post("/v1/me/sessions/{id}/revoke", revoke_session)
+        .post("/v1/me/sessions/revoke-all", revoke_all)
+        .post("/v1/me/factors/totp", enroll_totp)
+        .post("/v1/me/factors/totp/confirm", confirm_totp)
+        .post("/v1/me/factors/totp/disable", disable_totp)
+        .post("/v1/me/step-up", start_step_up)
+        .post("/v1/me/step-up/{id}/verify", verify_step_up)
 }
 
 impl From<IdentityError> for ApiError {
@@ -67,6 +70,7 @@ impl From<IdentityError> for ApiError {
             }
             IdentityError::StepUpRequired => StatusCode::FORBIDDEN,
             IdentityError::Conflict(_) => StatusCode::CONFLICT,
+            IdentityError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             IdentityError::InvalidCredentials | IdentityError::Unauthenticated => {
                 StatusCode::UNAUTHORIZED
             }
@@ -230,22 +234,22 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
 
 // ---- shapes ------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StartRegistrationRequest {
+pub(crate) struct StartRegistrationRequest {
     contact: String,
 }
 
-#[derive(Serialize)]
-struct StartRegistrationResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StartRegistrationResponse {
     registration_id: String,
     sent_to: String,
     expires_at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CompleteRegistrationRequest {
+pub(crate) struct CompleteRegistrationRequest {
     code: String,
     password: String,
     display_name: String,
@@ -253,17 +257,17 @@ struct CompleteRegistrationRequest {
     accept_terms: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignInRequest {
+pub(crate) struct SignInRequest {
     contact: String,
     password: String,
     #[serde(default)]
     device_name: Option<String>,
 }
 
-#[derive(Serialize)]
-struct SessionResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionResponse {
     session_id: String,
     customer_id: String,
     /// Shown once; send it as `Authorization: Bearer …` (apps) or rely on the cookie (web).
@@ -271,7 +275,7 @@ struct SessionResponse {
     expires_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CustomerBody {
     id: String,
     display_name: String,
@@ -282,27 +286,27 @@ pub struct CustomerBody {
     created_at: String,
 }
 
-#[derive(Serialize)]
-struct RegisteredResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RegisteredResponse {
     customer: CustomerBody,
     session: SessionResponse,
 }
 
-#[derive(Serialize)]
-struct WalletBody {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WalletBody {
     account_id: String,
     currency: String,
     balances: BalancesView,
 }
 
-#[derive(Serialize)]
-struct MeResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MeResponse {
     customer: CustomerBody,
     wallets: Vec<WalletBody>,
 }
 
-#[derive(Serialize)]
-struct SessionBody {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionBody {
     id: String,
     device: String,
     ip: String,
@@ -311,8 +315,8 @@ struct SessionBody {
     current: bool,
 }
 
-#[derive(Serialize)]
-struct SessionsResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SessionsResponse {
     data: Vec<SessionBody>,
 }
 
@@ -362,7 +366,26 @@ async fn ensure_wallet(state: &AppState, customer_id: &str) -> Result<Identifier
 
 // ---- handlers ----------------------------------------------------------------------
 
-async fn start_registration(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/registrations",
+    tag = "customers",
+    summary = "Start registration",
+    description = "Sends a one-time code to a mobile number (E.164) or e-mail address. The answer is the same whether or not the contact already has a wallet (its owner then gets a warning instead of a code).",
+    params(IdempotencyKey),
+    request_body = StartRegistrationRequest,
+    responses(
+        (status = 202, description = "A code is on its way.", body = StartRegistrationResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 422, description = "`invalid_field` (`contact`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many registrations for this contact; see Retry-After.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn start_registration(
     State(state): State<AppState>,
     Client(context): Client,
     headers: HeaderMap,
@@ -414,7 +437,23 @@ async fn identity_call<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-async fn complete_registration(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/registrations/{id}/complete",
+    tag = "customers",
+    summary = "Complete registration",
+    description = "The code, a password (NIST SP 800-63B: 8 to 128 characters, not common or breached), a display name and the accepted terms version. Creates the customer and a CNY wallet and signs in. Not replayed by Idempotency-Key, because the answer carries a session token; a registration completes once.",
+    params(("id" = String, Path, description = "The registration id.")),
+    request_body = CompleteRegistrationRequest,
+    responses(
+        (status = 201, description = "Registered and signed in; also sets the `coffer_session` cookie.", body = RegisteredResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 422, description = "`code_invalid` (wrong, expired or used code), `weak_password`, `invalid_field` (`display_name`, `accept_terms`).", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn complete_registration(
     State(state): State<AppState>,
     Client(context): Client,
     Path(id): Path<String>,
@@ -461,7 +500,25 @@ async fn complete_registration(
     response
 }
 
-async fn sign_in(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/sessions",
+    tag = "customers",
+    summary = "Sign in",
+    description = "Contact and password. Unknown contact and wrong password give the same answer. With an authenticator app enrolled, the answer is 202 with a challenge to verify. Not replayed by Idempotency-Key (the answer carries a token); a retry only creates another session.",
+    request_body = SignInRequest,
+    responses(
+        (status = 201, description = "Signed in; also sets the `coffer_session` cookie.", body = SessionResponse),
+        (status = 202, description = "Password verified; answer the second-factor challenge.", body = ChallengeResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`invalid_credentials`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field`.", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_attempts`: back-off or lock-out; see Retry-After.", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn sign_in(
     State(state): State<AppState>,
     Client(mut context): Client,
     RawBody(body): RawBody,
@@ -506,22 +563,38 @@ fn session_created(state: &AppState, session: &coffer_identity::NewSession) -> R
     response
 }
 
-#[derive(Serialize)]
-struct ChallengeResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChallengeResponse {
     second_factor_required: bool,
     challenge_id: String,
     method: &'static str,
     expires_at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CodeRequest {
+pub(crate) struct CodeRequest {
     /// A 6-digit code from the authenticator app, SMS or e-mail, or a recovery code.
     code: String,
 }
 
-async fn verify_sign_in(
+#[utoipa::path(
+    post,
+    path = "/v1/auth/challenges/{id}/verify",
+    tag = "customers",
+    summary = "Answer a sign-in challenge",
+    description = "A code from the authenticator app, or a recovery code. A challenge is single-use, lives five minutes and dies after five wrong answers.",
+    params(("id" = String, Path, description = "The challenge id.")),
+    request_body = CodeRequest,
+    responses(
+        (status = 201, description = "Signed in.", body = SessionResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 422, description = "`code_invalid`, `challenge_invalid`, `invalid_field`.", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn verify_sign_in(
     State(state): State<AppState>,
     Client(context): Client,
     Path(id): Path<String>,
@@ -539,8 +612,8 @@ async fn verify_sign_in(
     }
 }
 
-#[derive(Serialize)]
-struct EnrollmentResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EnrollmentResponse {
     /// Base32 seed, for typing into an authenticator app by hand; shown once.
     secret: String,
     otpauth_url: String,
@@ -548,7 +621,27 @@ struct EnrollmentResponse {
     qr_svg: String,
 }
 
-async fn enroll_totp(State(state): State<AppState>, session: CustomerSession) -> Response {
+#[utoipa::path(
+    post,
+    path = "/v1/me/factors/totp",
+    tag = "customers",
+    summary = "Enrol an authenticator app",
+    description = "Returns a new TOTP seed (RFC 6238, SHA-1, 6 digits, 30 s) as base32, an otpauth URL and a QR code (SVG), shown once; confirm with a first code. Not replayed by Idempotency-Key (the answer carries the seed).",
+    responses(
+        (status = 201, description = "Scan the QR code, then confirm.", body = EnrollmentResponse),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: an app is already enrolled.", body = crate::error::ErrorBody),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn enroll_totp(
+    State(state): State<AppState>,
+    session: CustomerSession,
+) -> Response {
     let identity = state.identity.clone();
     match blocking_identity(move || identity.enroll_totp(&session.info)).await {
         Ok(enrolment) => json_response(
@@ -563,13 +656,33 @@ async fn enroll_totp(State(state): State<AppState>, session: CustomerSession) ->
     }
 }
 
-#[derive(Serialize)]
-struct RecoveryCodesResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RecoveryCodesResponse {
     /// Each works once in place of an authenticator code; shown only now.
     recovery_codes: Vec<String>,
 }
 
-async fn confirm_totp(
+#[utoipa::path(
+    post,
+    path = "/v1/me/factors/totp/confirm",
+    tag = "customers",
+    summary = "Confirm the authenticator app",
+    description = "A first code proves the app works; returns ten single-use recovery codes, shown once. Not replayed by Idempotency-Key (the answer carries the codes).",
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Enrolled.", body = RecoveryCodesResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no enrolment started.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: already confirmed.", body = crate::error::ErrorBody),
+        (status = 422, description = "`code_invalid`, `invalid_field`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn confirm_totp(
     State(state): State<AppState>,
     session: CustomerSession,
     RawBody(body): RawBody,
@@ -595,7 +708,28 @@ async fn confirm_totp(
     }
 }
 
-async fn disable_totp(
+#[utoipa::path(
+    post,
+    path = "/v1/me/factors/totp/disable",
+    tag = "customers",
+    summary = "Remove the authenticator app",
+    description = "Needs a current code or a recovery code.",
+    params(IdempotencyKey),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Removed."),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 422, description = "`code_invalid`, `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn disable_totp(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
@@ -625,9 +759,9 @@ async fn disable_totp(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StepUpRequest {
+pub(crate) struct StepUpRequest {
     /// What is being confirmed, e.g. "payment", "transfer", "withdrawal".
     operation: String,
     amount: i64,
@@ -637,14 +771,35 @@ struct StepUpRequest {
     method: String,
 }
 
-#[derive(Serialize)]
-struct StepUpResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StepUpResponse {
     challenge_id: String,
     method: &'static str,
     expires_at: String,
 }
 
-async fn start_step_up(
+#[utoipa::path(
+    post,
+    path = "/v1/me/step-up",
+    tag = "customers",
+    summary = "Start a step-up verification",
+    description = "Strong customer authentication for one operation: the challenge is bound to the operation, amount (minor units), currency and payee, and lets only exactly that through, once, within five minutes. Method `totp` (authenticator app) or `code` (sent by SMS or e-mail).",
+    params(IdempotencyKey),
+    request_body = StepUpRequest,
+    responses(
+        (status = 201, description = "Answer it with /v1/me/step-up/{id}/verify.", body = StepUpResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`method`, `amount`, `currency`, `operation`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn start_step_up(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
@@ -701,7 +856,28 @@ async fn start_step_up(
     .await
 }
 
-async fn verify_step_up(
+#[utoipa::path(
+    post,
+    path = "/v1/me/step-up/{id}/verify",
+    tag = "customers",
+    summary = "Answer a step-up challenge",
+    description = "The code for the challenge; on success the bound operation may proceed once.",
+    params(("id" = String, Path, description = "The challenge id."), IdempotencyKey),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "Verified."),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 422, description = "`code_invalid`, `challenge_invalid`, `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn verify_step_up(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
@@ -736,7 +912,21 @@ async fn verify_step_up(
     .await
 }
 
-async fn sign_out(State(state): State<AppState>, session: CustomerSession) -> Response {
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/sessions/current",
+    tag = "customers",
+    summary = "Sign out",
+    description = "Ends this session and clears the cookie.",
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn sign_out(State(state): State<AppState>, session: CustomerSession) -> Response {
     let identity = state.identity.clone();
     let id = session.info.session_id.clone();
     match blocking_identity(move || identity.revoke_session(&session.info, &id, &session.context))
@@ -753,7 +943,20 @@ async fn sign_out(State(state): State<AppState>, session: CustomerSession) -> Re
     }
 }
 
-async fn me(State(state): State<AppState>, session: CustomerSession) -> Response {
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "customers",
+    summary = "The signed-in customer",
+    description = "Profile (name, masked contact, KYC tier) and wallet balances in minor units.",
+    responses(
+        (status = 200, description = "The customer and their wallets.", body = MeResponse),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn me(State(state): State<AppState>, session: CustomerSession) -> Response {
     let identity = state.identity.clone();
     let customer_id = session.info.customer_id.clone();
     let customer = match blocking_identity(move || identity.customer(&customer_id)).await {
@@ -784,7 +987,23 @@ async fn me(State(state): State<AppState>, session: CustomerSession) -> Response
     )
 }
 
-async fn my_sessions(State(state): State<AppState>, session: CustomerSession) -> Response {
+#[utoipa::path(
+    get,
+    path = "/v1/me/sessions",
+    tag = "customers",
+    summary = "Signed-in devices",
+    description = "Live sessions of this customer; `current` marks this one.",
+    responses(
+        (status = 200, description = "The sessions.", body = SessionsResponse),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn my_sessions(
+    State(state): State<AppState>,
+    session: CustomerSession,
+) -> Response {
     let identity = state.identity.clone();
     match blocking_identity(move || identity.sessions(&session.info)).await {
         Ok(list) => json_response(
@@ -814,7 +1033,28 @@ fn customer_principal(session: &CustomerSession) -> crate::auth::Principal {
     }
 }
 
-async fn revoke_session(
+#[utoipa::path(
+    post,
+    path = "/v1/me/sessions/{id}/revoke",
+    tag = "customers",
+    summary = "Sign out a device",
+    description = "Revokes one session of this customer.",
+    params(("id" = String, Path, description = "The session id."), IdempotencyKey),
+    responses(
+        (status = 200, description = "Revoked."),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no live session with this id.", body = crate::error::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
@@ -841,7 +1081,27 @@ async fn revoke_session(
     .await
 }
 
-async fn revoke_all(
+#[utoipa::path(
+    post,
+    path = "/v1/me/sessions/revoke-all",
+    tag = "customers",
+    summary = "Sign out everywhere",
+    description = "Revokes every session of this customer, this one included.",
+    params(IdempotencyKey),
+    responses(
+        (status = 200, description = "Revoked; `revoked` counts them."),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn revoke_all(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,

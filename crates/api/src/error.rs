@@ -15,15 +15,20 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
+/// Every 4xx and 5xx response's body.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable machine-readable code, e.g. `insufficient_funds`; never changes once published.
+    #[schema(examples("insufficient_funds"))]
     pub code: &'a str,
+    /// For people: what went wrong and how to fix it.
     pub message: &'a str,
+    /// The offending input by its path (`amount`, `transfers[2].currency`, `Idempotency-Key`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
 }

@@ -4,23 +4,28 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use coffer_app::Render;
 use coffer_core::{Amount, Code, Currency, Identifier, Timestamp};
 use coffer_ledger::{
     Account, AccountKind, AccountSpec, BalanceConstraint, Command, Hold, Metadata, Outcome,
-    Rejection, Transfer, TransferCommand, TransferOp,
+    Rejection, Transfer, TransferCommand, TransferOp, HOLD_TIMEOUT_MAX_MS,
 };
 use coffer_store::{EntryFilter, PAGE_SIZE_MAX};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{Principal, SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::{parse, RawBody};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::fields;
+use crate::openapi::params::{AccountId, HoldId, IdempotencyKey, TransferId};
+use crate::openapi::{BadRequest, BodyTooLarge, Forbidden, Internal, Unauthorized, Unavailable};
+use crate::path_id::PathId;
+use crate::route_table::RouteTable;
 use crate::{idempotency, AppState};
 
 /// Most transfers one batch request may carry.
@@ -28,145 +33,338 @@ pub const BATCH_TRANSFERS_MAX: usize = 8_000;
 /// Default page size of a statement.
 pub const PAGE_SIZE_DEFAULT: usize = 100;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/ledger/accounts", post(open_account))
-        .route("/v1/ledger/accounts/{id}", get(get_account))
-        .route("/v1/ledger/accounts/{id}/close", post(close_account))
-        .route("/v1/ledger/accounts/{id}/entries", get(entries))
-        .route("/v1/ledger/transfers", post(create_transfer))
-        .route("/v1/ledger/transfers/batch", post(create_batch))
-        .route("/v1/ledger/transfers/{id}", get(get_transfer))
-        .route("/v1/ledger/holds", post(place_hold))
-        .route("/v1/ledger/holds/{id}", get(get_hold))
-        .route("/v1/ledger/holds/{id}/capture", post(capture_hold))
-        .route("/v1/ledger/holds/{id}/release", post(release_hold))
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .post("/v1/ledger/accounts", open_account)
+        .get("/v1/ledger/accounts/{id}", get_account)
+        .post("/v1/ledger/accounts/{id}/close", close_account)
+        .get("/v1/ledger/accounts/{id}/entries", entries)
+        .post("/v1/ledger/transfers", create_transfer)
+        .post("/v1/ledger/transfers/batch", create_batch)
+        .get("/v1/ledger/transfers/{id}", get_transfer)
+        .post("/v1/ledger/holds", place_hold)
+        .get("/v1/ledger/holds/{id}", get_hold)
+        .post("/v1/ledger/holds/{id}/capture", capture_hold)
+        .post("/v1/ledger/holds/{id}/release", release_hold)
 }
 
 // ---- request and response shapes -------------------------------------------------
+//
+// The schemas in the OpenAPI document are derived from these types; field
+// constraints come from `openapi::fields`, built from the parsers' own limits.
+// The whole-body examples are coherent with each other and name the accounts
+// `scripts/fuzz-api` seeds, so the fuzzer's examples phase reaches the ledger.
 
-#[derive(Deserialize)]
+/// Opens an account in one currency for `owner`, the customer or party it
+/// belongs to.
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "wallet-carol", "currency": "CNY", "kind": "liability",
+    "constraint": "no_overdraft", "owner": "customer-carol"})))]
 #[serde(deny_unknown_fields)]
-struct OpenAccountRequest {
+pub(crate) struct OpenAccountRequest {
+    #[schema(schema_with = fields::identifier)]
     id: String,
+    #[schema(schema_with = fields::currency)]
     currency: String,
+    #[schema(schema_with = fields::account_kind)]
     kind: String,
     #[serde(default)]
+    #[schema(schema_with = fields::optional_balance_constraint)]
     constraint: Option<String>,
+    #[schema(schema_with = fields::identifier)]
     owner: String,
 }
 
-#[derive(Deserialize, Clone)]
+/// Moves `amount` from the debit account to the credit account at once. `id`
+/// names the transfer: a repeat with the same id and fields answers the
+/// original; the same id with other fields is 409 `exists_with_different_fields`.
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "p2p-1001", "debit_account_id": "wallet-alice",
+    "credit_account_id": "wallet-bob", "amount": 1500, "currency": "CNY", "code": "p2p",
+    "metadata": {"note": "dinner"}})))]
 #[serde(deny_unknown_fields)]
-struct TransferRequest {
+pub(crate) struct TransferRequest {
+    #[schema(schema_with = fields::identifier)]
     id: String,
+    #[schema(schema_with = fields::identifier)]
     debit_account_id: String,
+    #[schema(schema_with = fields::identifier)]
     credit_account_id: String,
+    #[schema(schema_with = fields::amount)]
     amount: i64,
+    #[schema(schema_with = fields::currency)]
     currency: String,
+    #[schema(schema_with = fields::code)]
     code: String,
     #[serde(default)]
+    #[schema(schema_with = fields::metadata)]
     metadata: BTreeMap<String, String>,
-    /// Only for holds.
+}
+
+/// Reserves `amount` on the debit account until it is captured, released or
+/// expires after `timeout_ms`. `id` names the hold (and the transfer that
+/// places it).
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "hold-1002", "debit_account_id": "wallet-alice",
+    "credit_account_id": "wallet-bob", "amount": 500, "currency": "CNY", "code": "card.auth",
+    "timeout_ms": 3_600_000})))]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HoldRequest {
+    #[schema(schema_with = fields::identifier)]
+    id: String,
+    #[schema(schema_with = fields::identifier)]
+    debit_account_id: String,
+    #[schema(schema_with = fields::identifier)]
+    credit_account_id: String,
+    #[schema(schema_with = fields::amount)]
+    amount: i64,
+    #[schema(schema_with = fields::currency)]
+    currency: String,
+    #[schema(schema_with = fields::code)]
+    code: String,
     #[serde(default)]
+    #[schema(schema_with = fields::metadata)]
+    metadata: BTreeMap<String, String>,
+    #[schema(schema_with = fields::hold_timeout_ms)]
+    timeout_ms: u64,
+}
+
+/// One member of a batch: a posted transfer, or a hold when `timeout_ms` is present.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchTransferRequest {
+    #[schema(schema_with = fields::identifier)]
+    id: String,
+    #[schema(schema_with = fields::identifier)]
+    debit_account_id: String,
+    #[schema(schema_with = fields::identifier)]
+    credit_account_id: String,
+    #[schema(schema_with = fields::amount)]
+    amount: i64,
+    #[schema(schema_with = fields::currency)]
+    currency: String,
+    #[schema(schema_with = fields::code)]
+    code: String,
+    #[serde(default)]
+    #[schema(schema_with = fields::metadata)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    #[schema(schema_with = fields::optional_hold_timeout_ms)]
     timeout_ms: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest {
-    #[serde(default)]
-    linked: bool,
-    transfers: Vec<TransferRequest>,
+impl From<TransferRequest> for BatchTransferRequest {
+    fn from(request: TransferRequest) -> BatchTransferRequest {
+        BatchTransferRequest {
+            id: request.id,
+            debit_account_id: request.debit_account_id,
+            credit_account_id: request.credit_account_id,
+            amount: request.amount,
+            currency: request.currency,
+            code: request.code,
+            metadata: request.metadata,
+            timeout_ms: None,
+        }
+    }
 }
 
-#[derive(Deserialize)]
+impl From<HoldRequest> for BatchTransferRequest {
+    fn from(request: HoldRequest) -> BatchTransferRequest {
+        BatchTransferRequest {
+            id: request.id,
+            debit_account_id: request.debit_account_id,
+            credit_account_id: request.credit_account_id,
+            amount: request.amount,
+            currency: request.currency,
+            code: request.code,
+            metadata: request.metadata,
+            timeout_ms: Some(request.timeout_ms),
+        }
+    }
+}
+
+/// Up to `BATCH_TRANSFERS_MAX` transfers and holds in one request.
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"linked": true, "transfers": [
+    {"id": "order-77-pay", "debit_account_id": "wallet-alice", "credit_account_id": "wallet-bob",
+     "amount": 2000, "currency": "CNY", "code": "purchase"},
+    {"id": "order-77-fee", "debit_account_id": "wallet-bob", "credit_account_id": "bank-settlement",
+     "amount": 20, "currency": "CNY", "code": "fee"}]})))]
 #[serde(deny_unknown_fields)]
-struct ResolveRequest {
-    /// The id of the capturing or releasing transfer.
+pub(crate) struct BatchRequest {
+    /// All or nothing: when one member fails, none is written and the others
+    /// fail with `linked_transfer_failed`.
+    #[serde(default)]
+    linked: bool,
+    #[schema(schema_with = fields::batch_transfers)]
+    transfers: Vec<BatchTransferRequest>,
+}
+
+/// Captures a pending hold, wholly or in part; the rest is freed. `id` names
+/// the capturing transfer.
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "capture-1001", "amount": 300, "code": "card.capture"})))]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CaptureRequest {
+    #[schema(schema_with = fields::identifier)]
     id: String,
     #[serde(default)]
+    #[schema(schema_with = fields::optional_amount)]
     amount: Option<i64>,
+    #[schema(schema_with = fields::code)]
     code: String,
     #[serde(default)]
+    #[schema(schema_with = fields::metadata)]
     metadata: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
+impl From<ReleaseRequest> for CaptureRequest {
+    fn from(request: ReleaseRequest) -> CaptureRequest {
+        CaptureRequest {
+            id: request.id,
+            amount: None,
+            code: request.code,
+            metadata: request.metadata,
+        }
+    }
+}
+
+/// Releases a pending hold: its whole amount is freed. `id` names the
+/// releasing transfer.
+#[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"id": "release-1001", "code": "card.release"})))]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseRequest {
+    #[schema(schema_with = fields::identifier)]
+    id: String,
+    #[schema(schema_with = fields::code)]
+    code: String,
+    #[serde(default)]
+    #[schema(schema_with = fields::metadata)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// An account's totals, in minor units of its currency. `posted` is the posted
+/// balance on the account's normal side; `available` is that less outgoing holds.
+#[derive(Serialize, ToSchema)]
 pub struct BalancesView {
+    #[schema(schema_with = fields::minor_units)]
     pub debits_posted: i64,
+    #[schema(schema_with = fields::minor_units)]
     pub credits_posted: i64,
+    #[schema(schema_with = fields::minor_units)]
     pub debits_pending: i64,
+    #[schema(schema_with = fields::minor_units)]
     pub credits_pending: i64,
-    /// Posted balance on the account's normal side.
+    #[schema(schema_with = fields::minor_units)]
     pub posted: i64,
-    /// Posted less outgoing holds.
+    #[schema(schema_with = fields::minor_units)]
     pub available: i64,
 }
 
-#[derive(Serialize)]
+/// An account and its balances; `as_of` is present when the balances are
+/// those of a past time (`?as_of=`).
+#[derive(Serialize, ToSchema)]
 pub struct AccountView {
+    #[schema(schema_with = fields::identifier)]
     pub id: String,
+    #[schema(schema_with = fields::currency)]
     pub currency: String,
+    #[schema(schema_with = fields::account_kind)]
     pub kind: &'static str,
+    #[schema(schema_with = fields::balance_constraint)]
     pub constraint: &'static str,
+    #[schema(schema_with = fields::identifier)]
     pub owner: String,
+    #[schema(schema_with = fields::account_status)]
     pub status: &'static str,
     pub balances: BalancesView,
+    #[schema(schema_with = fields::timestamp)]
     pub opened_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::optional_timestamp)]
     pub closed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::optional_timestamp)]
     pub as_of: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A transfer. `timestamp` is when the ledger committed it: unique and
+/// increasing, so also its order. `expires_at` is when a hold expires if not
+/// resolved first.
+#[derive(Serialize, ToSchema)]
 pub struct TransferView {
+    #[schema(schema_with = fields::stored_identifier)]
     pub id: String,
+    #[schema(schema_with = fields::transfer_kind)]
     pub kind: &'static str,
+    #[schema(schema_with = fields::identifier)]
     pub debit_account_id: String,
+    #[schema(schema_with = fields::identifier)]
     pub credit_account_id: String,
+    #[schema(schema_with = fields::amount)]
     pub amount: i64,
+    #[schema(schema_with = fields::currency)]
     pub currency: String,
+    #[schema(schema_with = fields::code)]
     pub code: String,
+    #[schema(schema_with = fields::metadata)]
     pub metadata: BTreeMap<String, String>,
+    /// The hold a capture, release or expiry resolves.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::optional_timestamp)]
     pub expires_at: Option<String>,
+    #[schema(schema_with = fields::timestamp)]
     pub timestamp: String,
-    /// False when this answers a repeat of an earlier identical request.
+    /// On a write: true when this request wrote it, false when it answers a
+    /// repeat of an earlier identical request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
 }
 
-#[derive(Serialize)]
+/// A hold and where it stands.
+#[derive(Serialize, ToSchema)]
 pub struct HoldView {
+    #[schema(schema_with = fields::identifier)]
     pub id: String,
+    #[schema(schema_with = fields::identifier)]
     pub debit_account_id: String,
+    #[schema(schema_with = fields::identifier)]
     pub credit_account_id: String,
+    #[schema(schema_with = fields::amount)]
     pub amount: i64,
+    #[schema(schema_with = fields::currency)]
     pub currency: String,
+    #[schema(schema_with = fields::timestamp)]
     pub expires_at: String,
+    #[schema(schema_with = fields::hold_state)]
     pub state: &'static str,
+    /// The transfer that captured, released or expired it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    /// Minor units captured, when captured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captured: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct EntryView {
+/// One line of an account's statement: the transfer, this account's side of
+/// it, and `balance_after`, the account's posted balance (normal side) just
+/// after it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EntryView {
     transfer: TransferView,
-    /// This account's side of the transfer.
+    #[schema(schema_with = fields::side)]
     side: &'static str,
-    /// The account's posted balance (normal side) just after this entry.
+    #[schema(schema_with = fields::minor_units)]
     balance_after: i64,
 }
 
-#[derive(Serialize)]
-struct Page<T> {
-    data: Vec<T>,
+/// A page of an account's statement, oldest first.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EntryPage {
+    data: Vec<EntryView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -261,6 +459,16 @@ fn amount(field: &str, value: i64) -> Result<Amount, ApiError> {
     })
 }
 
+/// Checked here as well as in the ledger so that a batch member with a bad
+/// timeout fails the request (like a bad amount) instead of being reported
+/// as a rejected member of an accepted batch; the code stays the ledger's.
+fn hold_timeout(timeout_ms: u64) -> Result<u64, ApiError> {
+    if timeout_ms == 0 || timeout_ms > HOLD_TIMEOUT_MAX_MS {
+        return Err(Rejection::InvalidTimeout.into());
+    }
+    Ok(timeout_ms)
+}
+
 fn code(value: &str) -> Result<Code, ApiError> {
     Code::parse(value).map_err(|e| ApiError::invalid("code", e.to_string()))
 }
@@ -271,30 +479,22 @@ fn metadata(entries: BTreeMap<String, String>) -> Result<Metadata, ApiError> {
 
 fn transfer_command(
     state: &AppState,
-    request: TransferRequest,
-    is_hold: bool,
+    request: BatchTransferRequest,
 ) -> Result<TransferCommand, ApiError> {
     let id = identifier("id", &request.id)?;
     let debit = identifier("debit_account_id", &request.debit_account_id)?;
     let credit = identifier("credit_account_id", &request.credit_account_id)?;
     let amount = amount("amount", request.amount)?;
     let currency = currency(state, &request.currency)?;
-    let op = match (is_hold, request.timeout_ms) {
-        (true, Some(timeout_ms)) => TransferOp::Hold {
+    let op = match request.timeout_ms {
+        Some(timeout_ms) => TransferOp::Hold {
             debit,
             credit,
             amount,
             currency,
-            timeout_ms,
+            timeout_ms: hold_timeout(timeout_ms)?,
         },
-        (true, None) => return Err(ApiError::invalid("timeout_ms", "a hold needs timeout_ms")),
-        (false, Some(_)) => {
-            return Err(ApiError::invalid(
-                "timeout_ms",
-                "timeout_ms is only for holds (POST /v1/ledger/holds)",
-            ))
-        }
-        (false, None) => TransferOp::Post {
+        None => TransferOp::Post {
             debit,
             credit,
             amount,
@@ -350,6 +550,57 @@ fn render(to_response: fn(&Outcome) -> Result<(StatusCode, String), ApiError>) -
     })
 }
 
+fn render_opened(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    match outcome {
+        Outcome::Account(Ok((account, created))) => to_json(
+            if *created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &account_view(account),
+        ),
+        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
+        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
+    }
+}
+
+fn render_closed(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    match outcome {
+        Outcome::Account(Ok((account, _))) => to_json(StatusCode::OK, &account_view(account)),
+        Outcome::Account(Err(Rejection::AccountToCloseNotFound)) => {
+            Err(ApiError::not_found("account"))
+        }
+        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
+        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
+    }
+}
+
+fn render_batch(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
+    let Outcome::Transfers(results) = outcome else {
+        return Err(ApiError::internal("unexpected outcome"));
+    };
+    let ok = results.iter().all(Result::is_ok);
+    let results = results
+        .iter()
+        .map(|r| match r {
+            Ok((t, created)) => BatchResult {
+                transfer: Some(transfer_view(t, Some(*created))),
+                error: None,
+            },
+            Err(rejection) => BatchResult {
+                transfer: None,
+                error: Some(BatchError {
+                    code: rejection.code(),
+                    message: rejection.to_string(),
+                    field: rejection.field(),
+                }),
+            },
+        })
+        .collect();
+    to_json(StatusCode::OK, &BatchResponse { ok, results })
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, coffer_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -361,7 +612,29 @@ async fn blocking<T: Send + 'static>(
 
 // ---- handlers ---------------------------------------------------------------------
 
-async fn open_account(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/accounts",
+    tag = "ledger",
+    summary = "Open an account",
+    description = "Opens an account in one currency with a balance constraint. Repeating the request with the same id and fields answers 200 with the account as it stands.",
+    params(IdempotencyKey),
+    request_body = OpenAccountRequest,
+    responses(
+        (status = 201, description = "Opened.", body = AccountView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 200, description = "An account with this id and these fields exists already.", body = AccountView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`exists_with_different_fields`: the id is taken by an account with other fields; `idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field` (a field is missing, unknown, mistyped or malformed: see `field`), `unknown_currency`, `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn open_account(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -404,37 +677,32 @@ async fn open_account(
     .await
 }
 
-fn render_opened(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
-    match outcome {
-        Outcome::Account(Ok((account, created))) => to_json(
-            if *created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            &account_view(account),
-        ),
-        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
-        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
-    }
-}
-
-fn render_closed(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
-    match outcome {
-        Outcome::Account(Ok((account, _))) => to_json(StatusCode::OK, &account_view(account)),
-        Outcome::Account(Err(Rejection::AccountToCloseNotFound)) => {
-            Err(ApiError::not_found("account"))
-        }
-        Outcome::Account(Err(rejection)) => Err((*rejection).into()),
-        Outcome::Transfers(_) => Err(ApiError::internal("unexpected outcome")),
-    }
-}
-
-async fn close_account(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/accounts/{id}/close",
+    tag = "ledger",
+    summary = "Close an account",
+    description = "Closes an account whose balance is zero and that has no pending hold. The request takes no body.",
+    params(AccountId, IdempotencyKey),
+    responses(
+        (status = 200, description = "Closed.", body = AccountView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "`not_found`: no account with this id.", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`account_not_empty`, `account_closed` (already closed), `invalid_field` (a malformed id), `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn close_account(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     idempotency::run_ledger(
@@ -454,7 +722,7 @@ async fn close_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AsOfQuery {
+pub(crate) struct AsOfQuery {
     as_of: Option<String>,
 }
 
@@ -467,10 +735,27 @@ fn timestamp(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
-async fn get_account(
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/accounts/{id}",
+    tag = "ledger",
+    summary = "Read an account and its balances",
+    description = "The account with its balances now, or as they stood at `as_of`.",
+    params(AccountId, AsOfQuery),
+    responses(
+        (status = 200, description = "The account.", body = AccountView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "`not_found`: no account with this id.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a malformed id (`id`), time (`as_of`) or query string (`query`).", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("api_key" = ["ledger:read"]))
+)]
+pub(crate) async fn get_account(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     query: Result<Query<AsOfQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
@@ -500,7 +785,7 @@ async fn get_account(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EntriesQuery {
+pub(crate) struct EntriesQuery {
     cursor: Option<String>,
     limit: Option<usize>,
     from: Option<String>,
@@ -508,10 +793,27 @@ struct EntriesQuery {
     code: Option<String>,
 }
 
-async fn entries(
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/accounts/{id}/entries",
+    tag = "ledger",
+    summary = "An account's statement",
+    description = "The transfers that touched the account, oldest first, each with the account's side and its posted balance just after. Paged with `cursor` and `limit`; filtered by time and reason code.",
+    params(AccountId, EntriesQuery),
+    responses(
+        (status = 200, description = "One page of entries.", body = EntryPage),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "`not_found`: no account with this id.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a malformed id, `cursor`, `limit`, `from`, `until`, `code` or query string.", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("api_key" = ["ledger:read"]))
+)]
+pub(crate) async fn entries(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
@@ -579,13 +881,34 @@ async fn entries(
             }
         })
         .collect();
-    Ok(axum::response::IntoResponse::into_response(Json(Page {
-        data,
-        next_cursor,
-    })))
+    Ok(axum::response::IntoResponse::into_response(Json(
+        EntryPage { data, next_cursor },
+    )))
 }
 
-async fn create_transfer(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/transfers",
+    tag = "ledger",
+    summary = "Post a transfer",
+    description = "Moves `amount` from the debit account to the credit account, both in `currency`, at once and for good. Repeating the request with the same id and fields answers 200 with the original.",
+    params(IdempotencyKey),
+    request_body = TransferRequest,
+    responses(
+        (status = 201, description = "Posted.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 200, description = "A transfer with this id and these fields was posted already.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`exists_with_different_fields`: the id is taken by a transfer with other fields; `idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `amount_must_be_positive`, `unknown_currency`, `same_account`, `account_not_found`, `currency_mismatch`, `account_closed`, `insufficient_funds`, `exceeds_debits`, `overflow`, `idempotency_key_reused`; `field` names the input at fault.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn create_transfer(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -594,7 +917,29 @@ async fn create_transfer(
     post_transfer(state, principal, headers, body, false).await
 }
 
-async fn place_hold(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/holds",
+    tag = "ledger",
+    summary = "Place a hold",
+    description = "Reserves `amount` on the debit account (it stops being available) until the hold is captured, released, or expires after `timeout_ms`. Repeating the request with the same id and fields answers 200 with the original.",
+    params(IdempotencyKey),
+    request_body = HoldRequest,
+    responses(
+        (status = 201, description = "Placed: the transfer of kind `hold`.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 200, description = "A hold with this id and these fields was placed already.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`exists_with_different_fields`; `idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `amount_must_be_positive`, `unknown_currency`, `invalid_timeout`, `same_account`, `account_not_found`, `currency_mismatch`, `account_closed`, `insufficient_funds`, `exceeds_debits`, `overflow`, `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn place_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -624,8 +969,14 @@ async fn post_transfer(
         route,
         &body,
         || {
-            let request: TransferRequest = parse(&body)?;
-            let command = transfer_command(&state, request, is_hold)?;
+            // Each route has its own body type, so that an unknown field (a
+            // `timeout_ms` on a transfer) is rejected by name.
+            let request: BatchTransferRequest = if is_hold {
+                parse::<HoldRequest>(&body)?.into()
+            } else {
+                parse::<TransferRequest>(&body)?.into()
+            };
+            let command = transfer_command(&state, request)?;
             Ok(one_transfer(command))
         },
     )
@@ -649,7 +1000,12 @@ async fn resolve_hold(
         &route,
         &body,
         || {
-            let request: ResolveRequest = parse(&body)?;
+            // A release takes no `amount`: its body type rejects one by name.
+            let request = if capture {
+                parse::<CaptureRequest>(&body)?
+            } else {
+                parse::<ReleaseRequest>(&body)?.into()
+            };
             let hold = identifier("hold_id", &hold)?;
             let op = if capture {
                 TransferOp::Capture {
@@ -657,12 +1013,6 @@ async fn resolve_hold(
                     amount: request.amount.map(|a| amount("amount", a)).transpose()?,
                 }
             } else {
-                if request.amount.is_some() {
-                    return Err(ApiError::invalid(
-                        "amount",
-                        "a release frees the whole hold; amount is only for captures",
-                    ));
-                }
                 TransferOp::Release { hold }
             };
             let command = TransferCommand {
@@ -677,50 +1027,120 @@ async fn resolve_hold(
     .await
 }
 
-async fn capture_hold(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/holds/{id}/capture",
+    tag = "ledger",
+    summary = "Capture a hold",
+    description = "Posts `amount` (default: all) of a pending hold from its debit to its credit account; the rest is freed.",
+    params(HoldId, IdempotencyKey),
+    request_body = CaptureRequest,
+    responses(
+        (status = 201, description = "Captured: the transfer of kind `capture`.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 200, description = "A capture with this id and these fields was made already.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`exists_with_different_fields`; `idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`hold_not_found`, `hold_not_pending`, `hold_expired`, `capture_exceeds_hold`, `invalid_field`, `amount_must_be_positive`, `account_closed`, `overflow`, `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn capture_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(hold): Path<String>,
+    PathId(hold): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     resolve_hold(state, principal, headers, hold, body, true).await
 }
 
-async fn release_hold(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/holds/{id}/release",
+    tag = "ledger",
+    summary = "Release a hold",
+    description = "Frees the whole amount of a pending hold; nothing moves.",
+    params(HoldId, IdempotencyKey),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 201, description = "Released: the transfer of kind `release`.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 200, description = "A release with this id and these fields was made already.", body = TransferView, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`exists_with_different_fields`; `idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`hold_not_found`, `hold_not_pending`, `hold_expired`, `invalid_field`, `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn release_hold(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Path(hold): Path<String>,
+    PathId(hold): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     resolve_hold(state, principal, headers, hold, body, false).await
 }
 
-#[derive(Serialize)]
-struct BatchResult {
+/// One member's outcome, in request order: `transfer` when it was written
+/// (or, for a repeat, had been), `error` when it was rejected.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     transfer: Option<TransferView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<BatchError>,
 }
 
-#[derive(Serialize)]
-struct BatchError {
+/// Why one member was rejected; the same fields as an error response's `error`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchError {
+    /// Stable machine-readable code, e.g. `insufficient_funds` or `linked_transfer_failed`.
     code: &'static str,
     message: String,
+    /// The member's field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct BatchResponse {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchResponse {
     /// True when every member was written (or, for a repeat, had been).
     ok: bool,
     results: Vec<BatchResult>,
 }
 
-async fn create_batch(
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/transfers/batch",
+    tag = "ledger",
+    summary = "Post a batch of transfers and holds",
+    description = "Executes up to 8000 (BATCH_TRANSFERS_MAX) transfers and holds in order, in one commit. Each member succeeds or fails on its own, unless `linked` makes the batch all or nothing. Members that fail validation reject the whole request (422, `field` names the member, e.g. `transfers[2].amount`); members the ledger rejects are reported in `results` with 200.",
+    params(IdempotencyKey),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "Executed: one result per member, in order; `ok` is false when any member failed.", body = BatchResponse, headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response to an earlier request with the same Idempotency-Key."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `amount_must_be_positive`, `unknown_currency`, `invalid_timeout` for a member (see `field`), `batch_too_large`, `idempotency_key_reused`.", body = ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    ),
+    security(("api_key" = ["ledger:write"]))
+)]
+pub(crate) async fn create_batch(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
@@ -743,8 +1163,7 @@ async fn create_batch(
             }
             let mut commands = Vec::with_capacity(request.transfers.len());
             for (index, transfer) in request.transfers.into_iter().enumerate() {
-                let is_hold = transfer.timeout_ms.is_some();
-                let command = transfer_command(&state, transfer, is_hold).map_err(|mut e| {
+                let command = transfer_command(&state, transfer).map_err(|mut e| {
                     e.field = Some(format!(
                         "transfers[{index}].{}",
                         e.field.unwrap_or_default()
@@ -763,35 +1182,26 @@ async fn create_batch(
     .await
 }
 
-fn render_batch(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
-    let Outcome::Transfers(results) = outcome else {
-        return Err(ApiError::internal("unexpected outcome"));
-    };
-    let ok = results.iter().all(Result::is_ok);
-    let results = results
-        .iter()
-        .map(|r| match r {
-            Ok((t, created)) => BatchResult {
-                transfer: Some(transfer_view(t, Some(*created))),
-                error: None,
-            },
-            Err(rejection) => BatchResult {
-                transfer: None,
-                error: Some(BatchError {
-                    code: rejection.code(),
-                    message: rejection.to_string(),
-                    field: rejection.field(),
-                }),
-            },
-        })
-        .collect();
-    to_json(StatusCode::OK, &BatchResponse { ok, results })
-}
-
-async fn get_transfer(
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/transfers/{id}",
+    tag = "ledger",
+    summary = "Read a transfer",
+    params(TransferId),
+    responses(
+        (status = 200, description = "The transfer.", body = TransferView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "`not_found`: no transfer with this id.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a malformed id.", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("api_key" = ["ledger:read"]))
+)]
+pub(crate) async fn get_transfer(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<TransferView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;
@@ -802,10 +1212,26 @@ async fn get_transfer(
     Ok(Json(transfer_view(&transfer, None)))
 }
 
-async fn get_hold(
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/holds/{id}",
+    tag = "ledger",
+    summary = "Read a hold",
+    params(HoldId),
+    responses(
+        (status = 200, description = "The hold and where it stands.", body = HoldView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "`not_found`: no hold with this id.", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: a malformed id.", body = ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("api_key" = ["ledger:read"]))
+)]
+pub(crate) async fn get_hold(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<HoldView>, ApiError> {
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;

@@ -5,10 +5,14 @@
 pub mod auth;
 pub mod body;
 pub mod customer_routes;
+mod docs_page;
 pub mod error;
 pub mod idempotency;
 pub mod ledger_routes;
 pub mod metrics;
+pub mod openapi;
+pub mod path_id;
+pub mod route_table;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +21,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use coffer_app::Engine;
 use coffer_core::{Clock, CurrencyRegistry};
@@ -28,9 +31,11 @@ use coffer_store::sql::SqlStore;
 use coffer_store::{Database, LedgerReader};
 use coffer_vault::{KeyProvider, Vault};
 use rand::RngCore;
+use serde::Serialize;
 use tracing::Instrument;
 
 pub use error::ApiError;
+use route_table::RouteTable;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -107,13 +112,21 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+/// Every route the API serves; `router` adds the fallbacks and layers.
+pub fn routes() -> RouteTable {
+    RouteTable::default()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics_text)
+        .get("/openapi.json", openapi::serve_document)
+        .get("/docs", openapi::serve_reference)
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))
@@ -175,24 +188,51 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-async fn healthz() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        r#"{"status":"ok"}"#,
-    )
+/// The body of a health or readiness answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Status {
+    /// `ok` from /healthz, `ready` from /readyz.
+    #[schema(schema_with = status_schema)]
+    status: &'static str,
 }
 
+fn status_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok", "ready"]))
+        .build()
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    description = "Answers as long as the process serves HTTP; checks nothing else.",
+    responses((status = 200, description = "Alive: `{\"status\":\"ok\"}`.", body = Status))
+)]
+async fn healthz() -> impl IntoResponse {
+    axum::Json(Status { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "Ready to take traffic: the database answers and the ledger engine runs.",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\"}`.", body = Status),
+        (status = 503, description = "`not_ready`: the database is unreachable or not migrated, or the engine has stopped.", body = error::ErrorBody),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     let reader = state.reader.clone();
     let ready = tokio::task::spawn_blocking(move || reader.ping()).await;
     match ready {
-        Ok(Ok(())) if state.engine.is_running() => (
-            StatusCode::OK,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            r#"{"status":"ready"}"#,
-        )
-            .into_response(),
+        Ok(Ok(())) if state.engine.is_running() => {
+            axum::Json(Status { status: "ready" }).into_response()
+        }
         Ok(Err(error)) => {
             tracing::warn!(%error, "not ready");
             ApiError::new(
@@ -211,6 +251,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Requests by route, method and status with latency; the ledger engine's counters and histograms; the database pool. Prometheus text format 0.0.4.",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain", body = String))
+)]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let body = state
         .http_metrics

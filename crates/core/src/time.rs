@@ -91,16 +91,23 @@ impl Timestamp {
             nanos = value * 10_i64.pow(9 - digits as u32);
             rest = &fraction[digits..];
         }
-        let offset_seconds = match rest {
-            "Z" | "z" => 0,
-            _ if rest.len() == 6
-                && (rest.starts_with('+') || rest.starts_with('-'))
-                && &rest[3..4] == ":" =>
-            {
-                let hours: i64 = rest[1..3].parse().ok()?;
-                let minutes: i64 = rest[4..6].parse().ok()?;
-                let sign = if rest.starts_with('-') { -1 } else { 1 };
-                sign * (hours * 3600 + minutes * 60)
+        // Matched as bytes: slicing the text at fixed offsets panicked
+        // inside a multi-byte character (`+aé12` from a query string).
+        let digit = |b: u8| b.is_ascii_digit().then(|| i64::from(b - b'0'));
+        let offset_seconds = match *rest.as_bytes() {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let hours = digit(h1)? * 10 + digit(h2)?;
+                let minutes = digit(m1)? * 10 + digit(m2)?;
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let seconds = hours * 3600 + minutes * 60;
+                if sign == b'-' {
+                    -seconds
+                } else {
+                    seconds
+                }
             }
             _ => return None,
         };
@@ -187,6 +194,13 @@ mod tests {
             "2026-11-24 00:00:00Z",
             "2026-11-24T00:00:00",
             "2026-11-24T00:00:00.Z",
+            // Offsets: malformed, out of range, or not ASCII (must not panic).
+            "2026-11-24T00:00:00+aé12",
+            "2026-11-24T00:00:00+é:12",
+            "2026-11-24T00:00:00++5:00",
+            "2026-11-24T00:00:00+24:00",
+            "2026-11-24T00:00:00+08:60",
+            "2026-11-24T00:00:00+0800",
         ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }

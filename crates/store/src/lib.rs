@@ -23,6 +23,11 @@ use coffer_ledger::{
 
 /// Largest page any listing returns.
 pub const PAGE_SIZE_MAX: usize = 500;
+/// Most rows one entries read returns: a full page plus one row of look-ahead,
+/// which is how a caller knows another page follows. (Clamping reads to
+/// `PAGE_SIZE_MAX` lost the look-ahead of a full-size page: `limit=500` never
+/// returned a `next_cursor`.)
+pub const ENTRY_ROWS_MAX: usize = PAGE_SIZE_MAX + 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -199,6 +204,7 @@ pub struct EntryFilter {
     pub from: Option<Timestamp>,
     pub until: Option<Timestamp>,
     pub code: Option<Code>,
+    /// Rows to read, at most `ENTRY_ROWS_MAX`.
     pub limit: usize,
 }
 

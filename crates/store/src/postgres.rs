@@ -612,7 +612,7 @@ impl LedgerReader for PostgresReader {
         self.with(|c| {
             let lower = filter.after.map_or(i64::MIN, Timestamp::as_nanos).max(filter.from.map_or(i64::MIN, |t| t.as_nanos().saturating_sub(1)));
             let upper = filter.until.map_or(i64::MAX, Timestamp::as_nanos);
-            let limit = filter.limit.clamp(1, crate::PAGE_SIZE_MAX) as i64;
+            let limit = filter.limit.clamp(1, crate::ENTRY_ROWS_MAX) as i64;
             let code = filter.code.as_ref().map(|c| c.as_str());
             let sql = format!(
                 "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE timestamp IN ( \

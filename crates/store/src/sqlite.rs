@@ -589,7 +589,7 @@ impl LedgerReader for SqliteReader {
                  AND (?4 IS NULL OR code = ?4) ORDER BY timestamp LIMIT ?5"
             );
             let mut statement = c.prepare_cached(&sql)?;
-            let limit = filter.limit.clamp(1, crate::PAGE_SIZE_MAX) as i64;
+            let limit = filter.limit.clamp(1, crate::ENTRY_ROWS_MAX) as i64;
             let mut rows = statement.query(params![id.as_str(), lower, upper, filter.code.as_ref().map(|c| c.as_str()), limit])?;
             let mut found = Vec::new();
             while let Some(row) = rows.next()? {

@@ -1,0 +1,228 @@
+//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]`
+//! annotations and the request/response types themselves, so that it changes
+//! with the code. `docs/openapi.json` is a checked-in copy that
+//! `tests/openapi.rs` keeps equal to `document()`.
+
+pub mod fields;
+pub mod params;
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, LicenseBuilder, Ref, RefOr, Response, ResponseBuilder,
+};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
+use crate::body::BODY_LIMIT_BYTES;
+use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
+use crate::{customer_routes, ledger_routes};
+
+/// The name of the bearer-token security scheme in the document.
+pub const SECURITY_SCHEME: &str = "api_key";
+/// The customer-session security scheme.
+pub const SESSION_SCHEME: &str = "session";
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        crate::healthz,
+        crate::readyz,
+        crate::metrics_text,
+        serve_document,
+        serve_reference,
+        ledger_routes::open_account,
+        ledger_routes::get_account,
+        ledger_routes::close_account,
+        ledger_routes::entries,
+        ledger_routes::create_transfer,
+        ledger_routes::create_batch,
+        ledger_routes::get_transfer,
+        ledger_routes::place_hold,
+        ledger_routes::get_hold,
+        ledger_routes::capture_hold,
+        ledger_routes::release_hold,
+        customer_routes::start_registration,
+        customer_routes::complete_registration,
+        customer_routes::sign_in,
+        customer_routes::verify_sign_in,
+        customer_routes::sign_out,
+        customer_routes::me,
+        customer_routes::my_sessions,
+        customer_routes::revoke_session,
+        customer_routes::revoke_all,
+        customer_routes::enroll_totp,
+        customer_routes::confirm_totp,
+        customer_routes::disable_totp,
+        customer_routes::start_step_up,
+        customer_routes::verify_step_up,
+    ),
+    components(
+        // Reached only through `fields::batch_transfers`, which the
+        // derive cannot follow.
+        schemas(crate::error::ErrorBody, ledger_routes::BatchTransferRequest),
+        responses(BadRequest, Unauthorized, Forbidden, BodyTooLarge, Internal, Unavailable),
+    ),
+    modifiers(&Conventions),
+    tags(
+        (name = "customers", description = "Registration, sign-in, sessions, second factors and step-up verification for the bank's customers."),
+        (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
+        (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
+        (name = "reference", description = "This document and its browsable rendering."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON with a trailing newline, as checked in.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// What the info section, the security scheme and the top of `/docs` say:
+/// the conventions every route follows, with the limits the code enforces.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.info = InfoBuilder::new()
+            .title("Coffer API")
+            .version(env!("CARGO_PKG_VERSION"))
+            .description(Some(description()))
+            .license(Some(
+                LicenseBuilder::new()
+                    .name("Apache-2.0")
+                    .identifier(Some("Apache-2.0"))
+                    .build(),
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("coffer_<16 hex id>_<secret>")
+                    .description(Some(format!(
+                        "A service API key: `Authorization: Bearer coffer_<16 hex id>_<secret>`, made with `coffer apikey create --name NAME --scopes {SCOPE_LEDGER_READ},{SCOPE_LEDGER_WRITE}`. Reads need `{SCOPE_LEDGER_READ}`, writes `{SCOPE_LEDGER_WRITE}`; each operation lists the scope it needs."
+                    )))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            SESSION_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("cs_<64 hex>")
+                    .description(Some(
+                        "A customer session from sign-in: `Authorization: Bearer cs_…` (apps), or the HttpOnly `coffer_session` cookie (the web, where a state-changing request must come from this origin).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn description() -> String {
+    format!(
+        "The HTTP API of Coffer, a digital-wallet platform on an exact double-entry ledger, for the bank's own systems.
+
+Conventions that hold on every route:
+
+- **Money** is an integer number of the currency's minor units (`int64`; 10000 CNY is 100.00 yuan), always next to a `currency` code. No amount is ever a decimal or a float, and amounts to move are at least 1.
+- **Authentication**: `Authorization: Bearer coffer_<16 hex id>_<secret>`. GET routes need the `{SCOPE_LEDGER_READ}` scope, POST routes `{SCOPE_LEDGER_WRITE}`. Without a valid key: 401 `unauthorized`; without the scope: 403 `forbidden`.
+- **Idempotency**: every state-changing POST needs an `Idempotency-Key` header (1 to {IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters). A retry with the same key and body returns the first response with `Idempotent-Replayed: true` and never runs twice; the same key with a different body is 422 `idempotency_key_reused`; a retry while the first is still running is 409 `idempotency_key_in_flight`. Keys are remembered for {IDEMPOTENCY_RETENTION_HOURS} hours. Faults on our side (5xx) are not remembered, so a retry runs again.
+- **Errors** have one shape, `{{\"error\": {{\"code\", \"message\", \"field\"}}}}`: `code` is stable and machine-readable, `field` names the offending input by its path (`amount`, `transfers[2].currency`, `Idempotency-Key`) when there is one. 4xx is the caller's to fix; 5xx only ever means a fault on our side.
+- **Strict input**: request bodies are JSON objects with exactly the documented fields; an unknown, missing or mistyped field is 422 `invalid_field`; a body that is not JSON is 400 `malformed_json`; bodies over {BODY_LIMIT_BYTES} bytes (`BODY_LIMIT_BYTES`) are 413 `body_too_large`.
+- **Pages**: lists return `{{\"data\": [...], \"next_cursor\"}}`; pass `next_cursor` back as `cursor` until it is absent.
+- **Request ids**: every response carries `X-Request-Id` (the caller's, if it sent a valid one); it is on every log line of the request."
+    )
+}
+
+/// A response whose body is the one error shape.
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Declares a reusable error response under `components/responses`.
+macro_rules! error_responses {
+    ($($name:ident => $description:expr;)*) => {$(
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), error_response(&$description))
+            }
+        }
+    )*};
+}
+
+error_responses! {
+    BadRequest => "The request could not be read: `malformed_json` (the body is not JSON), `unreadable_body`, `idempotency_key_required`, `invalid_idempotency_key`.";
+    Unauthorized => "`unauthorized`: no API key, or one that is malformed, unknown or revoked.";
+    Forbidden => "`forbidden`: the API key lacks the scope this operation needs.";
+    BodyTooLarge => format!("`body_too_large`: the body is over {BODY_LIMIT_BYTES} bytes.");
+    Internal => "`internal`: a fault on our side, logged with the request id.";
+    Unavailable => "`overloaded`, `unavailable` or `storage_unavailable`: the ledger cannot take the request now; retry later with the same Idempotency-Key.";
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "reference",
+    summary = "This OpenAPI 3.1 document",
+    responses(
+        (status = 200, description = "The OpenAPI document, as JSON.", content_type = "application/json", body = Object),
+    )
+)]
+pub(crate) async fn serve_document() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(document).as_str(),
+    )
+}
+
+/// `GET /docs`.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "reference",
+    summary = "Browsable API reference",
+    description = "This document rendered as one HTML page by the server itself: no script, no external asset.",
+    responses(
+        (status = 200, description = "The reference as HTML.", content_type = "text/html", body = String),
+    )
+)]
+pub(crate) async fn serve_reference() -> impl IntoResponse {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page needs nothing but its own inline style.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        PAGE.get_or_init(|| crate::docs_page::render(&ApiDoc::openapi()))
+            .as_str(),
+    )
+}
