@@ -4,12 +4,9 @@
 //! 409 `idempotency_key_in_flight` and never runs twice. Keys are kept 24 h
 //! at least (purged after `IDEMPOTENCY_RETENTION_HOURS`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use coffer_app::{Recording, Render};
+use coffer_app::{Recorded, Recording, Render};
 use coffer_ledger::Command;
 use coffer_store::service::Begin;
 use sha2::{Digest, Sha256};
@@ -102,13 +99,13 @@ where
 }
 
 /// `run` for writes that go through the ledger engine: `prepare` validates
-/// the request into a command and the function that renders its outcome; the
-/// engine stores the rendered response in the same transaction as the
-/// command's effect. One database write per request instead of three, and
-/// no window where the effect is durable but the response is not.
-///
-/// Concurrent duplicates are caught by an in-process claim (one process owns
-/// a ledger's writer). Requests refused before reaching the ledger (invalid
+/// the request into a command and the function that renders its outcome.
+/// The engine's writer looks the key up and, for a new key, stores the
+/// rendered response in the same transaction as the command's effect: one
+/// database round trip per batch instead of three per request, no window
+/// where the effect is durable but the response is not, and no claim to
+/// lose when a client disconnects (the writer orders a retry after its
+/// first request). Requests refused before reaching the ledger (an invalid
 /// body) are not stored: the same body gets the same refusal again.
 pub async fn run_ledger<P>(
     state: &AppState,
@@ -126,22 +123,6 @@ where
         Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
-    let Some(claim) = state.claims.claim(&principal.key_id, &key) else {
-        return answer_earlier(Begin::InFlight);
-    };
-    let service = state.service.clone();
-    let (principal_id, key_clone, hash_clone) =
-        (principal.key_id.clone(), key.clone(), request_hash.clone());
-    let earlier = tokio::task::spawn_blocking(move || {
-        service.lookup_idempotent(&principal_id, &key_clone, &hash_clone)
-    })
-    .await;
-    match earlier {
-        Ok(Ok(None)) => {}
-        Ok(Ok(Some(earlier))) => return answer_earlier(earlier),
-        Ok(Err(error)) => return ApiError::internal(error).into_response(),
-        Err(error) => return ApiError::internal(error).into_response(),
-    }
     let (command, render) = match prepare() {
         Ok(prepared) => prepared,
         Err(error) => return error.into_response(),
@@ -152,22 +133,16 @@ where
         request_hash,
         render,
     };
-    // The engine answers even if the client goes away; the claim is held
-    // until then, so a quick retry waits for (and then replays) this one.
-    let engine = state.engine.clone();
-    let running = tokio::spawn(async move {
-        let recorded = engine.execute_recorded(command, recording).await;
-        drop(claim);
-        recorded
-    });
-    match running.await {
-        Ok(Ok(recorded)) => json(
-            StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            recorded.body,
+    match state.engine.execute_recorded(command, recording).await {
+        Ok(Recorded::Executed { status, body, .. }) => json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
             false,
         ),
-        Ok(Err(error)) => ApiError::from(error).into_response(),
-        Err(error) => ApiError::internal(error).into_response(),
+        Ok(Recorded::Replayed { status, body }) => answer_earlier(Begin::Replay { status, body }),
+        Ok(Recorded::KeyReused) => answer_earlier(Begin::Mismatch),
+        Ok(Recorded::InFlight) => answer_earlier(Begin::InFlight),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
@@ -208,37 +183,6 @@ fn answer_earlier(earlier: Begin) -> Response {
         )
         .field("Idempotency-Key")
         .into_response(),
-    }
-}
-
-/// Keys whose ledger request is running in this process.
-#[derive(Debug, Default)]
-pub struct Claims(Mutex<HashSet<(String, String)>>);
-
-/// Held while a request runs; releases its key when dropped.
-pub struct Claim {
-    claims: Arc<Claims>,
-    entry: (String, String),
-}
-
-impl Claims {
-    fn claim(self: &Arc<Self>, principal: &str, key: &str) -> Option<Claim> {
-        let entry = (principal.to_string(), key.to_string());
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !held.insert(entry.clone()) {
-            return None;
-        }
-        Some(Claim {
-            claims: self.clone(),
-            entry,
-        })
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let mut held = self.claims.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.remove(&self.entry);
     }
 }
 

@@ -45,7 +45,7 @@ pub struct AppState {
     pub currencies: Arc<CurrencyRegistry>,
     pub clock: Arc<dyn Clock>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
-    pub claims: Arc<idempotency::Claims>,
+
     pub api_keys: Arc<auth::ApiKeyCache>,
     pub identity: Arc<Identity>,
     pub dispatcher: Arc<Dispatcher>,
@@ -104,7 +104,7 @@ impl AppState {
             currencies,
             clock,
             http_metrics: Arc::default(),
-            claims: Arc::default(),
+
             api_keys: Arc::default(),
             identity: customers.identity.clone(),
             dispatcher: customers.dispatcher.clone(),

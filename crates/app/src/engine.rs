@@ -9,7 +9,7 @@
 //! every request that arrived while the previous commit was on its way to disk.
 //! Each request still gets its own result, and only after its batch is durable.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use coffer_core::{Clock, Identifier, Timestamp};
 use coffer_ledger::{Command, Known, Ledger, Outcome, Rejection, TransferOp, BATCH_EVENTS_MAX};
-use coffer_store::service::StoredResponse;
+use coffer_store::service::{StoredKey, StoredResponse};
 use coffer_store::{Commit, Database, LedgerWriter, StoreError};
 use tokio::sync::oneshot;
 
@@ -65,17 +65,42 @@ pub struct Recording {
     pub render: Render,
 }
 
-/// What a recorded command returns: its outcome and the stored response.
+/// What a recorded command returns.
 #[derive(Debug)]
-pub struct Recorded {
-    pub outcome: Outcome,
-    pub status: u16,
-    pub body: String,
+pub enum Recorded {
+    /// Executed now; its response is stored with its effect.
+    Executed {
+        outcome: Outcome,
+        status: u16,
+        body: String,
+    },
+    /// The key was used before with the same request: the stored response.
+    Replayed { status: u16, body: String },
+    /// The key was used before with a different request.
+    KeyReused,
+    /// The key's first request is still running (in this batch, or a
+    /// request outside the ledger that has not finished).
+    InFlight,
 }
 
-struct Done {
-    outcome: Outcome,
-    response: Option<(u16, String)>,
+enum Done {
+    Executed {
+        outcome: Outcome,
+        response: Option<(u16, String)>,
+    },
+    /// A recorded request answered from what its key already holds.
+    Earlier(Recorded),
+}
+
+impl Done {
+    fn outcome(self) -> Result<Outcome, EngineError> {
+        match self {
+            Done::Executed { outcome, .. } => Ok(outcome),
+            Done::Earlier(_) => Err(EngineError::Storage(
+                "an unrecorded command was answered from a key".into(),
+            )),
+        }
+    }
 }
 
 type Reply = oneshot::Sender<Result<Done, EngineError>>;
@@ -145,22 +170,22 @@ impl Engine {
     /// Executes one command; resolves once its batch is durable.
     pub async fn execute(&self, command: Command) -> Result<Outcome, EngineError> {
         let receiver = self.submit(command, None)?;
-        let done = receiver.await.map_err(|_| EngineError::Stopped)??;
-        Ok(done.outcome)
+        receiver.await.map_err(|_| EngineError::Stopped)??.outcome()
     }
 
     /// `execute` for threads outside the async runtime (CLI, benchmarks).
     pub fn execute_blocking(&self, command: Command) -> Result<Outcome, EngineError> {
         let receiver = self.submit(command, None)?;
-        let done = receiver
+        receiver
             .blocking_recv()
-            .map_err(|_| EngineError::Stopped)??;
-        Ok(done.outcome)
+            .map_err(|_| EngineError::Stopped)??
+            .outcome()
     }
 
-    /// Executes a command and durably records its rendered response under
-    /// the recording's key, in the same transaction as the command's effect.
-    /// The caller makes sure the key is not already stored or in flight.
+    /// Executes a command under an idempotency key: the writer first looks
+    /// the key up (in order with its own commits, so a retry always sees
+    /// its first request once that committed), then executes and stores the
+    /// rendered response in the same transaction as the command's effect.
     pub async fn execute_recorded(
         &self,
         command: Command,
@@ -168,16 +193,17 @@ impl Engine {
     ) -> Result<Recorded, EngineError> {
         let render = recording.render.clone();
         let receiver = self.submit(command, Some(recording))?;
-        let done = receiver.await.map_err(|_| EngineError::Stopped)??;
-        let (status, body) = match done.response {
-            Some(response) => response,
-            None => render(&done.outcome),
-        };
-        Ok(Recorded {
-            outcome: done.outcome,
-            status,
-            body,
-        })
+        match receiver.await.map_err(|_| EngineError::Stopped)?? {
+            Done::Executed { outcome, response } => {
+                let (status, body) = response.unwrap_or_else(|| render(&outcome));
+                Ok(Recorded::Executed {
+                    outcome,
+                    status,
+                    body,
+                })
+            }
+            Done::Earlier(earlier) => Ok(earlier),
+        }
     }
 
     fn submit(
@@ -342,8 +368,69 @@ impl Worker {
         )
     }
 
+    /// Answers recorded requests whose key already holds something; returns
+    /// the rest. A key twice in one batch: the second is in flight.
+    fn screen(
+        &mut self,
+        requests: Vec<Request>,
+    ) -> Result<Vec<Request>, (Vec<Request>, StoreError)> {
+        let keys: Vec<(String, String)> = requests
+            .iter()
+            .filter_map(|r| r.recording.as_ref())
+            .map(|r| (r.principal.clone(), r.key.clone()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(requests);
+        }
+        let stored = match self.writer.responses(&keys) {
+            Ok(stored) => stored,
+            Err(error) => return Err((requests, error)),
+        };
+        let stored: HashMap<(String, String), StoredKey> = stored
+            .into_iter()
+            .map(|k| ((k.principal.clone(), k.key.clone()), k))
+            .collect();
+        let mut seen = HashSet::new();
+        let mut kept = Vec::with_capacity(requests.len());
+        for request in requests {
+            let Some(recording) = &request.recording else {
+                kept.push(request);
+                continue;
+            };
+            let id = (recording.principal.clone(), recording.key.clone());
+            let earlier = match stored.get(&id) {
+                Some(key) if key.request_hash != recording.request_hash => {
+                    Some(Recorded::KeyReused)
+                }
+                Some(key) => Some(match &key.response {
+                    Some((status, body)) => Recorded::Replayed {
+                        status: *status,
+                        body: body.clone(),
+                    },
+                    None => Recorded::InFlight,
+                }),
+                None if !seen.insert(id) => Some(Recorded::InFlight),
+                None => None,
+            };
+            match earlier {
+                Some(earlier) => {
+                    let _ = request.reply.send(Ok(Done::Earlier(earlier)));
+                }
+                None => kept.push(request),
+            }
+        }
+        Ok(kept)
+    }
+
     /// Executes a group of requests (and any due expiries) as one batch.
     fn process(&mut self, requests: Vec<Request>) {
+        let requests = match self.screen(requests) {
+            Ok(requests) => requests,
+            Err((requests, error)) => {
+                self.fail(requests, error);
+                return;
+            }
+        };
         let now = self.clock.now();
         let requested: usize = requests.iter().map(|r| r.command.event_count_max()).sum();
         let mut known = Known::default();
@@ -541,7 +628,7 @@ impl Worker {
             .requests
             .fetch_add(requests.len() as u64, Ordering::Relaxed);
         for ((request, outcome), response) in requests.into_iter().zip(outcomes).zip(responses) {
-            let _ = request.reply.send(Ok(Done {
+            let _ = request.reply.send(Ok(Done::Executed {
                 outcome,
                 response: response.map(|r| (r.status, r.body)),
             }));

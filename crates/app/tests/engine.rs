@@ -349,7 +349,7 @@ fn manual_clock_moves() {
 /// even once the account could pay.
 #[test]
 fn recorded_responses_are_durable_with_their_effect() {
-    use coffer_app::{Recording, Render};
+    use coffer_app::{Recorded, Recording, Render};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -377,16 +377,37 @@ fn recorded_responses_are_durable_with_their_effect() {
                     recording("k1", "h1"),
                 ))
                 .expect("engine");
-            assert_eq!((paid.status, paid.body.as_str()), (201, "paid r1"));
+            assert!(
+                matches!(&paid, Recorded::Executed { status: 201, body, .. } if body == "paid r1"),
+                "{paid:?}"
+            );
+            // The same key again: the stored response, not a second payment.
+            let again = runtime
+                .block_on(engine.execute_recorded(
+                    single(post("r1", "alice", "bob", 4_000)),
+                    recording("k1", "h1"),
+                ))
+                .expect("engine");
+            assert!(
+                matches!(&again, Recorded::Replayed { status: 201, body } if body == "paid r1"),
+                "{again:?}"
+            );
+            let reused = runtime
+                .block_on(engine.execute_recorded(
+                    single(post("r9", "alice", "bob", 1)),
+                    recording("k1", "other"),
+                ))
+                .expect("engine");
+            assert!(matches!(reused, Recorded::KeyReused), "{reused:?}");
             let refused = runtime
                 .block_on(engine.execute_recorded(
                     single(post("r2", "alice", "bob", 9_000)),
                     recording("k2", "h2"),
                 ))
                 .expect("engine");
-            assert_eq!(
-                (refused.status, refused.body.as_str()),
-                (409, "refused insufficient_funds")
+            assert!(
+                matches!(&refused, Recorded::Executed { status: 409, body, .. } if body == "refused insufficient_funds"),
+                "{refused:?}"
             );
             // Now alice could pay; the key still answers with the refusal.
             one(&engine, single(post("top-up", "bank", "alice", 50_000))).expect("top up");

@@ -191,6 +191,13 @@ pub trait LedgerWriter: Send {
         batch: &SealedBatch,
         responses: &[service::StoredResponse],
     ) -> Result<Commit, StoreError>;
+    /// What is stored under these (principal, idempotency key) pairs: the
+    /// writer checks them itself, in order with its commits, so a retry
+    /// arriving after its first request committed always finds it.
+    fn responses(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<service::StoredKey>, StoreError>;
     /// Writes responses alone, durably: requests that changed no balance (a
     /// rejection, a replay) must still answer the same way when retried.
     fn record(&mut self, responses: &[service::StoredResponse]) -> Result<(), StoreError>;

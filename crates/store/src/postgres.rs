@@ -15,7 +15,7 @@ use crate::convert::{
     TRANSFER_COLUMNS,
 };
 use crate::pool::Pool;
-use crate::service::StoredResponse;
+use crate::service::{stored_response, StoredKey, StoredResponse};
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -458,6 +458,28 @@ impl LedgerWriter for PostgresWriter {
         insert_responses(&mut transaction, &statements.insert_responses, responses)?;
         transaction.commit()?;
         Ok(Commit::Committed)
+    }
+
+    fn responses(&mut self, keys: &[(String, String)]) -> Result<Vec<StoredKey>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let principals: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+        let names: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
+        let rows = self.client.query(
+            "SELECT principal, key, request_hash, status, body FROM idempotency_keys \
+             WHERE (principal, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+            &[&principals, &names],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredKey {
+                principal: r.get(0),
+                key: r.get(1),
+                request_hash: r.get(2),
+                response: stored_response(r.get(3), r.get(4)),
+            })
+            .collect())
     }
 
     fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {

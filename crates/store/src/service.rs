@@ -45,6 +45,16 @@ pub struct StoredResponse {
     pub created_at: i64,
 }
 
+/// An idempotency key as stored: its request hash and, once the request
+/// finished, its response (none while a request outside the ledger runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
+    pub response: Option<(u16, String)>,
+}
+
 pub trait ServiceStore: Send + Sync {
     fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
@@ -202,6 +212,14 @@ impl ServiceStore for SqliteService {
             "DELETE FROM idempotency_keys WHERE created_at < ?1",
             params![before],
         )? as u64)
+    }
+}
+
+/// A stored (status, body) pair, when the request has finished.
+pub(crate) fn stored_response(status: Option<i64>, body: Option<String>) -> Option<(u16, String)> {
+    match (status, body) {
+        (Some(status), Some(body)) => Some((u16::try_from(status).unwrap_or(500), body)),
+        _ => None,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::convert::{
     JOURNAL_COLUMNS, TRANSFER_COLUMNS,
 };
 use crate::pool::Pool;
-use crate::service::StoredResponse;
+use crate::service::{stored_response, StoredKey, StoredResponse};
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -413,6 +413,29 @@ impl LedgerWriter for SqliteWriter {
         insert_responses(&transaction, responses)?;
         transaction.commit()?;
         Ok(Commit::Committed)
+    }
+
+    fn responses(&mut self, keys: &[(String, String)]) -> Result<Vec<StoredKey>, StoreError> {
+        let mut select = self.connection.prepare_cached(
+            "SELECT request_hash, status, body FROM idempotency_keys WHERE principal = ?1 AND key = ?2",
+        )?;
+        let mut found = Vec::new();
+        for (principal, key) in keys {
+            let row: Option<(String, Option<i64>, Option<String>)> = select
+                .query_row(params![principal, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((request_hash, status, body)) = row {
+                found.push(StoredKey {
+                    principal: principal.clone(),
+                    key: key.clone(),
+                    request_hash,
+                    response: stored_response(status, body),
+                });
+            }
+        }
+        Ok(found)
     }
 
     fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {
