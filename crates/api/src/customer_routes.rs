@@ -79,6 +79,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::Store(_)
             | IdentityError::Vault(_)
             | IdentityError::Notify(_)
+            | IdentityError::Audit(_)
             | IdentityError::Internal(_) => return ApiError::internal(error),
         };
         let api = ApiError::new(status, error.code(), error.to_string());

@@ -1,6 +1,7 @@
 //! Coffer's HTTP API: axum routes over the engine and the stores, with the
 //! conventions every capability follows: `/v1`, one error shape, idempotency
-//! keys, API keys with scopes, request ids, metrics.
+//! keys, API keys with scopes, request ids, metrics, security headers and
+//! per-address rate limits.
 
 pub mod auth;
 pub mod body;
@@ -12,7 +13,9 @@ pub mod ledger_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod path_id;
+pub mod rate_limit;
 pub mod route_table;
+pub mod security_headers;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +38,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 pub use error::ApiError;
+pub use rate_limit::{Rate, RateLimiter, RateLimits};
 use route_table::RouteTable;
 
 #[derive(Clone)]
@@ -49,6 +53,7 @@ pub struct AppState {
     pub api_keys: Arc<auth::ApiKeyCache>,
     pub identity: Arc<Identity>,
     pub dispatcher: Arc<Dispatcher>,
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 /// The customer side: identity, the vault that guards its data, and the
@@ -108,7 +113,14 @@ impl AppState {
             api_keys: Arc::default(),
             identity: customers.identity.clone(),
             dispatcher: customers.dispatcher.clone(),
+            rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
+    }
+
+    /// Replaces the default rate limits (`RateLimits::default()`).
+    pub fn with_rate_limits(mut self, limits: RateLimits) -> AppState {
+        self.rate_limiter = Arc::new(RateLimiter::new(limits));
+        self
     }
 }
 
@@ -130,7 +142,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))
+        // The last layer added is the outermost: security headers go on
+        // every response (429s included), and requests the rate limit
+        // refuses are still logged and counted by `observe`.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(security_headers::add))
         .with_state(state)
 }
 

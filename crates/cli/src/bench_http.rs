@@ -180,6 +180,10 @@ fn start_server(args: &BenchHttp) -> anyhow::Result<(OwnServer, String, String)>
             &db,
         ])
         .env("COFFER_LOG", &args.server_log)
+        // Every simulated client comes from this one address: the per-address
+        // rate limits would measure themselves instead of the server.
+        .env("COFFER_SERVER_RATE_LIMIT_PER_SECOND", "0")
+        .env("COFFER_SERVER_AUTH_RATE_LIMIT_PER_SECOND", "0")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

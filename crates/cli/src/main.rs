@@ -59,9 +59,11 @@ enum Top {
         config: ConfigArgs,
     },
     /// Prove the ledger from its stored rows: balanced per currency, balances
-    /// equal to the sum of entries, constraints held, holds consistent, journal chain intact.
+    /// equal to the sum of entries, constraints held, holds consistent, journal chain intact;
+    /// and the audit log's hash chain intact.
     #[command(
-        after_help = "Exits 0 when everything checks out, 1 (naming each account or transfer) when not.\n\
+        after_help = "Exits 0 when everything checks out, 1 (naming each account or transfer, or the first\n\
+        broken audit record's seq) when not.\n\
         Shows a progress bar on a terminal.\n\n\
         Examples:\n  \
         coffer verify                                    # SQLite under ./coffer-data\n  \
@@ -289,9 +291,9 @@ fn verify(config: Config) -> anyhow::Result<ExitCode> {
     for (currency, (debits, credits)) in &report.totals {
         println!("  {currency}: debits {debits} = credits {credits} (minor units)");
     }
-    if report.is_clean() {
+    let ledger_clean = report.is_clean();
+    if ledger_clean {
         println!("OK: the ledger balances, every balance equals its entries, every constraint holds, the journal chain is intact");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!("FAILED: {} violation(s)", report.violation_count);
         for violation in &report.violations {
@@ -303,7 +305,37 @@ fn verify(config: Config) -> anyhow::Result<ExitCode> {
                 report.violation_count - report.violations.len() as u64
             );
         }
-        Ok(ExitCode::from(1))
+    }
+    let audit_intact = verify_audit_log(database)?;
+    Ok(if ledger_clean && audit_intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Recomputes the audit log's hash chain; prints the result and returns
+/// whether it is intact.
+fn verify_audit_log(database: &coffer_store::Database) -> anyhow::Result<bool> {
+    let sql = coffer_store::sql::SqlStore::open(database, 1)?;
+    let total = sql.run(|db| Ok(coffer_audit::head_seq(db)))??;
+    let bar = progress::bar(u64::try_from(total).unwrap_or(0), "verifying the audit log");
+    let report =
+        sql.run(|db| Ok(coffer_audit::verify(db, &mut |seen| bar.set_position(seen))))??;
+    bar.finish_and_clear();
+    println!("audit log: {} records", report.entries);
+    match &report.broken {
+        None => {
+            println!("OK: the audit log's hash chain is intact");
+            Ok(true)
+        }
+        Some(broken) => {
+            println!(
+                "FAILED: the audit log's hash chain is broken at seq {}: {}",
+                broken.seq, broken.problem
+            );
+            Ok(false)
+        }
     }
 }
 

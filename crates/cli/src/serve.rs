@@ -112,7 +112,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             Arc::new(CurrencyRegistry::default()),
             clock.clone(),
             &customers,
-        );
+        )
+        .with_rate_limits(config.server.rate_limits());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -1,5 +1,6 @@
 //! The identity layer's one error type.
 
+use coffer_audit::AuditError;
 use coffer_notify::NotifyError;
 use coffer_store::StoreError;
 use coffer_vault::VaultError;
@@ -42,6 +43,8 @@ pub enum IdentityError {
     Vault(#[from] VaultError),
     #[error("notifications: {0}")]
     Notify(#[from] NotifyError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -71,6 +74,7 @@ impl IdentityError {
             IdentityError::Store(_)
             | IdentityError::Vault(_)
             | IdentityError::Notify(_)
+            | IdentityError::Audit(_)
             | IdentityError::Internal(_) => "internal",
         }
     }

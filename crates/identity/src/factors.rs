@@ -498,14 +498,38 @@ impl Identity {
         Ok(owner)
     }
 
-    fn count_attempt(&self, challenge_id: &str) -> Result<(), IdentityError> {
-        self.sql.run(|db| {
-            db.execute(
-                "UPDATE challenges SET attempts = attempts + 1 WHERE id = $1",
+    /// Counts a wrong code against the challenge and audits it: a failed
+    /// sign-in (by someone who knew the password) or a failed step-up.
+    fn count_attempt(&self, challenge_id: &str, context: &Context) -> Result<(), IdentityError> {
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let Some(row) = db.query_opt(
+                "UPDATE challenges SET attempts = attempts + 1 WHERE id = $1 RETURNING customer_id, purpose",
                 sql_params![challenge_id],
-            )
-        })?;
-        Ok(())
+            )?
+            else {
+                return Ok(());
+            };
+            let customer_id = row.text(0)?;
+            let customer = coffer_audit::customer_actor(&customer_id);
+            let (actor, action) = match row.text(1)?.as_str() {
+                "login" => (coffer_audit::ACTOR_ANONYMOUS, "sign_in_failed"),
+                _ => (customer.as_str(), "step_up_failed"),
+            };
+            coffer_audit::append(
+                db,
+                &coffer_audit::Entry {
+                    at: now,
+                    actor,
+                    action,
+                    subject: Some(&customer_id),
+                    ip: &context.ip,
+                    outcome: coffer_audit::Outcome::Refused,
+                    detail: "second factor",
+                },
+            )?;
+            Ok(())
+        })
     }
 
     /// Second step of a sign-in with a second factor.
@@ -535,7 +559,7 @@ impl Identity {
                 session::create(db, &self.policy, &customer_id, context, now)
             });
         if matches!(result, Err(IdentityError::CodeInvalid)) {
-            self.count_attempt(challenge_id)?;
+            self.count_attempt(challenge_id, context)?;
         }
         result
     }
@@ -583,7 +607,7 @@ impl Identity {
             )
         });
         if matches!(result, Err(IdentityError::CodeInvalid)) {
-            self.count_attempt(challenge_id)?;
+            self.count_attempt(challenge_id, context)?;
         }
         result
     }

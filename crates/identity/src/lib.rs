@@ -10,6 +10,10 @@
 //! taken number answers exactly like a new one (the owner gets a warning
 //! instead of a code), and a failed sign-in says "invalid credentials"
 //! whether the contact is unknown or the password wrong, after the same work.
+//!
+//! Every security event, failed sign-ins included, is appended to the audit
+//! log (`coffer-audit`) in the same transaction as the change it records;
+//! the old `security_events` table (migration 0003) is no longer written.
 
 mod contact;
 mod error;
@@ -21,6 +25,7 @@ mod throttle;
 
 use std::sync::Arc;
 
+use coffer_audit::{Entry, Outcome, ACTOR_ANONYMOUS, ACTOR_SYSTEM};
 use coffer_core::{Clock, Secret};
 use coffer_notify::{enqueue, Message};
 use coffer_store::sql::{Sql, SqlStore};
@@ -78,7 +83,7 @@ impl Default for Policy {
     }
 }
 
-/// Where a request comes from: recorded with sessions and security events.
+/// Where a request comes from: recorded with sessions and in the audit log.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub ip: String,
@@ -244,7 +249,20 @@ impl Identity {
                 },
                 now,
             )?;
-            self.event(db, existing.as_deref(), "registration_started", context, &registration_id)?;
+            // Whoever typed the contact is not (yet) anyone: anonymous, even
+            // when the contact belongs to a customer, who is the subject.
+            self.append(
+                db,
+                &Entry {
+                    at: now,
+                    actor: ACTOR_ANONYMOUS,
+                    action: "registration_started",
+                    subject: existing.as_deref(),
+                    ip: &context.ip,
+                    outcome: Outcome::Ok,
+                    detail: &registration_id,
+                },
+            )?;
             Ok(())
         })?;
         tracing::info!(registration = %registration_id, to = %contact.masked(), "registration started");
@@ -383,7 +401,24 @@ impl Identity {
         };
         let customer_id = customer.map(|r| r.text(0)).transpose()?;
         if !verified {
-            let locked = throttle::fail(&self.sql, &self.policy, &subjects, now)?;
+            // Audited with the customer as subject when the contact is one
+            // (never the contact itself, nor anything typed as a password).
+            let locked = self.sql.transaction(|db| -> Result<bool, IdentityError> {
+                let locked = throttle::fail(db, &self.policy, &subjects, now)?;
+                self.append(
+                    db,
+                    &Entry {
+                        at: now,
+                        actor: ACTOR_ANONYMOUS,
+                        action: "sign_in_failed",
+                        subject: customer_id.as_deref(),
+                        ip: &context.ip,
+                        outcome: Outcome::Refused,
+                        detail: "password",
+                    },
+                )?;
+                Ok(locked)
+            })?;
             if let (Some(customer_id), true) = (&customer_id, locked) {
                 self.alert_locked(customer_id, &contact, context, now)?;
             }
@@ -420,7 +455,18 @@ impl Identity {
     ) -> Result<(), IdentityError> {
         let minutes = self.policy.lock_seconds / 60;
         self.sql.transaction(|db| -> Result<(), IdentityError> {
-            self.event(db, Some(customer_id), "locked", context, "too many failed sign-ins")?;
+            self.append(
+                db,
+                &Entry {
+                    at: now,
+                    actor: ACTOR_SYSTEM,
+                    action: "locked",
+                    subject: Some(customer_id),
+                    ip: &context.ip,
+                    outcome: Outcome::Ok,
+                    detail: "too many failed sign-ins",
+                },
+            )?;
             enqueue(
                 db,
                 &self.vault,
@@ -442,7 +488,8 @@ impl Identity {
         })
     }
 
-    /// Ends the lock of a contact (staff action or a verified code).
+    /// Ends the lock of a contact (staff action or a verified code). Audited
+    /// as the system's action until staff identities exist to name the actor.
     pub fn unlock(&self, customer_id: &str, context: &Context) -> Result<(), IdentityError> {
         let row = self
             .sql
@@ -456,7 +503,18 @@ impl Identity {
         let subject = format!("contact:{}", row.text(0)?);
         self.sql.transaction(|db| -> Result<(), IdentityError> {
             throttle::clear(db, &subject)?;
-            self.event(db, Some(customer_id), "unlocked", context, "")
+            self.append(
+                db,
+                &Entry {
+                    at: self.now(),
+                    actor: ACTOR_SYSTEM,
+                    action: "unlocked",
+                    subject: Some(customer_id),
+                    ip: &context.ip,
+                    outcome: Outcome::Ok,
+                    detail: "",
+                },
+            )
         })
     }
 
@@ -533,22 +591,28 @@ impl Identity {
         })
     }
 
-    /// Security events of a customer, newest first: (kind, ip, detail, at).
+    /// The last 100 security events about a customer, newest first, from the
+    /// audit log: (action, ip, detail, at).
     pub fn security_events(
         &self,
         customer_id: &str,
     ) -> Result<Vec<(String, String, String, i64)>, IdentityError> {
-        let rows = self.sql.run(|db| {
-            db.query(
-                "SELECT kind, ip, detail, at FROM security_events WHERE customer_id = $1 ORDER BY seq DESC LIMIT 100",
-                sql_params![customer_id],
-            )
-        })?;
-        rows.iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?)))
-            .collect()
+        let filter = coffer_audit::Filter {
+            subject: Some(customer_id),
+            limit: 100,
+            ..coffer_audit::Filter::default()
+        };
+        let records = self
+            .sql
+            .run(|db| Ok(coffer_audit::entries(db, &filter)))??;
+        Ok(records
+            .into_iter()
+            .map(|r| (r.action, r.ip, r.detail, r.at))
+            .collect())
     }
 
+    /// A customer's own action (or an anonymous one when there is no
+    /// customer yet), which succeeded: audited in the caller's transaction.
     fn event(
         &self,
         db: &mut dyn Sql,
@@ -557,10 +621,24 @@ impl Identity {
         context: &Context,
         detail: &str,
     ) -> Result<(), IdentityError> {
-        db.execute(
-            "INSERT INTO security_events (customer_id, kind, ip, detail, at) VALUES ($1, $2, $3, $4, $5)",
-            sql_params![customer_id, kind, context.ip.as_str(), detail, self.now()],
-        )?;
+        let actor =
+            customer_id.map_or_else(|| ACTOR_ANONYMOUS.to_string(), coffer_audit::customer_actor);
+        self.append(
+            db,
+            &Entry {
+                at: self.now(),
+                actor: &actor,
+                action: kind,
+                subject: customer_id,
+                ip: &context.ip,
+                outcome: Outcome::Ok,
+                detail,
+            },
+        )
+    }
+
+    fn append(&self, db: &mut dyn Sql, entry: &Entry<'_>) -> Result<(), IdentityError> {
+        coffer_audit::append(db, entry)?;
         Ok(())
     }
 }

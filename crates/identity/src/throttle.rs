@@ -33,51 +33,50 @@ pub(crate) fn check(sql: &SqlStore, subjects: &[String], now: i64) -> Result<(),
     Ok(())
 }
 
-/// Counts a failure against every subject; true when this one locked the
+/// Counts a failure against every subject, in the caller's transaction (the
+/// failure's audit record commits with it); true when this one locked the
 /// contact (the first subject), so the owner is alerted once.
 pub(crate) fn fail(
-    sql: &SqlStore,
+    db: &mut dyn Sql,
     policy: &Policy,
     subjects: &[String],
     now: i64,
 ) -> Result<bool, IdentityError> {
-    sql.transaction(|db| -> Result<bool, IdentityError> {
-        let mut locked = false;
-        for (i, subject) in subjects.iter().enumerate() {
-            // One atomic statement: concurrent failures are all counted.
-            let failures = db
-                .query_one(
-                    "INSERT INTO throttles (subject, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, 0) \
-                     ON CONFLICT (subject) DO UPDATE SET \
-                     failures = CASE WHEN throttles.last_failure_at < $3 THEN 1 ELSE throttles.failures + 1 END, \
-                     last_failure_at = $2 \
-                     RETURNING failures",
-                    sql_params![subject.as_str(), now, now - RESET_AFTER_NANOS],
-                )?
-                .int(0)?;
-            let is_contact = i == 0;
-            let (free, lock_at) = if is_contact {
-                (policy.free_failures, policy.lock_after_failures)
-            } else {
-                (policy.ip_failures_max / 2, policy.ip_failures_max)
-            };
-            let wait_seconds = if failures >= lock_at {
-                locked |= is_contact && failures == lock_at;
-                policy.lock_seconds
-            } else if failures > free {
-                (1i64 << (failures - free - 1).clamp(0, 20)).min(policy.lock_seconds)
-            } else {
-                0
-            };
-            if wait_seconds > 0 {
-                db.execute(
-                    "UPDATE throttles SET blocked_until = $2 WHERE subject = $1",
-                    sql_params![subject.as_str(), now + wait_seconds * NANOS_PER_SECOND],
-                )?;
-            }
+    let mut locked = false;
+    for (i, subject) in subjects.iter().enumerate() {
+        // One atomic statement: concurrent failures are all counted.
+        let failures = db
+            .query_one(
+                "INSERT INTO throttles (subject, failures, last_failure_at, blocked_until) VALUES ($1, 1, $2, 0) \
+                 ON CONFLICT (subject) DO UPDATE SET \
+                 failures = CASE WHEN throttles.last_failure_at < $3 THEN 1 ELSE throttles.failures + 1 END, \
+                 last_failure_at = $2 \
+                 RETURNING failures",
+                sql_params![subject.as_str(), now, now - RESET_AFTER_NANOS],
+            )?
+            .int(0)?;
+        let is_contact = i == 0;
+        let (free, lock_at) = if is_contact {
+            (policy.free_failures, policy.lock_after_failures)
+        } else {
+            (policy.ip_failures_max / 2, policy.ip_failures_max)
+        };
+        let wait_seconds = if failures >= lock_at {
+            locked |= is_contact && failures == lock_at;
+            policy.lock_seconds
+        } else if failures > free {
+            (1i64 << (failures - free - 1).clamp(0, 20)).min(policy.lock_seconds)
+        } else {
+            0
+        };
+        if wait_seconds > 0 {
+            db.execute(
+                "UPDATE throttles SET blocked_until = $2 WHERE subject = $1",
+                sql_params![subject.as_str(), now + wait_seconds * NANOS_PER_SECOND],
+            )?;
         }
-        Ok(locked)
-    })
+    }
+    Ok(locked)
 }
 
 pub(crate) fn clear(db: &mut dyn Sql, subject: &str) -> Result<(), IdentityError> {

@@ -321,6 +321,13 @@ fn sign_in_backs_off_locks_alerts_and_never_reveals_existence() {
             .filter(|m| m.body.expose().contains("locked"))
             .collect();
         assert_eq!(alerts.len(), 1, "one lock-out alert");
+        let customer_id = w
+            .sql
+            .run(|db| db.query_one("SELECT id FROM customers", &[]))
+            .and_then(|row| row.text(0))
+            .expect("customer");
+        let events = w.identity.security_events(&customer_id).expect("events");
+        assert!(events.iter().any(|e| e.0 == "locked"), "{events:?}");
         assert!(matches!(
             w.identity.login(PHONE, &secret(PASSWORD), &here()),
             Err(IdentityError::Throttled { .. })
@@ -405,6 +412,73 @@ fn sessions_expire_and_can_be_revoked_one_by_one_or_everywhere() {
         ] {
             assert!(events.iter().any(|e| e == kind), "{kind} in {events:?}");
         }
+    }
+}
+
+#[test]
+fn security_events_and_failed_sign_ins_go_to_the_audit_log() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        let (customer_id, token) = w.register(PHONE);
+        for contact in ["+8613900139000", PHONE] {
+            assert!(w
+                .identity
+                .login(contact, &secret("hunter2 hunter2"), &here())
+                .is_err());
+        }
+        let me = w.identity.authenticate(&token).expect("me");
+        w.identity
+            .revoke_session(&me, &me.session_id, &here())
+            .expect("revoke");
+        let records = w
+            .sql
+            .run(|db| Ok(coffer_audit::entries(db, &coffer_audit::Filter::default())))
+            .expect("run")
+            .expect("entries");
+        let summary: Vec<(&str, &str, Option<&str>, &str)> = records
+            .iter()
+            .rev()
+            .map(|r| {
+                (
+                    r.actor.as_str(),
+                    r.action.as_str(),
+                    r.subject.as_deref(),
+                    r.outcome.as_str(),
+                )
+            })
+            .collect();
+        let customer = format!("customer:{customer_id}");
+        let subject = Some(customer_id.as_str());
+        assert_eq!(
+            summary,
+            [
+                ("anonymous", "registration_started", None, "ok"),
+                (customer.as_str(), "registered", subject, "ok"),
+                ("anonymous", "sign_in_failed", None, "refused"),
+                ("anonymous", "sign_in_failed", subject, "refused"),
+                (customer.as_str(), "session_revoked", subject, "ok"),
+            ],
+            "{}",
+            db.name()
+        );
+        assert!(records.iter().all(|r| r.ip == "203.0.113.7"));
+        // What was typed never reaches the log: not the contact, not the password.
+        for record in &records {
+            let text = format!("{record:?}");
+            for typed in ["13900139000", "13800138000", "hunter2"] {
+                assert!(!text.contains(typed), "{typed} in {record:?}");
+            }
+        }
+        let events = w.identity.security_events(&customer_id).expect("events");
+        let kinds: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(kinds, ["session_revoked", "sign_in_failed", "registered"]);
+        let report = w
+            .sql
+            .run(|db| Ok(coffer_audit::verify(db, &mut |_| {})))
+            .expect("run")
+            .expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.entries, 5);
     }
 }
 
@@ -543,6 +617,13 @@ fn totp_enrolment_guards_sign_in_and_codes_do_not_replay() {
                 .identity
                 .complete_sign_in(&third.id, &secret("999999x"), &here());
         }
+        let events = w.identity.security_events(&me.customer_id).expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.0 == "sign_in_failed" && e.2 == "second factor"),
+            "wrong second factors are audited: {events:?}"
+        );
         w.clock.advance_millis(30_000);
         assert!(matches!(
             w.identity
@@ -595,6 +676,10 @@ fn step_up_is_single_use_short_lived_and_bound_to_the_operation() {
                 .verify_step_up(&me, &challenge.id, &secret("12345x"), &here()),
             Err(IdentityError::CodeInvalid)
         ));
+        assert_eq!(
+            w.identity.security_events(&customer).expect("events")[0].0,
+            "step_up_failed"
+        );
         w.identity
             .verify_step_up(&me, &challenge.id, &secret(&code), &here())
             .expect("verify");

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/sqlite_0002_service.sql")),
     (3, include_str!("migrations/sqlite_0003_identity.sql")),
     (4, include_str!("migrations/sqlite_0004_factors.sql")),
+    (5, include_str!("migrations/sqlite_0005_audit.sql")),
     (6, include_str!("migrations/sqlite_0006_kyc.sql")),
 ];
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{
-    ConfigError, Key, Origin, Sourced, CONFIG_ENV, DATABASE_URL, DATABASE_URL_FILE, DATA_DIR, KEYS,
-    LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV, READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT,
-    TLS_KEY,
+    ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
+    DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV, RATE_LIMIT,
+    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -21,6 +21,8 @@ pub(super) struct Layer {
     pub listen: Option<Sourced<String>>,
     pub tls_cert: Option<Sourced<String>>,
     pub tls_key: Option<Sourced<String>>,
+    pub rate_limit_per_second: Option<Sourced<String>>,
+    pub auth_rate_limit_per_second: Option<Sourced<String>>,
     /// Already read from the secret file when given as `url_file`.
     pub database_url: Option<Sourced<String>>,
     pub data_dir: Option<Sourced<String>>,
@@ -37,6 +39,10 @@ impl Layer {
             listen: self.listen.or(lower.listen),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
+            rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
+            auth_rate_limit_per_second: self
+                .auth_rate_limit_per_second
+                .or(lower.auth_rate_limit_per_second),
             database_url: self.database_url.or(lower.database_url),
             data_dir: self.data_dir.or(lower.data_dir),
             reader_connections: self.reader_connections.or(lower.reader_connections),
@@ -162,6 +168,8 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         listen: get(LISTEN)?,
         tls_cert: get(TLS_CERT)?,
         tls_key: get(TLS_KEY)?,
+        rate_limit_per_second: get(RATE_LIMIT)?,
+        auth_rate_limit_per_second: get(AUTH_RATE_LIMIT)?,
         database_url,
         data_dir: get(DATA_DIR)?,
         reader_connections: get(READER_CONNECTIONS)?,
@@ -244,6 +252,8 @@ struct FileServer {
     listen: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    rate_limit_per_second: Option<u64>,
+    auth_rate_limit_per_second: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,6 +308,8 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
         listen: value(parsed.server.listen),
         tls_cert: value(parsed.server.tls_cert),
         tls_key: value(parsed.server.tls_key),
+        rate_limit_per_second: number(parsed.server.rate_limit_per_second),
+        auth_rate_limit_per_second: number(parsed.server.auth_rate_limit_per_second),
         database_url,
         data_dir: value(parsed.database.data_dir),
         reader_connections: number(parsed.database.reader_connections),

@@ -42,6 +42,14 @@ pub const TLS_KEY: Key = Key {
     name: "server.tls_key",
     env: "COFFER_SERVER_TLS_KEY",
 };
+pub const RATE_LIMIT: Key = Key {
+    name: "server.rate_limit_per_second",
+    env: "COFFER_SERVER_RATE_LIMIT_PER_SECOND",
+};
+pub const AUTH_RATE_LIMIT: Key = Key {
+    name: "server.auth_rate_limit_per_second",
+    env: "COFFER_SERVER_AUTH_RATE_LIMIT_PER_SECOND",
+};
 pub const DATABASE_URL: Key = Key {
     name: "database.url",
     env: "COFFER_DATABASE_URL",
@@ -72,10 +80,12 @@ pub const RETENTION_HOURS: Key = Key {
     env: "COFFER_IDEMPOTENCY_RETENTION_HOURS",
 };
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 10] = [
+pub const KEYS: [Key; 12] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
+    RATE_LIMIT,
+    AUTH_RATE_LIMIT,
     DATABASE_URL,
     DATABASE_URL_FILE,
     DATA_DIR,
@@ -94,6 +104,8 @@ pub const DEFAULT_DATA_DIR: &str = "coffer-data";
 pub const DEFAULT_READER_CONNECTIONS: usize = 8;
 /// Far above what one node's database serves well; a larger number is a typo.
 pub const READER_CONNECTIONS_MAX: usize = 256;
+/// Requests per second per client address; far above what one node serves.
+pub const RATE_LIMIT_PER_SECOND_MAX: u32 = 1_000_000;
 pub const DEFAULT_LOG_FILTER: &str = "info";
 /// Clients retry a failed payment for up to a day (mobile apps resume after a
 /// night offline); a key forgotten sooner would let such a retry pay twice.
@@ -162,6 +174,21 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: Sourced<SocketAddr>,
     pub tls: Option<TlsConfig>,
+    /// Requests per second per client address (burst: twice that); 0 is off.
+    pub rate_limit_per_second: Sourced<u32>,
+    /// The same for the unauthenticated `/v1/auth` routes.
+    pub auth_rate_limit_per_second: Sourced<u32>,
+}
+
+impl ServerConfig {
+    /// The API's rate limits by this configuration.
+    pub fn rate_limits(&self) -> coffer_api::RateLimits {
+        coffer_api::RateLimits {
+            auth: coffer_api::Rate::per_second(self.auth_rate_limit_per_second.value),
+            general: coffer_api::Rate::per_second(self.rate_limit_per_second.value),
+            ..coffer_api::RateLimits::default()
+        }
+    }
 }
 
 pub struct TlsConfig {
@@ -298,6 +325,20 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         }
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
     };
+    let rate_limit_per_second = parse_bounded(
+        RATE_LIMIT,
+        layer.rate_limit_per_second,
+        coffer_api::rate_limit::GENERAL_PER_SECOND_DEFAULT,
+        0,
+        RATE_LIMIT_PER_SECOND_MAX,
+    )?;
+    let auth_rate_limit_per_second = parse_bounded(
+        AUTH_RATE_LIMIT,
+        layer.auth_rate_limit_per_second,
+        coffer_api::rate_limit::AUTH_PER_SECOND_DEFAULT,
+        0,
+        RATE_LIMIT_PER_SECOND_MAX,
+    )?;
     let data_dir = match layer.data_dir {
         Some(raw) if raw.value.is_empty() => return Err(invalid(DATA_DIR, &raw, "empty")),
         Some(raw) => Sourced::new(PathBuf::from(raw.value), raw.origin),
@@ -341,7 +382,12 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         RETENTION_HOURS_MAX,
     )?;
     Ok(Config {
-        server: ServerConfig { listen, tls },
+        server: ServerConfig {
+            listen,
+            tls,
+            rate_limit_per_second,
+            auth_rate_limit_per_second,
+        },
         database: DatabaseConfig {
             url,
             data_dir,

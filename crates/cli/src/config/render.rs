@@ -34,6 +34,16 @@ pub fn render(config: &Config) -> String {
         server_lines.push(line("tls_cert", path(&tls.cert.value), &tls.cert.origin));
         server_lines.push(line("tls_key", path(&tls.key.value), &tls.key.origin));
     }
+    server_lines.push(line(
+        "rate_limit_per_second",
+        server.rate_limit_per_second.value.to_string(),
+        &server.rate_limit_per_second.origin,
+    ));
+    server_lines.push(line(
+        "auth_rate_limit_per_second",
+        server.auth_rate_limit_per_second.value.to_string(),
+        &server.auth_rate_limit_per_second.origin,
+    ));
     sections.push(("server", server_lines));
 
     let database = &config.database;

@@ -55,6 +55,10 @@ fn with_nothing_set_the_defaults_apply() {
     assert_eq!(config.server.listen.origin, Origin::Default);
     assert!(config.server.tls.is_none());
     assert_eq!(
+        config.server.rate_limits(),
+        coffer_api::RateLimits::default()
+    );
+    assert_eq!(
         config.database.url.value,
         Database::Sqlite(PathBuf::from("coffer-data/coffer.db"))
     );
@@ -325,7 +329,7 @@ fn a_bad_listen_address_names_the_key_and_the_variable() {
 fn an_unknown_key_in_the_file_is_named_with_its_line() {
     assert_eq!(
         error_in_file("[server]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n"),
-        "FILE, line 3: server.lisen: unknown key `lisen`, expected one of `listen`, `tls_cert`, `tls_key`"
+        "FILE, line 3: server.lisen: unknown key `lisen`, expected one of `listen`, `tls_cert`, `tls_key`, `rate_limit_per_second`, `auth_rate_limit_per_second`"
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
@@ -569,4 +573,39 @@ fn the_readme_documents_every_key_and_variable() {
     for name in [LOG_JSON_ENV, CONFIG_ENV] {
         assert!(readme.contains(name), "README lacks {name}");
     }
+}
+
+#[test]
+fn rate_limits_come_from_the_file_or_the_environment_and_zero_is_off() {
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        "[server]\nrate_limit_per_second = 300\nauth_rate_limit_per_second = 20\n",
+    );
+    let config = load(&with_file(&path), &Env::default()).expect("config");
+    assert_eq!(config.server.rate_limit_per_second.value, 300);
+    assert_eq!(
+        config.server.rate_limit_per_second.origin,
+        Origin::File(path.clone())
+    );
+    let limits = config.server.rate_limits();
+    assert_eq!(
+        (limits.general.per_second, limits.general.burst),
+        (300, 600)
+    );
+    assert_eq!((limits.auth.per_second, limits.auth.burst), (20, 40));
+    let env = Env::from_pairs(&[("COFFER_SERVER_AUTH_RATE_LIMIT_PER_SECOND", "0")]);
+    let config = load(&with_file(&path), &env).expect("config");
+    assert_eq!(
+        config.server.rate_limits().auth,
+        coffer_api::Rate::UNLIMITED
+    );
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_SERVER_RATE_LIMIT_PER_SECOND", "-1")]
+        ),
+        "server.rate_limit_per_second = \"-1\" (from COFFER_SERVER_RATE_LIMIT_PER_SECOND): expected a whole number from 0 to 1000000"
+    );
 }
