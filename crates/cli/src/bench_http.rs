@@ -452,6 +452,10 @@ pub fn run(args: BenchHttp) -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
         setup(&base, authorization.clone(), args.accounts.max(2), &run_id).await?;
+        // Warm up: the ledger loads each account on its first use after a
+        // start; the figures below are the steady state.
+        let mut warm_up = phase("warm-up", &base, authorization.clone(), &args, 0, &run_id).await?;
+        warm_up.print();
         let mut transfers = phase("transfers", &base, authorization.clone(), &args, 0, &run_id).await?;
         transfers.print();
         let mut mixed = phase("mixed", &base, authorization.clone(), &args, args.read_percent, &run_id).await?;

@@ -222,13 +222,94 @@ fn read_head(connection: &Connection) -> Result<Head, StoreError> {
 
 pub struct SqliteWriter {
     connection: Connection,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteWriter {
     pub fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
         let mut connection = open(path)?;
         migrate_connection(&mut connection)?;
-        Ok(SqliteWriter { connection })
+        // The writer never checkpoints itself: a checkpoint copies and syncs
+        // megabytes, and in the writer it would stall every request of the
+        // batch behind it (the p99). A thread of its own does it beside.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(path)?;
+        Ok(SqliteWriter {
+            connection,
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// After a long stall of the checkpointer the WAL may have grown; past
+    /// `WAL_PAGES_MAX` the writer checkpoints itself rather than let it grow.
+    fn bound_wal(&self) -> Result<(), StoreError> {
+        let frames = self
+            .checkpointer
+            .as_ref()
+            .map_or(0, |c| c.frames.load(std::sync::atomic::Ordering::Relaxed));
+        if frames > WAL_PAGES_MAX {
+            self.connection
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+}
+
+/// WAL pages beyond which the writer checkpoints itself (~400 MiB).
+const WAL_PAGES_MAX: i64 = 100_000;
+
+/// Checkpoints the WAL from its own connection and thread, every
+/// `CHECKPOINT_INTERVAL` once it holds `WAL_AUTOCHECKPOINT_PAGES` pages.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frames: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1000);
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+        let connection = open(path)?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let frames = std::sync::Arc::new(AtomicI64::new(0));
+        let (flag, seen) = (stop.clone(), frames.clone());
+        let thread = std::thread::Builder::new()
+            .name("coffer-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    // (busy, frames in the WAL, frames checkpointed)
+                    let checkpoint = |mode: &str| {
+                        connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        })
+                    };
+                    // A zero-cost probe first: PASSIVE with nothing new to copy.
+                    match checkpoint("PASSIVE") {
+                        Ok((log, done)) => {
+                            seen.store(log - done, Ordering::Relaxed);
+                        }
+                        Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+                    }
+                }
+            })
+            .map_err(StoreError::Io)?;
+        Ok(Checkpointer {
+            stop,
+            frames,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -413,6 +494,7 @@ impl LedgerWriter for SqliteWriter {
         }
         insert_responses(&transaction, responses)?;
         transaction.commit()?;
+        self.bound_wal()?;
         Ok(Commit::Committed)
     }
 
