@@ -149,9 +149,13 @@ pub fn run(args: CrashLoad) -> anyhow::Result<()> {
                         transfers: vec![command],
                         linked: false,
                     })?)?;
-                    // Written only after the engine acknowledged the transfer.
+                    // Written only after the engine acknowledged the transfer,
+                    // in one write(2): `writeln!` issues the id and the newline
+                    // as two writes, and a kill between them glued this id to
+                    // the next run's first one.
+                    let line = format!("{id}\n");
                     let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
-                    writeln!(file, "{id}")?;
+                    file.write_all(line.as_bytes())?;
                 }
                 Ok(())
             });
