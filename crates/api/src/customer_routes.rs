@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,7 @@ use crate::body::{parse, RawBody};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::ledger_routes::{balances_view, BalancesView};
+use crate::path_id::PathId;
 use crate::route_table::RouteTable;
 use crate::AppState;
 
@@ -57,6 +58,8 @@ pub fn routes() -> RouteTable {
         .post("/v1/me/factors/totp/disable", disable_totp)
         .post("/v1/me/step-up", start_step_up)
         .post("/v1/me/step-up/{id}/verify", verify_step_up)
+        .post("/v1/me/kyc/identity", verify_identity)
+        .post("/v1/me/kyc/documents", submit_documents)
 }
 
 impl From<IdentityError> for ApiError {
@@ -304,6 +307,17 @@ pub(crate) struct WalletBody {
 pub(crate) struct MeResponse {
     customer: CustomerBody,
     wallets: Vec<WalletBody>,
+    /// What the customer's KYC tier allows, in minor units of CNY.
+    limits: LimitsBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LimitsBody {
+    currency: &'static str,
+    balance_cap: i64,
+    per_payment: i64,
+    daily: i64,
+    monthly: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -457,7 +471,7 @@ async fn identity_call<T: Send + 'static>(
 pub(crate) async fn complete_registration(
     State(state): State<AppState>,
     Client(context): Client,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     let request: CompleteRegistrationRequest = match parse(&body) {
@@ -598,7 +612,7 @@ pub(crate) struct CodeRequest {
 pub(crate) async fn verify_sign_in(
     State(state): State<AppState>,
     Client(context): Client,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     let request: CodeRequest = match parse(&body) {
@@ -882,7 +896,7 @@ pub(crate) async fn verify_step_up(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     let principal = customer_principal(&session);
@@ -984,6 +998,16 @@ pub(crate) async fn me(State(state): State<AppState>, session: CustomerSession) 
                 currency: account.spec.currency.as_str().to_string(),
                 balances: balances_view(&account, account.balances),
             }],
+            limits: {
+                let limits = state.identity.policy().tiers.limits(customer.tier);
+                LimitsBody {
+                    currency: DEFAULT_WALLET_CURRENCY,
+                    balance_cap: limits.balance_cap,
+                    per_payment: limits.per_payment,
+                    daily: limits.daily,
+                    monthly: limits.monthly,
+                }
+            },
         },
     )
 }
@@ -1059,7 +1083,7 @@ pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     session: CustomerSession,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Response {
     let principal = customer_principal(&session);
@@ -1125,6 +1149,184 @@ pub(crate) async fn revoke_all(
             })
             .await?;
             Ok((StatusCode::OK, format!(r#"{{"revoked":{revoked}}}"#)))
+        },
+    )
+    .await
+}
+
+// ---- know your customer ------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentityRequest {
+    /// The name exactly as on the ID.
+    full_name: String,
+    /// `cn_resident` (居民身份证, 18 characters with its check character) or `passport`.
+    id_type: String,
+    id_number: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DocumentsRequest {
+    /// `passport`, `cn_resident` or `residence_permit`.
+    document_type: String,
+    document_number: String,
+    /// The stored selfie's reference, from the upload step of the app.
+    selfie_reference: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KycResponse {
+    /// `verified` or `in_review`.
+    status: &'static str,
+    kyc_tier: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review_id: Option<String>,
+}
+
+fn kyc_answer(outcome: coffer_identity::KycOutcome, tier: i64) -> (StatusCode, String) {
+    let (status, body) = match outcome {
+        coffer_identity::KycOutcome::Verified { tier } => (
+            StatusCode::OK,
+            KycResponse {
+                status: "verified",
+                kyc_tier: tier,
+                review_id: None,
+            },
+        ),
+        coffer_identity::KycOutcome::InReview { review_id } => (
+            StatusCode::ACCEPTED,
+            KycResponse {
+                status: "in_review",
+                kyc_tier: tier,
+                review_id: Some(review_id),
+            },
+        ),
+    };
+    (
+        status,
+        serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/kyc/identity",
+    tag = "customers",
+    summary = "Verify identity (KYC tier 1)",
+    description = "Name and national ID number, checked with the identity provider: 200 `verified` raises the wallet to tier 1; 202 `in_review` queues it for staff; a mismatch is 422. One identity backs one wallet.",
+    params(IdempotencyKey),
+    request_body = IdentityRequest,
+    responses(
+        (status = 200, description = "Verified: tier 1.", body = KycResponse),
+        (status = 202, description = "Queued for staff review.", body = KycResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict` (identity already backs another wallet, or a review is pending), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`full_name`, `id_type`, `id_number`: malformed or not verified), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: the identity provider did not answer; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn verify_identity(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "kyc_identity",
+        &body,
+        || async {
+            let request: IdentityRequest = parse(&body)?;
+            let id_type = coffer_identity::IdType::parse(&request.id_type).ok_or_else(|| {
+                ApiError::invalid("id_type", "id_type is cn_resident or passport")
+            })?;
+            let identity = state.identity.clone();
+            let provider = state.provider.clone();
+            let session = session.clone();
+            let (outcome, tier) = identity_call(move || {
+                let outcome = identity.verify_identity(
+                    &session.info,
+                    provider.as_ref(),
+                    &Secret::new(request.full_name),
+                    id_type,
+                    &Secret::new(request.id_number),
+                    &session.context,
+                )?;
+                let tier = identity.customer(&session.info.customer_id)?.tier;
+                Ok((outcome, tier))
+            })
+            .await?;
+            Ok(kyc_answer(outcome, tier))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/kyc/documents",
+    tag = "customers",
+    summary = "Submit documents (KYC tier 2)",
+    description = "A document and a selfie for staff to review; needs tier 1. Answers 202 `in_review`.",
+    params(IdempotencyKey),
+    request_body = DocumentsRequest,
+    responses(
+        (status = 202, description = "Queued for staff review.", body = KycResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict` (a review is pending), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`tier`, `document_type`, `document_number`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn submit_documents(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "kyc_documents",
+        &body,
+        || async {
+            let request: DocumentsRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let (outcome, tier) = identity_call(move || {
+                let outcome = identity.submit_documents(
+                    &session.info,
+                    &request.document_type,
+                    &Secret::new(request.document_number),
+                    &request.selfie_reference,
+                    &session.context,
+                )?;
+                let tier = identity.customer(&session.info.customer_id)?.tier;
+                Ok((outcome, tier))
+            })
+            .await?;
+            Ok(kyc_answer(outcome, tier))
         },
     )
     .await

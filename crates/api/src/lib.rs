@@ -27,7 +27,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use coffer_app::Engine;
 use coffer_core::{Clock, CurrencyRegistry};
-use coffer_identity::{Identity, PasswordPolicy, Policy};
+use coffer_identity::{
+    Identity, IdentityProvider, PasswordPolicy, Policy, SimulatedIdentityProvider,
+};
 use coffer_notify::{Dispatcher, Transport};
 use coffer_store::service::ServiceStore;
 use coffer_store::sql::SqlStore;
@@ -54,6 +56,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub dispatcher: Arc<Dispatcher>,
     pub rate_limiter: Arc<RateLimiter>,
+    pub provider: Arc<dyn IdentityProvider>,
 }
 
 /// The customer side: identity, the vault that guards its data, and the
@@ -62,6 +65,8 @@ pub struct CustomerServices {
     pub identity: Arc<Identity>,
     pub vault: Arc<Vault>,
     pub dispatcher: Arc<Dispatcher>,
+    /// Checks name and national ID for KYC tier 1 (a simulator by default).
+    pub provider: Arc<dyn IdentityProvider>,
 }
 
 impl CustomerServices {
@@ -89,6 +94,7 @@ impl CustomerServices {
             identity,
             vault,
             dispatcher,
+            provider: Arc::new(SimulatedIdentityProvider),
         })
     }
 }
@@ -113,6 +119,7 @@ impl AppState {
             api_keys: Arc::default(),
             identity: customers.identity.clone(),
             dispatcher: customers.dispatcher.clone(),
+            provider: customers.provider.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
     }

@@ -59,6 +59,8 @@ pub const SESSION_SCHEME: &str = "session";
         customer_routes::disable_totp,
         customer_routes::start_step_up,
         customer_routes::verify_step_up,
+        customer_routes::verify_identity,
+        customer_routes::submit_documents,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -91,6 +93,26 @@ struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // Any operation can meet the per-address rate limit.
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation.responses.responses.insert(
+                    "429".to_string(),
+                    error_response(
+                        "`rate_limited` (too many requests from this address) or, on sign-in and registration, `too_many_attempts`; see Retry-After.",
+                    ),
+                );
+            }
+        }
         openapi.info = InfoBuilder::new()
             .title("Coffer API")
             .version(env!("CARGO_PKG_VERSION"))

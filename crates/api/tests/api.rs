@@ -986,3 +986,102 @@ async fn second_factor_sign_in_and_step_up_over_http() {
         (422, Some("amount"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kyc_raises_tier_and_limits_over_http() {
+    use reqwest::Method;
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let phone = "+8613500135000";
+    let (_, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[("Idempotency-Key", "r")],
+            Some(json!({"contact": phone})),
+        )
+        .await;
+    let code = app.code_for(phone).await;
+    let id = started["registration_id"].as_str().expect("id");
+    let (_, registered, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/auth/registrations/{id}/complete"),
+            &[],
+            Some(json!({"code": code, "password": PASSWORD, "display_name": "Sun Li", "accept_terms": "2026-11"})),
+        )
+        .await;
+    let bearer = format!(
+        "Bearer {}",
+        registered["session"]["token"].as_str().expect("token")
+    );
+    let (_, me, _) = app
+        .send(Method::GET, "/v1/me", &[("Authorization", &bearer)], None)
+        .await;
+    assert_eq!(me["customer"]["kyc_tier"], 0);
+    let tier0_cap = me["limits"]["balance_cap"].as_i64().expect("cap");
+    let body_17 = "11010819951120003";
+    let id_number = format!(
+        "{body_17}{}",
+        coffer_identity::resident_id_check(body_17).expect("check")
+    );
+    let request = json!({"full_name": "孙丽", "id_type": "cn_resident", "id_number": id_number});
+    let (status, answer, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/kyc/identity",
+            &[("Authorization", &bearer), ("Idempotency-Key", "kyc-1")],
+            Some(request.clone()),
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            answer["status"].as_str(),
+            answer["kyc_tier"].as_i64()
+        ),
+        (200, Some("verified"), Some(1)),
+        "{answer}"
+    );
+    let (status, again, headers) = app
+        .send(
+            Method::POST,
+            "/v1/me/kyc/identity",
+            &[("Authorization", &bearer), ("Idempotency-Key", "kyc-1")],
+            Some(request),
+        )
+        .await;
+    assert_eq!((status, &again), (200, &answer));
+    assert!(headers.contains_key("idempotent-replayed"));
+    let (_, me, _) = app
+        .send(Method::GET, "/v1/me", &[("Authorization", &bearer)], None)
+        .await;
+    assert_eq!(me["customer"]["kyc_tier"], 1);
+    assert!(me["limits"]["balance_cap"].as_i64().expect("cap") > tier0_cap);
+    // A bad check character is the caller's to fix, with the field named.
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/kyc/identity",
+            &[("Authorization", &bearer), ("Idempotency-Key", "kyc-2")],
+            Some(json!({"full_name": "孙丽", "id_type": "cn_resident", "id_number": "110108199511200030"})),
+        )
+        .await;
+    assert!(
+        status == 200 || (status == 422 && body["error"]["field"] == "id_number"),
+        "{status} {body}"
+    );
+    // Tier 2 goes to staff review.
+    let (status, answer, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/kyc/documents",
+            &[("Authorization", &bearer), ("Idempotency-Key", "kyc-3")],
+            Some(json!({"document_type": "passport", "document_number": "E99887766", "selfie_reference": "upload-7"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (202, Some("in_review")),
+        "{answer}"
+    );
+}

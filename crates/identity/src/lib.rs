@@ -65,6 +65,8 @@ pub struct Policy {
     pub lock_seconds: i64,
     /// Failed sign-ins from one IP address that block it for `lock_seconds`.
     pub ip_failures_max: i64,
+    /// Limits per KYC tier, enforced by the payment layer.
+    pub tiers: Tiers,
 }
 
 impl Default for Policy {
@@ -79,6 +81,7 @@ impl Default for Policy {
             lock_after_failures: 10,
             lock_seconds: 15 * 60,
             ip_failures_max: 100,
+            tiers: Tiers::default(),
         }
     }
 }
