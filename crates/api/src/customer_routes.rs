@@ -71,7 +71,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::CodeInvalid | IdentityError::ChallengeInvalid => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdentityError::StepUpRequired => StatusCode::FORBIDDEN,
+            IdentityError::StepUpRequired | IdentityError::Forbidden(_) => StatusCode::FORBIDDEN,
             IdentityError::Conflict(_) => StatusCode::CONFLICT,
             IdentityError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             IdentityError::InvalidCredentials | IdentityError::Unauthenticated => {

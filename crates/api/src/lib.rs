@@ -16,6 +16,7 @@ pub mod path_id;
 pub mod rate_limit;
 pub mod route_table;
 pub mod security_headers;
+pub mod staff_routes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -141,6 +142,7 @@ pub fn routes() -> RouteTable {
         .get("/docs", openapi::serve_reference)
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
+        .merge(staff_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

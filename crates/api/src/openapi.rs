@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
 use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
-use crate::{customer_routes, ledger_routes};
+use crate::{customer_routes, ledger_routes, staff_routes};
 
 /// The name of the bearer-token security scheme in the document.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -61,6 +61,16 @@ pub const SESSION_SCHEME: &str = "session";
         customer_routes::verify_step_up,
         customer_routes::verify_identity,
         customer_routes::submit_documents,
+        staff_routes::staff_sign_in,
+        staff_routes::find_customer,
+        staff_routes::view_customer,
+        staff_routes::freeze_customer,
+        staff_routes::kyc_queue,
+        staff_routes::decide_kyc,
+        staff_routes::read_audit,
+        staff_routes::propose,
+        staff_routes::list_approvals,
+        staff_routes::decide_approval,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -70,6 +80,7 @@ pub const SESSION_SCHEME: &str = "session";
     ),
     modifiers(&Conventions),
     tags(
+        (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log and maker-checker approvals."),
         (name = "customers", description = "Registration, sign-in, sessions, second factors and step-up verification for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
@@ -134,6 +145,18 @@ impl Modify for Conventions {
                     .description(Some(format!(
                         "A service API key: `Authorization: Bearer coffer_<16 hex id>_<secret>`, made with `coffer apikey create --name NAME --scopes {SCOPE_LEDGER_READ},{SCOPE_LEDGER_WRITE}`. Reads need `{SCOPE_LEDGER_READ}`, writes `{SCOPE_LEDGER_WRITE}`; each operation lists the scope it needs."
                     )))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "staff",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ss_<64 hex>")
+                    .description(Some(
+                        "A staff session from POST /v1/staff/sessions (password and authenticator code). Each operation names the permission it needs; the role matrix is in docs/SECURITY.md.",
+                    ))
                     .build(),
             ),
         );

@@ -1085,3 +1085,396 @@ async fn kyc_raises_tier_and_limits_over_http() {
         "{answer}"
     );
 }
+
+/// Signs a staff member in over HTTP; returns the bearer header value.
+async fn staff_bearer(app: &App, new: &coffer_identity::NewStaff, username: &str) -> String {
+    use reqwest::Method;
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/staff/sessions",
+            &[],
+            Some(json!({"username": username, "password": new.password.expose(), "code": totp_now(new.totp_base32.expose())})),
+        )
+        .await;
+    assert_eq!(status, 201, "{username}: {body}");
+    format!("Bearer {}", body["token"].as_str().expect("token"))
+}
+
+async fn new_staff(
+    app: &App,
+    username: &str,
+    roles: Vec<coffer_identity::Role>,
+) -> coffer_identity::NewStaff {
+    let identity = app.customers.identity.clone();
+    let username = username.to_string();
+    tokio::task::spawn_blocking(move || {
+        identity.create_staff(
+            &username,
+            "Test Staff",
+            &roles,
+            &coffer_identity::Context {
+                ip: "test".into(),
+                device: "test".into(),
+            },
+        )
+    })
+    .await
+    .expect("join")
+    .expect("create staff")
+}
+
+async fn registered_customer(app: &App, phone: &str) -> (String, String) {
+    use reqwest::Method;
+    let (_, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[("Idempotency-Key", phone)],
+            Some(json!({"contact": phone})),
+        )
+        .await;
+    let code = app.code_for(phone).await;
+    let id = started["registration_id"].as_str().expect("id");
+    let (status, registered, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/auth/registrations/{id}/complete"),
+            &[],
+            Some(json!({"code": code, "password": PASSWORD, "display_name": "Customer", "accept_terms": "2026-11"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    (
+        registered["customer"]["id"]
+            .as_str()
+            .expect("id")
+            .to_string(),
+        format!(
+            "Bearer {}",
+            registered["session"]["token"].as_str().expect("token")
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_staff_route_checks_every_role() {
+    use coffer_identity::{permits, Permission, Role};
+    use reqwest::Method;
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let (customer, _) = registered_customer(&app, "+8613400134000").await;
+    // (method, path, body, the permission it needs; None = propose or approve)
+    let routes: Vec<(Method, String, Option<Value>, Option<Permission>)> = vec![
+        (
+            Method::GET,
+            "/v1/staff/customers?contact=%2B8613400134000".into(),
+            None,
+            Some(Permission::ViewCustomers),
+        ),
+        (
+            Method::GET,
+            format!("/v1/staff/customers/{customer}"),
+            None,
+            Some(Permission::ViewCustomers),
+        ),
+        (
+            Method::POST,
+            format!("/v1/staff/customers/{customer}/freeze"),
+            Some(json!({"reason": "matrix"})),
+            Some(Permission::FreezeCustomers),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/kyc/reviews".into(),
+            None,
+            Some(Permission::ReviewKyc),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/kyc/reviews/kyc_none/decide".into(),
+            Some(json!({"approve": true})),
+            Some(Permission::ReviewKyc),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/audit?limit=5".into(),
+            None,
+            Some(Permission::ReadAudit),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/approvals".into(),
+            Some(json!({"action": "unfreeze", "subject": customer, "reason": "matrix"})),
+            Some(Permission::ProposeSensitive),
+        ),
+        (Method::GET, "/v1/staff/approvals".into(), None, None),
+        (
+            Method::POST,
+            "/v1/staff/approvals/apr_none/decide".into(),
+            Some(json!({"approve": true})),
+            Some(Permission::ApproveSensitive),
+        ),
+    ];
+    for (index, role) in Role::ALL.into_iter().enumerate() {
+        let username = format!("matrix.{index}");
+        let staff = new_staff(&app, &username, vec![role]).await;
+        let bearer = staff_bearer(&app, &staff, &username).await;
+        for (number, (method, path, body, permission)) in routes.iter().enumerate() {
+            let key = format!("{username}-{number}");
+            let (status, answer, _) = app
+                .send(
+                    method.clone(),
+                    path,
+                    &[("Authorization", &bearer), ("Idempotency-Key", &key)],
+                    body.clone(),
+                )
+                .await;
+            let allowed = match permission {
+                Some(permission) => permits(role, *permission),
+                None => {
+                    permits(role, Permission::ProposeSensitive)
+                        || permits(role, Permission::ApproveSensitive)
+                }
+            };
+            if allowed {
+                assert!(
+                    status != 403 && status != 401 && status < 500,
+                    "{} may {method} {path}: {status} {answer}",
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(
+                    (status, answer["error"]["code"].as_str()),
+                    (403, Some("forbidden")),
+                    "{} must not {method} {path}",
+                    role.as_str()
+                );
+            }
+        }
+    }
+    // No staff session at all: 401 everywhere.
+    for (method, path, body, _) in &routes {
+        let (status, _, _) = app
+            .send(
+                method.clone(),
+                path,
+                &[("Idempotency-Key", "anon")],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(status, 401, "{method} {path}");
+    }
+    // A customer's session is not a staff session.
+    let (_, customer_bearer) = registered_customer(&app, "+8613400134001").await;
+    let (status, _, _) = app
+        .send(
+            Method::GET,
+            "/v1/staff/kyc/reviews",
+            &[("Authorization", &customer_bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_actions_need_a_second_staff_member() {
+    use coffer_identity::Role;
+    use reqwest::Method;
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let phone = "+8613300133000";
+    let (customer, customer_bearer) = registered_customer(&app, phone).await;
+    let risk = new_staff(&app, "risk.one", vec![Role::RiskAnalyst]).await;
+    let risk = staff_bearer(&app, &risk, "risk.one").await;
+    let both = new_staff(&app, "super.one", vec![Role::Support, Role::Administrator]).await;
+    let both = staff_bearer(&app, &both, "super.one").await;
+    let checker = new_staff(&app, "check.one", vec![Role::ComplianceOfficer]).await;
+    let checker = staff_bearer(&app, &checker, "check.one").await;
+
+    // A freeze takes effect at once and ends the customer's sessions.
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/staff/customers/{customer}/freeze"),
+            &[("Authorization", &risk), ("Idempotency-Key", "f1")],
+            Some(json!({"reason": "suspected account takeover"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = app
+        .send(
+            Method::GET,
+            "/v1/me",
+            &[("Authorization", &customer_bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(json!({"contact": phone, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 401, "a frozen customer cannot sign in");
+
+    // Unfreezing: proposed by one, never approved by the same person.
+    let (status, proposal, _) = app
+        .send(Method::POST, "/v1/staff/approvals", &[("Authorization", &both), ("Idempotency-Key", "p1")], Some(json!({"action": "unfreeze", "subject": customer, "reason": "customer verified in branch"})))
+        .await;
+    assert_eq!(status, 201, "{proposal}");
+    let decide = format!(
+        "/v1/staff/approvals/{}/decide",
+        proposal["id"].as_str().expect("id")
+    );
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &both), ("Idempotency-Key", "d0")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, decided, _) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &checker), ("Idempotency-Key", "d1")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, decided["state"].as_str()),
+        (200, Some("executed")),
+        "{decided}"
+    );
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(json!({"contact": phone, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 201, "unfrozen");
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &checker), ("Idempotency-Key", "d2")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+
+    // A manual balance adjustment lands in the ledger once, on approval only.
+    let (status, proposal, _) = app
+        .send(Method::POST, "/v1/staff/approvals", &[("Authorization", &both), ("Idempotency-Key", "p2")], Some(json!({"action": "adjust_balance", "subject": customer, "params": {"amount": 5_000, "direction": "credit"}, "reason": "goodwill for outage"})))
+        .await;
+    assert_eq!(status, 201, "{proposal}");
+    let (status, body, _) = app
+        .send(Method::POST, "/v1/staff/approvals", &[("Authorization", &both), ("Idempotency-Key", "p3")], Some(json!({"action": "adjust_balance", "subject": customer, "params": {"amount": 0, "direction": "credit"}, "reason": "x"})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("params.amount"))
+    );
+    let (_, session, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(json!({"contact": phone, "password": PASSWORD})),
+        )
+        .await;
+    let customer_bearer = format!("Bearer {}", session["token"].as_str().expect("token"));
+    let (_, me, _) = app
+        .send(
+            Method::GET,
+            "/v1/me",
+            &[("Authorization", &customer_bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(
+        me["wallets"][0]["balances"]["available"], 0,
+        "nothing before approval"
+    );
+    let decide = format!(
+        "/v1/staff/approvals/{}/decide",
+        proposal["id"].as_str().expect("id")
+    );
+    let (status, decided, _) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &checker), ("Idempotency-Key", "d3")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, decided["state"].as_str()),
+        (200, Some("executed")),
+        "{decided}"
+    );
+    let (status, replay, headers) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &checker), ("Idempotency-Key", "d3")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!((status, &replay), (200, &decided));
+    assert!(headers.contains_key("idempotent-replayed"));
+    let (_, me, _) = app
+        .send(
+            Method::GET,
+            "/v1/me",
+            &[("Authorization", &customer_bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(me["wallets"][0]["balances"]["available"], 5_000);
+
+    // Everything the staff did is in the audit log, with who did it.
+    let (status, audit, _) = app
+        .send(
+            Method::GET,
+            &format!("/v1/staff/audit?subject={customer}&limit=50"),
+            &[("Authorization", &checker)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let actions: Vec<(String, String)> = audit["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or("").to_string(),
+                r["action"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for (actor, action) in [
+        ("staff:risk.one", "customer_frozen"),
+        ("staff:check.one", "customer_unfrozen"),
+    ] {
+        assert!(
+            actions.iter().any(|(a, b)| a == actor && b == action),
+            "{actor} {action} in {actions:?}"
+        );
+    }
+}

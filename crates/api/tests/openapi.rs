@@ -109,6 +109,7 @@ fn every_operation_states_the_conventions() {
             "POST /v1/auth/challenges/{id}/verify",
             "POST /v1/me/factors/totp",
             "POST /v1/me/factors/totp/confirm",
+            "POST /v1/staff/sessions",
         ]
         .contains(&name.as_str());
         if path.starts_with("/v1/ledger/") {
@@ -132,6 +133,15 @@ fn every_operation_states_the_conventions() {
                 "{name}: security"
             );
             for code in ["401", "500"] {
+                assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
+            }
+        } else if path.starts_with("/v1/staff/") && name != "POST /v1/staff/sessions" {
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{ "staff": [] }]),
+                "{name}: security"
+            );
+            for code in ["401", "403", "500"] {
                 assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
             }
         } else if path.starts_with("/v1/") {

@@ -32,6 +32,9 @@ pub enum IdentityError {
     StepUpRequired,
     #[error("{0}")]
     Conflict(&'static str),
+    /// A staff member without the permission this needs.
+    #[error("not permitted: {0}")]
+    Forbidden(&'static str),
     /// An outside service (identity provider) did not answer; retry later.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
@@ -69,6 +72,7 @@ impl IdentityError {
             IdentityError::ChallengeInvalid => "challenge_invalid",
             IdentityError::StepUpRequired => "step_up_required",
             IdentityError::Conflict(_) => "conflict",
+            IdentityError::Forbidden(_) => "forbidden",
             IdentityError::Unavailable(_) => "unavailable",
             IdentityError::NotFound(_) => "not_found",
             IdentityError::Store(_)

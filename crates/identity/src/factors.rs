@@ -23,7 +23,7 @@ use crate::{
 };
 
 const TOTP_CONTEXT: &str = "customer.totp_seed";
-const STEP_SECONDS: i64 = 30;
+pub(crate) const STEP_SECONDS: i64 = 30;
 pub const RECOVERY_CODES: usize = 10;
 pub const CHALLENGE_TTL_SECONDS: i64 = 300;
 const CHALLENGE_ATTEMPTS_MAX: i64 = 5;
@@ -94,7 +94,7 @@ pub enum SignIn {
     SecondFactor(Challenge),
 }
 
-fn totp(seed: &[u8]) -> Result<TOTP, IdentityError> {
+pub(crate) fn totp(seed: &[u8]) -> Result<TOTP, IdentityError> {
     TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECONDS as u64, seed.to_vec())
         .map_err(|e| IdentityError::Internal(format!("TOTP: {e}")))
 }

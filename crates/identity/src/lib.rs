@@ -21,6 +21,7 @@ mod factors;
 mod kyc;
 mod password;
 mod session;
+mod staff;
 mod throttle;
 
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub use kyc::{
 };
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use session::{NewSession, SessionInfo, SessionView};
+pub use staff::{
+    permits, Approval, NewStaff, Permission, Role, SensitiveAction, StaffInfo, STAFF_TOKEN_PREFIX,
+};
 
 /// The terms a new customer accepts; a registration must name this version.
 pub const TERMS_VERSION: &str = "2026-11";
