@@ -80,13 +80,17 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     tracing::info!(master_key = master_key.id(), "master key loaded");
     // SMS and e-mail leave through simulators until the bank's gateways are
     // configured; they record what would have been sent.
-    let transports: Vec<Arc<dyn coffer_notify::Transport>> = vec![
-        Arc::new(coffer_notify::SimulatedTransport::new(
-            coffer_notify::Channel::Sms,
-        )),
-        Arc::new(coffer_notify::SimulatedTransport::new(
-            coffer_notify::Channel::Email,
-        )),
+    // With --demo the console stands in for the customer's phone.
+    let simulator = |channel| {
+        Arc::new(if args.demo {
+            coffer_notify::SimulatedTransport::on_console(channel)
+        } else {
+            coffer_notify::SimulatedTransport::new(channel)
+        }) as Arc<dyn coffer_notify::Transport>
+    };
+    let transports = vec![
+        simulator(coffer_notify::Channel::Sms),
+        simulator(coffer_notify::Channel::Email),
     ];
     let customers = coffer_api::CustomerServices::open(
         &database,

@@ -22,6 +22,9 @@ pub struct Delivered {
 pub struct SimulatedTransport {
     channel: Channel,
     delivered: Mutex<Vec<Delivered>>,
+    /// Demo mode: show each message on the console, which stands in for the
+    /// customer's phone. Never the log, and never outside `--demo`.
+    console: bool,
 }
 
 impl SimulatedTransport {
@@ -29,6 +32,15 @@ impl SimulatedTransport {
         SimulatedTransport {
             channel,
             delivered: Mutex::new(Vec::new()),
+            console: false,
+        }
+    }
+
+    /// A simulator that also prints what it delivers to stdout (demo mode).
+    pub fn on_console(channel: Channel) -> SimulatedTransport {
+        SimulatedTransport {
+            console: true,
+            ..SimulatedTransport::new(channel)
         }
     }
 
@@ -77,6 +89,12 @@ impl Transport for SimulatedTransport {
                 "simulated {} gateway: recipient unreachable",
                 self.channel.as_str()
             )));
+        }
+        if self.console {
+            println!(
+                "[simulated {} to {recipient}] {subject}: {body}",
+                self.channel.as_str()
+            );
         }
         self.delivered
             .lock()
