@@ -469,8 +469,11 @@ impl LedgerWriter for PostgresWriter {
         let principals: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
         let names: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
         let rows = self.client.query(
-            "SELECT principal, key, request_hash, status, body FROM idempotency_keys \
-             WHERE (principal, key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+            // A join from the (small) list of keys, so each is one primary-key
+            // probe; `(principal, key) IN (…)` let the planner scan the table.
+            "SELECT i.principal, i.key, i.request_hash, i.status, i.body \
+             FROM UNNEST($1::text[], $2::text[]) AS k(principal, key) \
+             JOIN idempotency_keys i ON i.principal = k.principal AND i.key = k.key",
             &[&principals, &names],
         )?;
         Ok(rows
