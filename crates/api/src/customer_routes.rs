@@ -419,7 +419,7 @@ pub(crate) async fn start_registration(
     RawBody(body): RawBody,
 ) -> Response {
     let principal = anonymous_principal(&context);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "public",
@@ -1741,7 +1741,7 @@ pub(crate) async fn verify_identity(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",
@@ -1804,7 +1804,7 @@ pub(crate) async fn submit_documents(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",
