@@ -58,6 +58,16 @@ pub fn routes() -> RouteTable {
         .post("/v1/me/factors/totp/disable", disable_totp)
         .post("/v1/me/step-up", start_step_up)
         .post("/v1/me/step-up/{id}/verify", verify_step_up)
+        .get("/v1/me/profile", profile)
+        .post("/v1/me/profile", update_profile)
+        .post("/v1/me/contact/change", start_contact_change)
+        .post("/v1/me/contact/change/{id}/confirm", confirm_contact_change)
+        .post("/v1/me/password", change_password)
+        .post("/v1/auth/password-reset", start_password_reset)
+        .post(
+            "/v1/auth/password-reset/{id}/complete",
+            complete_password_reset,
+        )
         .post("/v1/me/kyc/identity", verify_identity)
         .post("/v1/me/kyc/documents", submit_documents)
 }
@@ -68,9 +78,11 @@ impl From<IdentityError> for ApiError {
             IdentityError::InvalidField { .. } | IdentityError::WeakPassword(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            IdentityError::CodeInvalid | IdentityError::ChallengeInvalid => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            IdentityError::CodeInvalid
+            | IdentityError::ChallengeInvalid
+            | IdentityError::CurrentPasswordWrong
+            | IdentityError::SecondFactorRequired
+            | IdentityError::SecondFactorInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             IdentityError::StepUpRequired | IdentityError::Forbidden(_) => StatusCode::FORBIDDEN,
             IdentityError::Conflict(_) => StatusCode::CONFLICT,
             IdentityError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -406,12 +418,8 @@ pub(crate) async fn start_registration(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
-    // Anonymous callers share a key space per address; keys should be UUIDs.
-    let principal = crate::auth::Principal {
-        key_id: format!("anonymous:{}", context.ip),
-        scopes: vec!["public".into()],
-    };
-    idempotency::run(
+    let principal = anonymous_principal(&context);
+    idempotency::run_private(
         &state,
         &principal,
         "public",
@@ -1154,6 +1162,499 @@ pub(crate) async fn revoke_all(
     .await
 }
 
+// ---- profile and credentials -------------------------------------------------------
+
+/// Like `identity_call`, for requests that name a field differently from
+/// the identity layer (`new_password` where it says `password`); `None`
+/// drops the field.
+async fn identity_call_renaming<T: Send + 'static>(
+    renames: &'static [(&'static str, Option<&'static str>)],
+    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, ApiError> {
+    identity_call(work).await.map_err(|mut error| {
+        if let Some((_, to)) = renames
+            .iter()
+            .find(|(from, _)| error.field.as_deref() == Some(*from))
+        {
+            error.field = to.map(str::to_string);
+        }
+        error
+    })
+}
+
+const NEW_PASSWORD_FIELD: &[(&str, Option<&str>)] = &[("password", Some("new_password"))];
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProfileResponse {
+    customer: CustomerBody,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProfileRequest {
+    /// 1 to 64 characters, as at registration.
+    display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContactChangeRequest {
+    /// The new mobile number (E.164, `+8613800138000`) or e-mail address to sign in with.
+    new_contact: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContactChangeResponse {
+    change_id: String,
+    /// The current contact, masked: where the first code went.
+    old_sent_to: String,
+    /// The new contact, masked: where the second code went.
+    new_sent_to: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContactChangeConfirmRequest {
+    /// The code sent to the current contact.
+    old_code: String,
+    /// The code sent to the new contact.
+    new_code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ContactChangedResponse {
+    /// The contact now signed in with, masked.
+    contact: String,
+    contact_kind: &'static str,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChangeRequest {
+    current_password: String,
+    /// NIST SP 800-63B: 8 to 128 characters, not common or breached, not the contact.
+    new_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasswordChangedResponse {
+    changed: bool,
+    /// Sessions on other devices that were signed out.
+    other_sessions_revoked: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordResetRequest {
+    /// The mobile number (E.164) or e-mail address the wallet signs in with.
+    contact: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasswordResetResponse {
+    reset_id: String,
+    sent_to: String,
+    expires_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordResetCompleteRequest {
+    /// The code sent to the contact.
+    code: String,
+    /// NIST SP 800-63B: 8 to 128 characters, not common or breached, not the contact.
+    new_password: String,
+    /// Required when the wallet has an authenticator app: a current code from it, or a recovery code.
+    #[serde(default)]
+    totp_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasswordResetDoneResponse {
+    reset: bool,
+    /// Every session was signed out; sign in with the new password.
+    sessions_revoked: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/me/profile",
+    tag = "customers",
+    summary = "The profile",
+    description = "Display name, masked contact, KYC tier and status of the signed-in customer.",
+    responses(
+        (status = 200, description = "The profile.", body = ProfileResponse),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn profile(State(state): State<AppState>, session: CustomerSession) -> Response {
+    let identity = state.identity.clone();
+    let customer_id = session.info.customer_id.clone();
+    match blocking_identity(move || identity.customer(&customer_id)).await {
+        Ok(customer) => json_response(
+            StatusCode::OK,
+            &ProfileResponse {
+                customer: customer_body(&customer),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/profile",
+    tag = "customers",
+    summary = "Edit the profile",
+    description = "Sets the display name (1 to 64 characters, as at registration). The answer carries no personal data, because it is kept for replay under the Idempotency-Key; read the profile back with GET /v1/me/profile.",
+    params(IdempotencyKey),
+    request_body = ProfileRequest,
+    responses(
+        (status = 200, description = "Updated."),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`display_name`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn update_profile(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "update_profile",
+        &body,
+        || async {
+            let request: ProfileRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            identity_call(move || {
+                identity.update_profile(&session.info, &request.display_name, &session.context)
+            })
+            .await?;
+            Ok((StatusCode::OK, r#"{"updated":true}"#.to_string()))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/contact/change",
+    tag = "customers",
+    summary = "Start a contact change",
+    description = "Moving the sign-in to another mobile number or e-mail address needs two codes: one is sent to the current contact, one to the new one; confirm with both within ten minutes. If the new contact already has a wallet, the answer is the same (its owner gets a notice instead of a code, and the change can never complete).",
+    params(IdempotencyKey),
+    request_body = ContactChangeRequest,
+    responses(
+        (status = 202, description = "The two codes are on their way.", body = ContactChangeResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`new_contact`: malformed, or already this customer's), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn start_contact_change(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "start_contact_change",
+        &body,
+        || async {
+            let request: ContactChangeRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let change = identity_call(move || {
+                identity.start_contact_change(&session.info, &request.new_contact, &session.context)
+            })
+            .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&ContactChangeResponse {
+                change_id: change.change_id,
+                old_sent_to: change.old_sent_to,
+                new_sent_to: change.new_sent_to,
+                expires_at: Timestamp::from_nanos(change.expires_at).to_rfc3339(),
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::ACCEPTED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/contact/change/{id}/confirm",
+    tag = "customers",
+    summary = "Confirm a contact change",
+    description = "Both codes. The customer then signs in with the new contact only, and the old one is told. A change is single-use, lives ten minutes and dies after five wrong tries; a wrong answer does not say which code was wrong.",
+    params(("id" = String, Path, description = "The change id."), IdempotencyKey),
+    request_body = ContactChangeConfirmRequest,
+    responses(
+        (status = 200, description = "The contact was changed.", body = ContactChangedResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`code_invalid` (a code is wrong, or the change expired, was used or is not yours), `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn confirm_contact_change(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("confirm_contact_change:{id}"),
+        &body,
+        || async {
+            let request: ContactChangeConfirmRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            // Deliberately not saying which of the two codes was wrong.
+            let customer = identity_call_renaming(&[("code", None)], move || {
+                identity.confirm_contact_change(
+                    &session.info,
+                    &id,
+                    &Secret::new(request.old_code),
+                    &Secret::new(request.new_code),
+                    &session.context,
+                )
+            })
+            .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&ContactChangedResponse {
+                contact: customer.contact_masked,
+                contact_kind: customer.contact_kind.as_str(),
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::OK, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/password",
+    tag = "customers",
+    summary = "Change the password",
+    description = "The current password and a new one (NIST SP 800-63B). Signs out every other device and tells the customer. Wrong current passwords count against the same budget as sign-in, with the same back-off and lock-out.",
+    params(IdempotencyKey),
+    request_body = PasswordChangeRequest,
+    responses(
+        (status = 200, description = "Changed; this session stays signed in.", body = PasswordChangedResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`current_password_wrong` (`current_password`), `weak_password` (`new_password`), `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "change_password",
+        &body,
+        || async {
+            let request: PasswordChangeRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let revoked = identity_call_renaming(NEW_PASSWORD_FIELD, move || {
+                identity.change_password(
+                    &session.info,
+                    &Secret::new(request.current_password),
+                    &Secret::new(request.new_password),
+                    &session.context,
+                )
+            })
+            .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&PasswordChangedResponse {
+                changed: true,
+                other_sessions_revoked: revoked,
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::OK, body))
+        },
+    )
+    .await
+}
+
+/// Anonymous callers share a key space per address; keys should be UUIDs.
+fn anonymous_principal(context: &Context) -> crate::auth::Principal {
+    crate::auth::Principal {
+        key_id: format!("anonymous:{}", context.ip),
+        scopes: vec!["public".into()],
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password-reset",
+    tag = "customers",
+    summary = "Start a password reset",
+    description = "Sends a code to the mobile number or e-mail address if it has a wallet, and nothing otherwise; the answer is the same either way. Works while sign-in is locked: completing the reset lifts the lock.",
+    params(IdempotencyKey),
+    request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "If the contact has a wallet, a code is on its way.", body = PasswordResetResponse),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`contact`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many resets for this contact; see Retry-After.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn start_password_reset(
+    State(state): State<AppState>,
+    Client(context): Client,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = anonymous_principal(&context);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "public",
+        &headers,
+        "start_password_reset",
+        &body,
+        || async {
+            let request: PasswordResetRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let reset =
+                identity_call(move || identity.start_password_reset(&request.contact, &context))
+                    .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&PasswordResetResponse {
+                reset_id: reset.reset_id,
+                sent_to: reset.sent_to,
+                expires_at: Timestamp::from_nanos(reset.expires_at).to_rfc3339(),
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::ACCEPTED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/password-reset/{id}/complete",
+    tag = "customers",
+    summary = "Complete a password reset",
+    description = "The code and a new password (NIST SP 800-63B); for a wallet with an authenticator app also `totp_code`, a current code from it or a recovery code, because the code by SMS alone is what a SIM swap gets. Sets the password, signs out every session, lifts the sign-in lock of the contact and tells the customer. Does not sign in.",
+    params(("id" = String, Path, description = "The reset id."), IdempotencyKey),
+    request_body = PasswordResetCompleteRequest,
+    responses(
+        (status = 200, description = "The password was reset; sign in with it.", body = PasswordResetDoneResponse),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`code_invalid` (wrong, expired or used code), `weak_password` (`new_password`), `second_factor_required` or `second_factor_invalid` (`totp_code`), `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
+    ),
+)]
+pub(crate) async fn complete_password_reset(
+    State(state): State<AppState>,
+    Client(context): Client,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = anonymous_principal(&context);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "public",
+        &headers,
+        &format!("complete_password_reset:{id}"),
+        &body,
+        || async {
+            let request: PasswordResetCompleteRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let revoked = identity_call_renaming(NEW_PASSWORD_FIELD, move || {
+                identity.complete_password_reset(
+                    &id,
+                    &Secret::new(request.code),
+                    &Secret::new(request.new_password),
+                    request.totp_code.map(Secret::new).as_ref(),
+                    &context,
+                )
+            })
+            .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&PasswordResetDoneResponse {
+                reset: true,
+                sessions_revoked: revoked,
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::OK, body))
+        },
+    )
+    .await
+}
+
 // ---- know your customer ------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]
@@ -1240,7 +1741,7 @@ pub(crate) async fn verify_identity(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",
@@ -1303,7 +1804,7 @@ pub(crate) async fn submit_documents(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",

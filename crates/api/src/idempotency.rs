@@ -98,6 +98,39 @@ where
     json(status, body, false)
 }
 
+/// `run` for a request whose body carries a password, a code or personal
+/// data (a contact, an ID number). The request hash stored with the key is
+/// taken over a keyed hash of the body instead of the body itself: a plain
+/// SHA-256 of `{"contact":"+86…"}` or of a password could be searched by
+/// hashing guesses, so a copy of the database would give them away.
+pub async fn run_private<F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    scope: &str,
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+    work: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, String), ApiError>>,
+{
+    let digest = state
+        .vault
+        .keyed_hash("idempotency.request", &hex::encode(body));
+    run(
+        state,
+        principal,
+        scope,
+        headers,
+        route,
+        digest.as_bytes(),
+        work,
+    )
+    .await
+}
+
 /// `run` for writes that go through the ledger engine: `prepare` validates
 /// the request into a command and the function that renders its outcome.
 /// The engine's writer looks the key up and, for a new key, stores the

@@ -55,6 +55,8 @@ pub struct AppState {
 
     pub api_keys: Arc<auth::ApiKeyCache>,
     pub identity: Arc<Identity>,
+    /// For keyed hashes of request bodies that carry secrets (`idempotency::run_private`).
+    pub vault: Arc<Vault>,
     pub dispatcher: Arc<Dispatcher>,
     pub rate_limiter: Arc<RateLimiter>,
     pub provider: Arc<dyn IdentityProvider>,
@@ -119,6 +121,7 @@ impl AppState {
 
             api_keys: Arc::default(),
             identity: customers.identity.clone(),
+            vault: customers.vault.clone(),
             dispatcher: customers.dispatcher.clone(),
             provider: customers.provider.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),

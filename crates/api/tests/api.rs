@@ -519,6 +519,20 @@ impl App {
         )
     }
 
+    /// Delivers what is due; the newest message's text to `to`.
+    async fn last_message(&self, to: &str) -> String {
+        let customers = self.customers.clone();
+        tokio::task::spawn_blocking(move || customers.dispatcher.run_once())
+            .await
+            .expect("join")
+            .expect("dispatch");
+        self.sms
+            .to(to)
+            .pop()
+            .map(|m| m.body.expose().clone())
+            .unwrap_or_default()
+    }
+
     async fn code_for(&self, to: &str) -> String {
         let customers = self.customers.clone();
         tokio::task::spawn_blocking(move || customers.dispatcher.run_once())
@@ -803,10 +817,18 @@ async fn customers_register_sign_in_and_manage_sessions_on_sqlite() {
     };
     let app = spawn_app(db).await;
     customer_journey(&app).await;
-    // Nothing secret in clear in the database files either.
+    // Nothing secret in clear in the database files either, nor a plain hash
+    // of the request with the number, which hashing guesses would find.
     let mut bytes = std::fs::read(&path).expect("db");
     bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
-    for needle in [PASSWORD, "13900139000", "李娜"] {
+    let plain_hash = {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"start_registration\0");
+        hasher.update(json!({"contact": PHONE}).to_string().as_bytes());
+        hex::encode(hasher.finalize())
+    };
+    for needle in [PASSWORD, "13900139000", "李娜", plain_hash.as_str()] {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
             "{needle} stored in clear"
@@ -985,6 +1007,46 @@ async fn second_factor_sign_in_and_step_up_over_http() {
         (status, body["error"]["field"].as_str()),
         (422, Some("amount"))
     );
+
+    // A password reset of this wallet needs the authenticator (or a
+    // recovery code) besides the code by SMS.
+    let (status, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/password-reset",
+            &[("Idempotency-Key", "pr-1")],
+            Some(json!({"contact": phone})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let code = app.code_for(phone).await;
+    let complete = format!(
+        "/v1/auth/password-reset/{}/complete",
+        started["reset_id"].as_str().expect("id")
+    );
+    let new_password = "lanterns on the river";
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &complete,
+            &[("Idempotency-Key", "pr-2")],
+            Some(json!({"code": code, "new_password": new_password})),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("second_factor_required"), Some("totp_code")))
+    );
+    let recovery = confirmed["recovery_codes"][1].as_str().expect("code");
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &complete,
+            &[("Idempotency-Key", "pr-3")],
+            Some(json!({"code": code, "new_password": new_password, "totp_code": recovery})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1475,6 +1537,339 @@ async fn sensitive_actions_need_a_second_staff_member() {
         assert!(
             actions.iter().any(|(a, b)| a == actor && b == action),
             "{actor} {action} in {actions:?}"
+        );
+    }
+}
+
+/// Registers `phone` over HTTP; returns the `Authorization` header value.
+async fn register_over_http(app: &App, phone: &str, name: &str) -> String {
+    use reqwest::Method;
+    let (status, started, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/registrations",
+            &[("Idempotency-Key", "reg")],
+            Some(json!({"contact": phone})),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let code = app.code_for(phone).await;
+    let id = started["registration_id"].as_str().expect("id");
+    let (status, registered, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/auth/registrations/{id}/complete"),
+            &[],
+            Some(json!({"code": code, "password": PASSWORD, "display_name": name, "accept_terms": "2026-11"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    format!(
+        "Bearer {}",
+        registered["session"]["token"].as_str().expect("token")
+    )
+}
+
+fn error_of(body: &Value) -> (Option<&str>, Option<&str>) {
+    (
+        body["error"]["code"].as_str(),
+        body["error"]["field"].as_str(),
+    )
+}
+
+impl App {
+    /// A write as the customer holding `bearer`, with an Idempotency-Key.
+    async fn customer_post(
+        &self,
+        bearer: &str,
+        key: &str,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let headers = [("Authorization", bearer), ("Idempotency-Key", key)];
+        let (status, body, _) = self
+            .send(reqwest::Method::POST, path, &headers, Some(body))
+            .await;
+        (status, body)
+    }
+
+    /// A write by someone not signed in, with an Idempotency-Key.
+    async fn public_post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let headers = [("Idempotency-Key", key)];
+        let (status, body, _) = self
+            .send(reqwest::Method::POST, path, &headers, Some(body))
+            .await;
+        (status, body)
+    }
+
+    async fn customer_get(&self, bearer: &str, path: &str) -> (u16, Value) {
+        let headers = [("Authorization", bearer)];
+        let (status, body, _) = self.send(reqwest::Method::GET, path, &headers, None).await;
+        (status, body)
+    }
+
+    async fn sign_in(&self, contact: &str, password: &str) -> (u16, Value) {
+        let body = json!({"contact": contact, "password": password});
+        let (status, body, _) = self
+            .send(reqwest::Method::POST, "/v1/auth/sessions", &[], Some(body))
+            .await;
+        (status, body)
+    }
+}
+
+/// A six-digit code that is not `code`.
+fn other_than(code: &str) -> &'static str {
+    if code == "000000" {
+        "000001"
+    } else {
+        "000000"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_contact_and_password_changes_and_reset_over_http() {
+    let db = TestDatabase::sqlite();
+    let path = match &db.database {
+        coffer_store::Database::Sqlite(path) => path.clone(),
+        coffer_store::Database::Postgres(_) => unreachable!(),
+    };
+    let app = spawn_app(db).await;
+    let (old_phone, new_phone, stranger) = ("+8613400134000", "+8613422225555", "+8613466667777");
+    let (new_password, reset_password) = ("plum blossoms in winter", "a kite over west lake");
+    let bearer = register_over_http(&app, old_phone, "Zhou Min").await;
+
+    // The profile: read, edit (a blank name is refused), read back.
+    let (status, profile) = app.customer_get(&bearer, "/v1/me/profile").await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["customer"]["display_name"], "Zhou Min");
+    assert_eq!(profile["customer"]["contact"], "+86*******4000");
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "p-0",
+            "/v1/me/profile",
+            json!({"display_name": "  "}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("display_name")))
+    );
+    let rename = json!({"display_name": "周敏"});
+    let (status, body) = app
+        .customer_post(&bearer, "p-1", "/v1/me/profile", rename.clone())
+        .await;
+    assert_eq!((status, &body), (200, &json!({"updated": true})));
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Idempotency-Key", "p-1"),
+    ];
+    let (status, _, replayed) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/me/profile",
+            &headers,
+            Some(rename),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(replayed.contains_key("idempotent-replayed"));
+    let (_, profile) = app.customer_get(&bearer, "/v1/me/profile").await;
+    assert_eq!(profile["customer"]["display_name"], "周敏");
+
+    // The contact: a code to each number; a wrong one is refused without
+    // saying which; both right move the sign-in and the old number is told.
+    let (status, change) = app
+        .customer_post(
+            &bearer,
+            "c-1",
+            "/v1/me/contact/change",
+            json!({"new_contact": new_phone}),
+        )
+        .await;
+    assert_eq!(status, 202, "{change}");
+    assert_eq!(
+        (
+            change["old_sent_to"].as_str(),
+            change["new_sent_to"].as_str()
+        ),
+        (Some("+86*******4000"), Some("+86*******5555"))
+    );
+    let old_code = app.code_for(old_phone).await;
+    let new_code = app.code_for(new_phone).await;
+    let confirm = format!(
+        "/v1/me/contact/change/{}/confirm",
+        change["change_id"].as_str().expect("id")
+    );
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "c-2",
+            &confirm,
+            json!({"old_code": other_than(&old_code), "new_code": new_code}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("code_invalid"), None))
+    );
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "c-3",
+            &confirm,
+            json!({"old_code": old_code, "new_code": new_code}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (
+            200,
+            &json!({"contact": "+86*******5555", "contact_kind": "phone"})
+        )
+    );
+    let alert = app.last_message(old_phone).await;
+    assert!(alert.contains("was moved to +86*******5555"), "{alert}");
+    assert_eq!(
+        app.sign_in(old_phone, PASSWORD).await.0,
+        401,
+        "the old number no longer signs in"
+    );
+    let (status, laptop) = app.sign_in(new_phone, PASSWORD).await;
+    assert_eq!(status, 201, "{laptop}");
+    let laptop = format!("Bearer {}", laptop["token"].as_str().expect("token"));
+
+    // The password: the current one is checked, the new one too; other
+    // devices are signed out, this one is not.
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "w-1",
+            "/v1/me/password",
+            change("not it at all", new_password),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (
+            422,
+            (Some("current_password_wrong"), Some("current_password"))
+        )
+    );
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "w-2",
+            "/v1/me/password",
+            change(PASSWORD, "password123"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("weak_password"), Some("new_password")))
+    );
+    let (status, body) = app
+        .customer_post(
+            &bearer,
+            "w-3",
+            "/v1/me/password",
+            change(PASSWORD, new_password),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"changed": true, "other_sessions_revoked": 1}))
+    );
+    assert_eq!(app.customer_get(&laptop, "/v1/me").await.0, 401);
+    assert_eq!(app.customer_get(&bearer, "/v1/me").await.0, 200);
+
+    // A forgotten password: the same answer for a stranger's number, but a
+    // code only to a wallet's; a wrong code is refused; the right one resets.
+    let (status, unknown) = app
+        .public_post(
+            "r-1",
+            "/v1/auth/password-reset",
+            json!({"contact": stranger}),
+        )
+        .await;
+    assert_eq!(status, 202, "{unknown}");
+    let (status, started) = app
+        .public_post(
+            "r-2",
+            "/v1/auth/password-reset",
+            json!({"contact": new_phone}),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let fields = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(fields(&unknown), fields(&started));
+    assert_eq!(
+        app.last_message(stranger).await,
+        "",
+        "nothing sent to a stranger"
+    );
+    let code = app.code_for(new_phone).await;
+    let complete = format!(
+        "/v1/auth/password-reset/{}/complete",
+        started["reset_id"].as_str().expect("id")
+    );
+    let (status, body) = app
+        .public_post(
+            "r-3",
+            &complete,
+            json!({"code": other_than(&code), "new_password": reset_password}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("code_invalid"), Some("code")))
+    );
+    let (status, body) = app
+        .public_post(
+            "r-4",
+            &complete,
+            json!({"code": code, "new_password": reset_password}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({"reset": true, "sessions_revoked": 1}))
+    );
+    assert_eq!(
+        app.customer_get(&bearer, "/v1/me").await.0,
+        401,
+        "every session ended"
+    );
+    assert_eq!(app.sign_in(new_phone, reset_password).await.0, 201);
+
+    // Nothing of it in clear in the database, the idempotency records
+    // included; nor a plain hash of a request with a password in it, which
+    // hashing guesses would find.
+    let mut bytes = std::fs::read(&path).expect("db");
+    bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+    let plain_hash = {
+        use sha2::{Digest, Sha256};
+        let body = change(PASSWORD, new_password).to_string();
+        let mut hasher = Sha256::new();
+        hasher.update(b"change_password\0");
+        hasher.update(body.as_bytes());
+        hex::encode(hasher.finalize())
+    };
+    for needle in [
+        "13400134000",
+        "13422225555",
+        "13466667777",
+        PASSWORD,
+        new_password,
+        reset_password,
+        "周敏",
+        plain_hash.as_str(),
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} is in the database file"
         );
     }
 }

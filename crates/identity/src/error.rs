@@ -21,6 +21,17 @@ pub enum IdentityError {
     CodeInvalid,
     #[error("the contact or the password is wrong")]
     InvalidCredentials,
+    /// A signed-in customer confirming a change typed a wrong password.
+    #[error("the current password is wrong")]
+    CurrentPasswordWrong,
+    /// A password reset for a wallet with an authenticator app needs a code
+    /// from it too: the SMS or e-mail code alone would let a SIM swap in.
+    #[error(
+        "this wallet has an authenticator app: give a current code from it, or a recovery code"
+    )]
+    SecondFactorRequired,
+    #[error("the authenticator or recovery code is wrong or was already used")]
+    SecondFactorInvalid,
     #[error("too many attempts; try again in {retry_after_seconds} s")]
     Throttled { retry_after_seconds: i64 },
     #[error("sign in first")]
@@ -67,6 +78,9 @@ impl IdentityError {
             IdentityError::WeakPassword(_) => "weak_password",
             IdentityError::CodeInvalid => "code_invalid",
             IdentityError::InvalidCredentials => "invalid_credentials",
+            IdentityError::CurrentPasswordWrong => "current_password_wrong",
+            IdentityError::SecondFactorRequired => "second_factor_required",
+            IdentityError::SecondFactorInvalid => "second_factor_invalid",
             IdentityError::Throttled { .. } => "too_many_attempts",
             IdentityError::Unauthenticated => "unauthenticated",
             IdentityError::ChallengeInvalid => "challenge_invalid",
@@ -88,6 +102,10 @@ impl IdentityError {
             IdentityError::InvalidField { field, .. } => Some(field),
             IdentityError::WeakPassword(_) => Some("password"),
             IdentityError::CodeInvalid => Some("code"),
+            IdentityError::CurrentPasswordWrong => Some("current_password"),
+            IdentityError::SecondFactorRequired | IdentityError::SecondFactorInvalid => {
+                Some("totp_code")
+            }
             _ => None,
         }
     }

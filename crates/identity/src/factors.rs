@@ -316,7 +316,7 @@ impl Identity {
 
     /// Checks an answer to a challenge: a TOTP code, a recovery code (for
     /// TOTP challenges), or the code sent by SMS/e-mail (`code_hash`).
-    fn answer(
+    pub(crate) fn answer(
         &self,
         db: &mut dyn Sql,
         customer_id: &str,
@@ -360,7 +360,7 @@ impl Identity {
         let code_hash = match method {
             Method::Totp => None,
             Method::Sms => {
-                let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+                let code = crate::one_time_code();
                 self.send_code(db, customer_id, &code)?;
                 Some(self.vault.keyed_hash("challenge", &code))
             }
@@ -382,7 +382,11 @@ impl Identity {
         Ok(challenge)
     }
 
-    fn contact_of(&self, db: &mut dyn Sql, customer_id: &str) -> Result<Contact, IdentityError> {
+    pub(crate) fn contact_of(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+    ) -> Result<Contact, IdentityError> {
         let row = db
             .query_opt(
                 "SELECT contact_enc FROM customers WHERE id = $1",

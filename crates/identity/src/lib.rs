@@ -1,5 +1,6 @@
 //! Customer identity: registration with a one-time code, passwords,
-//! sessions, throttling and lock-out.
+//! sessions, throttling and lock-out, profile and contact changes, password
+//! change and reset.
 //!
 //! Everything here is synchronous and talks to the database through the
 //! portable SQL layer, so it runs unchanged on SQLite and PostgreSQL; the
@@ -16,10 +17,12 @@
 //! the old `security_events` table (migration 0003) is no longer written.
 
 mod contact;
+mod credentials;
 mod error;
 mod factors;
 mod kyc;
 mod password;
+mod profile;
 mod session;
 mod staff;
 mod throttle;
@@ -35,6 +38,7 @@ use coffer_vault::Vault;
 use rand::{Rng, RngCore};
 
 pub use contact::{Contact, ContactKind};
+pub use credentials::{PasswordReset, PASSWORD_RESETS_PER_CONTACT_PER_HOUR_MAX};
 pub use error::IdentityError;
 pub use factors::{
     Challenge, Method, Operation, SignIn, TotpEnrollment, CHALLENGE_TTL_SECONDS, RECOVERY_CODES,
@@ -44,6 +48,7 @@ pub use kyc::{
     ProviderVerdict, Review, SimulatedIdentityProvider, TierLimits, Tiers,
 };
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
+pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use session::{NewSession, SessionInfo, SessionView};
 pub use staff::{
     permits, Approval, NewStaff, Permission, Role, SensitiveAction, StaffInfo, STAFF_TOKEN_PREFIX,
@@ -134,6 +139,25 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buffer)
 }
 
+/// A display name as registration and profile edits accept it: trimmed,
+/// 1 to `DISPLAY_NAME_LENGTH_MAX` characters, no control characters.
+fn parse_display_name(text: &str) -> Result<&str, IdentityError> {
+    let name = text.trim();
+    let length = name.chars().count();
+    if length == 0 || length > DISPLAY_NAME_LENGTH_MAX || name.chars().any(char::is_control) {
+        return Err(IdentityError::invalid(
+            "display_name",
+            format!("a name of 1 to {DISPLAY_NAME_LENGTH_MAX} characters"),
+        ));
+    }
+    Ok(name)
+}
+
+/// A random six-digit one-time code.
+fn one_time_code() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
 /// Equal-time comparison of two hashes.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -184,7 +208,7 @@ impl Identity {
         let now = self.now();
         let index = self.vault.blind_index("contact", contact.as_str());
         let registration_id = format!("reg_{}", random_hex(12));
-        let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        let code = one_time_code();
         let expires_at = now + self.policy.code_ttl_seconds * NANOS_PER_SECOND;
         let contact_enc = self.vault.encrypt_text(CONTACT_CONTEXT, contact.as_str())?;
         let recipient = Secret::new(contact.as_str().to_string());
@@ -291,17 +315,7 @@ impl Identity {
         terms_version: &str,
         context: &Context,
     ) -> Result<(CustomerView, NewSession), IdentityError> {
-        let display_name = display_name.trim();
-        let name_length = display_name.chars().count();
-        if name_length == 0
-            || name_length > DISPLAY_NAME_LENGTH_MAX
-            || display_name.chars().any(char::is_control)
-        {
-            return Err(IdentityError::invalid(
-                "display_name",
-                format!("a name of 1 to {DISPLAY_NAME_LENGTH_MAX} characters"),
-            ));
-        }
+        let display_name = parse_display_name(display_name)?;
         if terms_version != TERMS_VERSION {
             return Err(IdentityError::invalid(
                 "accept_terms",

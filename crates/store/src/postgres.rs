@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/postgres_0004_factors.sql")),
     (5, include_str!("migrations/postgres_0005_audit.sql")),
     (6, include_str!("migrations/postgres_0006_kyc.sql")),
+    (7, include_str!("migrations/postgres_0007_profile.sql")),
     (8, include_str!("migrations/postgres_0008_staff.sql")),
 ];
 

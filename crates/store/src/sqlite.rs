@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/sqlite_0004_factors.sql")),
     (5, include_str!("migrations/sqlite_0005_audit.sql")),
     (6, include_str!("migrations/sqlite_0006_kyc.sql")),
+    (7, include_str!("migrations/sqlite_0007_profile.sql")),
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
 ];
 
