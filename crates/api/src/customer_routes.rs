@@ -70,6 +70,9 @@ pub fn routes() -> RouteTable {
         )
         .post("/v1/me/kyc/identity", verify_identity)
         .post("/v1/me/kyc/documents", submit_documents)
+        .post("/v1/me/cards", link_card)
+        .get("/v1/me/cards", list_cards)
+        .post("/v1/me/cards/{id}/remove", remove_card)
 }
 
 impl From<IdentityError> for ApiError {
@@ -1828,6 +1831,221 @@ pub(crate) async fn submit_documents(
             })
             .await?;
             Ok(kyc_answer(outcome, tier))
+        },
+    )
+    .await
+}
+
+// ---- linked cards ----------------------------------------------------------------
+
+impl From<coffer_payments::CardError> for ApiError {
+    fn from(error: coffer_payments::CardError) -> ApiError {
+        use coffer_payments::CardError;
+        let status = match &error {
+            CardError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            CardError::AlreadyLinked | CardError::TooMany => StatusCode::CONFLICT,
+            CardError::NotFound => StatusCode::NOT_FOUND,
+            CardError::Store(_) | CardError::Vault(_) | CardError::Audit(_) => {
+                return ApiError::internal(error)
+            }
+        };
+        let api = ApiError::new(status, error.code(), error.to_string());
+        match error.field() {
+            Some(field) => api.field(field),
+            None => api,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkCardRequest {
+    /// The card number (12 to 19 digits, Luhn-checked). Stored only encrypted.
+    number: String,
+    expiry_month: i64,
+    expiry_year: i64,
+    /// Checked with the issuer when linking; never stored anywhere.
+    cvv: String,
+    /// debit, credit, prepaid or gift.
+    funding: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CardBody {
+    id: String,
+    brand: &'static str,
+    funding: String,
+    /// The last four digits: all of the number that is ever shown.
+    last4: String,
+    expiry_month: i64,
+    expiry_year: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CardsResponse {
+    data: Vec<CardBody>,
+}
+
+fn card_body(card: coffer_payments::CardView) -> CardBody {
+    CardBody {
+        id: card.id,
+        brand: card.brand,
+        funding: card.funding,
+        last4: card.last4,
+        expiry_month: card.expiry_month,
+        expiry_year: card.expiry_year,
+    }
+}
+
+/// (year, month) today, for expiry checks.
+fn year_month(nanos: i64) -> (i64, i64) {
+    let text = Timestamp::from_nanos(nanos).to_rfc3339();
+    let year = text.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
+    let month = text.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    (year, month)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/cards",
+    tag = "customers",
+    summary = "Link a card",
+    description = "Debit, credit, prepaid or gift card. The number is Luhn-checked, stored only encrypted, and shown only as brand and last four; the CVV is checked at linking and never stored. The idempotency fingerprint of this request is a keyed hash (the body holds the card number).",
+    params(IdempotencyKey),
+    request_body = LinkCardRequest,
+    responses(
+        (status = 201, description = "Linked.", body = CardBody),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`card_already_linked`, `too_many_cards`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`number`, `expiry_month`, `expiry_year`, `cvv`, `funding`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn link_card(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "link_card",
+        &body,
+        || async {
+            let request: LinkCardRequest = parse(&body)?;
+            let cards = state.cards.clone();
+            let now = state.clock.now().as_nanos();
+            let session = session.clone();
+            let card = tokio::task::spawn_blocking(move || {
+                cards.link(
+                    &session.info.customer_id,
+                    coffer_payments::NewCard {
+                        number: Secret::new(request.number),
+                        expiry_month: request.expiry_month,
+                        expiry_year: request.expiry_year,
+                        cvv: Secret::new(request.cvv),
+                        funding: request.funding,
+                    },
+                    year_month(now),
+                    &session.context.ip,
+                    now,
+                )
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            let body = serde_json::to_string(&card_body(card)).map_err(ApiError::internal)?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/me/cards",
+    tag = "customers",
+    summary = "Linked cards",
+    description = "Brand, funding, last four and expiry of each active card.",
+    responses(
+        (status = 200, description = "The cards.", body = CardsResponse),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn list_cards(
+    State(state): State<AppState>,
+    session: CustomerSession,
+) -> Response {
+    let cards = state.cards.clone();
+    match tokio::task::spawn_blocking(move || cards.list(&session.info.customer_id)).await {
+        Ok(Ok(list)) => json_response(
+            StatusCode::OK,
+            &CardsResponse {
+                data: list.into_iter().map(card_body).collect(),
+            },
+        ),
+        Ok(Err(error)) => ApiError::from(error).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/cards/{id}/remove",
+    tag = "customers",
+    summary = "Remove a card",
+    params(("id" = String, Path, description = "The card id."), IdempotencyKey),
+    responses(
+        (status = 200, description = "Removed."),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn remove_card(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("remove_card:{id}"),
+        &body,
+        || async {
+            let cards = state.cards.clone();
+            let now = state.clock.now().as_nanos();
+            let session = session.clone();
+            tokio::task::spawn_blocking(move || {
+                cards.remove(&session.info.customer_id, &id, &session.context.ip, now)
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            Ok((StatusCode::OK, r#"{"removed":true}"#.to_string()))
         },
     )
     .await

@@ -60,6 +60,7 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     pub rate_limiter: Arc<RateLimiter>,
     pub provider: Arc<dyn IdentityProvider>,
+    pub cards: Arc<coffer_payments::Cards>,
 }
 
 /// The customer side: identity, the vault that guards its data, and the
@@ -70,6 +71,7 @@ pub struct CustomerServices {
     pub dispatcher: Arc<Dispatcher>,
     /// Checks name and national ID for KYC tier 1 (a simulator by default).
     pub provider: Arc<dyn IdentityProvider>,
+    pub cards: Arc<coffer_payments::Cards>,
 }
 
 impl CustomerServices {
@@ -86,6 +88,7 @@ impl CustomerServices {
             Vault::open(master_key, sql.clone(), clock.now().as_nanos())
                 .map_err(|e| e.to_string())?,
         );
+        let (sql_for_cards, vault_for_cards) = (sql.clone(), vault.clone());
         let dispatcher = Arc::new(Dispatcher::new(
             sql.clone(),
             vault.clone(),
@@ -98,6 +101,7 @@ impl CustomerServices {
             vault,
             dispatcher,
             provider: Arc::new(SimulatedIdentityProvider),
+            cards: Arc::new(coffer_payments::Cards::new(sql_for_cards, vault_for_cards)),
         })
     }
 }
@@ -124,6 +128,7 @@ impl AppState {
             vault: customers.vault.clone(),
             dispatcher: customers.dispatcher.clone(),
             provider: customers.provider.clone(),
+            cards: customers.cards.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
     }

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/postgres_0006_kyc.sql")),
     (7, include_str!("migrations/postgres_0007_profile.sql")),
     (8, include_str!("migrations/postgres_0008_staff.sql")),
+    (9, include_str!("migrations/postgres_0009_cards.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/sqlite_0006_kyc.sql")),
     (7, include_str!("migrations/sqlite_0007_profile.sql")),
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
+    (9, include_str!("migrations/sqlite_0009_cards.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
