@@ -73,6 +73,17 @@ pub fn routes() -> RouteTable {
         .post("/v1/me/cards", link_card)
         .get("/v1/me/cards", list_cards)
         .post("/v1/me/cards/{id}/remove", remove_card)
+        .post("/v1/me/passkeys/registration", start_passkey_registration)
+        .post(
+            "/v1/me/passkeys/registration/{id}/finish",
+            finish_passkey_registration,
+        )
+        .get("/v1/me/passkeys", list_passkeys)
+        .post("/v1/auth/passkeys/challenges", start_passkey_sign_in)
+        .post(
+            "/v1/auth/passkeys/challenges/{id}/verify",
+            verify_passkey_sign_in,
+        )
 }
 
 impl From<IdentityError> for ApiError {
@@ -2049,4 +2060,293 @@ pub(crate) async fn remove_card(
         },
     )
     .await
+}
+
+// ---- passkeys --------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CeremonyResponse {
+    ceremony_id: String,
+    /// Pass to `navigator.credentials.create()` / `.get()` as is.
+    #[schema(value_type = Object)]
+    options: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FinishRegistrationRequest {
+    /// The `PublicKeyCredential` the browser returned, as JSON.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+    /// A name for the device, e.g. "My phone".
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasskeyAssertionRequest {
+    /// The `PublicKeyCredential` the browser returned, as JSON.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasskeyBody {
+    id: String,
+    name: String,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PasskeysResponse {
+    data: Vec<PasskeyBody>,
+}
+
+fn passkey_body(view: coffer_identity::PasskeyView) -> PasskeyBody {
+    PasskeyBody {
+        id: view.id,
+        name: view.name,
+        created_at: Timestamp::from_nanos(view.created_at).to_rfc3339(),
+        last_used_at: view
+            .last_used_at
+            .map(|t| Timestamp::from_nanos(t).to_rfc3339()),
+    }
+}
+
+fn credential<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid("credential", format!("not a WebAuthn credential: {e}")))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/passkeys/registration",
+    tag = "customers",
+    summary = "Start adding a passkey",
+    description = "Options for `navigator.credentials.create()`; user verification (fingerprint, face, PIN) is required. Answer within five minutes.",
+    params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The ceremony.", body = CeremonyResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict` (too many passkeys), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn start_passkey_registration(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "passkey_registration",
+        &body,
+        || async {
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let (ceremony_id, options) =
+                identity_call(move || identity.start_passkey_registration(&session.info)).await?;
+            let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
+            let body = serde_json::to_string(&CeremonyResponse {
+                ceremony_id,
+                options,
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/me/passkeys/registration/{id}/finish",
+    tag = "customers",
+    summary = "Finish adding a passkey",
+    description = "The authenticator's answer; verified (origin, challenge, signature) before the passkey is stored. The customer is alerted.",
+    params(("id" = String, Path, description = "The ceremony id."), IdempotencyKey),
+    request_body = FinishRegistrationRequest,
+    responses(
+        (status = 201, description = "Added.", body = PasskeyBody),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict` (already registered), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`challenge_invalid` (expired or used), `invalid_field` (`credential`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn finish_passkey_registration(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("passkey_finish:{id}"),
+        &body,
+        || async {
+            let request: FinishRegistrationRequest = parse(&body)?;
+            let credential: coffer_identity::webauthn::RegisterPublicKeyCredential =
+                credential(request.credential)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            let view = identity_call(move || {
+                identity.finish_passkey_registration(
+                    &session.info,
+                    &id,
+                    &credential,
+                    &request.name,
+                    &session.context,
+                )
+            })
+            .await?;
+            state.dispatcher.nudge();
+            let body = serde_json::to_string(&passkey_body(view)).map_err(ApiError::internal)?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/me/passkeys",
+    tag = "customers",
+    summary = "Registered passkeys",
+    responses(
+        (status = 200, description = "The passkeys.", body = PasskeysResponse),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn list_passkeys(
+    State(state): State<AppState>,
+    session: CustomerSession,
+) -> Response {
+    let identity = state.identity.clone();
+    match blocking_identity(move || identity.passkeys(&session.info)).await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            &PasskeysResponse {
+                data: list.into_iter().map(passkey_body).collect(),
+            },
+        ),
+        Err(response) => response,
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/passkeys/challenges",
+    tag = "customers",
+    summary = "Start a passkey sign-in",
+    description = "Options for `navigator.credentials.get()`. Names no account: the device offers its passkey and the server finds whose it is.",
+    params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The ceremony.", body = CeremonyResponse),
+        (status = 400, response = BadRequest),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn start_passkey_sign_in(
+    State(state): State<AppState>,
+    Client(context): Client,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = crate::auth::Principal {
+        key_id: format!("anonymous:{}", context.ip),
+        scopes: vec!["public".into()],
+    };
+    idempotency::run(
+        &state,
+        &principal,
+        "public",
+        &headers,
+        "passkey_sign_in",
+        &body,
+        || async {
+            let identity = state.identity.clone();
+            let (ceremony_id, options) =
+                identity_call(move || identity.start_passkey_sign_in()).await?;
+            let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
+            let body = serde_json::to_string(&CeremonyResponse {
+                ceremony_id,
+                options,
+            })
+            .map_err(ApiError::internal)?;
+            Ok((StatusCode::CREATED, body))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/auth/passkeys/challenges/{id}/verify",
+    tag = "customers",
+    summary = "Sign in with a passkey",
+    description = "The device's signed answer. A passkey with user verification is possession and biometrics together, so no second factor is asked. Not replayed by Idempotency-Key (the answer carries a session token); a ceremony verifies once.",
+    params(("id" = String, Path, description = "The ceremony id.")),
+    request_body = PasskeyAssertionRequest,
+    responses(
+        (status = 201, description = "Signed in; also sets the `coffer_session` cookie.", body = SessionResponse),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`challenge_invalid`, `invalid_field` (`credential`: did not verify).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    )
+)]
+pub(crate) async fn verify_passkey_sign_in(
+    State(state): State<AppState>,
+    Client(context): Client,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    let request: PasskeyAssertionRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let assertion: coffer_identity::webauthn::PublicKeyCredential =
+        match credential(request.credential) {
+            Ok(assertion) => assertion,
+            Err(error) => return error.into_response(),
+        };
+    let identity = state.identity.clone();
+    match blocking_identity(move || identity.finish_passkey_sign_in(&id, &assertion, &context))
+        .await
+    {
+        Ok(session) => session_created(&state, &session),
+        Err(response) => response,
+    }
 }

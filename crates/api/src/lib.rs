@@ -95,7 +95,11 @@ impl CustomerServices {
             clock.clone(),
             transports,
         ));
-        let identity = Arc::new(Identity::new(sql, vault.clone(), clock, policy, passwords));
+        let identity = Arc::new(
+            Identity::new(sql, vault.clone(), clock, policy, passwords)
+                .with_passkeys(&coffer_identity::PasskeySettings::default())
+                .map_err(|e| e.to_string())?,
+        );
         Ok(CustomerServices {
             identity,
             vault,

@@ -1873,3 +1873,105 @@ async fn profile_contact_and_password_changes_and_reset_over_http() {
         );
     }
 }
+
+#[path = "../../identity/tests/support/authenticator.rs"]
+mod authenticator;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_added_then_used_to_sign_in_over_http() {
+    use reqwest::Method;
+    let app = spawn_app(TestDatabase::sqlite()).await;
+    let (customer, bearer) = registered_customer(&app, "+8613200132000").await;
+    let settings = coffer_identity::PasskeySettings::default();
+    let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
+    let (status, ceremony, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/passkeys/registration",
+            &[("Authorization", &bearer), ("Idempotency-Key", "pk-1")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{ceremony}");
+    let answer = device.register(&ceremony["options"]);
+    let finish = format!(
+        "/v1/me/passkeys/registration/{}/finish",
+        ceremony["ceremony_id"].as_str().expect("id")
+    );
+    let (status, added, _) = app
+        .send(
+            Method::POST,
+            &finish,
+            &[("Authorization", &bearer), ("Idempotency-Key", "pk-2")],
+            Some(json!({"credential": answer, "name": "My phone"})),
+        )
+        .await;
+    assert_eq!(
+        (status, added["name"].as_str()),
+        (201, Some("My phone")),
+        "{added}"
+    );
+    let (_, list, _) = app
+        .send(
+            Method::GET,
+            "/v1/me/passkeys",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+
+    // Sign in with the passkey alone.
+    let (status, challenge, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/passkeys/challenges",
+            &[("Idempotency-Key", "pk-3")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{challenge}");
+    let assertion = device.sign_in(&challenge["options"]);
+    let verify = format!(
+        "/v1/auth/passkeys/challenges/{}/verify",
+        challenge["ceremony_id"].as_str().expect("id")
+    );
+    let (status, session, headers) = app
+        .send(
+            Method::POST,
+            &verify,
+            &[],
+            Some(json!({"credential": assertion.clone()})),
+        )
+        .await;
+    assert_eq!(
+        (status, session["customer_id"].as_str()),
+        (201, Some(customer.as_str())),
+        "{session}"
+    );
+    assert!(headers.get("set-cookie").is_some());
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &verify,
+            &[],
+            Some(json!({"credential": assertion})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("challenge_invalid"))
+    );
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &verify,
+            &[],
+            Some(json!({"credential": {"id": "x"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("credential"))
+    );
+}

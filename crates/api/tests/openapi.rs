@@ -110,6 +110,7 @@ fn every_operation_states_the_conventions() {
             "POST /v1/me/factors/totp",
             "POST /v1/me/factors/totp/confirm",
             "POST /v1/staff/sessions",
+            "POST /v1/auth/passkeys/challenges/{id}/verify",
         ]
         .contains(&name.as_str());
         if path.starts_with("/v1/ledger/") {

@@ -21,6 +21,7 @@ mod credentials;
 mod error;
 mod factors;
 mod kyc;
+mod passkeys;
 mod password;
 mod profile;
 mod session;
@@ -47,12 +48,14 @@ pub use kyc::{
     normalize_id, resident_id_check, IdType, IdentityProvider, KycOutcome, ProviderError,
     ProviderVerdict, Review, SimulatedIdentityProvider, TierLimits, Tiers,
 };
+pub use passkeys::{PasskeySettings, PasskeyView, PASSKEYS_PER_CUSTOMER_MAX};
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use session::{NewSession, SessionInfo, SessionView};
 pub use staff::{
     permits, Approval, NewStaff, Permission, Role, SensitiveAction, StaffInfo, STAFF_TOKEN_PREFIX,
 };
+pub use webauthn_rs::prelude as webauthn;
 
 /// The terms a new customer accepts; a registration must name this version.
 pub const TERMS_VERSION: &str = "2026-11";
@@ -128,6 +131,7 @@ pub struct Identity {
     clock: Arc<dyn Clock>,
     policy: Policy,
     passwords: PasswordPolicy,
+    webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 pub(crate) const CONTACT_CONTEXT: &str = "customer.contact";
@@ -181,7 +185,14 @@ impl Identity {
             clock,
             policy,
             passwords,
+            webauthn: None,
         }
+    }
+
+    /// Turns passkeys on for this relying party (the bank's domain).
+    pub fn with_passkeys(mut self, settings: &PasskeySettings) -> Result<Identity, IdentityError> {
+        self.webauthn = Some(passkeys::build(settings)?);
+        Ok(self)
     }
 
     fn now(&self) -> i64 {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/postgres_0007_profile.sql")),
     (8, include_str!("migrations/postgres_0008_staff.sql")),
     (9, include_str!("migrations/postgres_0009_cards.sql")),
+    (10, include_str!("migrations/postgres_0010_passkeys.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/sqlite_0007_profile.sql")),
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
     (9, include_str!("migrations/sqlite_0009_cards.sql")),
+    (10, include_str!("migrations/sqlite_0010_passkeys.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
