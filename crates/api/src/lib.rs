@@ -29,7 +29,7 @@ use axum::Router;
 use coffer_app::Engine;
 use coffer_core::{Clock, CurrencyRegistry};
 use coffer_identity::{
-    Identity, IdentityProvider, PasswordPolicy, Policy, SimulatedIdentityProvider,
+    Identity, IdentityProvider, PasskeySettings, PasswordPolicy, Policy, SimulatedIdentityProvider,
 };
 use coffer_notify::{Dispatcher, Transport};
 use coffer_store::service::ServiceStore;
@@ -75,6 +75,8 @@ pub struct CustomerServices {
 }
 
 impl CustomerServices {
+    /// Opens the services with the default passkey relying party
+    /// (`localhost`, `http://localhost:8080`): for tests and tools.
     pub fn open(
         database: &Database,
         clock: Arc<dyn Clock>,
@@ -82,6 +84,28 @@ impl CustomerServices {
         transports: Vec<Arc<dyn Transport>>,
         policy: Policy,
         passwords: PasswordPolicy,
+    ) -> Result<CustomerServices, String> {
+        CustomerServices::open_with(
+            database,
+            clock,
+            master_key,
+            transports,
+            policy,
+            passwords,
+            &PasskeySettings::default(),
+        )
+    }
+
+    /// Opens the services with passkeys valid for `passkeys`' relying party
+    /// and origin (`coffer serve` passes the configured ones).
+    pub fn open_with(
+        database: &Database,
+        clock: Arc<dyn Clock>,
+        master_key: Arc<dyn KeyProvider>,
+        transports: Vec<Arc<dyn Transport>>,
+        policy: Policy,
+        passwords: PasswordPolicy,
+        passkeys: &PasskeySettings,
     ) -> Result<CustomerServices, String> {
         let sql = Arc::new(SqlStore::open(database, 8).map_err(|e| e.to_string())?);
         let vault = Arc::new(
@@ -97,7 +121,7 @@ impl CustomerServices {
         ));
         let identity = Arc::new(
             Identity::new(sql, vault.clone(), clock, policy, passwords)
-                .with_passkeys(&coffer_identity::PasskeySettings::default())
+                .with_passkeys(passkeys)
                 .map_err(|e| e.to_string())?,
         );
         Ok(CustomerServices {

@@ -92,13 +92,14 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         simulator(coffer_notify::Channel::Sms),
         simulator(coffer_notify::Channel::Email),
     ];
-    let customers = coffer_api::CustomerServices::open(
+    let customers = coffer_api::CustomerServices::open_with(
         &database,
         clock.clone(),
         Arc::new(master_key),
         transports,
         coffer_identity::Policy::default(),
         coffer_identity::PasswordPolicy::new(None),
+        &config.passkeys.settings(),
     )
     .map_err(anyhow::Error::msg)?;
     let dispatcher = customers

@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::{
     ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
-    DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV, RATE_LIMIT,
-    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
+    DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV,
+    PASSKEYS_ORIGIN, PASSKEYS_RP_ID, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT,
+    TLS_KEY,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -30,6 +31,8 @@ pub(super) struct Layer {
     pub log_format: Option<Sourced<String>>,
     pub log_filter: Option<Sourced<String>>,
     pub retention_hours: Option<Sourced<String>>,
+    pub passkeys_rp_id: Option<Sourced<String>>,
+    pub passkeys_origin: Option<Sourced<String>>,
 }
 
 impl Layer {
@@ -49,6 +52,8 @@ impl Layer {
             log_format: self.log_format.or(lower.log_format),
             log_filter: self.log_filter.or(lower.log_filter),
             retention_hours: self.retention_hours.or(lower.retention_hours),
+            passkeys_rp_id: self.passkeys_rp_id.or(lower.passkeys_rp_id),
+            passkeys_origin: self.passkeys_origin.or(lower.passkeys_origin),
         }
     }
 }
@@ -176,6 +181,8 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         log_format,
         log_filter: get(LOG_FILTER)?,
         retention_hours: get(RETENTION_HOURS)?,
+        passkeys_rp_id: get(PASSKEYS_RP_ID)?,
+        passkeys_origin: get(PASSKEYS_ORIGIN)?,
     })
 }
 
@@ -244,6 +251,7 @@ struct FileConfig {
     database: FileDatabase,
     log: FileLog,
     idempotency: FileIdempotency,
+    passkeys: FilePasskeys,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +284,13 @@ struct FileLog {
 #[serde(default, deny_unknown_fields)]
 struct FileIdempotency {
     retention_hours: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FilePasskeys {
+    rp_id: Option<String>,
+    origin: Option<String>,
 }
 
 pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
@@ -319,6 +334,8 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
             .idempotency
             .retention_hours
             .map(|hours| Sourced::new(hours.to_string(), origin.clone())),
+        passkeys_rp_id: value(parsed.passkeys.rp_id),
+        passkeys_origin: value(parsed.passkeys.origin),
     })
 }
 

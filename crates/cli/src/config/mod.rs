@@ -79,8 +79,16 @@ pub const RETENTION_HOURS: Key = Key {
     name: "idempotency.retention_hours",
     env: "COFFER_IDEMPOTENCY_RETENTION_HOURS",
 };
+pub const PASSKEYS_RP_ID: Key = Key {
+    name: "passkeys.rp_id",
+    env: "COFFER_PASSKEYS_RP_ID",
+};
+pub const PASSKEYS_ORIGIN: Key = Key {
+    name: "passkeys.origin",
+    env: "COFFER_PASSKEYS_ORIGIN",
+};
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 12] = [
+pub const KEYS: [Key; 14] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
@@ -93,6 +101,8 @@ pub const KEYS: [Key; 12] = [
     LOG_FORMAT,
     LOG_FILTER,
     RETENTION_HOURS,
+    PASSKEYS_RP_ID,
+    PASSKEYS_ORIGIN,
 ];
 /// The older boolean spelling of `log.format = "json"`, kept working.
 pub const LOG_JSON_ENV: &str = "COFFER_LOG_JSON";
@@ -165,6 +175,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub idempotency: IdempotencyConfig,
+    pub passkeys: PasskeysConfig,
     /// Things worth an operator's look that do not stop the start
     /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
     pub warnings: Vec<String>,
@@ -251,6 +262,24 @@ impl LogFormat {
 #[derive(Debug)]
 pub struct IdempotencyConfig {
     pub retention_hours: Sourced<i64>,
+}
+
+/// Where passkeys (WebAuthn) are valid: the relying party id, a domain, and
+/// the origin the web app is served from (that domain or a subdomain of it).
+#[derive(Debug)]
+pub struct PasskeysConfig {
+    pub rp_id: Sourced<String>,
+    pub origin: Sourced<String>,
+}
+
+impl PasskeysConfig {
+    /// The identity service's passkey settings by this configuration.
+    pub fn settings(&self) -> coffer_identity::PasskeySettings {
+        coffer_identity::PasskeySettings {
+            rp_id: self.rp_id.value.clone(),
+            origin: self.origin.value.clone(),
+        }
+    }
 }
 
 /// Why the configuration cannot be used; each message names the key and,
@@ -381,6 +410,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         RETENTION_HOURS_MIN,
         RETENTION_HOURS_MAX,
     )?;
+    let passkeys = parse_passkeys(layer.passkeys_rp_id, layer.passkeys_origin)?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -395,6 +425,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         },
         log: LogConfig { format, filter },
         idempotency: IdempotencyConfig { retention_hours },
+        passkeys,
         warnings: Vec::new(),
     })
 }
@@ -465,6 +496,93 @@ where
             format!("expected a whole number from {min} to {max}"),
         )),
     }
+}
+
+/// A bare domain name: dot-separated labels of lowercase letters, digits and
+/// hyphens (not at either end of a label), at most 253 characters.
+fn is_domain_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn parse_passkeys(
+    rp_id: Option<Sourced<String>>,
+    origin: Option<Sourced<String>>,
+) -> Result<PasskeysConfig, ConfigError> {
+    let defaults = coffer_identity::PasskeySettings::default();
+    let rp_id = rp_id.unwrap_or_else(|| Sourced::default_value(defaults.rp_id));
+    if !is_domain_name(&rp_id.value) {
+        return Err(invalid(
+            PASSKEYS_RP_ID,
+            &rp_id,
+            "expected a bare domain name like example.com (lowercase letters, digits, dots and hyphens; no scheme or port)",
+        ));
+    }
+    let origin = origin.unwrap_or_else(|| Sourced::default_value(defaults.origin));
+    let (https, rest) = if let Some(rest) = origin.value.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = origin.value.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(invalid(
+            PASSKEYS_ORIGIN,
+            &origin,
+            "expected an http:// or https:// URL like https://wallet.example.com",
+        ));
+    };
+    if rest.contains(['/', '?', '#']) {
+        return Err(invalid(
+            PASSKEYS_ORIGIN,
+            &origin,
+            "expected no path, query or fragment: only scheme, host and optional port",
+        ));
+    }
+    let (host, port) = match rest.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let port_ok = port.is_none_or(|port| {
+        port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if !is_domain_name(host) || !port_ok {
+        return Err(invalid(
+            PASSKEYS_ORIGIN,
+            &origin,
+            "expected a lowercase domain name and optional port after the scheme, like https://wallet.example.com:8443",
+        ));
+    }
+    let rp = rp_id.value.as_str();
+    let within = host == rp
+        || host
+            .strip_suffix(rp)
+            .is_some_and(|prefix| prefix.ends_with('.'));
+    if !within {
+        return Err(invalid(
+            PASSKEYS_ORIGIN,
+            &origin,
+            format!(
+                "host {host:?} is not {} ({rp:?}, from {}) or a subdomain of it",
+                PASSKEYS_RP_ID.name, rp_id.origin
+            ),
+        ));
+    }
+    if !https && host != "localhost" {
+        return Err(invalid(
+            PASSKEYS_ORIGIN,
+            &origin,
+            "https:// is required unless the host is localhost",
+        ));
+    }
+    Ok(PasskeysConfig { rp_id, origin })
 }
 
 fn load_tls(cert: Sourced<String>, key: Sourced<String>) -> Result<TlsConfig, ConfigError> {

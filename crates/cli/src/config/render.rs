@@ -92,6 +92,23 @@ pub fn render(config: &Config) -> String {
         )],
     ));
 
+    let passkeys = &config.passkeys;
+    sections.push((
+        "passkeys",
+        vec![
+            line(
+                "rp_id",
+                quoted(&passkeys.rp_id.value),
+                &passkeys.rp_id.origin,
+            ),
+            line(
+                "origin",
+                quoted(&passkeys.origin.value),
+                &passkeys.origin.origin,
+            ),
+        ],
+    ));
+
     let width = sections
         .iter()
         .flat_map(|(_, lines)| lines)

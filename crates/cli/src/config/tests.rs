@@ -72,6 +72,16 @@ fn with_nothing_set_the_defaults_apply() {
         config.idempotency.retention_hours.value,
         coffer_api::idempotency::IDEMPOTENCY_RETENTION_HOURS
     );
+    assert_eq!(config.passkeys.rp_id.value, "localhost");
+    assert_eq!(config.passkeys.rp_id.origin, Origin::Default);
+    assert_eq!(config.passkeys.origin.value, "http://localhost:8080");
+    assert_eq!(config.passkeys.origin.origin, Origin::Default);
+    let settings = config.passkeys.settings();
+    let defaults = coffer_identity::PasskeySettings::default();
+    assert_eq!(
+        (settings.rp_id, settings.origin),
+        (defaults.rp_id, defaults.origin)
+    );
     assert!(config.warnings.is_empty());
 }
 
@@ -333,7 +343,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`"
     );
 }
 
@@ -607,5 +617,161 @@ fn rate_limits_come_from_the_file_or_the_environment_and_zero_is_off() {
             &[("COFFER_SERVER_RATE_LIMIT_PER_SECOND", "-1")]
         ),
         "server.rate_limit_per_second = \"-1\" (from COFFER_SERVER_RATE_LIMIT_PER_SECOND): expected a whole number from 0 to 1000000"
+    );
+}
+
+#[test]
+fn passkey_settings_come_from_the_file_and_the_environment() {
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        "[passkeys]\nrp_id = \"example.com\"\norigin = \"https://example.com\"\n",
+    );
+    let config = load(&with_file(&path), &Env::default()).expect("config");
+    let file = Origin::File(path.clone());
+    assert_eq!(config.passkeys.rp_id.value, "example.com");
+    assert_eq!(config.passkeys.rp_id.origin, file);
+    assert_eq!(config.passkeys.origin.value, "https://example.com");
+    assert_eq!(config.passkeys.origin.origin, file);
+
+    // The environment overrides the file, key by key.
+    let env = Env::from_pairs(&[("COFFER_PASSKEYS_ORIGIN", "https://wallet.example.com:8443")]);
+    let config = load(&with_file(&path), &env).expect("config");
+    assert_eq!(config.passkeys.rp_id.origin, file);
+    assert_eq!(
+        config.passkeys.origin.value,
+        "https://wallet.example.com:8443"
+    );
+    assert_eq!(
+        config.passkeys.origin.origin,
+        Origin::Env("COFFER_PASSKEYS_ORIGIN")
+    );
+    let settings = config.passkeys.settings();
+    assert_eq!(settings.rp_id, "example.com");
+    assert_eq!(settings.origin, "https://wallet.example.com:8443");
+
+    let env = Env::from_pairs(&[
+        ("COFFER_PASSKEYS_RP_ID", "bank.test"),
+        ("COFFER_PASSKEYS_ORIGIN", "https://bank.test"),
+    ]);
+    let config = load(&Flags::default(), &env).expect("config");
+    assert_eq!(config.passkeys.rp_id.value, "bank.test");
+    assert_eq!(
+        config.passkeys.rp_id.origin,
+        Origin::Env("COFFER_PASSKEYS_RP_ID")
+    );
+    let shown = render(&config);
+    assert!(shown.contains("[passkeys]"), "{shown}");
+    let rp_id = shown
+        .lines()
+        .find(|line| line.starts_with("rp_id = "))
+        .expect("rp_id line");
+    assert!(
+        rp_id.starts_with("rp_id = \"bank.test\"") && rp_id.ends_with("# COFFER_PASSKEYS_RP_ID"),
+        "{shown}"
+    );
+    // The rendered output loads back to the same settings.
+    let again = write(dir.path(), "again.toml", &shown);
+    let again = load(&with_file(&again), &Env::default()).expect("render parses");
+    assert_eq!(again.passkeys.origin.value, "https://bank.test");
+
+    // http is fine on localhost, on any port.
+    let env = Env::from_pairs(&[("COFFER_PASSKEYS_ORIGIN", "http://localhost:3000")]);
+    let config = load(&Flags::default(), &env).expect("config");
+    assert_eq!(config.passkeys.origin.value, "http://localhost:3000");
+}
+
+#[test]
+fn a_bad_passkey_rp_id_names_the_key_and_the_layer() {
+    let reason = "expected a bare domain name like example.com (lowercase letters, digits, dots and hyphens; no scheme or port)";
+    for bad in [
+        "https://example.com",
+        "example.com:443",
+        "Example.com",
+        "example..com",
+        ".example.com",
+        "-bank.example",
+        "bank_1.example",
+        "example.com/",
+    ] {
+        assert_eq!(
+            error(&Flags::default(), &[("COFFER_PASSKEYS_RP_ID", bad)]),
+            format!("passkeys.rp_id = {bad:?} (from COFFER_PASSKEYS_RP_ID): {reason}")
+        );
+    }
+    assert_eq!(
+        error_in_file("[passkeys]\nrp_id = \"https://example.com\"\n"),
+        format!("passkeys.rp_id = \"https://example.com\" (from FILE): {reason}")
+    );
+}
+
+#[test]
+fn a_bad_passkey_origin_names_the_key_and_the_layer() {
+    let origin_error = |rp_id: &str, origin: &str| {
+        error(
+            &Flags::default(),
+            &[
+                ("COFFER_PASSKEYS_RP_ID", rp_id),
+                ("COFFER_PASSKEYS_ORIGIN", origin),
+            ],
+        )
+    };
+    assert_eq!(
+        origin_error("example.com", "example.com"),
+        "passkeys.origin = \"example.com\" (from COFFER_PASSKEYS_ORIGIN): expected an http:// or https:// URL like https://wallet.example.com"
+    );
+    assert_eq!(
+        origin_error("example.com", "ftp://example.com"),
+        "passkeys.origin = \"ftp://example.com\" (from COFFER_PASSKEYS_ORIGIN): expected an http:// or https:// URL like https://wallet.example.com"
+    );
+    for with_path in [
+        "https://example.com/",
+        "https://example.com/app",
+        "https://example.com?x=1",
+        "https://example.com#top",
+    ] {
+        assert_eq!(
+            origin_error("example.com", with_path),
+            format!("passkeys.origin = {with_path:?} (from COFFER_PASSKEYS_ORIGIN): expected no path, query or fragment: only scheme, host and optional port")
+        );
+    }
+    for bad_host in [
+        "https://",
+        "https://Example.com",
+        "https://example.com:",
+        "https://example.com:0",
+        "https://example.com:99999",
+        "https://example.com:+443",
+        "https://user@example.com",
+    ] {
+        assert_eq!(
+            origin_error("example.com", bad_host),
+            format!("passkeys.origin = {bad_host:?} (from COFFER_PASSKEYS_ORIGIN): expected a lowercase domain name and optional port after the scheme, like https://wallet.example.com:8443")
+        );
+    }
+    assert_eq!(
+        origin_error("example.com", "https://badexample.com"),
+        "passkeys.origin = \"https://badexample.com\" (from COFFER_PASSKEYS_ORIGIN): host \"badexample.com\" is not passkeys.rp_id (\"example.com\", from COFFER_PASSKEYS_RP_ID) or a subdomain of it"
+    );
+    assert_eq!(
+        origin_error("wallet.example.com", "https://example.com"),
+        "passkeys.origin = \"https://example.com\" (from COFFER_PASSKEYS_ORIGIN): host \"example.com\" is not passkeys.rp_id (\"wallet.example.com\", from COFFER_PASSKEYS_RP_ID) or a subdomain of it"
+    );
+    assert_eq!(
+        origin_error("example.com", "http://wallet.example.com"),
+        "passkeys.origin = \"http://wallet.example.com\" (from COFFER_PASSKEYS_ORIGIN): https:// is required unless the host is localhost"
+    );
+    // Changing the rp_id alone leaves the default origin on localhost: named.
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_PASSKEYS_RP_ID", "example.com")]
+        ),
+        "passkeys.origin = \"http://localhost:8080\" (from default): host \"localhost\" is not passkeys.rp_id (\"example.com\", from COFFER_PASSKEYS_RP_ID) or a subdomain of it"
+    );
+    assert_eq!(
+        error_in_file("[passkeys]\nrp_id = \"example.com\"\norigin = \"http://example.com\"\n"),
+        "passkeys.origin = \"http://example.com\" (from FILE): https:// is required unless the host is localhost"
     );
 }
