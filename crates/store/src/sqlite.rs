@@ -276,6 +276,8 @@ impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer, StoreError> {
         use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
         let connection = open(path)?;
+        // Checkpointing copies WAL frames to the file; it needs no page cache.
+        connection.pragma_update(None, "cache_size", -1024)?;
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let frames = std::sync::Arc::new(AtomicI64::new(0));
         let (flag, seen) = (stop.clone(), frames.clone());
