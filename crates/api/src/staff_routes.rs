@@ -120,6 +120,7 @@ pub(crate) struct StaffSessionResponse {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FindQuery {
     /// A phone number (+86…) or e-mail address.
@@ -170,12 +171,14 @@ pub(crate) struct DecisionRequest {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     /// Only records about this subject (a customer id, an approval id…).
     subject: Option<String>,
     /// At most this many, newest first (1 to 500; default 100).
-    limit: Option<usize>,
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -509,10 +512,15 @@ pub(crate) async fn read_audit(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit is 1 to 500"));
-    }
+    // Parsed by hand: an empty `limit=` must be refused, not read as absent.
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", "limit is a whole number from 1 to 500"))?,
+    };
     let identity = state.identity.clone();
     let records = call(move || {
         identity.staff_audit_log(
