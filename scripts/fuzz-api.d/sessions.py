@@ -1,6 +1,8 @@
-"""Signs a customer and a staff member in, so that the fuzzer reaches the
+"""Signs two customers and a staff member in, so that the fuzzer reaches the
 customer (/v1/me…) and back-office (/v1/staff…) operations, not just their
-401s. Prints "CUSTOMER_TOKEN STAFF_TOKEN".
+401s. The second customer's session is the one the hooks give to sign-out
+and revoke-all, so those cannot end the first one's. Prints
+"CUSTOMER_TOKEN SPARE_TOKEN STAFF_TOKEN".
 
 The customer registers like anyone: the demo server prints the simulated SMS
 on its console, which this reads from the server's log. The staff member was
@@ -23,7 +25,6 @@ import urllib.request
 import uuid
 
 BASE, LOG, USERNAME, PASSWORD, SEED = sys.argv[1:6]
-PHONE = "+8613999990000"
 
 
 def post(path, body, headers=None):
@@ -49,27 +50,34 @@ def totp(seed):
     return f"{value % 1_000_000:06d}"
 
 
-status, started = post("/v1/auth/registrations", {"contact": PHONE},
-                       {"Idempotency-Key": f"fuzz-{uuid.uuid4()}"})
-if status != 202:
-    sys.exit(f"sessions: registration answered {status}: {started}")
-code = None
-for _ in range(100):
-    with open(LOG, encoding="utf-8", errors="replace") as log:
-        found = re.findall(r"simulated sms to \+8613999990000\].*?code is (\d{6})", log.read())
-    if found:
-        code = found[-1]
-        break
-    time.sleep(0.2)
-if code is None:
-    sys.exit("sessions: no code arrived on the demo console")
-status, registered = post(
-    f"/v1/auth/registrations/{started['registration_id']}/complete",
-    {"code": code, "password": "fuzzing is caring", "display_name": "Fuzz", "accept_terms": "2026-11"},
-)
-if status != 201:
-    sys.exit(f"sessions: completing the registration answered {status}: {registered}")
+def register(phone):
+    status, started = post("/v1/auth/registrations", {"contact": phone},
+                           {"Idempotency-Key": f"fuzz-{uuid.uuid4()}"})
+    if status != 202:
+        sys.exit(f"sessions: registration answered {status}: {started}")
+    code = None
+    pattern = r"simulated sms to " + re.escape(phone) + r"\].*?code is (\d{6})"
+    for _ in range(100):
+        with open(LOG, encoding="utf-8", errors="replace") as log:
+            found = re.findall(pattern, log.read())
+        if found:
+            code = found[-1]
+            break
+        time.sleep(0.2)
+    if code is None:
+        sys.exit("sessions: no code arrived on the demo console")
+    status, registered = post(
+        f"/v1/auth/registrations/{started['registration_id']}/complete",
+        {"code": code, "password": "fuzzing is caring", "display_name": "Fuzz", "accept_terms": "2026-11"},
+    )
+    if status != 201:
+        sys.exit(f"sessions: completing the registration answered {status}: {registered}")
+    return registered["session"]["token"]
+
+
+customer = register("+8613999990000")
+spare = register("+8613999990001")
 status, staff = post("/v1/staff/sessions", {"username": USERNAME, "password": PASSWORD, "code": totp(SEED)})
 if status != 201:
     sys.exit(f"sessions: staff sign-in answered {status}: {staff}")
-print(registered["session"]["token"], staff["token"])
+print(customer, spare, staff["token"])
