@@ -21,6 +21,9 @@ VALID_KEY = re.compile(r"^[!-~]{1,255}$")
 SESSION_ENDERS = {
     ("DELETE", "/v1/auth/sessions/current"),
     ("POST", "/v1/me/sessions/revoke-all"),
+    # Reached through the link from GET /v1/me/sessions with the main
+    # session's own id.
+    ("POST", "/v1/me/sessions/{id}/revoke"),
     ("POST", "/v1/me/password"),
 }
 
