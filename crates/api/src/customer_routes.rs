@@ -32,6 +32,7 @@ use crate::error::ApiError;
 use crate::idempotency;
 use crate::ledger_routes::{balances_view, BalancesView};
 use crate::path_id::PathId;
+use crate::respond::{identity_call, json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
 
@@ -255,13 +256,6 @@ fn session_cookie(token: &str, max_age_seconds: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("coffer_session=; Path=/; Max-Age=0"))
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_string(body) {
-        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
-        Err(error) => ApiError::internal(error).into_response(),
-    }
-}
-
 // ---- shapes ------------------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]
@@ -452,26 +446,17 @@ pub(crate) async fn start_registration(
                 Err(error) => return Err(error),
             };
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&StartRegistrationResponse {
-                registration_id: started.registration_id,
-                sent_to: started.sent_to,
-                expires_at: Timestamp::from_nanos(started.expires_at).to_rfc3339(),
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::ACCEPTED, body))
+            to_json(
+                StatusCode::ACCEPTED,
+                &StartRegistrationResponse {
+                    registration_id: started.registration_id,
+                    sent_to: started.sent_to,
+                    expires_at: Timestamp::from_nanos(started.expires_at).to_rfc3339(),
+                },
+            )
         },
     )
     .await
-}
-
-/// Like `identity`, for code that wants an `ApiError` (the idempotent path).
-async fn identity_call<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
 }
 
 #[utoipa::path(
@@ -881,13 +866,14 @@ pub(crate) async fn start_step_up(
                 identity_call(move || identity.start_step_up(&session.info, &operation, method))
                     .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&StepUpResponse {
-                challenge_id: challenge.id,
-                method: challenge.method.as_str(),
-                expires_at: Timestamp::from_nanos(challenge.expires_at).to_rfc3339(),
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::CREATED, body))
+            to_json(
+                StatusCode::CREATED,
+                &StepUpResponse {
+                    challenge_id: challenge.id,
+                    method: challenge.method.as_str(),
+                    expires_at: Timestamp::from_nanos(challenge.expires_at).to_rfc3339(),
+                },
+            )
         },
     )
     .await
@@ -1413,14 +1399,15 @@ pub(crate) async fn start_contact_change(
             })
             .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&ContactChangeResponse {
-                change_id: change.change_id,
-                old_sent_to: change.old_sent_to,
-                new_sent_to: change.new_sent_to,
-                expires_at: Timestamp::from_nanos(change.expires_at).to_rfc3339(),
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::ACCEPTED, body))
+            to_json(
+                StatusCode::ACCEPTED,
+                &ContactChangeResponse {
+                    change_id: change.change_id,
+                    old_sent_to: change.old_sent_to,
+                    new_sent_to: change.new_sent_to,
+                    expires_at: Timestamp::from_nanos(change.expires_at).to_rfc3339(),
+                },
+            )
         },
     )
     .await
@@ -1479,12 +1466,13 @@ pub(crate) async fn confirm_contact_change(
             })
             .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&ContactChangedResponse {
-                contact: customer.contact_masked,
-                contact_kind: customer.contact_kind.as_str(),
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::OK, body))
+            to_json(
+                StatusCode::OK,
+                &ContactChangedResponse {
+                    contact: customer.contact_masked,
+                    contact_kind: customer.contact_kind.as_str(),
+                },
+            )
         },
     )
     .await
@@ -1540,12 +1528,13 @@ pub(crate) async fn change_password(
             })
             .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&PasswordChangedResponse {
-                changed: true,
-                other_sessions_revoked: revoked,
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::OK, body))
+            to_json(
+                StatusCode::OK,
+                &PasswordChangedResponse {
+                    changed: true,
+                    other_sessions_revoked: revoked,
+                },
+            )
         },
     )
     .await
@@ -1599,13 +1588,14 @@ pub(crate) async fn start_password_reset(
                 identity_call(move || identity.start_password_reset(&request.contact, &context))
                     .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&PasswordResetResponse {
-                reset_id: reset.reset_id,
-                sent_to: reset.sent_to,
-                expires_at: Timestamp::from_nanos(reset.expires_at).to_rfc3339(),
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::ACCEPTED, body))
+            to_json(
+                StatusCode::ACCEPTED,
+                &PasswordResetResponse {
+                    reset_id: reset.reset_id,
+                    sent_to: reset.sent_to,
+                    expires_at: Timestamp::from_nanos(reset.expires_at).to_rfc3339(),
+                },
+            )
         },
     )
     .await
@@ -1658,12 +1648,13 @@ pub(crate) async fn complete_password_reset(
             })
             .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&PasswordResetDoneResponse {
-                reset: true,
-                sessions_revoked: revoked,
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::OK, body))
+            to_json(
+                StatusCode::OK,
+                &PasswordResetDoneResponse {
+                    reset: true,
+                    sessions_revoked: revoked,
+                },
+            )
         },
     )
     .await
@@ -1974,8 +1965,7 @@ pub(crate) async fn link_card(
             })
             .await
             .map_err(ApiError::internal)??;
-            let body = serde_json::to_string(&card_body(card)).map_err(ApiError::internal)?;
-            Ok((StatusCode::CREATED, body))
+            to_json(StatusCode::CREATED, &card_body(card))
         },
     )
     .await
@@ -2161,12 +2151,13 @@ pub(crate) async fn start_passkey_registration(
             let (ceremony_id, options) =
                 identity_call(move || identity.start_passkey_registration(&session.info)).await?;
             let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
-            let body = serde_json::to_string(&CeremonyResponse {
-                ceremony_id,
-                options,
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::CREATED, body))
+            to_json(
+                StatusCode::CREATED,
+                &CeremonyResponse {
+                    ceremony_id,
+                    options,
+                },
+            )
         },
     )
     .await
@@ -2226,8 +2217,7 @@ pub(crate) async fn finish_passkey_registration(
             })
             .await?;
             state.dispatcher.nudge();
-            let body = serde_json::to_string(&passkey_body(view)).map_err(ApiError::internal)?;
-            Ok((StatusCode::CREATED, body))
+            to_json(StatusCode::CREATED, &passkey_body(view))
         },
     )
     .await
@@ -2300,12 +2290,13 @@ pub(crate) async fn start_passkey_sign_in(
             let (ceremony_id, options) =
                 identity_call(move || identity.start_passkey_sign_in()).await?;
             let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
-            let body = serde_json::to_string(&CeremonyResponse {
-                ceremony_id,
-                options,
-            })
-            .map_err(ApiError::internal)?;
-            Ok((StatusCode::CREATED, body))
+            to_json(
+                StatusCode::CREATED,
+                &CeremonyResponse {
+                    ceremony_id,
+                    options,
+                },
+            )
         },
     )
     .await

@@ -25,6 +25,7 @@ use crate::openapi::fields;
 use crate::openapi::params::{AccountId, HoldId, IdempotencyKey, TransferId};
 use crate::openapi::{BadRequest, BodyTooLarge, Forbidden, Internal, Unauthorized, Unavailable};
 use crate::path_id::PathId;
+use crate::respond::to_json;
 use crate::route_table::RouteTable;
 use crate::{idempotency, AppState};
 
@@ -507,12 +508,6 @@ fn transfer_command(
         code: code(&request.code)?,
         metadata: metadata(request.metadata)?,
     })
-}
-
-fn to_json<T: Serialize>(status: StatusCode, value: &T) -> Result<(StatusCode, String), ApiError> {
-    serde_json::to_string(value)
-        .map(|body| (status, body))
-        .map_err(ApiError::internal)
 }
 
 /// The command for one transfer, and how its outcome renders: 201 when

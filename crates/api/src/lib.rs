@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod path_id;
 pub mod rate_limit;
+pub mod respond;
 pub mod route_table;
 pub mod security_headers;
 pub mod staff_routes;

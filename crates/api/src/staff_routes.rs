@@ -25,6 +25,7 @@ use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
+use crate::respond::{identity_call, json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
 
@@ -69,28 +70,6 @@ impl FromRequestParts<AppState> for StaffSession {
             .map_err(ApiError::internal)??;
         Ok(StaffSession { info, context })
     }
-}
-
-async fn call<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
-}
-
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_string(body) {
-        Ok(text) => (status, [(header::CONTENT_TYPE, "application/json")], text).into_response(),
-        Err(error) => ApiError::internal(error).into_response(),
-    }
-}
-
-fn to_json<T: Serialize>(status: StatusCode, body: &T) -> Result<(StatusCode, String), ApiError> {
-    serde_json::to_string(body)
-        .map(|text| (status, text))
-        .map_err(ApiError::internal)
 }
 
 fn staff_principal(session: &StaffSession) -> crate::auth::Principal {
@@ -268,7 +247,7 @@ pub(crate) async fn staff_sign_in(
         Err(error) => return error.into_response(),
     };
     let identity = state.identity.clone();
-    let signed_in = call(move || {
+    let signed_in = identity_call(move || {
         identity.staff_sign_in(
             &request.username,
             &Secret::new(request.password),
@@ -278,7 +257,7 @@ pub(crate) async fn staff_sign_in(
     })
     .await;
     match signed_in {
-        Ok((info, token)) => json(
+        Ok((info, token)) => json_response(
             StatusCode::CREATED,
             &StaffSessionResponse {
                 token: token.into_inner(),
@@ -308,10 +287,14 @@ pub(crate) async fn find_customer(
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("contact", e.body_text()))?;
     let identity = state.identity.clone();
-    let found =
-        call(move || identity.staff_find_customer(&session.info, &query.contact, &session.context))
-            .await?;
-    Ok(json(StatusCode::OK, &FoundResponse { customer_id: found }))
+    let found = identity_call(move || {
+        identity.staff_find_customer(&session.info, &query.contact, &session.context)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &FoundResponse { customer_id: found },
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/staff/customers/{id}", tag = "staff", summary = "A customer's profile",
@@ -333,8 +316,9 @@ pub(crate) async fn view_customer(
 ) -> Result<Response, ApiError> {
     let identity = state.identity.clone();
     let customer =
-        call(move || identity.staff_view_customer(&session.info, &id, &session.context)).await?;
-    Ok(json(
+        identity_call(move || identity.staff_view_customer(&session.info, &id, &session.context))
+            .await?;
+    Ok(json_response(
         StatusCode::OK,
         &StaffCustomerView {
             id: customer.id,
@@ -390,7 +374,7 @@ pub(crate) async fn freeze_customer(
             let request: ReasonRequest = parse(&body)?;
             let identity = state.identity.clone();
             let session = session.clone();
-            call(move || {
+            identity_call(move || {
                 identity.freeze_customer(&session.info, &id, &request.reason, &session.context)
             })
             .await?;
@@ -418,8 +402,8 @@ pub(crate) async fn kyc_queue(
         .info
         .require(coffer_identity::Permission::ReviewKyc)?;
     let identity = state.identity.clone();
-    let reviews = call(move || identity.pending_reviews(200)).await?;
-    Ok(json(
+    let reviews = identity_call(move || identity.pending_reviews(200)).await?;
+    Ok(json_response(
         StatusCode::OK,
         &ReviewsResponse {
             data: reviews
@@ -476,7 +460,7 @@ pub(crate) async fn decide_kyc(
             let request: DecisionRequest = parse(&body)?;
             let identity = state.identity.clone();
             let session = session.clone();
-            call(move || {
+            identity_call(move || {
                 identity.staff_decide_review(
                     &session.info,
                     &id,
@@ -522,7 +506,7 @@ pub(crate) async fn read_audit(
             .ok_or_else(|| ApiError::invalid("limit", "limit is a whole number from 1 to 500"))?,
     };
     let identity = state.identity.clone();
-    let records = call(move || {
+    let records = identity_call(move || {
         identity.staff_audit_log(
             &session.info,
             query.subject.as_deref(),
@@ -531,7 +515,7 @@ pub(crate) async fn read_audit(
         )
     })
     .await?;
-    Ok(json(
+    Ok(json_response(
         StatusCode::OK,
         &AuditResponse {
             data: records
@@ -601,7 +585,7 @@ pub(crate) async fn propose(
             let params = serde_json::Value::Object(request.params).to_string();
             let identity = state.identity.clone();
             let session = session.clone();
-            let approval = call(move || {
+            let approval = identity_call(move || {
                 let id = identity.propose(
                     &session.info,
                     action,
@@ -652,8 +636,8 @@ pub(crate) async fn list_approvals(
     session: StaffSession,
 ) -> Result<Response, ApiError> {
     let identity = state.identity.clone();
-    let pending = call(move || identity.pending_approvals(&session.info)).await?;
-    Ok(json(
+    let pending = identity_call(move || identity.pending_approvals(&session.info)).await?;
+    Ok(json_response(
         StatusCode::OK,
         &ApprovalsResponse {
             data: pending.into_iter().map(approval_view).collect(),
@@ -704,7 +688,7 @@ pub(crate) async fn decide_approval(
             let request: DecisionRequest = parse(&body)?;
             let identity = state.identity.clone();
             let (session2, id2) = (session.clone(), id.clone());
-            let approval = call(move || {
+            let approval = identity_call(move || {
                 identity.decide_approval(&session2.info, &id2, request.approve, &session2.context)
             })
             .await?;
@@ -716,11 +700,11 @@ pub(crate) async fn decide_approval(
                 };
                 let identity = state.identity.clone();
                 let id = approval.id.clone();
-                call(move || identity.finish_approval(&id, &text, ok)).await?;
+                identity_call(move || identity.finish_approval(&id, &text, ok)).await?;
                 result?;
             }
             let identity = state.identity.clone();
-            let approval = call(move || identity.approval(&id)).await?;
+            let approval = identity_call(move || identity.approval(&id)).await?;
             to_json(StatusCode::OK, &approval_view(approval))
         },
     )
@@ -737,7 +721,7 @@ async fn execute(
         SensitiveAction::Unfreeze => {
             let identity = state.identity.clone();
             let (approval, context) = (approval.clone(), context.clone());
-            call(move || identity.unfreeze_customer(&approval, &context)).await?;
+            identity_call(move || identity.unfreeze_customer(&approval, &context)).await?;
             Ok("unfrozen".into())
         }
         SensitiveAction::OverrideLimit => Ok("recorded; the payment layer applies it".into()),

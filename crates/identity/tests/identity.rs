@@ -2,67 +2,19 @@
 //! registration, non-disclosure, codes, passwords, sign-in throttling and
 //! lock-out, sessions; and no secret left in the database in clear.
 
-use std::sync::Arc;
-
 use coffer_app::ManualClock;
-use coffer_core::{Secret, Timestamp};
+use coffer_core::Secret;
 use coffer_identity::{
-    Context, Identity, IdentityError, Method, NewSession, Operation, PasswordPolicy, Policy,
-    SignIn, TERMS_VERSION,
+    Context, IdentityError, Method, NewSession, Operation, SignIn, TERMS_VERSION,
 };
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
-use coffer_store::sql::SqlStore;
 use coffer_store::Database;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 
-struct World {
-    identity: Identity,
-    dispatcher: Dispatcher,
-    sms: Arc<SimulatedTransport>,
-    clock: Arc<ManualClock>,
-    sql: Arc<SqlStore>,
+mod support {
+    pub mod world;
 }
 
-fn world(database: &Database) -> World {
-    let clock = Arc::new(ManualClock::new(Timestamp::from_nanos(
-        1_800_000_000_000_000_000,
-    )));
-    let sql = Arc::new(SqlStore::open(database, 2).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([9; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
-    );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let email = Arc::new(SimulatedTransport::new(Channel::Email));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        vec![
-            sms.clone() as Arc<dyn Transport>,
-            email as Arc<dyn Transport>,
-        ],
-    );
-    let identity = Identity::new(
-        sql.clone(),
-        vault,
-        clock.clone(),
-        Policy::default(),
-        PasswordPolicy::new(None),
-    );
-    World {
-        identity,
-        dispatcher,
-        sms,
-        clock,
-        sql,
-    }
-}
+use support::world::{world, World};
 
 fn here() -> Context {
     Context {

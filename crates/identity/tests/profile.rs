@@ -3,19 +3,14 @@
 //! the new one, changing the password, and resetting a forgotten one (which
 //! also lifts a sign-in lock); every refusal, and nothing new in clear.
 
-use std::sync::Arc;
-
 use coffer_app::ManualClock;
-use coffer_core::{Secret, Timestamp};
+use coffer_core::Secret;
 use coffer_identity::{
-    ContactKind, Context, Identity, IdentityError, NewSession, PasswordPolicy, Policy, SessionInfo,
-    SignIn, TERMS_VERSION,
+    ContactKind, Context, IdentityError, NewSession, SessionInfo, SignIn, TERMS_VERSION,
 };
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
-use coffer_store::sql::SqlStore;
+use coffer_notify::SimulatedTransport;
 use coffer_store::Database;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 
 const PHONE: &str = "+8613800138000";
 const NEW_PHONE: &str = "+8613911112222";
@@ -24,55 +19,11 @@ const EMAIL: &str = "li.na@example.com";
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "purple lanterns at midnight";
 
-struct World {
-    identity: Identity,
-    dispatcher: Dispatcher,
-    sms: Arc<SimulatedTransport>,
-    email: Arc<SimulatedTransport>,
-    clock: Arc<ManualClock>,
-    sql: Arc<SqlStore>,
+mod support {
+    pub mod world;
 }
 
-fn world(database: &Database) -> World {
-    let clock = Arc::new(ManualClock::new(Timestamp::from_nanos(
-        1_800_000_000_000_000_000,
-    )));
-    let sql = Arc::new(SqlStore::open(database, 2).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([7; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
-    );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let email = Arc::new(SimulatedTransport::new(Channel::Email));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        vec![
-            sms.clone() as Arc<dyn Transport>,
-            email.clone() as Arc<dyn Transport>,
-        ],
-    );
-    let identity = Identity::new(
-        sql.clone(),
-        vault,
-        clock.clone(),
-        Policy::default(),
-        PasswordPolicy::new(None),
-    );
-    World {
-        identity,
-        dispatcher,
-        sms,
-        email,
-        clock,
-        sql,
-    }
-}
+use support::world::{world, World};
 
 fn here() -> Context {
     Context {

@@ -1,0 +1,64 @@
+//! The identity service over a real database, a manual clock and simulated
+//! SMS and e-mail: what the identity test files share.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use coffer_app::ManualClock;
+use coffer_core::Timestamp;
+use coffer_identity::{Identity, PasswordPolicy, Policy};
+use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
+use coffer_store::sql::SqlStore;
+use coffer_store::Database;
+use coffer_vault::{LocalMasterKey, Vault};
+
+pub struct World {
+    pub identity: Identity,
+    pub dispatcher: Dispatcher,
+    pub sms: Arc<SimulatedTransport>,
+    pub email: Arc<SimulatedTransport>,
+    pub clock: Arc<ManualClock>,
+    pub sql: Arc<SqlStore>,
+}
+
+pub fn world(database: &Database) -> World {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_nanos(
+        1_800_000_000_000_000_000,
+    )));
+    let sql = Arc::new(SqlStore::open(database, 2).expect("sql"));
+    let vault = Arc::new(
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([7; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
+    );
+    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
+    let email = Arc::new(SimulatedTransport::new(Channel::Email));
+    let dispatcher = Dispatcher::new(
+        sql.clone(),
+        vault.clone(),
+        clock.clone(),
+        vec![
+            sms.clone() as Arc<dyn Transport>,
+            email.clone() as Arc<dyn Transport>,
+        ],
+    );
+    let identity = Identity::new(
+        sql.clone(),
+        vault,
+        clock.clone(),
+        Policy::default(),
+        PasswordPolicy::new(None),
+    );
+    World {
+        identity,
+        dispatcher,
+        sms,
+        email,
+        clock,
+        sql,
+    }
+}
