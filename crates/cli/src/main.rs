@@ -309,6 +309,10 @@ fn verify(config: Config) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{}: no such database", database.redacted());
         }
     }
+    // Commits the tables have not caught up with (the process stopped before
+    // projecting them) are in the batch log: apply them first, so what is
+    // verified is everything that was acknowledged.
+    database.recover()?;
     let reader = database.open_reader(1)?;
     let (accounts, transfers) = reader.counts()?;
     let bar = progress::bar(transfers, "verifying transfers");

@@ -66,7 +66,7 @@ pub enum HoldChange {
 /// Everything one database transaction must write, in order: the events
 /// (new accounts, closings, transfers), the accounts whose totals changed,
 /// the holds placed or resolved, and the journal entry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SealedBatch {
     pub events: Vec<Event>,
     pub accounts: Vec<Account>,

@@ -5,8 +5,11 @@
 //! trait is synchronous on purpose: the engine runs it on one dedicated
 //! thread, which is also what makes the in-memory ledger state authoritative.
 
+pub mod batch_log;
 mod convert;
+mod logged;
 pub mod naive;
+mod overlay;
 mod pool;
 pub mod postgres;
 pub mod service;
@@ -41,6 +44,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the database schema is version {found}, newer than this binary's {supported}")]
     SchemaTooNew { found: i64, supported: i64 },
 }
@@ -91,25 +96,49 @@ impl Database {
         }
     }
 
-    pub fn open_writer(&self) -> Result<Box<dyn LedgerWriter>, StoreError> {
+    fn backend(&self) -> Result<std::sync::Arc<dyn logged::Backend>, StoreError> {
         Ok(match self {
-            Database::Sqlite(path) => Box::new(sqlite::SqliteWriter::open(path)?),
-            Database::Postgres(url) => Box::new(postgres::PostgresWriter::open(url)?),
+            Database::Sqlite(path) => std::sync::Arc::new(sqlite::SqliteBackend::new(path)?),
+            Database::Postgres(url) => std::sync::Arc::new(postgres::PostgresBackend::new(url)?),
         })
+    }
+
+    /// The engine's writer: commits to the batch log, projects to the tables.
+    /// Opening it first projects whatever the log holds beyond the tables.
+    pub fn open_writer(&self) -> Result<Box<dyn LedgerWriter>, StoreError> {
+        Ok(Box::new(logged::LoggedWriter::open(self.backend()?)?))
+    }
+
+    /// Projects committed log records the tables lack (after a crash, when no
+    /// engine runs); returns the log position the tables now reach. Safe
+    /// beside a running engine: each record is applied once.
+    pub fn recover(&self) -> Result<u64, StoreError> {
+        let backend = self.backend()?;
+        let mut log = backend.open_log()?;
+        let mut tables = backend.open_tables(false)?;
+        logged::recover(log.as_mut(), tables.as_mut())
     }
 
     pub fn open_reader(
         &self,
         connections: usize,
     ) -> Result<std::sync::Arc<dyn LedgerReader>, StoreError> {
-        Ok(match self {
-            Database::Sqlite(path) => {
-                std::sync::Arc::new(sqlite::SqliteReader::open(path, connections)?)
-            }
-            Database::Postgres(url) => {
-                std::sync::Arc::new(postgres::PostgresReader::open(url, connections)?)
-            }
-        })
+        let (inner, location): (std::sync::Arc<dyn LedgerReader>, String) = match self {
+            Database::Sqlite(path) => (
+                std::sync::Arc::new(sqlite::SqliteReader::open(path, connections)?),
+                sqlite::location(path),
+            ),
+            Database::Postgres(url) => (
+                std::sync::Arc::new(postgres::PostgresReader::open(url, connections)?),
+                postgres::location(url),
+            ),
+        };
+        // Sees what the engine in this process acknowledged but has not yet
+        // projected into the tables.
+        Ok(std::sync::Arc::new(logged::FencedReader {
+            inner,
+            location,
+        }))
     }
 }
 

@@ -3,20 +3,22 @@
 //! trips whatever its size. Plain SQL only (no advisory locks, no extensions),
 //! so PostgreSQL-wire distributed engines remain possible.
 
+use std::sync::Arc;
+
 use postgres::{Client, NoTls, Row, Statement};
 
 use coffer_core::{Identifier, Timestamp};
-use coffer_ledger::{
-    Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer,
-};
+use coffer_ledger::{Account, AuditInput, Balances, Hold, Transfer};
 
+use crate::batch_log::{BatchLog, LogEntry};
 use crate::convert::{
     self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, JOURNAL_COLUMNS,
     TRANSFER_COLUMNS,
 };
+use crate::logged::{Backend, Projection, Tables};
 use crate::pool::Pool;
 use crate::service::{stored_response, StoredKey, StoredResponse};
-use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
+use crate::{EntryFilter, Head, LedgerReader, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001_ledger.sql")),
@@ -29,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/postgres_0008_staff.sql")),
     (9, include_str!("migrations/postgres_0009_cards.sql")),
     (10, include_str!("migrations/postgres_0010_passkeys.sql")),
+    (13, include_str!("migrations/postgres_0013_ledger_log.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
@@ -167,13 +170,13 @@ struct Statements {
     insert_responses: Statement,
 }
 
-pub struct PostgresWriter {
+pub struct PostgresTables {
     client: Client,
     statements: Statements,
 }
 
-impl PostgresWriter {
-    pub fn open(url: &str) -> Result<PostgresWriter, StoreError> {
+impl PostgresTables {
+    fn open(url: &str) -> Result<PostgresTables, StoreError> {
         let mut client = connect(url)?;
         migrate_client(&mut client)?;
         let statements = Statements {
@@ -187,8 +190,7 @@ impl PostgresWriter {
                 "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
                    $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
-                   $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[]) \
-                 ON CONFLICT (id) DO NOTHING RETURNING id"
+                   $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
             ))?,
             update_accounts: client.prepare(
                 "UPDATE accounts AS a SET debits_posted = u.dp, credits_posted = u.cp, debits_pending = u.dq, \
@@ -205,18 +207,21 @@ impl PostgresWriter {
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(id, state, resolved_by, captured) \
                  WHERE h.id = u.id",
             )?,
-            insert_journal: client.prepare(&format!("INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))?,
+            insert_journal: client.prepare(&format!(
+                "INSERT INTO journal ({JOURNAL_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], \
+                   $4::bigint[], $5::bytea[], $6::bytea[])"
+            ))?,
             insert_responses: client.prepare(
                 "INSERT INTO idempotency_keys (principal, key, request_hash, status, body, created_at) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) \
                  ON CONFLICT DO NOTHING",
             )?,
         };
-        Ok(PostgresWriter { client, statements })
+        Ok(PostgresTables { client, statements })
     }
 }
 
-impl LedgerWriter for PostgresWriter {
+impl Tables for PostgresTables {
     fn head(&mut self) -> Result<Head, StoreError> {
         read_head(&mut self.client)
     }
@@ -255,22 +260,32 @@ impl LedgerWriter for PostgresWriter {
         rows.iter().map(transfer_from_row).collect()
     }
 
-    fn commit(
-        &mut self,
-        batch: &SealedBatch,
-        responses: &[StoredResponse],
-    ) -> Result<Commit, StoreError> {
+    fn projected(&mut self) -> Result<u64, StoreError> {
+        let seq: i64 = self
+            .client
+            .query_one("SELECT seq FROM ledger_projection WHERE id = 1", &[])?
+            .try_get(0)?;
+        u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative projection point".into()))
+    }
+
+    fn project(&mut self, entries: &[Arc<LogEntry>]) -> Result<u64, StoreError> {
         let statements = &self.statements;
         let mut transaction = self.client.transaction()?;
+        // The row lock serializes projectors (a second process recovering
+        // beside a running engine): whoever comes second skips what is done.
+        let done: i64 = transaction
+            .query_one(
+                "SELECT seq FROM ledger_projection WHERE id = 1 FOR UPDATE",
+                &[],
+            )?
+            .try_get(0)?;
+        let done = u64::try_from(done)
+            .map_err(|_| StoreError::Corrupt("negative projection point".into()))?;
+        let Some(p) = Projection::of(entries, done) else {
+            return Ok(done);
+        };
 
-        let opened: Vec<&Account> = batch
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::AccountOpened(account) => Some(account),
-                _ => None,
-            })
-            .collect();
+        let opened = &p.opened;
         if !opened.is_empty() {
             let ids: Vec<&str> = opened.iter().map(|a| a.spec.id.as_str()).collect();
             let currencies: Vec<&str> = opened.iter().map(|a| a.spec.currency.as_str()).collect();
@@ -285,14 +300,7 @@ impl LedgerWriter for PostgresWriter {
             )?;
         }
 
-        let transfers: Vec<&Transfer> = batch
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Transfer(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let transfers = &p.transfers;
         if !transfers.is_empty() {
             let timestamps: Vec<i64> = transfers.iter().map(|t| t.timestamp.as_nanos()).collect();
             let ids: Vec<&str> = transfers.iter().map(|t| t.id.as_str()).collect();
@@ -328,7 +336,7 @@ impl LedgerWriter for PostgresWriter {
                 column(|t| t.credit_after.debits_pending),
                 column(|t| t.credit_after.credits_pending),
             );
-            let inserted = transaction.query(
+            transaction.execute(
                 &statements.insert_transfers,
                 &[
                     &timestamps,
@@ -352,23 +360,10 @@ impl LedgerWriter for PostgresWriter {
                     &c3,
                 ],
             )?;
-            if inserted.len() != transfers.len() {
-                let written: std::collections::HashSet<String> = inserted
-                    .iter()
-                    .filter_map(|r| r.try_get::<_, String>(0).ok())
-                    .collect();
-                let duplicates = transfers
-                    .iter()
-                    .filter(|t| !written.contains(t.id.as_str()))
-                    .map(|t| t.id.clone())
-                    .collect();
-                transaction.rollback()?;
-                return Ok(Commit::Duplicates(duplicates));
-            }
         }
 
-        if !batch.accounts.is_empty() {
-            let a = &batch.accounts;
+        if !p.accounts.is_empty() {
+            let a = &p.accounts;
             let ids: Vec<&str> = a.iter().map(|x| x.id().as_str()).collect();
             let dp: Vec<i64> = a.iter().map(|x| x.balances.debits_posted).collect();
             let cp: Vec<i64> = a.iter().map(|x| x.balances.credits_posted).collect();
@@ -385,14 +380,7 @@ impl LedgerWriter for PostgresWriter {
             )?;
         }
 
-        let placed: Vec<&Hold> = batch
-            .hold_changes
-            .iter()
-            .filter_map(|c| match c {
-                HoldChange::Placed(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+        let placed = &p.placed;
         if !placed.is_empty() {
             let ids: Vec<&str> = placed.iter().map(|h| h.id.as_str()).collect();
             let debits: Vec<&str> = placed.iter().map(|h| h.debit.as_str()).collect();
@@ -424,14 +412,7 @@ impl LedgerWriter for PostgresWriter {
                 ],
             )?;
         }
-        let resolved: Vec<&Hold> = batch
-            .hold_changes
-            .iter()
-            .filter_map(|c| match c {
-                HoldChange::Resolved(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+        let resolved = &p.resolved;
         if !resolved.is_empty() {
             let ids: Vec<&str> = resolved.iter().map(|h| h.id.as_str()).collect();
             let states: Vec<&str> = resolved.iter().map(|h| h.state.as_str()).collect();
@@ -446,23 +427,39 @@ impl LedgerWriter for PostgresWriter {
             transaction.execute(&statements.resolve_holds, &[&ids, &states, &by, &captured])?;
         }
 
-        let j = &batch.journal;
-        let batch_no = i64::try_from(j.batch)
+        let journal = &p.journal;
+        let batches = journal
+            .iter()
+            .map(|j| i64::try_from(j.batch))
+            .collect::<Result<Vec<i64>, _>>()
             .map_err(|_| StoreError::Corrupt("batch number overflow".into()))?;
+        let firsts: Vec<i64> = journal
+            .iter()
+            .map(|j| j.first_timestamp.as_nanos())
+            .collect();
+        let lasts: Vec<i64> = journal
+            .iter()
+            .map(|j| j.last_timestamp.as_nanos())
+            .collect();
+        let counts: Vec<i64> = journal.iter().map(|j| j.event_count as i64).collect();
+        let previous: Vec<&[u8]> = journal.iter().map(|j| &j.previous_hash[..]).collect();
+        let hashes: Vec<&[u8]> = journal.iter().map(|j| &j.hash[..]).collect();
+        if !journal.is_empty() {
+            transaction.execute(
+                &statements.insert_journal,
+                &[&batches, &firsts, &lasts, &counts, &previous, &hashes],
+            )?;
+        }
+        let responses: Vec<StoredResponse> = p.responses.iter().map(|r| (*r).clone()).collect();
+        insert_responses(&mut transaction, &statements.insert_responses, &responses)?;
+        let through = i64::try_from(p.through)
+            .map_err(|_| StoreError::Corrupt("log sequence overflow".into()))?;
         transaction.execute(
-            &statements.insert_journal,
-            &[
-                &batch_no,
-                &j.first_timestamp.as_nanos(),
-                &j.last_timestamp.as_nanos(),
-                &(j.event_count as i64),
-                &&j.previous_hash[..],
-                &&j.hash[..],
-            ],
+            "UPDATE ledger_projection SET seq = $1 WHERE id = 1",
+            &[&through],
         )?;
-        insert_responses(&mut transaction, &statements.insert_responses, responses)?;
         transaction.commit()?;
-        Ok(Commit::Committed)
+        Ok(p.through)
     }
 
     fn responses(&mut self, keys: &[(String, String)]) -> Result<Vec<StoredKey>, StoreError> {
@@ -489,19 +486,100 @@ impl LedgerWriter for PostgresWriter {
             })
             .collect())
     }
+}
 
-    fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {
-        if responses.is_empty() {
-            return Ok(());
-        }
+/// The batch log of a PostgreSQL database: a table beside the ledger's
+/// (PostgreSQL locks rows, not the database, so the projector's transactions
+/// never hold up an append).
+struct PostgresLog {
+    client: Client,
+    append: Statement,
+    prune: Statement,
+}
+
+impl PostgresLog {
+    fn open(url: &str) -> Result<PostgresLog, StoreError> {
+        let mut client = connect(url)?;
+        let append = client.prepare("INSERT INTO ledger_log (seq, record) VALUES ($1, $2)")?;
+        let prune = client.prepare("DELETE FROM ledger_log WHERE seq <= $1")?;
+        Ok(PostgresLog {
+            client,
+            append,
+            prune,
+        })
+    }
+}
+
+fn seq_param(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("log sequence overflow".into()))
+}
+
+impl BatchLog for PostgresLog {
+    fn last_seq(&mut self) -> Result<u64, StoreError> {
+        let seq: i64 = self
+            .client
+            .query_one("SELECT COALESCE(MAX(seq), 0) FROM ledger_log", &[])?
+            .try_get(0)?;
+        u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative log sequence".into()))
+    }
+
+    fn append(&mut self, seq: u64, record: &[u8], prune_through: u64) -> Result<(), StoreError> {
         let mut transaction = self.client.transaction()?;
-        insert_responses(
-            &mut transaction,
-            &self.statements.insert_responses,
-            responses,
-        )?;
+        transaction.execute(&self.append, &[&seq_param(seq)?, &record])?;
+        if prune_through > 0 {
+            transaction.execute(&self.prune, &[&seq_param(prune_through)?])?;
+        }
         transaction.commit()?;
         Ok(())
+    }
+
+    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let rows = self.client.query(
+            "SELECT seq, record FROM ledger_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&seq_param(after)?, &(limit as i64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0)?;
+                Ok((
+                    u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt("negative log sequence".into()))?,
+                    row.try_get(1)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The PostgreSQL pieces of the logged writer.
+pub(crate) struct PostgresBackend {
+    url: String,
+}
+
+impl PostgresBackend {
+    pub(crate) fn new(url: &str) -> Result<PostgresBackend, StoreError> {
+        migrate(url)?;
+        Ok(PostgresBackend {
+            url: url.to_string(),
+        })
+    }
+}
+
+pub(crate) fn location(url: &str) -> String {
+    format!("postgres:{url}")
+}
+
+impl Backend for PostgresBackend {
+    fn location(&self) -> String {
+        location(&self.url)
+    }
+
+    fn open_log(&self) -> Result<Box<dyn BatchLog>, StoreError> {
+        Ok(Box::new(PostgresLog::open(&self.url)?))
+    }
+
+    fn open_tables(&self, _checkpoints: bool) -> Result<Box<dyn Tables>, StoreError> {
+        Ok(Box::new(PostgresTables::open(&self.url)?))
     }
 }
 
@@ -572,7 +650,7 @@ impl LedgerReader for PostgresReader {
                     &[],
                 )?
                 .try_get(0)?;
-            if version < MIGRATIONS.len() as i64 {
+            if version < MIGRATIONS.last().map_or(0, |(v, _)| *v) {
                 return Err(StoreError::Corrupt("migrations not applied".into()));
             }
             Ok(())

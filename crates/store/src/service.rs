@@ -88,7 +88,11 @@ pub trait ServiceStore: Send + Sync {
 
 pub fn open(database: &Database, connections: usize) -> Result<Box<dyn ServiceStore>, StoreError> {
     database.migrate()?;
-    Ok(match database {
+    let location = match database {
+        Database::Sqlite(path) => crate::sqlite::location(path),
+        Database::Postgres(url) => crate::postgres::location(url),
+    };
+    let inner: Box<dyn ServiceStore> = match database {
         Database::Sqlite(path) => {
             let path = path.clone();
             Box::new(SqliteService {
@@ -104,7 +108,81 @@ pub fn open(database: &Database, connections: usize) -> Result<Box<dyn ServiceSt
                 ),
             })
         }
-    })
+    };
+    Ok(Box::new(Overlaid { inner, location }))
+}
+
+/// Keys the ledger writer stored moments ago may still be in its batch log,
+/// not yet in `idempotency_keys`: a key must be looked up there first, or a
+/// client reusing it for another request could claim it twice.
+struct Overlaid {
+    inner: Box<dyn ServiceStore>,
+    location: String,
+}
+
+impl Overlaid {
+    fn logged(&self, principal: &str, key: &str, request_hash: &str) -> Option<Begin> {
+        let stored = crate::overlay::find(&self.location)?.response(principal, key)?;
+        let (status, body) = match stored.response {
+            Some((status, body)) => (Some(i64::from(status)), Some(body)),
+            None => (None, None),
+        };
+        Some(decide(request_hash, stored.request_hash, status, body))
+    }
+}
+
+impl ServiceStore for Overlaid {
+    fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.inner.insert_api_key(key)
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.api_key(id)
+    }
+
+    fn begin_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+    ) -> Result<Begin, StoreError> {
+        if let Some(earlier) = self.logged(principal, key, request_hash) {
+            return Ok(earlier);
+        }
+        self.inner
+            .begin_idempotent(principal, key, request_hash, now)
+    }
+
+    fn finish_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.finish_idempotent(principal, key, status, body)
+    }
+
+    fn lookup_idempotent(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Option<Begin>, StoreError> {
+        if let Some(earlier) = self.logged(principal, key, request_hash) {
+            return Ok(Some(earlier));
+        }
+        self.inner.lookup_idempotent(principal, key, request_hash)
+    }
+
+    fn abandon_idempotent(&self, principal: &str, key: &str) -> Result<(), StoreError> {
+        self.inner.abandon_idempotent(principal, key)
+    }
+
+    fn purge_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.purge_idempotency(before)
+    }
 }
 
 fn scopes_text(scopes: &[String]) -> String {

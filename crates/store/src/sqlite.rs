@@ -2,22 +2,23 @@
 //! so a commit that returned has reached the disk. One writer connection (the
 //! engine's thread) and a small pool of read-only connections.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use coffer_core::{Identifier, Timestamp};
-use coffer_ledger::{
-    Account, AuditInput, Balances, Event, Hold, HoldChange, SealedBatch, Transfer,
-};
+use coffer_ledger::{Account, AuditInput, Balances, Hold, Transfer};
 
+use crate::batch_log::{BatchLog, LogEntry};
 use crate::convert::{
     self, AccountRow, HoldRow, TransferRow, ACCOUNT_COLUMNS, HOLD_COLUMNS, IDS_PER_QUERY_MAX,
     JOURNAL_COLUMNS, TRANSFER_COLUMNS,
 };
+use crate::logged::{Backend, Projection, Tables};
 use crate::pool::Pool;
 use crate::service::{stored_response, StoredKey, StoredResponse};
-use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
+use crate::{EntryFilter, Head, LedgerReader, StoreError};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001_ledger.sql")),
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
     (9, include_str!("migrations/sqlite_0009_cards.sql")),
     (10, include_str!("migrations/sqlite_0010_passkeys.sql")),
+    (13, include_str!("migrations/sqlite_0013_ledger_log.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
@@ -224,23 +226,27 @@ fn read_head(connection: &Connection) -> Result<Head, StoreError> {
     }
 }
 
-pub struct SqliteWriter {
+pub struct SqliteTables {
     connection: Connection,
     checkpointer: Option<Checkpointer>,
 }
 
-impl SqliteWriter {
-    pub fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
+impl SqliteTables {
+    fn open(path: &Path, checkpoints: bool) -> Result<SqliteTables, StoreError> {
         let mut connection = open(path)?;
         migrate_connection(&mut connection)?;
         // The writer never checkpoints itself: a checkpoint copies and syncs
         // megabytes, and in the writer it would stall every request of the
         // batch behind it (the p99). A thread of its own does it beside.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = Checkpointer::start(path)?;
-        Ok(SqliteWriter {
+        let checkpointer = if checkpoints {
+            Some(Checkpointer::start(path)?)
+        } else {
+            None
+        };
+        Ok(SqliteTables {
             connection,
-            checkpointer: Some(checkpointer),
+            checkpointer,
         })
     }
 
@@ -319,7 +325,7 @@ impl Drop for Checkpointer {
     }
 }
 
-impl LedgerWriter for SqliteWriter {
+impl Tables for SqliteTables {
     fn head(&mut self) -> Result<Head, StoreError> {
         read_head(&self.connection)
     }
@@ -366,81 +372,70 @@ impl LedgerWriter for SqliteWriter {
         )
     }
 
-    fn commit(
-        &mut self,
-        batch: &SealedBatch,
-        responses: &[StoredResponse],
-    ) -> Result<Commit, StoreError> {
+    fn projected(&mut self) -> Result<u64, StoreError> {
+        projected_seq(&self.connection)
+    }
+
+    fn project(&mut self, entries: &[Arc<LogEntry>]) -> Result<u64, StoreError> {
         let transaction = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut duplicates = Vec::new();
+        let done = projected_seq(&transaction)?;
+        let Some(p) = Projection::of(entries, done) else {
+            return Ok(done);
+        };
         {
             let mut insert_account = transaction.prepare_cached(&format!(
                 "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, 0, ?7, NULL)"
             ))?;
-            let mut insert_transfer = transaction.prepare_cached(&format!(
-                "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))?;
-            for event in &batch.events {
-                match event {
-                    Event::AccountOpened(account) => {
-                        let spec = &account.spec;
-                        insert_account.execute(params![
-                            spec.id.as_str(),
-                            spec.currency.as_str(),
-                            spec.kind.as_str(),
-                            spec.constraint.as_str(),
-                            spec.owner.as_str(),
-                            convert::status_str(account.status),
-                            account.opened_at.as_nanos(),
-                        ])?;
-                    }
-                    // Status and closing time are written with the balances below.
-                    Event::AccountClosed { .. } => {}
-                    Event::Transfer(t) => {
-                        let [dp, dc, dq, dr] = convert::balances_array(&t.debit_after);
-                        let [cp, cc, cq, cr] = convert::balances_array(&t.credit_after);
-                        let metadata = convert::metadata_json(&t.metadata);
-                        let inserted = insert_transfer.execute(params![
-                            t.timestamp.as_nanos(),
-                            t.id.as_str(),
-                            t.kind.as_str(),
-                            t.debit.as_str(),
-                            t.credit.as_str(),
-                            t.amount.minor_units(),
-                            t.currency.as_str(),
-                            t.code.as_str(),
-                            metadata,
-                            t.hold.as_ref().map(Identifier::as_str),
-                            t.expires_at.map(Timestamp::as_nanos),
-                            dp,
-                            dc,
-                            dq,
-                            dr,
-                            cp,
-                            cc,
-                            cq,
-                            cr,
-                        ])?;
-                        if inserted == 0 {
-                            duplicates.push(t.id.clone());
-                        }
-                    }
-                }
+            for account in &p.opened {
+                let spec = &account.spec;
+                insert_account.execute(params![
+                    spec.id.as_str(),
+                    spec.currency.as_str(),
+                    spec.kind.as_str(),
+                    spec.constraint.as_str(),
+                    spec.owner.as_str(),
+                    convert::status_str(account.status),
+                    account.opened_at.as_nanos(),
+                ])?;
             }
-        }
-        if !duplicates.is_empty() {
-            transaction.rollback()?;
-            return Ok(Commit::Duplicates(duplicates));
-        }
-        {
+            // No `ON CONFLICT`: the writer refused duplicate ids before they
+            // reached the log, so one here is a fault to stop at, not skip.
+            let mut insert_transfer = transaction.prepare_cached(&format!(
+                "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+            ))?;
+            for t in &p.transfers {
+                let [dp, dc, dq, dr] = convert::balances_array(&t.debit_after);
+                let [cp, cc, cq, cr] = convert::balances_array(&t.credit_after);
+                let metadata = convert::metadata_json(&t.metadata);
+                insert_transfer.execute(params![
+                    t.timestamp.as_nanos(),
+                    t.id.as_str(),
+                    t.kind.as_str(),
+                    t.debit.as_str(),
+                    t.credit.as_str(),
+                    t.amount.minor_units(),
+                    t.currency.as_str(),
+                    t.code.as_str(),
+                    metadata,
+                    t.hold.as_ref().map(Identifier::as_str),
+                    t.expires_at.map(Timestamp::as_nanos),
+                    dp,
+                    dc,
+                    dq,
+                    dr,
+                    cp,
+                    cc,
+                    cq,
+                    cr,
+                ])?;
+            }
             let mut update_account = transaction.prepare_cached(
                 "UPDATE accounts SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4, credits_pending = ?5, \
                  status = ?6, closed_at = ?7 WHERE id = ?1",
             )?;
-            for account in &batch.accounts {
+            for account in &p.accounts {
                 let [dp, cp, dq, cq] = convert::balances_array(&account.balances);
                 update_account.execute(params![
                     account.id().as_str(),
@@ -455,40 +450,35 @@ impl LedgerWriter for SqliteWriter {
             let mut insert_hold = transaction.prepare_cached(&format!(
                 "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?;
+            for h in &p.placed {
+                insert_hold.execute(params![
+                    h.id.as_str(),
+                    h.debit.as_str(),
+                    h.credit.as_str(),
+                    h.amount.minor_units(),
+                    h.currency.as_str(),
+                    h.expires_at.as_nanos(),
+                    h.state.as_str(),
+                    h.resolved_by.as_ref().map(Identifier::as_str),
+                    h.captured.map(|a| a.minor_units()),
+                ])?;
+            }
             let mut resolve_hold = transaction.prepare_cached(
                 "UPDATE holds SET state = ?2, resolved_by = ?3, captured = ?4 WHERE id = ?1",
             )?;
-            for change in &batch.hold_changes {
-                match change {
-                    HoldChange::Placed(h) => {
-                        insert_hold.execute(params![
-                            h.id.as_str(),
-                            h.debit.as_str(),
-                            h.credit.as_str(),
-                            h.amount.minor_units(),
-                            h.currency.as_str(),
-                            h.expires_at.as_nanos(),
-                            h.state.as_str(),
-                            h.resolved_by.as_ref().map(Identifier::as_str),
-                            h.captured.map(|a| a.minor_units()),
-                        ])?;
-                    }
-                    HoldChange::Resolved(h) => {
-                        resolve_hold.execute(params![
-                            h.id.as_str(),
-                            h.state.as_str(),
-                            h.resolved_by.as_ref().map(Identifier::as_str),
-                            h.captured.map(|a| a.minor_units()),
-                        ])?;
-                    }
-                }
+            for h in &p.resolved {
+                resolve_hold.execute(params![
+                    h.id.as_str(),
+                    h.state.as_str(),
+                    h.resolved_by.as_ref().map(Identifier::as_str),
+                    h.captured.map(|a| a.minor_units()),
+                ])?;
             }
-            let j = &batch.journal;
-            transaction
-                .prepare_cached(&format!(
-                    "INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ))?
-                .execute(params![
+            let mut insert_journal = transaction.prepare_cached(&format!(
+                "INSERT INTO journal ({JOURNAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?;
+            for j in &p.journal {
+                insert_journal.execute(params![
                     i64::try_from(j.batch)
                         .map_err(|_| StoreError::Corrupt("batch number overflow".into()))?,
                     j.first_timestamp.as_nanos(),
@@ -497,11 +487,17 @@ impl LedgerWriter for SqliteWriter {
                     &j.previous_hash[..],
                     &j.hash[..],
                 ])?;
+            }
+            let responses: Vec<StoredResponse> = p.responses.iter().map(|r| (*r).clone()).collect();
+            insert_responses(&transaction, &responses)?;
+            transaction.execute(
+                "UPDATE ledger_projection SET seq = ?1 WHERE id = 1",
+                params![seq_param(p.through)?],
+            )?;
         }
-        insert_responses(&transaction, responses)?;
         transaction.commit()?;
         self.bound_wal()?;
-        Ok(Commit::Committed)
+        Ok(p.through)
     }
 
     fn responses(&mut self, keys: &[(String, String)]) -> Result<Vec<StoredKey>, StoreError> {
@@ -526,17 +522,127 @@ impl LedgerWriter for SqliteWriter {
         }
         Ok(found)
     }
+}
 
-    fn record(&mut self, responses: &[StoredResponse]) -> Result<(), StoreError> {
-        if responses.is_empty() {
-            return Ok(());
-        }
+fn projected_seq(connection: &Connection) -> Result<u64, StoreError> {
+    let seq: i64 =
+        connection.query_row("SELECT seq FROM ledger_projection WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative projection point".into()))
+}
+
+fn seq_param(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("log sequence overflow".into()))
+}
+
+/// The batch log of a SQLite database: a file of its own beside it
+/// (`<database>.ledger-log`), so appending to it never waits for the
+/// projector's transactions on the main file (SQLite has one writer per file).
+pub fn log_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".ledger-log");
+    PathBuf::from(name)
+}
+
+struct SqliteLog {
+    connection: Connection,
+    _checkpointer: Checkpointer,
+}
+
+impl SqliteLog {
+    fn open(path: &Path) -> Result<SqliteLog, StoreError> {
+        let log = log_path(path);
+        let connection = open(&log)?;
+        connection.execute_batch(
+            "CREATE TABLE IF NOT EXISTS ledger_log (seq INTEGER PRIMARY KEY, record BLOB NOT NULL)",
+        )?;
+        // As for the tables: checkpoints run beside, never in the commit path.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Checkpointer::start(&log)?;
+        Ok(SqliteLog {
+            connection,
+            _checkpointer: checkpointer,
+        })
+    }
+}
+
+impl BatchLog for SqliteLog {
+    fn last_seq(&mut self) -> Result<u64, StoreError> {
+        let seq: i64 =
+            self.connection
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger_log", [], |r| {
+                    r.get(0)
+                })?;
+        u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative log sequence".into()))
+    }
+
+    fn append(&mut self, seq: u64, record: &[u8], prune_through: u64) -> Result<(), StoreError> {
         let transaction = self
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        insert_responses(&transaction, responses)?;
+        transaction
+            .prepare_cached("INSERT INTO ledger_log (seq, record) VALUES (?1, ?2)")?
+            .execute(params![seq_param(seq)?, record])?;
+        if prune_through > 0 {
+            transaction
+                .prepare_cached("DELETE FROM ledger_log WHERE seq <= ?1")?
+                .execute(params![seq_param(prune_through)?])?;
+        }
         transaction.commit()?;
         Ok(())
+    }
+
+    fn read_after(&mut self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT seq, record FROM ledger_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = statement.query(params![seq_param(after)?, limit as i64])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            found.push((
+                u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt("negative log sequence".into()))?,
+                row.get(1)?,
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// The SQLite pieces of the logged writer.
+pub(crate) struct SqliteBackend {
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    pub(crate) fn new(path: &Path) -> Result<SqliteBackend, StoreError> {
+        migrate(path)?;
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// The name the overlay registry knows a SQLite database by: its canonical
+/// path, so `./x.db` and `/abs/x.db` meet.
+pub(crate) fn location(path: &Path) -> String {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("sqlite:{}", canonical.display())
+}
+
+impl Backend for SqliteBackend {
+    fn location(&self) -> String {
+        location(&self.path)
+    }
+
+    fn open_log(&self) -> Result<Box<dyn BatchLog>, StoreError> {
+        Ok(Box::new(SqliteLog::open(&self.path)?))
+    }
+
+    fn open_tables(&self, checkpoints: bool) -> Result<Box<dyn Tables>, StoreError> {
+        Ok(Box::new(SqliteTables::open(&self.path, checkpoints)?))
     }
 }
 
@@ -624,7 +730,7 @@ impl LedgerReader for SqliteReader {
                 [],
                 |r| r.get(0),
             )?;
-            if version < MIGRATIONS.len() as i64 {
+            if version < MIGRATIONS.last().map_or(0, |(v, _)| *v) {
                 return Err(StoreError::Corrupt("migrations not applied".into()));
             }
             Ok(())

@@ -1,0 +1,293 @@
+//! What is committed but not yet projected into the tables.
+//!
+//! A commit is durable once its record is in the batch log; the tables catch
+//! up a moment later. In between, the overlay holds the batch in memory: the
+//! projector takes its work from here, the writer checks it for duplicate
+//! ids and stored responses, and every reader in the process consults it (or
+//! waits for the projection) so that an acknowledged transfer is always
+//! visible. Readers find the overlay of their database through a registry,
+//! because readers are opened independently of the engine that writes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use coffer_core::Identifier;
+use coffer_ledger::{Account, Event, Hold, HoldChange, JournalEntry, Transfer};
+
+use crate::batch_log::LogEntry;
+use crate::service::{stored_response, StoredKey, StoredResponse};
+use crate::StoreError;
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct State {
+    appended: u64,
+    projected: u64,
+    /// Durable entries the projector has not applied yet, oldest first.
+    queue: VecDeque<Arc<LogEntry>>,
+    queued_weight: usize,
+    accounts: HashMap<Identifier, (u64, Account)>,
+    transfers: HashMap<Identifier, (u64, Transfer)>,
+    holds: HashMap<Identifier, (u64, Hold)>,
+    responses: HashMap<Key, (u64, StoredResponse)>,
+    last_journal: Option<JournalEntry>,
+    stopping: bool,
+}
+
+pub(crate) struct Overlay {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Overlay {
+    /// An empty overlay over tables projected (and a log appended) up to `seq`.
+    pub(crate) fn new(seq: u64) -> Overlay {
+        Overlay {
+            state: Mutex::new(State {
+                appended: seq,
+                projected: seq,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain maps behind,
+        // still consistent enough to read; never poison the whole ledger.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn appended(&self) -> u64 {
+        self.lock().appended
+    }
+
+    pub(crate) fn projected(&self) -> u64 {
+        self.lock().projected
+    }
+
+    /// Adds a durably appended entry.
+    pub(crate) fn push(&self, entry: Arc<LogEntry>) {
+        let mut state = self.lock();
+        let seq = entry.seq;
+        if let Some(batch) = &entry.batch {
+            for event in &batch.events {
+                match event {
+                    Event::Transfer(t) => {
+                        state.transfers.insert(t.id.clone(), (seq, t.clone()));
+                    }
+                    // A new account's state; `accounts` below overrides it
+                    // when the batch also moved money on it.
+                    Event::AccountOpened(account) | Event::AccountClosed { account } => {
+                        state
+                            .accounts
+                            .insert(account.id().clone(), (seq, account.clone()));
+                    }
+                }
+            }
+            for account in &batch.accounts {
+                state
+                    .accounts
+                    .insert(account.id().clone(), (seq, account.clone()));
+            }
+            for change in &batch.hold_changes {
+                let (HoldChange::Placed(hold) | HoldChange::Resolved(hold)) = change;
+                state.holds.insert(hold.id.clone(), (seq, hold.clone()));
+            }
+            state.last_journal = Some(batch.journal.clone());
+        }
+        for r in &entry.responses {
+            state
+                .responses
+                .insert((r.principal.clone(), r.key.clone()), (seq, r.clone()));
+        }
+        state.appended = seq;
+        state.queued_weight += entry.weight();
+        state.queue.push_back(entry);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until there is work, and returns the oldest entries up to about
+    /// `max_weight` rows (at least one). `None` once stopping and drained.
+    pub(crate) fn next_chunk(&self, max_weight: usize) -> Option<Vec<Arc<LogEntry>>> {
+        let mut state = self.lock();
+        loop {
+            if !state.queue.is_empty() {
+                let mut chunk = Vec::new();
+                let mut weight = 0;
+                for entry in &state.queue {
+                    if !chunk.is_empty() && weight + entry.weight() > max_weight {
+                        break;
+                    }
+                    weight += entry.weight();
+                    chunk.push(entry.clone());
+                }
+                return Some(chunk);
+            }
+            if state.stopping {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The tables now hold everything up to `through`: forget it here.
+    pub(crate) fn projected_through(&self, through: u64) {
+        let mut state = self.lock();
+        while state.queue.front().is_some_and(|e| e.seq <= through) {
+            let Some(entry) = state.queue.pop_front() else {
+                break;
+            };
+            state.queued_weight = state.queued_weight.saturating_sub(entry.weight());
+            let seq = entry.seq;
+            // Only the state this entry put there: a later entry's stays.
+            if let Some(batch) = &entry.batch {
+                for event in &batch.events {
+                    match event {
+                        Event::Transfer(t) => remove_if(&mut state.transfers, &t.id, seq),
+                        Event::AccountOpened(account) | Event::AccountClosed { account } => {
+                            remove_if(&mut state.accounts, account.id(), seq)
+                        }
+                    }
+                }
+                for account in &batch.accounts {
+                    remove_if(&mut state.accounts, account.id(), seq);
+                }
+                for change in &batch.hold_changes {
+                    let (HoldChange::Placed(hold) | HoldChange::Resolved(hold)) = change;
+                    remove_if(&mut state.holds, &hold.id, seq);
+                }
+            }
+            for r in &entry.responses {
+                remove_if(
+                    &mut state.responses,
+                    &(r.principal.clone(), r.key.clone()),
+                    seq,
+                );
+            }
+        }
+        if state.queue.is_empty() {
+            state.last_journal = None;
+        }
+        state.projected = state.projected.max(through);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Waits until the tables hold everything up to `seq`.
+    pub(crate) fn wait_projected(&self, seq: u64, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while state.projected < seq {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(
+                    "the ledger's tables are behind its log; retry shortly".into(),
+                ));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Waits until the unprojected backlog is below `max_weight` rows: what
+    /// bounds the memory the overlay can take when commits outrun projection.
+    pub(crate) fn wait_for_room(
+        &self,
+        max_weight: usize,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while state.queued_weight >= max_weight {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StoreError::Unavailable(
+                    "the ledger's projection is stalled; commits paused".into(),
+                ));
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    pub(crate) fn stop(&self) {
+        self.lock().stopping = true;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn account(&self, id: &Identifier) -> Option<Account> {
+        self.lock().accounts.get(id).map(|(_, a)| a.clone())
+    }
+
+    pub(crate) fn transfer(&self, id: &Identifier) -> Option<Transfer> {
+        self.lock().transfers.get(id).map(|(_, t)| t.clone())
+    }
+
+    pub(crate) fn hold(&self, id: &Identifier) -> Option<Hold> {
+        self.lock().holds.get(id).map(|(_, h)| h.clone())
+    }
+
+    /// Holds changed since the last projection: (placed or still pending,
+    /// and resolved), to merge over what the tables say.
+    pub(crate) fn holds(&self) -> Vec<Hold> {
+        self.lock().holds.values().map(|(_, h)| h.clone()).collect()
+    }
+
+    pub(crate) fn response(&self, principal: &str, key: &str) -> Option<StoredKey> {
+        self.lock()
+            .responses
+            .get(&(principal.to_string(), key.to_string()))
+            .map(|(_, r)| StoredKey {
+                principal: r.principal.clone(),
+                key: r.key.clone(),
+                request_hash: r.request_hash.clone(),
+                response: stored_response(Some(i64::from(r.status)), Some(r.body.clone())),
+            })
+    }
+
+    pub(crate) fn last_journal(&self) -> Option<JournalEntry> {
+        self.lock().last_journal.clone()
+    }
+}
+
+fn remove_if<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, (u64, V)>, key: &K, seq: u64) {
+    if map.get(key).is_some_and(|(s, _)| *s == seq) {
+        map.remove(key);
+    }
+}
+
+/// The live overlay of each database open for writing in this process.
+fn registry() -> &'static Mutex<HashMap<String, Weak<Overlay>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Overlay>>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+pub(crate) fn register(location: &str, overlay: &Arc<Overlay>) {
+    let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
+    map.retain(|_, weak| weak.strong_count() > 0);
+    map.insert(location.to_string(), Arc::downgrade(overlay));
+}
+
+pub(crate) fn find(location: &str) -> Option<Arc<Overlay>> {
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(location)
+        .and_then(Weak::upgrade)
+}
