@@ -109,6 +109,19 @@ impl Database {
         Ok(Box::new(logged::LoggedWriter::open(self.backend()?)?))
     }
 
+    /// Waits until this process's writer has projected everything it
+    /// committed into the tables (at once when no writer is open here).
+    pub fn wait_projected(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        let location = match self {
+            Database::Sqlite(path) => sqlite::location(path),
+            Database::Postgres(url) => postgres::location(url),
+        };
+        match overlay::find(&location) {
+            Some(overlay) => overlay.wait_projected(overlay.appended(), timeout),
+            None => Ok(()),
+        }
+    }
+
     /// Projects committed log records the tables lack (after a crash, when no
     /// engine runs); returns the log position the tables now reach. Safe
     /// beside a running engine: each record is applied once.

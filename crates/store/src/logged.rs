@@ -39,6 +39,8 @@ const BACKLOG_ROWS_MAX: usize = 400_000;
 const PROJECTION_WAIT: Duration = Duration::from_secs(30);
 /// Projected records are pruned from the log in steps of this many.
 const PRUNE_EVERY: u64 = 256;
+/// The projector's nice value (0 is normal; higher yields to others).
+const PROJECTOR_NICE: i32 = 10;
 /// Log records read per step when recovering.
 const RECOVERY_RECORDS: usize = 512;
 
@@ -162,6 +164,15 @@ impl Drop for LoggedWriter {
 
 /// The projector thread: applies queued entries until stopped and drained.
 fn project_forever(overlay: &Overlay, backend: Arc<dyn Backend>, tables: Box<dyn Tables>) {
+    // Commits come first: at a lower priority the projector works in the
+    // gaps, absorbing a burst at the speed of the log; if it falls too far
+    // behind, `BACKLOG_ROWS_MAX` pauses commits and it gets the CPU. (On
+    // Linux the nice value is per thread; elsewhere this may fail: harmless.)
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), PROJECTOR_NICE)
+    {
+        tracing::debug!(%error, "could not lower the projector's priority");
+    }
     let mut tables = Some(tables);
     let mut failures = 0u32;
     while let Some(chunk) = overlay.next_chunk(PROJECTION_ROWS_MAX) {
