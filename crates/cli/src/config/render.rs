@@ -109,6 +109,21 @@ pub fn render(config: &Config) -> String {
         ],
     ));
 
+    let vault = &config.vault;
+    let mut vault_lines = vec![line(
+        "master_key_file",
+        path(&vault.master_key_file.value),
+        &vault.master_key_file.origin,
+    )];
+    if let Some(previous) = &vault.previous_master_key_file {
+        vault_lines.push(line(
+            "previous_master_key_file",
+            path(&previous.value),
+            &previous.origin,
+        ));
+    }
+    sections.push(("vault", vault_lines));
+
     let width = sections
         .iter()
         .flat_map(|(_, lines)| lines)

@@ -343,7 +343,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`"
     );
 }
 
