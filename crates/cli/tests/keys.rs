@@ -187,7 +187,7 @@ fn keys_rotate_reencrypt_and_rewrap_with_the_real_binary() {
         let (code, output) = run(&["keys", "rewrap"], &ring);
         assert_eq!(code, Some(0), "{output}");
         assert!(
-            output.contains(&format!("no longer needed")) && output.contains(old_master.id()),
+            output.contains("no longer needed") && output.contains(old_master.id()),
             "{output}"
         );
 

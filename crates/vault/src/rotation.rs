@@ -90,6 +90,10 @@ pub struct DataKeyView {
     pub index: bool,
 }
 
+/// What a column walk does with one stored value (its row key, its blob):
+/// go on, or stop the walk.
+type Visit<'a> = dyn FnMut(&Value, &[u8]) -> Result<ControlFlow<()>, VaultError> + 'a;
+
 enum RowOutcome {
     Unchanged,
     Reencrypted {
@@ -156,7 +160,7 @@ impl Vault {
     fn walk(
         &self,
         column: &EncryptedColumn,
-        visit: &mut dyn FnMut(&Value, &[u8]) -> Result<ControlFlow<()>, VaultError>,
+        visit: &mut Visit<'_>,
     ) -> Result<ControlFlow<()>, VaultError> {
         let limit = i64::try_from(REENCRYPT_BATCH_ROWS).unwrap_or(i64::MAX);
         let mut after: Option<Value> = None;
