@@ -789,7 +789,8 @@ pub(crate) struct StepUpRequest {
     amount: i64,
     currency: String,
     payee: String,
-    /// "totp" (authenticator app) or "code" (SMS or e-mail).
+    /// "totp" (authenticator app), "code" (SMS or e-mail) or "passkey" (a
+    /// registered passkey, with fingerprint, face or PIN).
     method: String,
 }
 
@@ -798,6 +799,27 @@ pub(crate) struct StepUpResponse {
     challenge_id: String,
     method: &'static str,
     expires_at: String,
+    /// Method "passkey" only: pass to `navigator.credentials.get()` as is
+    /// (names the customer's passkeys; user verification required), and send
+    /// the result to /v1/me/step-up/{id}/verify as `credential`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    passkey_options: Option<serde_json::Value>,
+}
+
+/// The answer to a step-up challenge: exactly one of the two.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepUpAnswerRequest {
+    /// Methods "totp" and "code": a 6-digit code from the authenticator app,
+    /// SMS or e-mail, or a recovery code.
+    #[serde(default)]
+    code: Option<String>,
+    /// Method "passkey": the `PublicKeyCredential` that
+    /// `navigator.credentials.get()` returned, as JSON.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
 }
 
 #[utoipa::path(
@@ -805,7 +827,7 @@ pub(crate) struct StepUpResponse {
     path = "/v1/me/step-up",
     tag = "customers",
     summary = "Start a step-up verification",
-    description = "Strong customer authentication for one operation: the challenge is bound to the operation, amount (minor units), currency and payee, and lets only exactly that through, once, within five minutes. Method `totp` (authenticator app) or `code` (sent by SMS or e-mail).",
+    description = "Strong customer authentication for one operation: the challenge is bound to the operation, amount (minor units), currency and payee, and lets only exactly that through, once, within five minutes. Method `totp` (authenticator app), `code` (sent by SMS or e-mail) or `passkey` (the response carries `passkey_options` for `navigator.credentials.get()`: the customer's passkeys, user verification required).",
     params(IdempotencyKey),
     request_body = StepUpRequest,
     responses(
@@ -815,7 +837,7 @@ pub(crate) struct StepUpResponse {
         (status = 500, response = Internal),
         (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
-        (status = 422, description = "`invalid_field` (`method`, `amount`, `currency`, `operation`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`method`: unknown, or no authenticator app or passkey to answer with; `amount`, `currency`, `operation`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
@@ -838,8 +860,9 @@ pub(crate) async fn start_step_up(
         &body,
         || async {
             let request: StepUpRequest = parse(&body)?;
-            let method = FactorMethod::parse(&request.method)
-                .ok_or_else(|| ApiError::invalid("method", "method is \"totp\" or \"code\""))?;
+            let method = FactorMethod::parse(&request.method).ok_or_else(|| {
+                ApiError::invalid("method", "method is \"totp\", \"code\" or \"passkey\"")
+            })?;
             if request.amount <= 0 {
                 return Err(ApiError::invalid(
                     "amount",
@@ -866,12 +889,19 @@ pub(crate) async fn start_step_up(
                 identity_call(move || identity.start_step_up(&session.info, &operation, method))
                     .await?;
             state.dispatcher.nudge();
+            let passkey_options = challenge
+                .passkey_options
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(ApiError::internal)?;
             to_json(
                 StatusCode::CREATED,
                 &StepUpResponse {
                     challenge_id: challenge.id,
                     method: challenge.method.as_str(),
                     expires_at: Timestamp::from_nanos(challenge.expires_at).to_rfc3339(),
+                    passkey_options,
                 },
             )
         },
@@ -884,9 +914,9 @@ pub(crate) async fn start_step_up(
     path = "/v1/me/step-up/{id}/verify",
     tag = "customers",
     summary = "Answer a step-up challenge",
-    description = "The code for the challenge; on success the bound operation may proceed once.",
+    description = "The answer for the challenge: `code` for methods `totp` and `code`, `credential` (the passkey's signed assertion) for method `passkey`. On success the bound operation may proceed once. Wrong answers count: after five the challenge is dead.",
     params(("id" = String, Path, description = "The challenge id."), IdempotencyKey),
-    request_body = CodeRequest,
+    request_body = StepUpAnswerRequest,
     responses(
         (status = 200, description = "Verified."),
         (status = 400, response = BadRequest),
@@ -894,7 +924,7 @@ pub(crate) async fn start_step_up(
         (status = 500, response = Internal),
         (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`: a cookie-authenticated change from another site.", body = crate::error::ErrorBody),
-        (status = 422, description = "`code_invalid`, `challenge_invalid`, `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`code_invalid`, `challenge_invalid`, `invalid_field` (`credential`: the passkey's answer did not verify; `code`: neither or both given), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 503, description = "`unavailable`: a dependency is down; retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
@@ -917,18 +947,41 @@ pub(crate) async fn verify_step_up(
         &format!("verify_step_up:{id}"),
         &body,
         || async {
-            let request: CodeRequest = parse(&body)?;
+            let request: StepUpAnswerRequest = parse(&body)?;
             let identity = state.identity.clone();
             let session = session.clone();
-            identity_call(move || {
-                identity.verify_step_up(
-                    &session.info,
-                    &id,
-                    &Secret::new(request.code),
-                    &session.context,
-                )
-            })
-            .await?;
+            match (request.code, request.credential) {
+                (Some(code), None) => {
+                    identity_call(move || {
+                        identity.verify_step_up(
+                            &session.info,
+                            &id,
+                            &Secret::new(code),
+                            &session.context,
+                        )
+                    })
+                    .await?
+                }
+                (None, Some(credential)) => {
+                    let assertion: coffer_identity::webauthn::PublicKeyCredential =
+                        self::credential(credential)?;
+                    identity_call(move || {
+                        identity.verify_step_up_passkey(
+                            &session.info,
+                            &id,
+                            &assertion,
+                            &session.context,
+                        )
+                    })
+                    .await?
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "code",
+                        "give either code (methods totp and code) or credential (method passkey)",
+                    ))
+                }
+            }
             Ok((StatusCode::OK, r#"{"verified":true}"#.to_string()))
         },
     )

@@ -64,6 +64,16 @@ pub struct AppState {
     pub cards: Arc<coffer_payments::Cards>,
 }
 
+/// Every column of the schema that holds vault ciphertexts, from the
+/// crates that own them: what `coffer keys reencrypt` walks after a rotation.
+pub fn encrypted_columns() -> Vec<coffer_vault::EncryptedColumn> {
+    coffer_identity::ENCRYPTED_COLUMNS
+        .into_iter()
+        .chain(coffer_notify::ENCRYPTED_COLUMNS)
+        .chain(coffer_payments::ENCRYPTED_COLUMNS)
+        .collect()
+}
+
 /// The customer side: identity, the vault that guards its data, and the
 /// notification dispatcher (started by the caller with `Dispatcher::run`).
 pub struct CustomerServices {

@@ -1975,3 +1975,175 @@ async fn passkey_added_then_used_to_sign_in_over_http() {
         (422, Some("credential"))
     );
 }
+
+/// Adds a passkey on `device` for the customer holding `bearer`, over HTTP.
+async fn add_passkey_over_http(
+    app: &App,
+    bearer: &str,
+    device: &mut authenticator::SoftPasskey,
+    key: &str,
+) {
+    let start_key = format!("{key}-start");
+    let (status, ceremony, _) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/me/passkeys/registration",
+            &[("Authorization", bearer), ("Idempotency-Key", &start_key)],
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{ceremony}");
+    let answer = device.register(&ceremony["options"]);
+    let finish = format!(
+        "/v1/me/passkeys/registration/{}/finish",
+        ceremony["ceremony_id"].as_str().expect("id")
+    );
+    let (status, added) = app
+        .customer_post(
+            bearer,
+            &format!("{key}-finish"),
+            &finish,
+            json!({"credential": answer, "name": "phone"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+}
+
+/// A step-up confirmed with a passkey over HTTP: options naming the
+/// customer's passkey, refusal of a forged, foreign or replayed answer,
+/// and an operation let through once, for exactly its amount.
+async fn passkey_step_up_over_http(app: &App) {
+    let settings = coffer_identity::PasskeySettings::default();
+    let (customer, bearer) = registered_customer(app, "+8613200132111").await;
+    let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
+    add_passkey_over_http(app, &bearer, &mut device, "mine").await;
+    let (_, mallory) = registered_customer(app, "+8613200132222").await;
+    let mut mallory_device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
+    add_passkey_over_http(app, &mallory, &mut mallory_device, "hers").await;
+
+    let step_up = json!({"operation": "payment", "amount": 88_800, "currency": "CNY", "payee": "merchant:city-metro", "method": "passkey"});
+    let (status, challenge) = app
+        .customer_post(&bearer, "su-pk-1", "/v1/me/step-up", step_up.clone())
+        .await;
+    assert_eq!(status, 201, "{challenge}");
+    assert_eq!(challenge["method"], "passkey");
+    let options = &challenge["passkey_options"];
+    assert_eq!(options["publicKey"]["userVerification"], "required");
+    let answer = device.sign_in(options);
+    assert_eq!(
+        options["publicKey"]["allowCredentials"]
+            .as_array()
+            .map(|list| list.iter().map(|c| c["id"].clone()).collect::<Vec<_>>()),
+        Some(vec![answer["id"].clone()])
+    );
+    let verify = format!(
+        "/v1/me/step-up/{}/verify",
+        challenge["challenge_id"].as_str().expect("id")
+    );
+
+    // A forged signature and another customer's passkey are refused.
+    let mut forged = answer.clone();
+    let mut signature: Vec<char> = forged["response"]["signature"]
+        .as_str()
+        .expect("signature")
+        .chars()
+        .collect();
+    let middle = signature.len() / 2;
+    signature[middle] = if signature[middle] == 'A' { 'B' } else { 'A' };
+    forged["response"]["signature"] = json!(signature.into_iter().collect::<String>());
+    let foreign = mallory_device.sign_in(options);
+    for (key, bad) in [("v-pk-1", forged), ("v-pk-2", foreign)] {
+        let (status, body) = app
+            .customer_post(&bearer, key, &verify, json!({ "credential": bad }))
+            .await;
+        assert_eq!(
+            (status, error_of(&body)),
+            (422, (Some("invalid_field"), Some("credential"))),
+            "{body}"
+        );
+    }
+    // Neither or both answers: a clear error, not a guess.
+    for (key, body) in [
+        ("v-pk-3", json!({})),
+        ("v-pk-4", json!({"code": "123456", "credential": answer})),
+    ] {
+        let (status, body) = app.customer_post(&bearer, key, &verify, body).await;
+        assert_eq!(
+            (status, error_of(&body)),
+            (422, (Some("invalid_field"), Some("code"))),
+            "{body}"
+        );
+    }
+    let (status, body) = app
+        .customer_post(&bearer, "v-pk-5", &verify, json!({ "credential": answer }))
+        .await;
+    assert_eq!((status, &body), (200, &json!({"verified": true})));
+    // The same answer again, under a new key: the challenge is spent.
+    let (status, body) = app
+        .customer_post(&bearer, "v-pk-6", &verify, json!({ "credential": answer }))
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("challenge_invalid"))
+    );
+
+    let challenge_id = challenge["challenge_id"].as_str().expect("id").to_string();
+    let identity = app.customers.identity.clone();
+    let consume = move |amount: i64| {
+        let identity = identity.clone();
+        let (customer, challenge_id) = (customer.clone(), challenge_id.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                identity.consume_step_up_now(
+                    &customer,
+                    &challenge_id,
+                    &coffer_identity::Operation {
+                        kind: "payment".into(),
+                        amount,
+                        currency: "CNY".into(),
+                        payee: "merchant:city-metro".into(),
+                    },
+                )
+            })
+            .await
+            .expect("join")
+        }
+    };
+    assert!(consume(88_801).await.is_err(), "another amount");
+    assert!(consume(88_800).await.is_ok());
+    assert!(consume(88_800).await.is_err(), "single use");
+
+    // Every customer answers with their own passkeys; one without any is
+    // told to use another method.
+    let (status, body) = app
+        .customer_post(&mallory, "su-pk-2", "/v1/me/step-up", step_up)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, nobody) = registered_customer(app, "+8613200132333").await;
+    let (status, body) = app
+        .customer_post(
+            &nobody,
+            "su-pk-3",
+            "/v1/me/step-up",
+            json!({"operation": "payment", "amount": 1, "currency": "CNY", "payee": "x", "method": "passkey"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("method"))),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_step_up_over_http_on_sqlite() {
+    passkey_step_up_over_http(&spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_step_up_over_http_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    passkey_step_up_over_http(&spawn_app(db).await).await;
+}

@@ -5,6 +5,7 @@ mod bench_ledger;
 mod config;
 mod crash_load;
 mod demo;
+mod keys;
 mod progress;
 mod serve;
 mod tls;
@@ -54,6 +55,23 @@ enum Top {
         after_help = "Examples:\n  coffer staff create --username li.ming --name \"Li Ming\" --roles support\n  coffer staff create --username wang.fang --name \"Wang Fang\" --roles compliance_officer,administrator"
     )]
     Staff(Staff),
+    /// Rotate data keys, re-encrypt stored values, rotate the master key.
+    #[command(
+        subcommand,
+        after_help = "Rotating the data key (the service keeps running):
+          coffer keys rotate
+          coffer keys reencrypt
+
+        Rotating the master key:
+          coffer keys new-master-key --out /etc/coffer/keys/master-2027.key
+          # set vault.master_key_file to it, vault.previous_master_key_file to the old one, restart
+          coffer keys rewrap
+          # remove vault.previous_master_key_file, restart, destroy the old key
+
+        Examples:
+  coffer keys status --config /etc/coffer/coffer.toml"
+    )]
+    Keys(keys::Keys),
     /// Create the database schema or bring it up to date.
     #[command(after_help = "Examples:\n  \
         coffer migrate                                   # SQLite under ./coffer-data\n  \
@@ -209,6 +227,15 @@ fn main() -> ExitCode {
         }) => configured(&config.flags(), &env, |config| {
             create_staff(&username, &name, &roles, &config)
         }),
+        Top::Keys(command) => match command.config() {
+            Some(config) => {
+                configured(&config.flags(), &env, |config| keys::run(&command, &config))
+            }
+            None => match &command {
+                keys::Keys::NewMasterKey { out } => keys::new_master_key(out),
+                _ => Ok(ExitCode::SUCCESS),
+            },
+        },
         Top::Migrate { config } => configured(&config.flags(), &env, migrate),
         Top::Verify { config } => configured(&config.flags(), &env, verify),
         Top::Apikey(Apikey::Create {
@@ -414,14 +441,12 @@ fn create_staff(
         })?);
     }
     let database = &config.database.url.value;
-    let master_key_path = config.database.data_dir.value.join("master.key");
-    let master_key = coffer_vault::LocalMasterKey::load_or_create(&master_key_path)
-        .map_err(|e| anyhow::anyhow!("master key {}: {e}", master_key_path.display()))?;
+    let master_key = config.vault.key_provider()?;
     let clock = coffer_app::system_clock();
     let customers = coffer_api::CustomerServices::open(
         database,
         clock,
-        std::sync::Arc::new(master_key),
+        master_key,
         Vec::new(),
         coffer_identity::Policy::default(),
         coffer_identity::PasswordPolicy::new(None),

@@ -74,10 +74,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         Arc::from(coffer_store::service::open(&database, SERVICE_CONNECTIONS)?);
     // The master key never enters the database. Without one configured, a
     // local installation keeps a generated key beside its data (mode 0600).
-    let master_key_path = config.database.data_dir.value.join("master.key");
-    let master_key = coffer_vault::LocalMasterKey::load_or_create(&master_key_path)
-        .with_context(|| format!("master key {}", master_key_path.display()))?;
-    tracing::info!(master_key = master_key.id(), "master key loaded");
+    let master_key = config.vault.key_provider()?;
+    tracing::info!(master_key = master_key.master_key_id(), "master key loaded");
     // SMS and e-mail leave through simulators until the bank's gateways are
     // configured; they record what would have been sent.
     // With --demo the console stands in for the customer's phone.
@@ -95,7 +93,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     let customers = coffer_api::CustomerServices::open_with(
         &database,
         clock.clone(),
-        Arc::new(master_key),
+        master_key,
         transports,
         coffer_identity::Policy::default(),
         coffer_identity::PasswordPolicy::new(None),
@@ -146,6 +144,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         );
         println!("  health: {base_url}/healthz   metrics: {base_url}/metrics");
         tracing::info!(%address, scheme, database = %database.redacted(), "listening");
+        tokio::spawn(refresh_data_keys(customers.vault.clone(), clock.clone()));
         tokio::spawn(purge_idempotency_keys(
             service.clone(),
             clock.clone(),
@@ -219,6 +218,24 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Re-reads the data keys every `KEY_REFRESH_SECONDS`, so that a key made
+/// by `coffer keys rotate` (another process) is known here before it is
+/// used for writing, and used here for writing once its time has come.
+async fn refresh_data_keys(vault: Arc<coffer_vault::Vault>, clock: Arc<dyn Clock>) {
+    let interval = std::time::Duration::from_secs(
+        u64::try_from(coffer_vault::KEY_REFRESH_SECONDS).unwrap_or(30),
+    );
+    loop {
+        tokio::time::sleep(interval).await;
+        let (vault, now) = (vault.clone(), clock.now().as_nanos());
+        match tokio::task::spawn_blocking(move || vault.refresh(now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "data key refresh failed"),
+            Err(error) => tracing::warn!(%error, "data key refresh panicked"),
+        }
     }
 }
 

@@ -8,7 +8,12 @@
 //! A challenge is single-use and short-lived. A sign-in challenge turns a
 //! verified password into a session once the second factor answers. A
 //! step-up challenge is bound to one operation (kind, amount, currency,
-//! payee): verifying it lets exactly that operation through, once.
+//! payee): verifying it lets exactly that operation through, once. A
+//! step-up may be answered with a passkey: the WebAuthn request (its random
+//! challenge and the customer's credentials) is kept in the step-up
+//! challenge's row, so the signed assertion answers that challenge and no
+//! other, and everything else (attempts, expiry, single use, the binding
+//! to the operation) is shared with the code methods.
 
 use coffer_core::Secret;
 use coffer_notify::{enqueue, Message};
@@ -16,13 +21,14 @@ use coffer_store::sql::Sql;
 use coffer_store::sql_params;
 use rand::{Rng, RngCore};
 use totp_rs::{Algorithm, TOTP};
+use webauthn_rs::prelude::{PublicKeyCredential, RequestChallengeResponse};
 
 use crate::{
     random_hex, same, session, Contact, Context, Identity, IdentityError, NewSession, SessionInfo,
     CONTACT_CONTEXT, NANOS_PER_SECOND,
 };
 
-const TOTP_CONTEXT: &str = "customer.totp_seed";
+pub(crate) const TOTP_CONTEXT: &str = "customer.totp_seed";
 pub(crate) const STEP_SECONDS: i64 = 30;
 pub const RECOVERY_CODES: usize = 10;
 pub const CHALLENGE_TTL_SECONDS: i64 = 300;
@@ -60,6 +66,8 @@ impl Operation {
 pub enum Method {
     Totp,
     Sms,
+    /// A registered passkey with user verification (step-up only).
+    Passkey,
 }
 
 impl Method {
@@ -67,6 +75,7 @@ impl Method {
         match self {
             Method::Totp => "totp",
             Method::Sms => "code",
+            Method::Passkey => "passkey",
         }
     }
 
@@ -74,6 +83,7 @@ impl Method {
         match text {
             "totp" => Some(Method::Totp),
             "code" | "sms" => Some(Method::Sms),
+            "passkey" => Some(Method::Passkey),
             _ => None,
         }
     }
@@ -85,6 +95,47 @@ pub struct Challenge {
     pub id: String,
     pub method: Method,
     pub expires_at: i64,
+    /// For `Method::Passkey`: the options for `navigator.credentials.get()`
+    /// (the customer's passkeys, user verification required).
+    pub passkey_options: Option<RequestChallengeResponse>,
+}
+
+/// What a customer answers a challenge with.
+#[derive(Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    /// A TOTP, recovery or SMS/e-mail code.
+    Code(&'a str),
+    /// A signed WebAuthn assertion.
+    Passkey(&'a PublicKeyCredential),
+}
+
+impl Answer<'_> {
+    /// The refusal of a wrong answer: counted against the challenge.
+    fn refusal(self) -> IdentityError {
+        match self {
+            Answer::Code(_) => IdentityError::CodeInvalid,
+            Answer::Passkey(_) => crate::passkeys::invalid_credential(),
+        }
+    }
+
+    fn audit_detail(self) -> &'static str {
+        match self {
+            Answer::Code(_) => "second factor",
+            Answer::Passkey(_) => "passkey",
+        }
+    }
+}
+
+/// A refusal that means a wrong answer (as opposed to a dead challenge).
+fn is_wrong_answer(error: &IdentityError) -> bool {
+    matches!(
+        error,
+        IdentityError::CodeInvalid
+            | IdentityError::InvalidField {
+                field: "credential",
+                ..
+            }
+    )
 }
 
 /// The result of a password check: a session, or a second factor to answer.
@@ -326,6 +377,8 @@ impl Identity {
     ) -> Result<bool, IdentityError> {
         let code = code.trim();
         match method {
+            // A passkey challenge is answered by an assertion, never a code.
+            Method::Passkey => Ok(false),
             Method::Sms => Ok(code_hash
                 .is_some_and(|expected| same(&self.vault.keyed_hash("challenge", code), expected))),
             Method::Totp if code.len() == 6 => self.check_totp(db, customer_id, code, true),
@@ -352,13 +405,21 @@ impl Identity {
         method: Method,
     ) -> Result<Challenge, IdentityError> {
         let now = self.now();
-        let challenge = Challenge {
+        let mut challenge = Challenge {
             id: format!("chl_{}", random_hex(12)),
             method,
             expires_at: now + CHALLENGE_TTL_SECONDS * NANOS_PER_SECOND,
+            passkey_options: None,
         };
+        let mut passkey_state = None;
         let code_hash = match method {
             Method::Totp => None,
+            Method::Passkey => {
+                let (options, state) = self.start_passkey_assertion(db, customer_id)?;
+                challenge.passkey_options = Some(options);
+                passkey_state = Some(state);
+                None
+            }
             Method::Sms => {
                 let code = crate::one_time_code();
                 self.send_code(db, customer_id, &code)?;
@@ -366,8 +427,8 @@ impl Identity {
             }
         };
         db.execute(
-            "INSERT INTO challenges (id, customer_id, purpose, operation_hash, method, code_hash, attempts, expires_at, verified_at, consumed_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, NULL, $8)",
+            "INSERT INTO challenges (id, customer_id, purpose, operation_hash, method, code_hash, attempts, expires_at, verified_at, consumed_at, created_at, passkey_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, NULL, $8, $9)",
             sql_params![
                 challenge.id.as_str(),
                 customer_id,
@@ -376,7 +437,8 @@ impl Identity {
                 method.as_str(),
                 code_hash,
                 challenge.expires_at,
-                now
+                now,
+                passkey_state
             ],
         )?;
         Ok(challenge)
@@ -468,12 +530,12 @@ impl Identity {
         challenge_id: &str,
         purpose: &str,
         customer_id: Option<&str>,
-        code: &str,
+        answer: Answer<'_>,
     ) -> Result<String, IdentityError> {
         let now = self.now();
         let row = db
             .query_opt(
-                "SELECT customer_id, method, code_hash, attempts, expires_at, verified_at, consumed_at FROM challenges \
+                "SELECT customer_id, method, code_hash, attempts, expires_at, verified_at, consumed_at, passkey_state FROM challenges \
                  WHERE id = $1 AND purpose = $2",
                 sql_params![challenge_id, purpose],
             )?
@@ -488,9 +550,19 @@ impl Identity {
             return Err(IdentityError::ChallengeInvalid);
         }
         let method = Method::parse(&row.text(1)?).ok_or(IdentityError::ChallengeInvalid)?;
-        let code_hash = row.opt_text(2)?;
-        if !self.answer(db, &owner, method, code, code_hash.as_deref())? {
-            return Err(IdentityError::CodeInvalid);
+        let correct = match answer {
+            Answer::Code(code) => {
+                self.answer(db, &owner, method, code, row.opt_text(2)?.as_deref())?
+            }
+            Answer::Passkey(credential) => match (method, row.opt_text(7)?) {
+                (Method::Passkey, Some(state)) => {
+                    self.check_passkey_assertion(db, &owner, &state, credential)?
+                }
+                _ => false,
+            },
+        };
+        if !correct {
+            return Err(answer.refusal());
         }
         let verified = db.execute(
             "UPDATE challenges SET verified_at = $2 WHERE id = $1 AND verified_at IS NULL",
@@ -502,9 +574,14 @@ impl Identity {
         Ok(owner)
     }
 
-    /// Counts a wrong code against the challenge and audits it: a failed
+    /// Counts a wrong answer against the challenge and audits it: a failed
     /// sign-in (by someone who knew the password) or a failed step-up.
-    fn count_attempt(&self, challenge_id: &str, context: &Context) -> Result<(), IdentityError> {
+    fn count_attempt(
+        &self,
+        challenge_id: &str,
+        context: &Context,
+        detail: &str,
+    ) -> Result<(), IdentityError> {
         let now = self.now();
         self.sql.transaction(|db| -> Result<(), IdentityError> {
             let Some(row) = db.query_opt(
@@ -529,7 +606,7 @@ impl Identity {
                     subject: Some(&customer_id),
                     ip: &context.ip,
                     outcome: coffer_audit::Outcome::Refused,
-                    detail: "second factor",
+                    detail,
                 },
             )?;
             Ok(())
@@ -547,8 +624,13 @@ impl Identity {
         let result = self
             .sql
             .transaction(|db| -> Result<NewSession, IdentityError> {
-                let customer_id =
-                    self.verify_challenge(db, challenge_id, "login", None, code.expose())?;
+                let customer_id = self.verify_challenge(
+                    db,
+                    challenge_id,
+                    "login",
+                    None,
+                    Answer::Code(code.expose()),
+                )?;
                 db.execute(
                     "UPDATE challenges SET consumed_at = $2 WHERE id = $1",
                     sql_params![challenge_id, now],
@@ -563,12 +645,13 @@ impl Identity {
                 session::create(db, &self.policy, &customer_id, context, now)
             });
         if matches!(result, Err(IdentityError::CodeInvalid)) {
-            self.count_attempt(challenge_id, context)?;
+            self.count_attempt(challenge_id, context, "second factor")?;
         }
         result
     }
 
-    /// Issues a step-up challenge for one operation.
+    /// Issues a step-up challenge for one operation. For `Method::Passkey`
+    /// the challenge carries the WebAuthn request options to answer.
     pub fn start_step_up(
         &self,
         info: &SessionInfo,
@@ -587,6 +670,7 @@ impl Identity {
         })
     }
 
+    /// Answers a step-up challenge with a code (TOTP, recovery, SMS/e-mail).
     pub fn verify_step_up(
         &self,
         info: &SessionInfo,
@@ -594,14 +678,30 @@ impl Identity {
         code: &Secret<String>,
         context: &Context,
     ) -> Result<(), IdentityError> {
+        self.answer_step_up(info, challenge_id, Answer::Code(code.expose()), context)
+    }
+
+    /// Answers a passkey step-up challenge with the device's signed
+    /// assertion; a wrong, foreign or forged one counts as a wrong answer.
+    pub fn verify_step_up_passkey(
+        &self,
+        info: &SessionInfo,
+        challenge_id: &str,
+        assertion: &PublicKeyCredential,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        self.answer_step_up(info, challenge_id, Answer::Passkey(assertion), context)
+    }
+
+    fn answer_step_up(
+        &self,
+        info: &SessionInfo,
+        challenge_id: &str,
+        answer: Answer<'_>,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
         let result = self.sql.transaction(|db| -> Result<(), IdentityError> {
-            self.verify_challenge(
-                db,
-                challenge_id,
-                "step_up",
-                Some(&info.customer_id),
-                code.expose(),
-            )?;
+            self.verify_challenge(db, challenge_id, "step_up", Some(&info.customer_id), answer)?;
             self.event(
                 db,
                 Some(&info.customer_id),
@@ -610,8 +710,8 @@ impl Identity {
                 challenge_id,
             )
         });
-        if matches!(result, Err(IdentityError::CodeInvalid)) {
-            self.count_attempt(challenge_id, context)?;
+        if result.as_ref().is_err_and(is_wrong_answer) {
+            self.count_attempt(challenge_id, context, answer.audit_detail())?;
         }
         result
     }

@@ -11,9 +11,9 @@ use coffer_store::sql_params;
 
 use crate::{random_hex, Context, Identity, IdentityError, SessionInfo};
 
-const ID_NUMBER_CONTEXT: &str = "kyc.id_number";
-const FULL_NAME_CONTEXT: &str = "kyc.full_name";
-const EVIDENCE_CONTEXT: &str = "kyc.evidence";
+pub(crate) const ID_NUMBER_CONTEXT: &str = "kyc.id_number";
+pub(crate) const FULL_NAME_CONTEXT: &str = "kyc.full_name";
+pub(crate) const EVIDENCE_CONTEXT: &str = "kyc.evidence";
 
 /// Limits of one tier, in minor units of the wallet currency (CNY).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use coffer_core::{Clock, Secret};
 use coffer_notify::{enqueue, Message};
 use coffer_store::sql::{Sql, SqlStore};
 use coffer_store::sql_params;
-use coffer_vault::Vault;
+use coffer_vault::{EncryptedColumn, Vault};
 use rand::{Rng, RngCore};
 
 pub use contact::{Contact, ContactKind};
@@ -136,6 +136,65 @@ pub struct Identity {
 
 pub(crate) const CONTACT_CONTEXT: &str = "customer.contact";
 const NAME_CONTEXT: &str = "customer.display_name";
+
+/// Every column where identity keeps vault ciphertexts, for re-encryption
+/// after a key rotation (a test checks the schema has no other).
+pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 9] = [
+    EncryptedColumn {
+        table: "customers",
+        key: "id",
+        column: "contact_enc",
+        context: CONTACT_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "customers",
+        key: "id",
+        column: "display_name_enc",
+        context: NAME_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "registrations",
+        key: "id",
+        column: "contact_enc",
+        context: CONTACT_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "contact_changes",
+        key: "id",
+        column: "new_contact_enc",
+        context: CONTACT_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "totp_factors",
+        key: "customer_id",
+        column: "secret_enc",
+        context: factors::TOTP_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "staff",
+        key: "id",
+        column: "totp_enc",
+        context: staff::STAFF_TOTP_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "kyc_identities",
+        key: "customer_id",
+        column: "id_number_enc",
+        context: kyc::ID_NUMBER_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "kyc_identities",
+        key: "customer_id",
+        column: "full_name_enc",
+        context: kyc::FULL_NAME_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "kyc_reviews",
+        key: "id",
+        column: "evidence_enc",
+        context: kyc::EVIDENCE_CONTEXT,
+    },
+];
 
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];

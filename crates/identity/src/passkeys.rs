@@ -6,12 +6,19 @@
 //! offers its credentials; the server names no account), so it cannot be
 //! used to find out whether a number has a wallet. The server's ceremony
 //! state lives in the database for five minutes and is used once.
+//!
+//! A passkey also confirms an operation (a step-up, see `factors.rs`): then
+//! the server names the customer's credentials (`allowCredentials`), the
+//! request state lives in the step-up challenge's row, and a good assertion
+//! marks that challenge verified like a correct code would.
 
+use coffer_store::sql::Sql;
 use coffer_store::sql_params;
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
+    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
@@ -56,7 +63,7 @@ fn user_handle(customer_id: &str) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
-fn invalid_credential() -> IdentityError {
+pub(crate) fn invalid_credential() -> IdentityError {
     IdentityError::invalid("credential", "the passkey's answer did not verify")
 }
 
@@ -204,6 +211,80 @@ impl Identity {
             created_at: now,
             last_used_at: None,
         })
+    }
+
+    /// WebAuthn request options naming the customer's passkeys, with user
+    /// verification required, and the server state to check the answer by
+    /// (stored by the caller with the step-up challenge).
+    pub(crate) fn start_passkey_assertion(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+    ) -> Result<(RequestChallengeResponse, String), IdentityError> {
+        let webauthn = self.webauthn()?;
+        let passkeys = db
+            .query(
+                "SELECT passkey FROM passkeys WHERE customer_id = $1 ORDER BY created_at",
+                sql_params![customer_id],
+            )?
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Passkey>(&r.text(0)?)
+                    .map_err(|e| IdentityError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if passkeys.is_empty() {
+            return Err(IdentityError::invalid(
+                "method",
+                "no passkey is registered; add one first or use method \"code\"",
+            ));
+        }
+        let (options, state) = webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| IdentityError::Internal(format!("passkey step-up: {e}")))?;
+        let state =
+            serde_json::to_string(&state).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        Ok((options, state))
+    }
+
+    /// Checks an assertion against the state `start_passkey_assertion` made:
+    /// signature, challenge, origin, user verification, and a credential
+    /// that is still this customer's. On success the passkey's signature
+    /// counter is updated in the caller's transaction.
+    pub(crate) fn check_passkey_assertion(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        state: &str,
+        assertion: &PublicKeyCredential,
+    ) -> Result<bool, IdentityError> {
+        let state: PasskeyAuthentication =
+            serde_json::from_str(state).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let Ok(result) = self
+            .webauthn()?
+            .finish_passkey_authentication(assertion, &state)
+        else {
+            return Ok(false);
+        };
+        let id = data_encoding(result.cred_id().as_ref());
+        // Removed since the challenge was issued: no longer a way in.
+        let Some(row) = db.query_opt(
+            "SELECT passkey FROM passkeys WHERE credential_id = $1 AND customer_id = $2",
+            sql_params![id.as_str(), customer_id],
+        )?
+        else {
+            return Ok(false);
+        };
+        let mut passkey: Passkey = serde_json::from_str(&row.text(0)?)
+            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        passkey.update_credential(&result);
+        let stored =
+            serde_json::to_string(&passkey).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        db.execute(
+            "UPDATE passkeys SET passkey = $2, last_used_at = $3 WHERE credential_id = $1",
+            sql_params![id.as_str(), stored, self.now()],
+        )?;
+        Ok(true)
     }
 
     fn passkeys_of(&self, customer_id: &str) -> Result<Vec<Passkey>, IdentityError> {

@@ -17,7 +17,7 @@ use crate::{
     random_hex, same, Contact, Context, CustomerView, Identity, IdentityError, NANOS_PER_SECOND,
 };
 
-const STAFF_TOTP_CONTEXT: &str = "staff.totp_seed";
+pub(crate) const STAFF_TOTP_CONTEXT: &str = "staff.totp_seed";
 pub const STAFF_TOKEN_PREFIX: &str = "ss_";
 /// Staff sessions are short: 15 minutes idle, 8 hours at most.
 const STAFF_IDLE_SECONDS: i64 = 15 * 60;

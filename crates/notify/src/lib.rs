@@ -16,7 +16,7 @@ mod simulator;
 use coffer_core::Secret;
 use coffer_store::sql::Sql;
 use coffer_store::{sql_params, StoreError};
-use coffer_vault::{Vault, VaultError};
+use coffer_vault::{EncryptedColumn, Vault, VaultError};
 
 pub use dispatcher::{Dispatcher, ATTEMPTS_MAX};
 pub use simulator::{Delivered, SimulatedTransport, FAILING_SUFFIX};
@@ -79,6 +79,23 @@ pub struct Message<'a> {
 
 const RECIPIENT_CONTEXT: &str = "notification.recipient";
 const BODY_CONTEXT: &str = "notification.body";
+
+/// The outbox's encrypted columns, for re-encryption after a key rotation.
+/// A delivered message's body is erased (NULL): nothing to move.
+pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 2] = [
+    EncryptedColumn {
+        table: "notifications",
+        key: "seq",
+        column: "recipient_enc",
+        context: RECIPIENT_CONTEXT,
+    },
+    EncryptedColumn {
+        table: "notifications",
+        key: "seq",
+        column: "body_enc",
+        context: BODY_CONTEXT,
+    },
+];
 
 /// Queues `message` inside the caller's transaction; returns its sequence number.
 pub fn enqueue(

@@ -10,12 +10,20 @@ use coffer_audit::{Entry, Outcome};
 use coffer_core::Secret;
 use coffer_store::sql::SqlStore;
 use coffer_store::{sql_params, StoreError};
-use coffer_vault::{Vault, VaultError};
+use coffer_vault::{EncryptedColumn, Vault, VaultError};
 use rand::RngCore;
 
 use std::sync::Arc;
 
 const PAN_CONTEXT: &str = "card.pan";
+
+/// Where card numbers are stored encrypted, for re-encryption after a key rotation.
+pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 1] = [EncryptedColumn {
+    table: "cards",
+    key: "id",
+    column: "pan_enc",
+    context: PAN_CONTEXT,
+}];
 pub const CARDS_PER_CUSTOMER_MAX: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]

@@ -4,4 +4,4 @@
 
 pub mod cards;
 
-pub use cards::{Brand, CardError, CardView, Cards, NewCard};
+pub use cards::{Brand, CardError, CardView, Cards, NewCard, ENCRYPTED_COLUMNS};

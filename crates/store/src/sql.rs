@@ -78,6 +78,11 @@ impl Row {
             .ok_or_else(|| StoreError::Corrupt(format!("no column {index}")))
     }
 
+    /// The value as stored, to bind again as a parameter (a paging cursor).
+    pub fn value(&self, index: usize) -> Result<Value, StoreError> {
+        self.at(index).cloned()
+    }
+
     pub fn int(&self, index: usize) -> Result<i64, StoreError> {
         match self.at(index)? {
             Value::Int(v) => Ok(*v),

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
     (9, include_str!("migrations/sqlite_0009_cards.sql")),
     (10, include_str!("migrations/sqlite_0010_passkeys.sql")),
+    (
+        11,
+        include_str!("migrations/sqlite_0011_step_up_passkeys_and_key_rotation.sql"),
+    ),
     (13, include_str!("migrations/sqlite_0013_ledger_log.sql")),
 ];
 

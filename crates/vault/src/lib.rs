@@ -12,8 +12,17 @@
 //!
 //! Lookups never decrypt: a *blind index* (HMAC-SHA-256 under a key of its
 //! own) of the normalized value is stored beside the ciphertext.
+//!
+//! Rotation (`rotation.rs`): a new data key is stored at once but used for
+//! writes only after an activation delay, so every running instance has
+//! learned it (`refresh`) before any value under it exists; then
+//! `reencrypt` moves every stored value to it, row by row. A new master
+//! key comes in through `MasterKeyRing` beside the previous one, and
+//! `rewrap` re-wraps every data key under it, after which the previous
+//! master key is no longer needed.
 
 mod master;
+mod rotation;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -28,7 +37,11 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-pub use master::{KeyProvider, LocalMasterKey};
+pub use master::{KeyProvider, LocalMasterKey, MasterKeyRing};
+pub use rotation::{
+    DataKeyView, EncryptedColumn, Progress, ReencryptReport, RewrapReport, REENCRYPT_BATCH_ROWS,
+    REENCRYPT_PROGRESS_ROWS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -38,14 +51,41 @@ pub enum VaultError {
     Tampered,
     #[error("data key {0} is unknown")]
     UnknownKey(String),
+    /// A stored value that does not open, named by table, column and row
+    /// (ids only, never the value).
+    #[error("{table}.{column} of row {row}: {source}")]
+    Stored {
+        table: &'static str,
+        column: &'static str,
+        row: String,
+        source: Box<VaultError>,
+    },
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("audit log: {0}")]
+    Audit(#[from] coffer_audit::AuditError),
 }
 
-/// The blind-index key's row in `data_keys`; it never rotates, because every
-/// stored index would have to be recomputed.
+/// The blind-index key's row in `data_keys`. It is not rotated with the
+/// data keys: every stored index and keyed hash would have to be recomputed
+/// (see docs/SECURITY.md); a master-key rotation re-wraps it like the others.
 const INDEX_KEY_ID: &str = "blind-index";
 const FORMAT_VERSION: u8 = 1;
+
+/// How often a running service re-reads the data keys (`Vault::refresh`),
+/// learning keys that another process (`coffer keys rotate`) created.
+pub const KEY_REFRESH_SECONDS: i64 = 30;
+/// From a rotation to the new key's first use for writing: two refresh
+/// intervals, so every instance can decrypt with the key before any value
+/// under it is written.
+pub const KEY_ACTIVATION_DELAY_SECONDS: i64 = 2 * KEY_REFRESH_SECONDS;
+
+/// Who asked for a key operation, as the audit log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    pub actor: &'a str,
+    pub ip: &'a str,
+}
 
 pub struct Vault {
     provider: Arc<dyn KeyProvider>,
@@ -58,6 +98,67 @@ pub struct Vault {
 struct Keys {
     active: String,
     by_id: HashMap<String, Secret<[u8; 32]>>,
+    /// (active_from, id) of every data key, oldest first.
+    schedule: Vec<(i64, String)>,
+}
+
+impl Keys {
+    /// The newest key whose time has come: the key for new writes at `now`.
+    fn choose_active(&mut self, now: i64) {
+        self.schedule.sort();
+        if let Some((_, id)) = self
+            .schedule
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= now)
+            .or_else(|| self.schedule.first())
+        {
+            self.active = id.clone();
+        }
+    }
+
+    /// Keys older than the active one: what re-encryption moves values off.
+    fn older_than_active(&self) -> std::collections::HashSet<String> {
+        let Some(position) = self.schedule.iter().position(|(_, id)| *id == self.active) else {
+            return Default::default();
+        };
+        self.schedule[..position]
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}
+
+/// One `data_keys` row as stored.
+struct KeyRow {
+    id: String,
+    wrapped: Vec<u8>,
+    master_key_id: String,
+    created_at: i64,
+    active_from: i64,
+    retired_at: Option<i64>,
+}
+
+fn key_rows(sql: &SqlStore) -> Result<Vec<KeyRow>, VaultError> {
+    let rows = sql.run(|db| {
+        db.query(
+            "SELECT id, wrapped, master_key_id, created_at, active_from, retired_at FROM data_keys ORDER BY created_at, id",
+            &[],
+        )
+    })?;
+    rows.iter()
+        .map(|row| {
+            let created_at = row.int(3)?;
+            Ok(KeyRow {
+                id: row.text(0)?,
+                wrapped: row.bytes(1)?,
+                master_key_id: row.text(2)?,
+                created_at,
+                active_from: row.opt_int(4)?.unwrap_or(created_at),
+                retired_at: row.opt_int(5)?,
+            })
+        })
+        .collect()
 }
 
 fn random_key() -> [u8; 32] {
@@ -73,24 +174,15 @@ impl Vault {
         sql: Arc<SqlStore>,
         now: i64,
     ) -> Result<Vault, VaultError> {
-        let rows = sql.run(|db| {
-            db.query(
-                "SELECT id, wrapped, master_key_id, retired_at FROM data_keys ORDER BY created_at, id",
-                &[],
-            )
-        })?;
-        let mut keys = Keys::default();
         let mut index_key = None;
-        for row in rows {
-            let id = row.text(0)?;
-            let key = provider.unwrap(&row.text(2)?, &row.bytes(1)?)?;
-            if id == INDEX_KEY_ID {
+        let mut keys = Keys::default();
+        for row in key_rows(&sql)? {
+            let key = provider.unwrap(&row.master_key_id, &row.wrapped)?;
+            if row.id == INDEX_KEY_ID {
                 index_key = Some(key);
             } else {
-                if row.opt_int(3)?.is_none() {
-                    keys.active = id.clone();
-                }
-                keys.by_id.insert(id, key);
+                keys.schedule.push((row.active_from, row.id.clone()));
+                keys.by_id.insert(row.id, key);
             }
         }
         let index_key = match index_key {
@@ -101,6 +193,7 @@ impl Vault {
                 Secret::new(key)
             }
         };
+        keys.choose_active(now);
         let vault = Vault {
             provider,
             sql,
@@ -108,7 +201,9 @@ impl Vault {
             index_key,
         };
         if vault.read_keys().active.is_empty() {
-            vault.rotate(now)?;
+            // The first data key of a new database: active at once, nothing
+            // else can have been written yet.
+            vault.add_data_key(now, now, None)?;
         }
         Ok(vault)
     }
@@ -117,29 +212,100 @@ impl Vault {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a new data key for new writes; earlier keys stay for reading.
-    /// Returns the new key's id.
-    pub fn rotate(&self, now: i64) -> Result<String, VaultError> {
+    fn write_keys(&self) -> std::sync::RwLockWriteGuard<'_, Keys> {
+        self.keys.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the data keys: learns keys another process created and
+    /// switches new writes to the newest key whose activation time has come.
+    /// A running service calls this every `KEY_REFRESH_SECONDS`.
+    pub fn refresh(&self, now: i64) -> Result<(), VaultError> {
+        let rows = key_rows(&self.sql)?;
+        let mut learned = Vec::new();
+        {
+            let known = self.read_keys();
+            for row in rows.iter().filter(|r| r.id != INDEX_KEY_ID) {
+                if !known.by_id.contains_key(&row.id) {
+                    let key = self.provider.unwrap(&row.master_key_id, &row.wrapped)?;
+                    learned.push((row.id.clone(), key));
+                }
+            }
+        }
+        let mut keys = self.write_keys();
+        keys.by_id.extend(learned);
+        keys.schedule = rows
+            .iter()
+            .filter(|r| r.id != INDEX_KEY_ID)
+            .map(|r| (r.active_from, r.id.clone()))
+            .collect();
+        keys.choose_active(now);
+        Ok(())
+    }
+
+    /// Starts a new data key. Every process that refreshes can decrypt with
+    /// it at once; it becomes the key for new writes at `active_from`
+    /// (`now` plus `KEY_ACTIVATION_DELAY_SECONDS` while services run, `now`
+    /// when none does). The key it replaces is marked retired from then.
+    /// Audited. Returns the new key's id.
+    pub fn rotate(
+        &self,
+        now: i64,
+        active_from: i64,
+        requester: Requester<'_>,
+    ) -> Result<String, VaultError> {
+        let active_from = active_from.max(now);
+        let id = self.add_data_key(now, active_from, Some(requester))?;
+        Ok(id)
+    }
+
+    fn add_data_key(
+        &self,
+        now: i64,
+        active_from: i64,
+        requester: Option<Requester<'_>>,
+    ) -> Result<String, VaultError> {
         let key = random_key();
         let mut id_bytes = [0u8; 8];
         rand::rng().fill_bytes(&mut id_bytes);
         let id = format!("dk-{}", hex::encode(id_bytes));
         let wrapped = self.provider.wrap(&key)?;
         let master = self.provider.master_key_id().to_string();
-        self.sql.transaction(|db| -> Result<(), StoreError> {
-            db.execute(
-                "UPDATE data_keys SET retired_at = $1 WHERE retired_at IS NULL AND id <> $2",
-                sql_params![now, INDEX_KEY_ID],
+        self.sql.transaction(|db| -> Result<(), VaultError> {
+            let retired = db.query(
+                "UPDATE data_keys SET retired_at = $1 WHERE retired_at IS NULL AND id <> $2 RETURNING id",
+                sql_params![active_from, INDEX_KEY_ID],
             )?;
             db.execute(
-                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
-                sql_params![id.as_str(), wrapped, master, now],
+                "INSERT INTO data_keys (id, wrapped, master_key_id, created_at, retired_at, active_from) VALUES ($1, $2, $3, $4, NULL, $5)",
+                sql_params![id.as_str(), wrapped, master, now, active_from],
             )?;
+            if let Some(requester) = requester {
+                let retired = retired
+                    .iter()
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                coffer_audit::append(
+                    db,
+                    &coffer_audit::Entry {
+                        at: now,
+                        actor: requester.actor,
+                        action: "data_key_rotated",
+                        subject: Some(&id),
+                        ip: requester.ip,
+                        outcome: coffer_audit::Outcome::Ok,
+                        detail: &format!(
+                            "new writes from {active_from} (ns); replaces {}",
+                            retired.join(", ")
+                        ),
+                    },
+                )?;
+            }
             Ok(())
         })?;
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.write_keys();
         keys.by_id.insert(id.clone(), Secret::new(key));
-        keys.active = id.clone();
+        keys.schedule.push((active_from, id.clone()));
+        keys.choose_active(now);
         Ok(id)
     }
 

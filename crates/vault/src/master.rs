@@ -2,6 +2,7 @@
 //! from a file or the environment; a KMS or HSM implements `KeyProvider`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -65,6 +66,13 @@ impl LocalMasterKey {
         if path.exists() {
             return LocalMasterKey::from_file(path);
         }
+        LocalMasterKey::create(path)
+    }
+
+    /// Writes a fresh random key to a new file (mode 0600), creating its
+    /// directory; never overwrites an existing file, which may be the only
+    /// copy of a key that data is encrypted under.
+    pub fn create(path: &Path) -> Result<LocalMasterKey, VaultError> {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -96,7 +104,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 impl KeyProvider for LocalMasterKey {
@@ -136,5 +150,75 @@ impl KeyProvider for LocalMasterKey {
             .map_err(|_| VaultError::Tampered)?;
         let key: [u8; 32] = plain.try_into().map_err(|_| VaultError::Tampered)?;
         Ok(Secret::new(key))
+    }
+}
+
+/// The master key and, while a master-key rotation is under way, the
+/// previous ones. New data keys are wrapped by the current key; a data key
+/// is unwrapped by whichever key wrapped it, so every instance keeps
+/// working while `Vault::rewrap` moves the data keys to the current master
+/// key. After that the previous keys are no longer needed and can be
+/// removed from the configuration and destroyed.
+pub struct MasterKeyRing {
+    current: Arc<dyn KeyProvider>,
+    previous: Vec<Arc<dyn KeyProvider>>,
+}
+
+impl std::fmt::Debug for MasterKeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let previous: Vec<&str> = self.previous.iter().map(|p| p.master_key_id()).collect();
+        write!(
+            f,
+            "MasterKeyRing(current {}, previous {previous:?})",
+            self.current.master_key_id()
+        )
+    }
+}
+
+impl MasterKeyRing {
+    /// Refuses a previous key that is the current one (a configuration slip
+    /// that would leave the rotation believed done while nothing changed).
+    pub fn new(
+        current: Arc<dyn KeyProvider>,
+        previous: Vec<Arc<dyn KeyProvider>>,
+    ) -> Result<MasterKeyRing, VaultError> {
+        if let Some(same) = previous
+            .iter()
+            .find(|p| p.master_key_id() == current.master_key_id())
+        {
+            return Err(VaultError::MasterKey(format!(
+                "the previous master key {} is the current one",
+                same.master_key_id()
+            )));
+        }
+        Ok(MasterKeyRing { current, previous })
+    }
+
+    /// The ids of the previous master keys.
+    pub fn previous_ids(&self) -> Vec<&str> {
+        self.previous.iter().map(|p| p.master_key_id()).collect()
+    }
+}
+
+impl KeyProvider for MasterKeyRing {
+    fn master_key_id(&self) -> &str {
+        self.current.master_key_id()
+    }
+
+    fn wrap(&self, data_key: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+        self.current.wrap(data_key)
+    }
+
+    fn unwrap(&self, master_key_id: &str, wrapped: &[u8]) -> Result<Secret<[u8; 32]>, VaultError> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|p| p.master_key_id() == master_key_id)
+            .ok_or_else(|| {
+                VaultError::MasterKey(format!(
+                    "data keys were wrapped by master key {master_key_id}, which is neither the current master key {} nor a previous one",
+                    self.current.master_key_id()
+                ))
+            })?
+            .unwrap(master_key_id, wrapped)
     }
 }

@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault, VaultError};
+use coffer_vault::{LocalMasterKey, Requester, Vault, VaultError};
+
+const OPERATOR: Requester<'static> = Requester {
+    actor: "operator",
+    ip: "cli",
+};
 
 fn master(byte: u8) -> Arc<LocalMasterKey> {
     Arc::new(LocalMasterKey::from_bytes([byte; 32]))
@@ -42,7 +47,7 @@ fn envelope_encryption_round_trips_rotates_and_detects_tampering() {
         }
         // Rotation: new writes use the new key, old data still opens.
         let first_key = vault.active_key_id();
-        let second_key = vault.rotate(2).expect("rotate");
+        let second_key = vault.rotate(2, 2, OPERATOR).expect("rotate");
         assert_ne!(first_key, second_key);
         let newer = vault
             .encrypt_text("customer.contact", "x")

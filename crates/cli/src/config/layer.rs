@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::{
     ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
     DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV,
-    PASSKEYS_ORIGIN, PASSKEYS_RP_ID, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT,
-    TLS_KEY,
+    MASTER_KEY_FILE, PASSKEYS_ORIGIN, PASSKEYS_RP_ID, PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT,
+    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -33,6 +33,8 @@ pub(super) struct Layer {
     pub retention_hours: Option<Sourced<String>>,
     pub passkeys_rp_id: Option<Sourced<String>>,
     pub passkeys_origin: Option<Sourced<String>>,
+    pub master_key_file: Option<Sourced<String>>,
+    pub previous_master_key_file: Option<Sourced<String>>,
 }
 
 impl Layer {
@@ -54,6 +56,10 @@ impl Layer {
             retention_hours: self.retention_hours.or(lower.retention_hours),
             passkeys_rp_id: self.passkeys_rp_id.or(lower.passkeys_rp_id),
             passkeys_origin: self.passkeys_origin.or(lower.passkeys_origin),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            previous_master_key_file: self
+                .previous_master_key_file
+                .or(lower.previous_master_key_file),
         }
     }
 }
@@ -183,6 +189,8 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         retention_hours: get(RETENTION_HOURS)?,
         passkeys_rp_id: get(PASSKEYS_RP_ID)?,
         passkeys_origin: get(PASSKEYS_ORIGIN)?,
+        master_key_file: get(MASTER_KEY_FILE)?,
+        previous_master_key_file: get(PREVIOUS_MASTER_KEY_FILE)?,
     })
 }
 
@@ -252,6 +260,7 @@ struct FileConfig {
     log: FileLog,
     idempotency: FileIdempotency,
     passkeys: FilePasskeys,
+    vault: FileVault,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,6 +300,13 @@ struct FileIdempotency {
 struct FilePasskeys {
     rp_id: Option<String>,
     origin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileVault {
+    master_key_file: Option<String>,
+    previous_master_key_file: Option<String>,
 }
 
 pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
@@ -336,6 +352,8 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
             .map(|hours| Sourced::new(hours.to_string(), origin.clone())),
         passkeys_rp_id: value(parsed.passkeys.rp_id),
         passkeys_origin: value(parsed.passkeys.origin),
+        master_key_file: value(parsed.vault.master_key_file),
+        previous_master_key_file: value(parsed.vault.previous_master_key_file),
     })
 }
 

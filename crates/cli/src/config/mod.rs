@@ -87,8 +87,19 @@ pub const PASSKEYS_ORIGIN: Key = Key {
     name: "passkeys.origin",
     env: "COFFER_PASSKEYS_ORIGIN",
 };
+/// The file holding the master key (64 hex characters).
+pub const MASTER_KEY_FILE: Key = Key {
+    name: "vault.master_key_file",
+    env: "COFFER_VAULT_MASTER_KEY_FILE",
+};
+/// During a master-key rotation: the file holding the master key being
+/// replaced, still used to unwrap data keys until `coffer keys rewrap`.
+pub const PREVIOUS_MASTER_KEY_FILE: Key = Key {
+    name: "vault.previous_master_key_file",
+    env: "COFFER_VAULT_PREVIOUS_MASTER_KEY_FILE",
+};
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 14] = [
+pub const KEYS: [Key; 16] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
@@ -103,6 +114,8 @@ pub const KEYS: [Key; 14] = [
     RETENTION_HOURS,
     PASSKEYS_RP_ID,
     PASSKEYS_ORIGIN,
+    MASTER_KEY_FILE,
+    PREVIOUS_MASTER_KEY_FILE,
 ];
 /// The older boolean spelling of `log.format = "json"`, kept working.
 pub const LOG_JSON_ENV: &str = "COFFER_LOG_JSON";
@@ -176,6 +189,7 @@ pub struct Config {
     pub log: LogConfig,
     pub idempotency: IdempotencyConfig,
     pub passkeys: PasskeysConfig,
+    pub vault: VaultConfig,
     /// Things worth an operator's look that do not stop the start
     /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
     pub warnings: Vec<String>,
@@ -279,6 +293,53 @@ impl PasskeysConfig {
             rp_id: self.rp_id.value.clone(),
             origin: self.origin.value.clone(),
         }
+    }
+}
+
+/// Where the master key comes from. The key itself is read when a command
+/// opens the vault, never kept in the configuration.
+#[derive(Debug)]
+pub struct VaultConfig {
+    /// Default: `<data_dir>/master.key`, created (mode 0600) if missing.
+    pub master_key_file: Sourced<PathBuf>,
+    pub previous_master_key_file: Option<Sourced<PathBuf>>,
+}
+
+impl VaultConfig {
+    /// The master key, with the previous one beside it while a master-key
+    /// rotation is under way. Only the default location is created when
+    /// missing: a configured file that is not there is an error, because a
+    /// fresh key would not open the data encrypted under the real one.
+    pub fn key_provider(&self) -> anyhow::Result<Arc<dyn coffer_vault::KeyProvider>> {
+        use anyhow::Context as _;
+        let path = &self.master_key_file.value;
+        let current = if self.master_key_file.origin == Origin::Default {
+            coffer_vault::LocalMasterKey::load_or_create(path)
+        } else {
+            coffer_vault::LocalMasterKey::from_file(path)
+        }
+        .with_context(|| {
+            format!(
+                "{} = {} (from {})",
+                MASTER_KEY_FILE.name,
+                path.display(),
+                self.master_key_file.origin
+            )
+        })?;
+        let Some(previous) = &self.previous_master_key_file else {
+            return Ok(Arc::new(current));
+        };
+        let old = coffer_vault::LocalMasterKey::from_file(&previous.value).with_context(|| {
+            format!(
+                "{} = {} (from {})",
+                PREVIOUS_MASTER_KEY_FILE.name,
+                previous.value.display(),
+                previous.origin
+            )
+        })?;
+        let ring = coffer_vault::MasterKeyRing::new(Arc::new(current), vec![Arc::new(old)])
+            .with_context(|| PREVIOUS_MASTER_KEY_FILE.name.to_string())?;
+        Ok(Arc::new(ring))
     }
 }
 
@@ -411,6 +472,11 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         RETENTION_HOURS_MAX,
     )?;
     let passkeys = parse_passkeys(layer.passkeys_rp_id, layer.passkeys_origin)?;
+    let vault = parse_vault(
+        &data_dir,
+        layer.master_key_file,
+        layer.previous_master_key_file,
+    )?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -426,7 +492,45 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         log: LogConfig { format, filter },
         idempotency: IdempotencyConfig { retention_hours },
         passkeys,
+        vault,
         warnings: Vec::new(),
+    })
+}
+
+fn parse_vault(
+    data_dir: &Sourced<PathBuf>,
+    master: Option<Sourced<String>>,
+    previous: Option<Sourced<String>>,
+) -> Result<VaultConfig, ConfigError> {
+    let master_key_file = match master {
+        Some(raw) if raw.value.is_empty() => return Err(invalid(MASTER_KEY_FILE, &raw, "empty")),
+        Some(raw) if !Path::new(&raw.value).is_file() => {
+            return Err(invalid(
+                MASTER_KEY_FILE,
+                &raw,
+                "no such file (make a new key with `coffer keys new-master-key --out PATH`)",
+            ))
+        }
+        Some(raw) => Sourced::new(PathBuf::from(raw.value), raw.origin),
+        None => Sourced::default_value(data_dir.value.join("master.key")),
+    };
+    let previous_master_key_file = match previous {
+        None => None,
+        Some(raw) if !Path::new(&raw.value).is_file() => {
+            return Err(invalid(PREVIOUS_MASTER_KEY_FILE, &raw, "no such file"))
+        }
+        Some(raw) if Path::new(&raw.value) == master_key_file.value => {
+            return Err(invalid(
+                PREVIOUS_MASTER_KEY_FILE,
+                &raw,
+                format!("is the same file as {}", MASTER_KEY_FILE.name),
+            ))
+        }
+        Some(raw) => Some(Sourced::new(PathBuf::from(raw.value), raw.origin)),
+    };
+    Ok(VaultConfig {
+        master_key_file,
+        previous_master_key_file,
     })
 }
 

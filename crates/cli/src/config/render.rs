@@ -109,6 +109,27 @@ pub fn render(config: &Config) -> String {
         ],
     ));
 
+    // The default master key file is created when missing, a configured one
+    // must exist: shown as a comment, so the output stays a config file that
+    // loads (also before the first start).
+    let vault = &config.vault;
+    let mut vault_lines = Vec::new();
+    if vault.master_key_file.origin != Origin::Default {
+        vault_lines.push(line(
+            "master_key_file",
+            path(&vault.master_key_file.value),
+            &vault.master_key_file.origin,
+        ));
+    }
+    if let Some(previous) = &vault.previous_master_key_file {
+        vault_lines.push(line(
+            "previous_master_key_file",
+            path(&previous.value),
+            &previous.origin,
+        ));
+    }
+    sections.push(("vault", vault_lines));
+
     let width = sections
         .iter()
         .flat_map(|(_, lines)| lines)
@@ -126,6 +147,13 @@ pub fn render(config: &Config) -> String {
         }
         if name == "server" && config.server.tls.is_none() {
             let _ = writeln!(out, "# no tls_cert / tls_key: plain HTTP");
+        }
+        if name == "vault" && vault.master_key_file.origin == Origin::Default {
+            let _ = writeln!(
+                out,
+                "# master_key_file = {}  # default (created when missing)",
+                path(&vault.master_key_file.value)
+            );
         }
     }
     for warning in &config.warnings {

@@ -343,7 +343,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`"
     );
 }
 
@@ -774,4 +774,59 @@ fn a_bad_passkey_origin_names_the_key_and_the_layer() {
         error_in_file("[passkeys]\nrp_id = \"example.com\"\norigin = \"http://example.com\"\n"),
         "passkeys.origin = \"http://example.com\" (from FILE): https:// is required unless the host is localhost"
     );
+}
+
+#[test]
+fn master_key_files_are_checked_at_load() {
+    // Unset: the default file beside the data, created on first use.
+    let config = load(&Flags::default(), &Env::default()).expect("config");
+    assert_eq!(
+        config.vault.master_key_file.value,
+        Path::new(DEFAULT_DATA_DIR).join("master.key")
+    );
+    assert_eq!(config.vault.master_key_file.origin, Origin::Default);
+    assert!(config.vault.previous_master_key_file.is_none());
+    // A configured file must exist: a fresh key would not open the data.
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_VAULT_MASTER_KEY_FILE", "/nonexistent/master.key")]
+        ),
+        "vault.master_key_file = \"/nonexistent/master.key\" (from COFFER_VAULT_MASTER_KEY_FILE): no such file (make a new key with `coffer keys new-master-key --out PATH`)"
+    );
+    let dir = dir();
+    let current = write(dir.path(), "new.key", &"ab".repeat(32));
+    let previous = write(dir.path(), "old.key", &"cd".repeat(32));
+    let (current, previous) = (
+        current.to_str().expect("utf-8"),
+        previous.to_str().expect("utf-8"),
+    );
+    assert!(error(
+        &Flags::default(),
+        &[
+            ("COFFER_VAULT_MASTER_KEY_FILE", current),
+            ("COFFER_VAULT_PREVIOUS_MASTER_KEY_FILE", current)
+        ]
+    )
+    .contains("is the same file as vault.master_key_file"));
+    let file = write(
+        dir.path(),
+        "coffer.toml",
+        &format!(
+            "[vault]\nmaster_key_file = {current:?}\nprevious_master_key_file = {previous:?}\n"
+        ),
+    );
+    let config = load(&with_file(&file), &Env::default()).expect("config");
+    assert_eq!(
+        config.vault.master_key_file.origin,
+        Origin::File(file.clone())
+    );
+    let provider = config.vault.key_provider().expect("key ring");
+    let new = coffer_vault::LocalMasterKey::from_hex(&"ab".repeat(32)).expect("key");
+    assert_eq!(provider.master_key_id(), new.id());
+    // The rendered configuration names both files and loads back.
+    let shown = render(&config);
+    assert!(shown.contains("previous_master_key_file = "), "{shown}");
+    let again = write(dir.path(), "again.toml", &shown);
+    load(&with_file(&again), &Env::default()).expect("render parses");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use coffer_app::ManualClock;
 use coffer_core::Timestamp;
-use coffer_identity::{Identity, PasswordPolicy, Policy};
+use coffer_identity::{Identity, PasskeySettings, PasswordPolicy, Policy};
 use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_store::sql::SqlStore;
 use coffer_store::Database;
@@ -23,6 +23,15 @@ pub struct World {
 }
 
 pub fn world(database: &Database) -> World {
+    build(database, None)
+}
+
+/// A world whose identity service also takes passkeys for this relying party.
+pub fn world_with_passkeys(database: &Database, settings: &PasskeySettings) -> World {
+    build(database, Some(settings))
+}
+
+fn build(database: &Database, passkeys: Option<&PasskeySettings>) -> World {
     let clock = Arc::new(ManualClock::new(Timestamp::from_nanos(
         1_800_000_000_000_000_000,
     )));
@@ -53,6 +62,10 @@ pub fn world(database: &Database) -> World {
         Policy::default(),
         PasswordPolicy::new(None),
     );
+    let identity = match passkeys {
+        Some(settings) => identity.with_passkeys(settings).expect("passkeys"),
+        None => identity,
+    };
     World {
         identity,
         dispatcher,
