@@ -22,6 +22,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// queries than ledger reads.
 const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+/// How often simulated callbacks are delivered and overdue operations looked at.
+const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
 
@@ -130,6 +132,10 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             "http"
         };
         let base_url = format!("{scheme}://{address}");
+        let funding = state.funding.clone();
+        tokio::task::spawn_blocking(move || funding.open_accounts())
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
         if args.demo {
             demo::load(
                 &engine,
@@ -151,7 +157,16 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             config.idempotency.retention_hours.value,
         ));
-        let router = coffer_api::router(state);
+        let router = coffer_api::router(state.clone());
+        // Callbacks of the simulated card network and core banking system,
+        // and the resolver for operations whose callback is overdue.
+        tokio::spawn(coffer_api::connector_tasks::run(
+            router.clone(),
+            state.connectors.simulators.clone(),
+            state.funding.clone(),
+            clock.clone(),
+            CONNECTOR_TASKS_INTERVAL,
+        ));
         match &config.server.tls {
             Some(tls) => {
                 let listener = tls::TlsListener::new(listener, tls.server_config.clone())?;

@@ -30,6 +30,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/sqlite_0008_staff.sql")),
     (9, include_str!("migrations/sqlite_0009_cards.sql")),
     (10, include_str!("migrations/sqlite_0010_passkeys.sql")),
+    // 11 and 13 are taken by work on other branches.
+    (12, include_str!("migrations/sqlite_0012_funding.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
