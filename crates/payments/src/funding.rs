@@ -619,7 +619,8 @@ impl Funding {
             lock_customer(db, customer_id)?;
             let reserved = db
                 .query_one(
-                    "SELECT COALESCE(SUM(amount), 0) FROM fundings WHERE customer_id = $1 AND kind = 'top_up' AND state = 'pending'",
+                    // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM fundings WHERE customer_id = $1 AND kind = 'top_up' AND state = 'pending'",
                     sql_params![customer_id],
                 )?
                 .int(0)?;
@@ -1273,8 +1274,8 @@ fn reserve(
     // `amount <= limit` first, so that the sum in SQL cannot overflow.
     let reserved = if amount <= limit {
         db.execute(
-            "UPDATE payment_usage SET used = used + $4 WHERE customer_id = $1 AND span = $2 AND period = $3 AND used <= $5 - $4",
-            sql_params![customer_id, span, period, amount, limit],
+            "UPDATE payment_usage SET used = used + $4 WHERE customer_id = $1 AND span = $2 AND period = $3 AND used <= $5",
+            sql_params![customer_id, span, period, amount, limit - amount],
         )?
     } else {
         0

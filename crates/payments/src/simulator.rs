@@ -251,15 +251,16 @@ impl Simulator {
         Ok(())
     }
 
-    /// Callbacks due by `now`, signed now; each is handed out once.
-    pub fn take_due(&self, now: i64) -> Result<Vec<SignedCallback>, ConnectorError> {
+    /// Callbacks due by `due_by`, signed now; each is handed out once.
+    pub fn take_due(&self, due_by: i64) -> Result<Vec<SignedCallback>, ConnectorError> {
+        let now = self.now();
         let rows = self
             .sql
             .transaction(|db| -> Result<Vec<coffer_store::sql::Row>, StoreError> {
                 let rows = db.query(
                     "SELECT event_id, attempt, body FROM connector_callbacks WHERE connector = $1 AND delivered_at IS NULL AND due_at <= $2 \
                      ORDER BY due_at, event_id, attempt LIMIT $3",
-                    sql_params![self.kind.as_str(), now, CALLBACKS_PER_TAKE_MAX],
+                    sql_params![self.kind.as_str(), due_by, CALLBACKS_PER_TAKE_MAX],
                 )?;
                 for row in &rows {
                     db.execute(
