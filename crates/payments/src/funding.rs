@@ -1342,8 +1342,8 @@ mod tests {
     fn civil_months_from_days() {
         assert_eq!(civil_year_month(0), (1970, 1));
         assert_eq!(civil_year_month(31), (1970, 2));
-        // 2026-11-25 is day 20_417.
-        assert_eq!(civil_year_month(20_417), (2026, 11));
+        // 2026-11-25 is day 20_782.
+        assert_eq!(civil_year_month(20_782), (2026, 11));
         assert_eq!(civil_year_month(-1), (1969, 12));
         // 2024-02-29, a leap day.
         assert_eq!(civil_year_month(19_782), (2024, 2));
