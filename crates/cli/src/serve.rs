@@ -83,6 +83,9 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     // SMS and e-mail leave through simulators until the bank's gateways are
     // configured; they record what would have been sent.
     // With --demo the console stands in for the customer's phone.
+    let demo_sms = Arc::new(coffer_notify::SimulatedTransport::on_console(
+        coffer_notify::Channel::Sms,
+    ));
     let simulator = |channel| {
         Arc::new(if args.demo {
             coffer_notify::SimulatedTransport::on_console(channel)
@@ -91,7 +94,12 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         }) as Arc<dyn coffer_notify::Transport>
     };
     let transports = vec![
-        simulator(coffer_notify::Channel::Sms),
+        if args.demo {
+            // Kept, so that the demo can register its customer with the code.
+            demo_sms.clone() as Arc<dyn coffer_notify::Transport>
+        } else {
+            simulator(coffer_notify::Channel::Sms)
+        },
         simulator(coffer_notify::Channel::Email),
     ];
     let customers = coffer_api::CustomerServices::open_with(
@@ -132,10 +140,6 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             "http"
         };
         let base_url = format!("{scheme}://{address}");
-        let funding = state.funding.clone();
-        tokio::task::spawn_blocking(move || funding.open_accounts())
-            .await?
-            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
         if args.demo {
             demo::load(
                 &engine,
@@ -145,6 +149,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
                 &base_url,
             )
             .await?;
+        }
+        let funding = state.funding.clone();
+        tokio::task::spawn_blocking(move || funding.open_accounts())
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
+        if args.demo {
+            demo::load_funding(&state, &customers, demo_sms.clone()).await?;
         }
         println!(
             "Coffer is running at {base_url}/ (database {}, schema v{version})",
