@@ -247,7 +247,9 @@ pub(crate) struct ListQuery {
     limit: Option<String>,
 }
 
-fn list_limit(query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<i64, ApiError> {
+fn list_limit(
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<i64, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid("limit", e.body_text()))?;
     match query.limit {
         None => Ok(20),
@@ -594,11 +596,7 @@ pub(crate) async fn authenticate_top_up(
             let funding = state.funding.clone();
             let session = session.clone();
             let view = payments_call(move || {
-                funding.authenticate(
-                    &session.info.customer_id,
-                    &id,
-                    &Secret::new(request.answer),
-                )
+                funding.authenticate(&session.info.customer_id, &id, &Secret::new(request.answer))
             })
             .await?;
             to_json(StatusCode::OK, &funding_body(view))
@@ -801,9 +799,12 @@ async fn webhook(
         .and_then(|v| v.to_str().ok())
         .ok_or(SignatureError::Malformed);
     // Verified before the body is even parsed: nothing unsigned goes further.
-    if let Err(error) =
-        signature.and_then(|header| state.connectors.secret(kind).verify(header, body, now_seconds))
-    {
+    if let Err(error) = signature.and_then(|header| {
+        state
+            .connectors
+            .secret(kind)
+            .verify(header, body, now_seconds)
+    }) {
         tracing::warn!(connector = kind.as_str(), %error, "callback refused");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -874,12 +874,18 @@ pub(crate) async fn reconciliation(
             None => Ok(default),
             Some(text) => Timestamp::parse_rfc3339(text)
                 .map(|t| t.as_nanos())
-                .ok_or_else(|| ApiError::invalid(field, "an RFC 3339 time such as 2026-11-25T00:00:00Z")),
+                .ok_or_else(|| {
+                    ApiError::invalid(field, "an RFC 3339 time such as 2026-11-25T00:00:00Z")
+                }),
         }
     };
     let now = state.clock.now().as_nanos();
     let until = time("until", query.until.as_deref(), now)?;
-    let from = time("from", query.from.as_deref(), until.saturating_sub(DAY_NANOS))?;
+    let from = time(
+        "from",
+        query.from.as_deref(),
+        until.saturating_sub(DAY_NANOS),
+    )?;
     if from >= until || until.saturating_sub(from) > RECONCILIATION_WINDOW_MAX_NANOS {
         return Err(ApiError::invalid(
             "from",

@@ -185,7 +185,10 @@ impl App {
             .await;
         assert_eq!(status, 201, "{registered}");
         (
-            registered["customer"]["id"].as_str().expect("id").to_string(),
+            registered["customer"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
             format!(
                 "Bearer {}",
                 registered["session"]["token"].as_str().expect("token")
@@ -318,7 +321,11 @@ async fn top_up_flows(app: &App) {
     let (status, first) = app
         .post(&bearer, "tu-1", "/v1/me/top-ups", request.clone())
         .await;
-    assert_eq!((status, status_of(&first)), (201, ("pending", None)), "{first}");
+    assert_eq!(
+        (status, status_of(&first)),
+        (201, ("pending", None)),
+        "{first}"
+    );
     assert_eq!(first["method_label"], "visa ••1111");
     assert_eq!(app.balance(&bearer).await, (0, 0));
     let (status, replay, headers) = app
@@ -358,16 +365,25 @@ async fn top_up_flows(app: &App) {
     misrouted.connector = ConnectorKind::CoreBanking;
     assert_eq!(app.deliver(&misrouted).await.0, 401);
     let (_, still) = app
-        .get(&bearer, &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!(status_of(&still), ("pending", None));
     // The real one, then its duplicate.
     let (status, answer) = app.deliver(&callbacks[0]).await;
     assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
     let (status, answer) = app.deliver(&callbacks[1]).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("duplicate"))
+    );
     let (status, done) = app
-        .get(&bearer, &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!((status, status_of(&done)), (200, ("succeeded", None)));
     assert!(done["resolved_at"].is_string());
@@ -379,12 +395,20 @@ async fn top_up_flows(app: &App) {
         ("tu-3", &insufficient, "insufficient_funds"),
     ] {
         let (status, started) = app
-            .post(&bearer, key, "/v1/me/top-ups", json!({"amount": 5_000, "currency": "CNY", "card_id": card}))
+            .post(
+                &bearer,
+                key,
+                "/v1/me/top-ups",
+                json!({"amount": 5_000, "currency": "CNY", "card_id": card}),
+            )
             .await;
         assert_eq!((status, status_of(&started)), (201, ("pending", None)));
         assert_eq!(app.deliver_all().await, ["applied", "duplicate"]);
         let (_, done) = app
-            .get(&bearer, &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")))
+            .get(
+                &bearer,
+                &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")),
+            )
             .await;
         assert_eq!(status_of(&done), ("failed", Some(reason)));
     }
@@ -392,7 +416,12 @@ async fn top_up_flows(app: &App) {
 
     // No answer at all: the status query resolves it; the late callback changes nothing.
     let (_, waiting) = app
-        .post(&bearer, "tu-4", "/v1/me/top-ups", json!({"amount": 7_000, "currency": "CNY", "card_id": timeout}))
+        .post(
+            &bearer,
+            "tu-4",
+            "/v1/me/top-ups",
+            json!({"amount": 7_000, "currency": "CNY", "card_id": timeout}),
+        )
         .await;
     assert!(app.callbacks().await.is_empty());
     app.resolve().await;
@@ -406,21 +435,47 @@ async fn top_up_flows(app: &App) {
     // 3-D Secure: a wrong answer fails it, the right one lets it through.
     for (key, answer, expected) in [
         ("tu-5", "999999", ("failed", Some("authentication_failed"))),
-        ("tu-6", coffer_payments::CHALLENGE_ANSWER, ("succeeded", None)),
+        (
+            "tu-6",
+            coffer_payments::CHALLENGE_ANSWER,
+            ("succeeded", None),
+        ),
     ] {
         let (status, started) = app
-            .post(&bearer, key, "/v1/me/top-ups", json!({"amount": 10_000, "currency": "CNY", "card_id": challenge}))
+            .post(
+                &bearer,
+                key,
+                "/v1/me/top-ups",
+                json!({"amount": 10_000, "currency": "CNY", "card_id": challenge}),
+            )
             .await;
         assert_eq!(status, 201);
         assert_eq!(started["next_action"], "three_d_secure");
-        let path = format!("/v1/me/top-ups/{}/authenticate", started["id"].as_str().expect("id"));
+        let path = format!(
+            "/v1/me/top-ups/{}/authenticate",
+            started["id"].as_str().expect("id")
+        );
         let (status, passed_on) = app
-            .post(&bearer, &format!("{key}-a"), &path, json!({"answer": answer}))
+            .post(
+                &bearer,
+                &format!("{key}-a"),
+                &path,
+                json!({"answer": answer}),
+            )
             .await;
-        assert_eq!((status, status_of(&passed_on)), (200, ("pending", None)), "{passed_on}");
+        assert_eq!(
+            (status, status_of(&passed_on)),
+            (200, ("pending", None)),
+            "{passed_on}"
+        );
         assert!(passed_on.get("next_action").is_none());
         let (status, again) = app
-            .post(&bearer, &format!("{key}-b"), &path, json!({"answer": answer}))
+            .post(
+                &bearer,
+                &format!("{key}-b"),
+                &path,
+                json!({"answer": answer}),
+            )
             .await;
         assert_eq!(
             (status, error_of(&again).0),
@@ -428,7 +483,10 @@ async fn top_up_flows(app: &App) {
         );
         app.deliver_all().await;
         let (_, done) = app
-            .get(&bearer, &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")))
+            .get(
+                &bearer,
+                &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")),
+            )
             .await;
         assert_eq!(status_of(&done), expected);
     }
@@ -437,46 +495,107 @@ async fn top_up_flows(app: &App) {
     // From a bank account, through the core banking system.
     let account = app.bank_account(&bearer, "6222 0000 0000 0001").await;
     let (status, started) = app
-        .post(&bearer, "tu-7", "/v1/me/top-ups", json!({"amount": 10_000, "currency": "CNY", "bank_account_id": account}))
+        .post(
+            &bearer,
+            "tu-7",
+            "/v1/me/top-ups",
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": account}),
+        )
         .await;
-    assert_eq!((status, started["method_label"].as_str()), (201, Some("CMB ••0001")));
+    assert_eq!(
+        (status, started["method_label"].as_str()),
+        (201, Some("CMB ••0001"))
+    );
     assert_eq!(app.deliver_all().await, ["applied", "duplicate"]);
     assert_eq!(app.balance(&bearer).await, (50_000, 50_000));
 
     // The balance cap counts pending top-ups too.
     let (status, _) = app
-        .post(&bearer, "tu-8", "/v1/me/top-ups", json!({"amount": 100_000, "currency": "CNY", "card_id": approve}))
+        .post(
+            &bearer,
+            "tu-8",
+            "/v1/me/top-ups",
+            json!({"amount": 100_000, "currency": "CNY", "card_id": approve}),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, body) = app
-        .post(&bearer, "tu-9", "/v1/me/top-ups", json!({"amount": 50_001, "currency": "CNY", "card_id": approve}))
+        .post(
+            &bearer,
+            "tu-9",
+            "/v1/me/top-ups",
+            json!({"amount": 50_001, "currency": "CNY", "card_id": approve}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("limit_exceeded"), Some("amount"))), "{body}");
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("limit_exceeded"), Some("amount"))),
+        "{body}"
+    );
     app.deliver_all().await;
     assert_eq!(app.balance(&bearer).await, (150_000, 150_000));
 
     // Bad input: one clear error each, nothing recorded.
     for (key, body, field) in [
-        ("bad-1", json!({"amount": 0, "currency": "CNY", "card_id": approve}), "amount"),
-        ("bad-2", json!({"amount": 100, "currency": "USD", "card_id": approve}), "currency"),
-        ("bad-3", json!({"amount": 100, "currency": "CNY"}), "card_id"),
-        ("bad-4", json!({"amount": 100, "currency": "CNY", "card_id": approve, "bank_account_id": account}), "card_id"),
-        ("bad-5", json!({"amount": 1.5, "currency": "CNY", "card_id": approve}), "amount"),
+        (
+            "bad-1",
+            json!({"amount": 0, "currency": "CNY", "card_id": approve}),
+            "amount",
+        ),
+        (
+            "bad-2",
+            json!({"amount": 100, "currency": "USD", "card_id": approve}),
+            "currency",
+        ),
+        (
+            "bad-3",
+            json!({"amount": 100, "currency": "CNY"}),
+            "card_id",
+        ),
+        (
+            "bad-4",
+            json!({"amount": 100, "currency": "CNY", "card_id": approve, "bank_account_id": account}),
+            "card_id",
+        ),
+        (
+            "bad-5",
+            json!({"amount": 1.5, "currency": "CNY", "card_id": approve}),
+            "amount",
+        ),
     ] {
         let (status, answer) = app.post(&bearer, key, "/v1/me/top-ups", body).await;
-        assert_eq!((status, error_of(&answer)), (422, (Some("invalid_field"), Some(field))), "{key}: {answer}");
+        assert_eq!(
+            (status, error_of(&answer)),
+            (422, (Some("invalid_field"), Some(field))),
+            "{key}: {answer}"
+        );
     }
     let (status, answer) = app
-        .post(&bearer, "bad-6", "/v1/me/top-ups", json!({"amount": 100, "currency": "CNY", "card_id": "card_0000000000000000"}))
+        .post(
+            &bearer,
+            "bad-6",
+            "/v1/me/top-ups",
+            json!({"amount": 100, "currency": "CNY", "card_id": "card_0000000000000000"}),
+        )
         .await;
     assert_eq!((status, error_of(&answer).0), (404, Some("not_found")));
     // Another customer cannot use these cards or see these top-ups.
     let (_, other) = app.customer("+8613700137001").await;
     let (status, _) = app
-        .post(&other, "o-1", "/v1/me/top-ups", json!({"amount": 100, "currency": "CNY", "card_id": approve}))
+        .post(
+            &other,
+            "o-1",
+            "/v1/me/top-ups",
+            json!({"amount": 100, "currency": "CNY", "card_id": approve}),
+        )
         .await;
     assert_eq!(status, 404);
-    let (status, _) = app.get(&other, &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id"))).await;
+    let (status, _) = app
+        .get(
+            &other,
+            &format!("/v1/me/top-ups/{}", first["id"].as_str().expect("id")),
+        )
+        .await;
     assert_eq!(status, 404);
     let (status, list) = app.get(&bearer, "/v1/me/top-ups?limit=100").await;
     assert_eq!(status, 200);
@@ -492,49 +611,85 @@ async fn withdrawal_flows(app: &App) {
     let good = app.bank_account(&bearer, "6222000000000001").await;
     let closed = app.bank_account(&bearer, "6222000000000002").await;
     let silent = app.bank_account(&bearer, "6222000000000069").await;
-    app.post(&bearer, "fund", "/v1/me/top-ups", json!({"amount": 150_000, "currency": "CNY", "card_id": card}))
-        .await;
+    app.post(
+        &bearer,
+        "fund",
+        "/v1/me/top-ups",
+        json!({"amount": 150_000, "currency": "CNY", "card_id": card}),
+    )
+    .await;
     app.deliver_all().await;
     assert_eq!(app.balance(&bearer).await, (150_000, 150_000));
 
     // Held at once, paid on success.
     let (status, started) = app
-        .post(&bearer, "wd-1", "/v1/me/withdrawals", json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good}))
+        .post(
+            &bearer,
+            "wd-1",
+            "/v1/me/withdrawals",
+            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good}),
+        )
         .await;
-    assert_eq!((status, status_of(&started)), (201, ("pending", None)), "{started}");
+    assert_eq!(
+        (status, status_of(&started)),
+        (201, ("pending", None)),
+        "{started}"
+    );
     assert_eq!(app.balance(&bearer).await, (150_000, 130_000));
     assert_eq!(app.deliver_all().await, ["applied", "duplicate"]);
     let (_, done) = app
-        .get(&bearer, &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!(status_of(&done), ("succeeded", None));
     assert_eq!(app.balance(&bearer).await, (130_000, 130_000));
     // A withdrawal is not a top-up.
     let (status, _) = app
-        .get(&bearer, &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/top-ups/{}", started["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!(status, 404);
 
     // Failed at the bank: the money comes back, and so does the daily usage.
     let (_, started) = app
-        .post(&bearer, "wd-2", "/v1/me/withdrawals", json!({"amount": 30_000, "currency": "CNY", "bank_account_id": closed}))
+        .post(
+            &bearer,
+            "wd-2",
+            "/v1/me/withdrawals",
+            json!({"amount": 30_000, "currency": "CNY", "bank_account_id": closed}),
+        )
         .await;
     assert_eq!(app.balance(&bearer).await, (130_000, 100_000));
     app.deliver_all().await;
     let (_, done) = app
-        .get(&bearer, &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!(status_of(&done), ("failed", Some("account_closed")));
     assert_eq!(app.balance(&bearer).await, (130_000, 130_000));
 
     // No answer: the status query fails it and releases the hold.
     let (_, started) = app
-        .post(&bearer, "wd-3", "/v1/me/withdrawals", json!({"amount": 10_000, "currency": "CNY", "bank_account_id": silent}))
+        .post(
+            &bearer,
+            "wd-3",
+            "/v1/me/withdrawals",
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": silent}),
+        )
         .await;
     assert_eq!(app.balance(&bearer).await, (130_000, 120_000));
     app.resolve().await;
     let (_, done) = app
-        .get(&bearer, &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/withdrawals/{}", started["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!(status_of(&done), ("failed", Some("timeout")));
     assert_eq!(app.balance(&bearer).await, (130_000, 130_000));
@@ -542,14 +697,26 @@ async fn withdrawal_flows(app: &App) {
 
     // Per payment, then step-up: 45,000 is over the 40,000 threshold.
     let (status, body) = app
-        .post(&bearer, "wd-4", "/v1/me/withdrawals", json!({"amount": 60_001, "currency": "CNY", "bank_account_id": good}))
+        .post(
+            &bearer,
+            "wd-4",
+            "/v1/me/withdrawals",
+            json!({"amount": 60_001, "currency": "CNY", "bank_account_id": good}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("limit_exceeded"), Some("amount"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("limit_exceeded"), Some("amount")))
+    );
     let withdrawal = json!({"amount": 45_000, "currency": "CNY", "bank_account_id": good});
     let (status, body) = app
         .post(&bearer, "wd-5", "/v1/me/withdrawals", withdrawal.clone())
         .await;
-    assert_eq!((status, error_of(&body).0), (403, Some("step_up_required")), "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
     let (status, challenge) = app
         .post(&bearer, "su-1", "/v1/me/step-up", json!({"operation": "withdrawal", "amount": 45_000, "currency": "CNY", "payee": format!("bank_account:{good}"), "method": "code"}))
         .await;
@@ -557,7 +724,12 @@ async fn withdrawal_flows(app: &App) {
     let challenge_id = challenge["challenge_id"].as_str().expect("id").to_string();
     let code = app.code_for("+8613700137100").await;
     let (status, _) = app
-        .post(&bearer, "su-2", &format!("/v1/me/step-up/{challenge_id}/verify"), json!({"code": code}))
+        .post(
+            &bearer,
+            "su-2",
+            &format!("/v1/me/step-up/{challenge_id}/verify"),
+            json!({"code": code}),
+        )
         .await;
     assert_eq!(status, 200);
     // Bound to the amount: 45,001 with this challenge is refused.
@@ -568,9 +740,18 @@ async fn withdrawal_flows(app: &App) {
     let mut with_challenge = withdrawal.clone();
     with_challenge["step_up_challenge_id"] = json!(challenge_id);
     let (status, body) = app
-        .post(&bearer, "wd-7", "/v1/me/withdrawals", with_challenge.clone())
+        .post(
+            &bearer,
+            "wd-7",
+            "/v1/me/withdrawals",
+            with_challenge.clone(),
+        )
         .await;
-    assert_eq!((status, status_of(&body)), (201, ("pending", None)), "{body}");
+    assert_eq!(
+        (status, status_of(&body)),
+        (201, ("pending", None)),
+        "{body}"
+    );
     // Single use.
     let (status, _) = app
         .post(&bearer, "wd-8", "/v1/me/withdrawals", with_challenge)
@@ -581,12 +762,29 @@ async fn withdrawal_flows(app: &App) {
 
     // The daily limit: 20,000 + 45,000 used of 100,000 (failures gave theirs back).
     let (status, body) = app
-        .post(&bearer, "wd-9", "/v1/me/withdrawals", json!({"amount": 35_001, "currency": "CNY", "bank_account_id": good}))
+        .post(
+            &bearer,
+            "wd-9",
+            "/v1/me/withdrawals",
+            json!({"amount": 35_001, "currency": "CNY", "bank_account_id": good}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("limit_exceeded"), Some("amount"))), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("daily"));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("limit_exceeded"), Some("amount"))),
+        "{body}"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("daily"));
     let (status, _) = app
-        .post(&bearer, "wd-10", "/v1/me/withdrawals", json!({"amount": 35_000, "currency": "CNY", "bank_account_id": good}))
+        .post(
+            &bearer,
+            "wd-10",
+            "/v1/me/withdrawals",
+            json!({"amount": 35_000, "currency": "CNY", "bank_account_id": good}),
+        )
         .await;
     assert_eq!(status, 201);
     app.deliver_all().await;
@@ -596,30 +794,64 @@ async fn withdrawal_flows(app: &App) {
     let (_, poor) = app.customer("+8613700137101").await;
     let account = app.bank_account(&poor, "6222000000000001").await;
     let (status, body) = app
-        .post(&poor, "wd-11", "/v1/me/withdrawals", json!({"amount": 100, "currency": "CNY", "bank_account_id": account}))
+        .post(
+            &poor,
+            "wd-11",
+            "/v1/me/withdrawals",
+            json!({"amount": 100, "currency": "CNY", "bank_account_id": account}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("insufficient_funds"), Some("amount"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("insufficient_funds"), Some("amount")))
+    );
     assert_eq!(app.balance(&poor).await, (0, 0));
     // Removed accounts are gone for withdrawals.
     let (status, _) = app
-        .post(&bearer, "rm-1", &format!("/v1/me/bank-accounts/{closed}/remove"), json!({}))
+        .post(
+            &bearer,
+            "rm-1",
+            &format!("/v1/me/bank-accounts/{closed}/remove"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, _) = app
-        .post(&bearer, "wd-12", "/v1/me/withdrawals", json!({"amount": 100, "currency": "CNY", "bank_account_id": closed}))
+        .post(
+            &bearer,
+            "wd-12",
+            "/v1/me/withdrawals",
+            json!({"amount": 100, "currency": "CNY", "bank_account_id": closed}),
+        )
         .await;
     assert_eq!(status, 404);
     let (_, accounts) = app.get(&bearer, "/v1/me/bank-accounts").await;
     assert_eq!(accounts["data"].as_array().map(Vec::len), Some(2));
     // Linking: one account once; the number never comes back.
     let (status, body) = app
-        .post(&bearer, "bank-again", "/v1/me/bank-accounts", json!({"bank_code": "CMB", "account_number": "6222-0000-0000-0001"}))
+        .post(
+            &bearer,
+            "bank-again",
+            "/v1/me/bank-accounts",
+            json!({"bank_code": "CMB", "account_number": "6222-0000-0000-0001"}),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (409, Some("bank_account_already_linked")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("bank_account_already_linked"))
+    );
     let (status, body) = app
-        .post(&bearer, "bank-bad", "/v1/me/bank-accounts", json!({"bank_code": "XYZ", "account_number": "6222000000000009"}))
+        .post(
+            &bearer,
+            "bank-bad",
+            "/v1/me/bank-accounts",
+            json!({"bank_code": "XYZ", "account_number": "6222000000000009"}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("bank_code"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("bank_code")))
+    );
     assert!(!accounts.to_string().contains("6222000000000001"));
     let (_, list) = app.get(&bearer, "/v1/me/withdrawals").await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(5));
@@ -659,27 +891,49 @@ async fn concurrent_withdrawals(app: App) {
     let (_, bearer) = app.customer("+8613700137200").await;
     let card = app.card(&bearer, "4111111111111111").await;
     let account = app.bank_account(&bearer, "6222000000000001").await;
-    app.post(&bearer, "fund", "/v1/me/top-ups", json!({"amount": 200_000, "currency": "CNY", "card_id": card}))
-        .await;
+    app.post(
+        &bearer,
+        "fund",
+        "/v1/me/top-ups",
+        json!({"amount": 200_000, "currency": "CNY", "card_id": card}),
+    )
+    .await;
     app.deliver_all().await;
     let mut tasks = Vec::new();
     for n in 0..8 {
         let (app, bearer, account) = (app.clone(), bearer.clone(), account.clone());
         tasks.push(tokio::spawn(async move {
-            app.post(&bearer, &format!("race-{n}"), "/v1/me/withdrawals", json!({"amount": 60_000, "currency": "CNY", "bank_account_id": account}))
-                .await
+            app.post(
+                &bearer,
+                &format!("race-{n}"),
+                "/v1/me/withdrawals",
+                json!({"amount": 60_000, "currency": "CNY", "bank_account_id": account}),
+            )
+            .await
         }));
     }
     let mut statuses = Vec::new();
     for task in tasks {
         let (status, body) = task.await.expect("join");
         if status != 201 {
-            assert_eq!(error_of(&body), (Some("limit_exceeded"), Some("amount")), "{body}");
+            assert_eq!(
+                error_of(&body),
+                (Some("limit_exceeded"), Some("amount")),
+                "{body}"
+            );
         }
         statuses.push(status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 7, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 422).count(),
+        7,
+        "{statuses:?}"
+    );
     assert_eq!(app.balance(&bearer).await, (200_000, 140_000));
     app.deliver_all().await;
     assert_eq!(app.balance(&bearer).await, (140_000, 140_000));
@@ -721,14 +975,24 @@ async fn funding_reconciliation_lists_breaks() {
     let mut ids = Vec::new();
     for (key, amount) in [("r-1", 1_000), ("r-2", 2_000), ("r-3", 3_000)] {
         let (_, started) = app
-            .post(&bearer, key, "/v1/me/top-ups", json!({"amount": amount, "currency": "CNY", "card_id": card}))
+            .post(
+                &bearer,
+                key,
+                "/v1/me/top-ups",
+                json!({"amount": amount, "currency": "CNY", "card_id": card}),
+            )
             .await;
         ids.push(started["id"].as_str().expect("id").to_string());
     }
     app.deliver_all().await;
     // Stuck: a 3-D Secure challenge nobody answers.
     let (_, stuck) = app
-        .post(&bearer, "r-4", "/v1/me/top-ups", json!({"amount": 4_000, "currency": "CNY", "card_id": challenge}))
+        .post(
+            &bearer,
+            "r-4",
+            "/v1/me/top-ups",
+            json!({"amount": 4_000, "currency": "CNY", "card_id": challenge}),
+        )
         .await;
     // The network's books go wrong in three ways: a charge we never asked
     // for, a settled amount that differs, a settlement it lost.
@@ -764,8 +1028,15 @@ async fn funding_reconciliation_lists_breaks() {
     })
     .await
     .expect("join");
-    let staff = new_staff(&app, "recon.officer", coffer_identity::Role::ComplianceOfficer).await;
-    let (status, report) = app.get(&staff, "/v1/staff/reconciliation?connector=card_network").await;
+    let staff = new_staff(
+        &app,
+        "recon.officer",
+        coffer_identity::Role::ComplianceOfficer,
+    )
+    .await;
+    let (status, report) = app
+        .get(&staff, "/v1/staff/reconciliation?connector=card_network")
+        .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["matched"], 1, "{report}");
     let mut breaks: Vec<(String, String)> = report["breaks"]
@@ -784,19 +1055,29 @@ async fn funding_reconciliation_lists_breaks() {
         ("amount_mismatch".to_string(), ids[1].clone()),
         ("missing_at_connector".to_string(), ids[2].clone()),
         ("missing_in_ledger".to_string(), "fnd_stranger".to_string()),
-        ("stuck_pending".to_string(), stuck["id"].as_str().expect("id").to_string()),
+        (
+            "stuck_pending".to_string(),
+            stuck["id"].as_str().expect("id").to_string(),
+        ),
     ];
     expected.sort();
     assert_eq!(breaks, expected, "{report}");
-    let (status, body) = app.get(&staff, "/v1/staff/reconciliation?connector=visa").await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("connector"))));
+    let (status, body) = app
+        .get(&staff, "/v1/staff/reconciliation?connector=visa")
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("connector")))
+    );
     let (status, body) = app
         .get(&staff, "/v1/staff/reconciliation?connector=core_banking&from=2026-11-25T00:00:00Z&until=2026-11-24T00:00:00Z")
         .await;
     assert_eq!((status, error_of(&body).0), (422, Some("invalid_field")));
     // A role without the permission is refused.
     let support = new_staff(&app, "recon.support", coffer_identity::Role::Support).await;
-    let (status, _) = app.get(&support, "/v1/staff/reconciliation?connector=card_network").await;
+    let (status, _) = app
+        .get(&support, "/v1/staff/reconciliation?connector=card_network")
+        .await;
     assert_eq!(status, 403);
 }
 

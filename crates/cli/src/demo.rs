@@ -278,8 +278,16 @@ pub async fn load_funding(
         };
         for (name, source, amount) in [
             ("top-up-card", Source::Card(card.id.clone()), 50_000),
-            ("top-up-declined", Source::Card(declining.id.clone()), 10_000),
-            ("top-up-bank", Source::BankAccount(account.id.clone()), 20_000),
+            (
+                "top-up-declined",
+                Source::Card(declining.id.clone()),
+                10_000,
+            ),
+            (
+                "top-up-bank",
+                Source::BankAccount(account.id.clone()),
+                20_000,
+            ),
         ] {
             funding.top_up(
                 &customer.id,

@@ -83,12 +83,14 @@ enum Top {
     },
     /// Reconcile a connector's settlement report against the funding
     /// records and the ledger; lists every break.
-    #[command(after_help = "Exits 0 when everything matches, 1 when there are breaks (missing_in_ledger,\n\
+    #[command(
+        after_help = "Exits 0 when everything matches, 1 when there are breaks (missing_in_ledger,\n\
         missing_at_connector, amount_mismatch, stuck_pending), each printed on a line.\n\
         The built-in simulators keep their books in the database, so their report is read from there.\n\n\
         Examples:\n  \
         coffer reconcile --connector card_network                       # the last 24 hours\n  \
-        coffer reconcile --connector core_banking --from 2026-11-24T16:00:00Z --until 2026-11-25T16:00:00Z")]
+        coffer reconcile --connector core_banking --from 2026-11-24T16:00:00Z --until 2026-11-25T16:00:00Z"
+    )]
     Reconcile {
         /// card_network or core_banking.
         #[arg(long)]
@@ -242,7 +244,13 @@ fn main() -> ExitCode {
             stuck_after_minutes,
             config,
         } => configured(&config.flags(), &env, |config| {
-            reconcile(&connector, from.as_deref(), until.as_deref(), stuck_after_minutes, &config)
+            reconcile(
+                &connector,
+                from.as_deref(),
+                until.as_deref(),
+                stuck_after_minutes,
+                &config,
+            )
         }),
         Top::Apikey(Apikey::Create {
             name,
@@ -389,7 +397,7 @@ fn reconcile(
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
     use coffer_core::Timestamp;
-    use coffer_payments::{ConnectorKind, CoreBanking, CardNetwork};
+    use coffer_payments::{CardNetwork, ConnectorKind, CoreBanking};
     const MINUTE_NANOS: i64 = 60 * 1_000_000_000;
     let kind = ConnectorKind::parse(connector)
         .ok_or_else(|| anyhow::anyhow!("--connector: card_network or core_banking"))?;

@@ -22,7 +22,11 @@ pub const ACCOUNT_NUMBER_DIGITS_MAX: usize = 30;
 /// The banks an account may be held at: (code, English name, Chinese name).
 /// A deployment replaces this with the clearing system's participant list.
 pub const BANKS: [(&str, &str, &str); 7] = [
-    ("ICBC", "Industrial and Commercial Bank of China", "中国工商银行"),
+    (
+        "ICBC",
+        "Industrial and Commercial Bank of China",
+        "中国工商银行",
+    ),
     ("CCB", "China Construction Bank", "中国建设银行"),
     ("ABC", "Agricultural Bank of China", "中国农业银行"),
     ("BOC", "Bank of China", "中国银行"),
@@ -133,10 +137,7 @@ impl BankAccounts {
         let (code, name, _) = bank(bank_code).ok_or_else(|| {
             BankAccountError::invalid(
                 "bank_code",
-                format!(
-                    "one of {}",
-                    BANKS.map(|(c, _, _)| c).join(", ")
-                ),
+                format!("one of {}", BANKS.map(|(c, _, _)| c).join(", ")),
             )
         })?;
         let digits = parse_account_number(number.expose()).ok_or_else(|| {
@@ -287,8 +288,8 @@ impl BankAccounts {
 
 fn view(row: &coffer_store::sql::Row) -> Result<BankAccountView, BankAccountError> {
     let code = row.text(1)?;
-    let (code, name, _) = bank(&code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown bank code {code:?}")))?;
+    let (code, name, _) =
+        bank(&code).ok_or_else(|| StoreError::Corrupt(format!("unknown bank code {code:?}")))?;
     Ok(BankAccountView {
         id: row.text(0)?,
         bank_code: code,

@@ -109,7 +109,9 @@ pub enum Status {
     /// Still working on it (or waiting for the cardholder's challenge).
     Pending,
     Succeeded,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The connector never saw this merchant reference.
     Unknown,
 }
@@ -141,8 +143,11 @@ pub trait CardNetwork: Send + Sync {
     ) -> Result<(), ConnectorError>;
     fn status(&self, merchant_reference: &str) -> Result<Status, ConnectorError>;
     /// Operations settled with submission time in `[from, until)`.
-    fn settlement_report(&self, from: i64, until: i64)
-        -> Result<Vec<SettlementLine>, ConnectorError>;
+    fn settlement_report(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<SettlementLine>, ConnectorError>;
 }
 
 /// The bank's core banking system: moves money between the wallet's
@@ -153,8 +158,11 @@ pub trait CoreBanking: Send + Sync {
     /// Pays funds out to a bank account (a withdrawal).
     fn pay_out(&self, instruction: &Instruction<'_>) -> Result<Submission, ConnectorError>;
     fn status(&self, merchant_reference: &str) -> Result<Status, ConnectorError>;
-    fn settlement_report(&self, from: i64, until: i64)
-        -> Result<Vec<SettlementLine>, ConnectorError>;
+    fn settlement_report(
+        &self,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<SettlementLine>, ConnectorError>;
 }
 
 /// A callback's body, as both connectors send it.
@@ -269,7 +277,11 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            secret.verify(&header, body, 1_700_000_000 + SIGNATURE_TOLERANCE_SECONDS + 1),
+            secret.verify(
+                &header,
+                body,
+                1_700_000_000 + SIGNATURE_TOLERANCE_SECONDS + 1
+            ),
             Err(SignatureError::OutsideWindow)
         );
         let other = WebhookSecret::new(b"another".to_vec());

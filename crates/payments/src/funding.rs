@@ -37,8 +37,8 @@ use coffer_audit::{Entry, Outcome as AuditOutcome};
 use coffer_core::{Amount, Clock, Code, Currency, Identifier, Secret};
 use coffer_identity::{Identity, IdentityError, Operation as StepUpOperation};
 use coffer_ledger::{
-    AccountKind, AccountSpec, BalanceConstraint, Command, HoldState, Metadata, Outcome,
-    Rejection, TransferCommand, TransferOp,
+    AccountKind, AccountSpec, BalanceConstraint, Command, HoldState, Metadata, Outcome, Rejection,
+    TransferCommand, TransferOp,
 };
 use coffer_store::sql::{Row, Sql, SqlStore};
 use coffer_store::{sql_params, LedgerReader, StoreError};
@@ -509,7 +509,9 @@ impl Funding {
     ) -> Result<Option<Record>, FundingError> {
         let row = self.sql.run(|db| {
             db.query_opt(
-                &format!("{SELECT_FUNDING} WHERE customer_id = $1 AND kind = $2 AND client_key = $3"),
+                &format!(
+                    "{SELECT_FUNDING} WHERE customer_id = $1 AND kind = $2 AND client_key = $3"
+                ),
                 sql_params![customer_id, kind.as_str(), client.key.as_str()],
             )
         })?;
@@ -570,7 +572,8 @@ impl Funding {
 
     fn limit_periods(&self, now: i64) -> (i64, i64) {
         // Days since the epoch in the bank's time zone, and months as year * 12 + month.
-        let local_seconds = now.div_euclid(NANOS_PER_SECOND) + self.policy.limit_day_utc_offset_seconds;
+        let local_seconds =
+            now.div_euclid(NANOS_PER_SECOND) + self.policy.limit_day_utc_offset_seconds;
         let day = local_seconds.div_euclid(SECONDS_PER_DAY);
         let (year, month) = civil_year_month(day);
         (day, year * 12 + month)
@@ -668,7 +671,9 @@ impl Funding {
                 .ok_or(FundingError::NotFound("funding"))?;
             return self.advance(existing).map(|r| r.view);
         }
-        let created = self.load(&funding_id)?.ok_or(FundingError::NotFound("funding"))?;
+        let created = self
+            .load(&funding_id)?
+            .ok_or(FundingError::NotFound("funding"))?;
         self.advance(created).map(|r| r.view)
     }
 
@@ -718,8 +723,24 @@ impl Funding {
                     },
                 )?;
             }
-            reserve(db, customer_id, "withdrawal.day", day, minor, limits.daily, "daily")?;
-            reserve(db, customer_id, "withdrawal.month", month, minor, limits.monthly, "monthly")?;
+            reserve(
+                db,
+                customer_id,
+                "withdrawal.day",
+                day,
+                minor,
+                limits.daily,
+                "daily",
+            )?;
+            reserve(
+                db,
+                customer_id,
+                "withdrawal.month",
+                month,
+                minor,
+                limits.monthly,
+                "monthly",
+            )?;
             let inserted = insert_record(
                 db,
                 &NewRecord {
@@ -741,7 +762,14 @@ impl Funding {
                 // Rolls back the reservation and the step-up consumption.
                 return Err(FundingError::KeyReused);
             }
-            audit(db, now, customer_id, ip, "withdrawal_started", &format!("{funding_id} {minor} {label}"))?;
+            audit(
+                db,
+                now,
+                customer_id,
+                ip,
+                "withdrawal_started",
+                &format!("{funding_id} {minor} {label}"),
+            )?;
             Ok(true)
         });
         match inserted {
@@ -755,7 +783,9 @@ impl Funding {
             }
             Err(error) => return Err(error),
         }
-        let created = self.load(&funding_id)?.ok_or(FundingError::NotFound("funding"))?;
+        let created = self
+            .load(&funding_id)?
+            .ok_or(FundingError::NotFound("funding"))?;
         let advanced = self.advance(created)?;
         if advanced.view.state == FundingState::Failed
             && advanced.view.reason.as_deref() == Some("insufficient_funds")
@@ -872,8 +902,8 @@ impl Funding {
             }
             (FundingKind::Withdrawal, _) => (wallet, id(PAYOUT_CLEARING_ACCOUNT)?, "withdrawal"),
         };
-        let amount = Amount::new(current.view.amount)
-            .map_err(|e| FundingError::Internal(e.to_string()))?;
+        let amount =
+            Amount::new(current.view.amount).map_err(|e| FundingError::Internal(e.to_string()))?;
         let command = TransferCommand {
             id: hold_id(&current.view.id)?,
             op: TransferOp::Hold {
@@ -900,8 +930,8 @@ impl Funding {
     }
 
     fn submit(&self, current: &Record) -> Result<Submission, FundingError> {
-        let amount = Amount::new(current.view.amount)
-            .map_err(|e| FundingError::Internal(e.to_string()))?;
+        let amount =
+            Amount::new(current.view.amount).map_err(|e| FundingError::Internal(e.to_string()))?;
         let instrument = match current.view.method.as_str() {
             "card" => self
                 .cards

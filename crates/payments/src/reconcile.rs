@@ -94,7 +94,9 @@ pub fn reconcile(
             detail,
         };
         let Some(row) = row else {
-            breaks.push(missing("no funding record with this merchant reference".into()));
+            breaks.push(missing(
+                "no funding record with this merchant reference".into(),
+            ));
             continue;
         };
         let state = row.text(0)?;

@@ -46,7 +46,9 @@ enum Behaviour {
 
 impl Behaviour {
     fn of(kind: ConnectorKind, instrument: &str) -> Behaviour {
-        let last4 = instrument.get(instrument.len().saturating_sub(4)..).unwrap_or("");
+        let last4 = instrument
+            .get(instrument.len().saturating_sub(4)..)
+            .unwrap_or("");
         match last4 {
             "0002" => Behaviour::Decline,
             "9995" => Behaviour::InsufficientFunds,
@@ -241,7 +243,11 @@ impl Simulator {
         let body = serde_json::to_string(&callback)
             .map_err(|e| StoreError::Corrupt(format!("callback: {e}")))?;
         let due = now + self.settings.callback_delay_ms * NANOS_PER_MILLI;
-        let attempts = if self.settings.duplicate_callbacks { 2 } else { 1 };
+        let attempts = if self.settings.duplicate_callbacks {
+            2
+        } else {
+            1
+        };
         for attempt in 0..attempts {
             db.execute(
                 "INSERT INTO connector_callbacks (connector, event_id, attempt, body, due_at, delivered_at) VALUES ($1, $2, $3, $4, $5, NULL)",

@@ -43,7 +43,12 @@ fn world(database: &coffer_store::Database) -> World {
     let clock = coffer_app::system_clock();
     let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
     let vault = Arc::new(
-        Vault::open(Arc::new(LocalMasterKey::from_bytes([4; 32])), sql.clone(), 0).expect("vault"),
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([4; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
     );
     let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
     let dispatcher = Dispatcher::new(
@@ -70,8 +75,7 @@ fn world(database: &coffer_store::Database) -> World {
         PasswordPolicy::new(None),
     ));
     let engine = Arc::new(Engine::start(database, clock.clone()).expect("engine"));
-    let reader: Arc<dyn coffer_store::LedgerReader> =
-        Arc::from(database.open_reader(2).expect("reader"));
+    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
     let settings = SimulatorSettings {
         callback_delay_ms: 0,
         duplicate_callbacks: true,
@@ -341,7 +345,11 @@ fn run(seed: u64, database: &coffer_store::Database) {
                     let answer = if right { CHALLENGE_ANSWER } else { "000000" };
                     world
                         .funding
-                        .authenticate(&customers[owner].id, &funding_id, &Secret::new(answer.into()))
+                        .authenticate(
+                            &customers[owner].id,
+                            &funding_id,
+                            &Secret::new(answer.into()),
+                        )
                         .unwrap_or_else(|e| panic!("{context}: authenticate {e}"));
                 }
             }
@@ -361,7 +369,11 @@ fn run(seed: u64, database: &coffer_store::Database) {
         let answer = if right { CHALLENGE_ANSWER } else { "000000" };
         world
             .funding
-            .authenticate(&customers[owner].id, &funding_id, &Secret::new(answer.into()))
+            .authenticate(
+                &customers[owner].id,
+                &funding_id,
+                &Secret::new(answer.into()),
+            )
             .expect("authenticate");
     }
     for _ in 0..3 {
