@@ -1112,7 +1112,7 @@ pub(crate) async fn my_sessions(
     }
 }
 
-fn customer_principal(session: &CustomerSession) -> crate::auth::Principal {
+pub(crate) fn customer_principal(session: &CustomerSession) -> crate::auth::Principal {
     crate::auth::Principal {
         key_id: format!("customer:{}", session.info.customer_id),
         scopes: vec!["customer".into()],

@@ -5,9 +5,11 @@
 
 pub mod auth;
 pub mod body;
+pub mod connector_tasks;
 pub mod customer_routes;
 mod docs_page;
 pub mod error;
+pub mod funding_routes;
 pub mod idempotency;
 pub mod ledger_routes;
 pub mod metrics;
@@ -62,6 +64,71 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     pub provider: Arc<dyn IdentityProvider>,
     pub cards: Arc<coffer_payments::Cards>,
+    pub bank_accounts: Arc<coffer_payments::BankAccounts>,
+    pub connectors: Connectors,
+    pub funding: Arc<coffer_payments::Funding>,
+    pub sql: Arc<SqlStore>,
+}
+
+/// The card network and the core banking system, and the secrets their
+/// callbacks are signed with.
+#[derive(Clone)]
+pub struct Connectors {
+    pub card_network: Arc<dyn coffer_payments::CardNetwork>,
+    pub core_banking: Arc<dyn coffer_payments::CoreBanking>,
+    pub card_network_secret: coffer_payments::WebhookSecret,
+    pub core_banking_secret: coffer_payments::WebhookSecret,
+    /// The built-in simulators, when the connectors are simulated: their
+    /// callbacks wait in their own books until `connector_tasks::deliver`.
+    pub simulators: Vec<Arc<coffer_payments::Simulator>>,
+}
+
+impl Connectors {
+    /// Both connectors simulated, each signing with a fresh random secret.
+    pub fn simulated(
+        sql: Arc<SqlStore>,
+        clock: Arc<dyn Clock>,
+        settings: coffer_payments::SimulatorSettings,
+    ) -> Connectors {
+        use coffer_payments::{ConnectorKind, Simulator, WebhookSecret};
+        let card_network_secret = WebhookSecret::generate();
+        let core_banking_secret = WebhookSecret::generate();
+        let card_network = Arc::new(Simulator::new(
+            ConnectorKind::CardNetwork,
+            sql.clone(),
+            clock.clone(),
+            card_network_secret.clone(),
+            settings.clone(),
+        ));
+        let core_banking = Arc::new(Simulator::new(
+            ConnectorKind::CoreBanking,
+            sql,
+            clock,
+            core_banking_secret.clone(),
+            settings,
+        ));
+        Connectors {
+            card_network: card_network.clone(),
+            core_banking: core_banking.clone(),
+            card_network_secret,
+            core_banking_secret,
+            simulators: vec![card_network, core_banking],
+        }
+    }
+
+    pub fn secret(&self, kind: coffer_payments::ConnectorKind) -> &coffer_payments::WebhookSecret {
+        match kind {
+            coffer_payments::ConnectorKind::CardNetwork => &self.card_network_secret,
+            coffer_payments::ConnectorKind::CoreBanking => &self.core_banking_secret,
+        }
+    }
+
+    pub fn simulator(
+        &self,
+        kind: coffer_payments::ConnectorKind,
+    ) -> Option<&Arc<coffer_payments::Simulator>> {
+        self.simulators.iter().find(|s| s.kind() == kind)
+    }
 }
 
 /// Every column of the schema that holds vault ciphertexts, from the
@@ -83,6 +150,10 @@ pub struct CustomerServices {
     /// Checks name and national ID for KYC tier 1 (a simulator by default).
     pub provider: Arc<dyn IdentityProvider>,
     pub cards: Arc<coffer_payments::Cards>,
+    pub bank_accounts: Arc<coffer_payments::BankAccounts>,
+    /// Simulated by default (`Connectors::simulated`).
+    pub connectors: Connectors,
+    pub sql: Arc<SqlStore>,
 }
 
 impl CustomerServices {
@@ -124,6 +195,16 @@ impl CustomerServices {
                 .map_err(|e| e.to_string())?,
         );
         let (sql_for_cards, vault_for_cards) = (sql.clone(), vault.clone());
+        let connectors = Connectors::simulated(
+            sql.clone(),
+            clock.clone(),
+            coffer_payments::SimulatorSettings::default(),
+        );
+        let bank_accounts = Arc::new(coffer_payments::BankAccounts::new(
+            sql.clone(),
+            vault.clone(),
+        ));
+        let sql_for_state = sql.clone();
         let dispatcher = Arc::new(Dispatcher::new(
             sql.clone(),
             vault.clone(),
@@ -141,6 +222,9 @@ impl CustomerServices {
             dispatcher,
             provider: Arc::new(SimulatedIdentityProvider),
             cards: Arc::new(coffer_payments::Cards::new(sql_for_cards, vault_for_cards)),
+            bank_accounts,
+            connectors,
+            sql: sql_for_state,
         })
     }
 }
@@ -154,6 +238,18 @@ impl AppState {
         clock: Arc<dyn Clock>,
         customers: &CustomerServices,
     ) -> AppState {
+        let funding = Arc::new(coffer_payments::Funding::new(
+            customers.sql.clone(),
+            engine.clone(),
+            reader.clone(),
+            customers.identity.clone(),
+            customers.cards.clone(),
+            customers.bank_accounts.clone(),
+            customers.connectors.card_network.clone(),
+            customers.connectors.core_banking.clone(),
+            clock.clone(),
+            coffer_payments::FundingPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -168,8 +264,29 @@ impl AppState {
             dispatcher: customers.dispatcher.clone(),
             provider: customers.provider.clone(),
             cards: customers.cards.clone(),
+            bank_accounts: customers.bank_accounts.clone(),
+            connectors: customers.connectors.clone(),
+            funding,
+            sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
+    }
+
+    /// Replaces the default funding policy (`FundingPolicy::default()`).
+    pub fn with_funding_policy(mut self, policy: coffer_payments::FundingPolicy) -> AppState {
+        self.funding = Arc::new(coffer_payments::Funding::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.reader.clone(),
+            self.identity.clone(),
+            self.cards.clone(),
+            self.bank_accounts.clone(),
+            self.connectors.card_network.clone(),
+            self.connectors.core_banking.clone(),
+            self.clock.clone(),
+            policy,
+        ));
+        self
     }
 
     /// Replaces the default rate limits (`RateLimits::default()`).
@@ -189,6 +306,7 @@ pub fn routes() -> RouteTable {
         .get("/docs", openapi::serve_reference)
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
+        .merge(funding_routes::routes())
         .merge(staff_routes::routes())
 }
 

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
 use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
-use crate::{customer_routes, ledger_routes, staff_routes};
+use crate::{customer_routes, funding_routes, ledger_routes, staff_routes};
 
 /// The name of the bearer-token security scheme in the document.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -76,6 +76,18 @@ pub const SESSION_SCHEME: &str = "session";
         customer_routes::list_passkeys,
         customer_routes::start_passkey_sign_in,
         customer_routes::verify_passkey_sign_in,
+        funding_routes::link_bank_account,
+        funding_routes::list_bank_accounts,
+        funding_routes::remove_bank_account,
+        funding_routes::create_top_up,
+        funding_routes::list_top_ups,
+        funding_routes::get_top_up,
+        funding_routes::authenticate_top_up,
+        funding_routes::create_withdrawal,
+        funding_routes::list_withdrawals,
+        funding_routes::get_withdrawal,
+        funding_routes::card_network_webhook,
+        funding_routes::core_banking_webhook,
         staff_routes::staff_sign_in,
         staff_routes::find_customer,
         staff_routes::view_customer,
@@ -86,6 +98,7 @@ pub const SESSION_SCHEME: &str = "session";
         staff_routes::propose,
         staff_routes::list_approvals,
         staff_routes::decide_approval,
+        staff_routes::reconciliation,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -95,7 +108,9 @@ pub const SESSION_SCHEME: &str = "session";
     ),
     modifiers(&Conventions),
     tags(
-        (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log and maker-checker approvals."),
+        (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log, maker-checker approvals and reconciliation."),
+        (name = "funding", description = "Money in and out: linked bank accounts, top-ups from a card or bank account, withdrawals to a bank account, each with its status at once."),
+        (name = "webhooks", description = "Signed callbacks from the card network and the core banking system (HMAC-SHA256 over timestamp and body)."),
         (name = "customers", description = "Registration, sign-in, sessions, profile and contact changes, password change and reset, second factors, step-up verification and KYC for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),

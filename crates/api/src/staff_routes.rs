@@ -41,6 +41,7 @@ pub fn routes() -> RouteTable {
         .post("/v1/staff/approvals", propose)
         .get("/v1/staff/approvals", list_approvals)
         .post("/v1/staff/approvals/{id}/decide", decide_approval)
+        .get("/v1/staff/reconciliation", reconciliation)
 }
 
 /// A signed-in staff member, from `Authorization: Bearer ss_…`.
@@ -780,4 +781,148 @@ async fn execute(
             }
         }
     }
+}
+
+// ---- reconciliation ----------------------------------------------------------------
+
+/// The longest window one reconciliation covers.
+const RECONCILIATION_WINDOW_MAX_NANOS: i64 = 31 * 24 * 3_600 * 1_000_000_000;
+const DAY_NANOS: i64 = 24 * 3_600 * 1_000_000_000;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReconciliationQuery {
+    /// `card_network` or `core_banking`.
+    connector: String,
+    /// Start of the window of submissions (RFC 3339; default 24 hours before `until`).
+    from: Option<String>,
+    /// End of the window, exclusive (RFC 3339; default now). At most 31 days after `from`.
+    until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BreakView {
+    /// `missing_in_ledger`, `missing_at_connector`, `amount_mismatch` or `stuck_pending`.
+    kind: &'static str,
+    funding_id: Option<String>,
+    connector_reference: Option<String>,
+    /// Minor units on our side.
+    ours: Option<i64>,
+    /// Minor units in the connector's report.
+    theirs: Option<i64>,
+    detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationView {
+    connector: &'static str,
+    from: String,
+    until: String,
+    report_lines: usize,
+    matched: usize,
+    breaks: Vec<BreakView>,
+}
+
+pub(crate) fn reconciliation_view(r: coffer_payments::Reconciliation) -> ReconciliationView {
+    ReconciliationView {
+        connector: r.connector.as_str(),
+        from: Timestamp::from_nanos(r.from).to_rfc3339(),
+        until: Timestamp::from_nanos(r.until).to_rfc3339(),
+        report_lines: r.report_lines,
+        matched: r.matched,
+        breaks: r
+            .breaks
+            .into_iter()
+            .map(|b| BreakView {
+                kind: b.kind.as_str(),
+                funding_id: b.funding_id,
+                connector_reference: b.connector_reference,
+                ours: b.ours,
+                theirs: b.theirs,
+                detail: b.detail,
+            })
+            .collect(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/staff/reconciliation", tag = "staff", summary = "Reconcile a connector",
+    description = "Fetches the connector's settlement report for submissions in the window and matches it against the funding records and the ledger; lists every break (`missing_in_ledger`, `missing_at_connector`, `amount_mismatch`, `stuck_pending`). Changes nothing. Needs `reconcile`. Audited.",
+    params(ReconciliationQuery),
+    responses(
+        (status = 200, description = "The matches and breaks.", body = ReconciliationView),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`connector`, `from`, `until`).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`: the connector did not answer.", body = crate::error::ErrorBody),
+    ),
+    security(("staff" = [])))]
+pub(crate) async fn reconciliation(
+    State(state): State<AppState>,
+    session: StaffSession,
+    query: Result<Query<ReconciliationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    session
+        .info
+        .require(coffer_identity::Permission::Reconcile)?;
+    let Query(query) = query.map_err(|e| ApiError::invalid("connector", e.body_text()))?;
+    let connector = coffer_payments::ConnectorKind::parse(&query.connector)
+        .ok_or_else(|| ApiError::invalid("connector", "card_network or core_banking"))?;
+    let time = |field: &str, text: Option<&str>, default: i64| -> Result<i64, ApiError> {
+        match text {
+            None => Ok(default),
+            Some(text) => Timestamp::parse_rfc3339(text)
+                .map(|t| t.as_nanos())
+                .ok_or_else(|| {
+                    ApiError::invalid(field, "an RFC 3339 time such as 2026-11-25T00:00:00Z")
+                }),
+        }
+    };
+    let now = state.clock.now().as_nanos();
+    let until = time("until", query.until.as_deref(), now)?;
+    let from = time(
+        "from",
+        query.from.as_deref(),
+        until.saturating_sub(DAY_NANOS),
+    )?;
+    if from >= until || until.saturating_sub(from) > RECONCILIATION_WINDOW_MAX_NANOS {
+        return Err(ApiError::invalid(
+            "from",
+            "from must be before until, at most 31 days apart",
+        ));
+    }
+    let funding = state.funding.clone();
+    let report = tokio::task::spawn_blocking(move || funding.reconcile(connector, from, until))
+        .await
+        .map_err(ApiError::internal)??;
+    let actor = session.info.actor();
+    let detail = format!(
+        "{} {} lines, {} matched, {} breaks",
+        connector.as_str(),
+        report.report_lines,
+        report.matched,
+        report.breaks.len()
+    );
+    let (sql, ip) = (state.sql.clone(), session.context.ip.clone());
+    tokio::task::spawn_blocking(move || {
+        sql.transaction(|db| {
+            coffer_audit::append(
+                db,
+                &coffer_audit::Entry {
+                    at: now,
+                    actor: &actor,
+                    action: "reconciliation_run",
+                    subject: None,
+                    ip: &ip,
+                    outcome: coffer_audit::Outcome::Ok,
+                    detail: &detail,
+                },
+            )
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, &reconciliation_view(report)))
 }

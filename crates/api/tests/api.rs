@@ -1271,6 +1271,12 @@ async fn every_staff_route_checks_every_role() {
         ),
         (Method::GET, "/v1/staff/approvals".into(), None, None),
         (
+            Method::GET,
+            "/v1/staff/reconciliation?connector=card_network".into(),
+            None,
+            Some(Permission::Reconcile),
+        ),
+        (
             Method::POST,
             "/v1/staff/approvals/apr_none/decide".into(),
             Some(json!({"approve": true})),

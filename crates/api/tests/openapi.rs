@@ -113,6 +113,10 @@ fn every_operation_states_the_conventions() {
             "POST /v1/auth/passkeys/challenges/{id}/verify",
         ]
         .contains(&name.as_str());
+        // Connector callbacks carry no Idempotency-Key (a network sends
+        // none): they are idempotent by their event id and by the state of
+        // the operation they resolve, and authenticated by their signature.
+        let is_webhook = path.starts_with("/v1/webhooks/");
         if path.starts_with("/v1/ledger/") {
             let scope = if method == "GET" {
                 "ledger:read"
@@ -148,7 +152,14 @@ fn every_operation_states_the_conventions() {
         } else if path.starts_with("/v1/") {
             assert!(operation.get("security").is_none(), "{name}: public");
         }
-        if method == "POST" && !issues_secrets {
+        if is_webhook {
+            assert!(idempotency_key.is_none(), "{name}: no Idempotency-Key");
+            let signature = parameters.iter().find(|p| p["name"] == "Coffer-Signature");
+            assert!(signature.is_some(), "{name}: the signature header");
+            for code in ["400", "401", "413", "422", "503"] {
+                assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
+            }
+        } else if method == "POST" && !issues_secrets {
             let key = idempotency_key.unwrap_or_else(|| panic!("{name}: Idempotency-Key"));
             assert_eq!(key["in"], "header");
             assert_eq!(key["required"], true);

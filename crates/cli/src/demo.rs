@@ -1,6 +1,9 @@
 //! Demo data for `coffer serve --demo`: a bank's settlement and fee accounts,
 //! customers' CNY wallets and a USD wallet, merchants, and everyday history
 //! (top-ups, QR payments, P2P transfers, a fee). Loaded only into an empty ledger.
+//! Then a customer who signs in through the customer API, with a linked card
+//! and bank account, top-ups (one declined) and a withdrawal, all through the
+//! simulated card network and core banking system.
 
 use std::sync::Arc;
 
@@ -181,5 +184,143 @@ pub async fn load(
     );
     println!("demo: a service API key with every scope (shown once, stored hashed):\n  {token}");
     println!("  try: curl -H 'Authorization: Bearer {token}' {base_url}/v1/ledger/accounts/wallet-zhang-wei");
+    Ok(())
+}
+
+/// The demo customer of the customer API.
+pub const DEMO_CUSTOMER_PHONE: &str = "+8613800138000";
+pub const DEMO_CUSTOMER_PASSWORD: &str = "jasmine tea by the window";
+
+/// Registers the demo customer (if the contact is new), links a card and a
+/// bank account, tops up (one top-up declined) and withdraws, delivering
+/// the simulated connectors' callbacks as they come.
+pub async fn load_funding(
+    state: &coffer_api::AppState,
+    customers: &coffer_api::CustomerServices,
+    sms: Arc<coffer_notify::SimulatedTransport>,
+) -> anyhow::Result<()> {
+    let (identity, dispatcher) = (customers.identity.clone(), customers.dispatcher.clone());
+    let (cards, accounts, funding) = (
+        state.cards.clone(),
+        state.bank_accounts.clone(),
+        state.funding.clone(),
+    );
+    let simulators = state.connectors.simulators.clone();
+    let now = state.clock.now().as_nanos();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        use coffer_core::Secret;
+        use coffer_payments::{ClientKey, Source, TopUpRequest, WithdrawalRequest};
+        let context = coffer_identity::Context {
+            ip: "demo".into(),
+            device: "coffer serve --demo".into(),
+        };
+        let started = identity.start_registration(DEMO_CUSTOMER_PHONE, &context)?;
+        dispatcher.run_once()?;
+        let Some(code) = sms.last_code(DEMO_CUSTOMER_PHONE) else {
+            return Ok(false);
+        };
+        let Ok((customer, _)) = identity.complete_registration(
+            &started.registration_id,
+            &Secret::new(code),
+            &Secret::new(DEMO_CUSTOMER_PASSWORD.into()),
+            "张伟 Zhang Wei",
+            coffer_identity::TERMS_VERSION,
+            &context,
+        ) else {
+            // The contact had a wallet already (a database kept from an earlier demo).
+            return Ok(false);
+        };
+        let card = cards.link(
+            &customer.id,
+            coffer_payments::NewCard {
+                number: Secret::new("4111111111111111".into()),
+                expiry_month: 12,
+                expiry_year: 2030,
+                cvv: Secret::new("123".into()),
+                funding: "debit".into(),
+            },
+            (2026, 1),
+            "demo",
+            now,
+        )?;
+        let declining = cards.link(
+            &customer.id,
+            coffer_payments::NewCard {
+                number: Secret::new("4000000000000002".into()),
+                expiry_month: 6,
+                expiry_year: 2029,
+                cvv: Secret::new("456".into()),
+                funding: "credit".into(),
+            },
+            (2026, 1),
+            "demo",
+            now,
+        )?;
+        let account = accounts.link(
+            &customer.id,
+            "CMB",
+            &Secret::new("6222000000000001".into()),
+            "demo",
+            now,
+        )?;
+        let key = |name: &str| ClientKey {
+            key: format!("demo-{name}"),
+            request_hash: format!("demo-{name}"),
+        };
+        let deliver = || -> anyhow::Result<()> {
+            for simulator in &simulators {
+                for callback in simulator.take_due(i64::MAX)? {
+                    let body: coffer_payments::Callback = serde_json::from_str(&callback.body)?;
+                    funding.apply_callback(simulator.kind(), &body)?;
+                }
+            }
+            Ok(())
+        };
+        for (name, source, amount) in [
+            ("top-up-card", Source::Card(card.id.clone()), 50_000),
+            (
+                "top-up-declined",
+                Source::Card(declining.id.clone()),
+                10_000,
+            ),
+            (
+                "top-up-bank",
+                Source::BankAccount(account.id.clone()),
+                20_000,
+            ),
+        ] {
+            funding.top_up(
+                &customer.id,
+                &key(name),
+                &TopUpRequest {
+                    source,
+                    amount,
+                    currency: "CNY".into(),
+                },
+                "demo",
+            )?;
+        }
+        deliver()?;
+        funding.withdraw(
+            &customer.id,
+            &key("withdrawal"),
+            &WithdrawalRequest {
+                bank_account_id: account.id.clone(),
+                amount: 15_000,
+                currency: "CNY".into(),
+                step_up_challenge_id: None,
+            },
+            "demo",
+        )?;
+        deliver()?;
+        Ok(true)
+    })
+    .await??;
+    if loaded {
+        println!(
+            "demo: customer {DEMO_CUSTOMER_PHONE} (password \"{DEMO_CUSTOMER_PASSWORD}\") with a card, a bank account, top-ups and a withdrawal"
+        );
+        println!("  try: POST /v1/auth/sessions, then GET /v1/me/top-ups and /v1/me/withdrawals (README: Funding the wallet)");
+    }
     Ok(())
 }

@@ -99,6 +99,32 @@ enum Top {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Reconcile a connector's settlement report against the funding
+    /// records and the ledger; lists every break.
+    #[command(
+        after_help = "Exits 0 when everything matches, 1 when there are breaks (missing_in_ledger,\n\
+        missing_at_connector, amount_mismatch, stuck_pending), each printed on a line.\n\
+        The built-in simulators keep their books in the database, so their report is read from there.\n\n\
+        Examples:\n  \
+        coffer reconcile --connector card_network                       # the last 24 hours\n  \
+        coffer reconcile --connector core_banking --from 2026-11-24T16:00:00Z --until 2026-11-25T16:00:00Z"
+    )]
+    Reconcile {
+        /// card_network or core_banking.
+        #[arg(long)]
+        connector: String,
+        /// Start of the window of submissions, RFC 3339 [default: 24 hours before --until].
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the window, exclusive, RFC 3339 [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// Pending operations older than this many minutes are breaks.
+        #[arg(long, default_value_t = 60)]
+        stuck_after_minutes: i64,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Inspect the configuration.
     #[command(
         subcommand,
@@ -238,6 +264,21 @@ fn main() -> ExitCode {
         },
         Top::Migrate { config } => configured(&config.flags(), &env, migrate),
         Top::Verify { config } => configured(&config.flags(), &env, verify),
+        Top::Reconcile {
+            connector,
+            from,
+            until,
+            stuck_after_minutes,
+            config,
+        } => configured(&config.flags(), &env, |config| {
+            reconcile(
+                &connector,
+                from.as_deref(),
+                until.as_deref(),
+                stuck_after_minutes,
+                &config,
+            )
+        }),
         Top::Apikey(Apikey::Create {
             name,
             scopes,
@@ -373,6 +414,81 @@ fn verify(config: Config) -> anyhow::Result<ExitCode> {
     }
     let audit_intact = verify_audit_log(database)?;
     Ok(if ledger_clean && audit_intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn reconcile(
+    connector: &str,
+    from: Option<&str>,
+    until: Option<&str>,
+    stuck_after_minutes: i64,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
+    use coffer_core::Timestamp;
+    use coffer_payments::{CardNetwork, ConnectorKind, CoreBanking};
+    const MINUTE_NANOS: i64 = 60 * 1_000_000_000;
+    let kind = ConnectorKind::parse(connector)
+        .ok_or_else(|| anyhow::anyhow!("--connector: card_network or core_banking"))?;
+    let time = |flag: &str, text: Option<&str>, default: i64| -> anyhow::Result<i64> {
+        match text {
+            None => Ok(default),
+            Some(text) => Timestamp::parse_rfc3339(text)
+                .map(Timestamp::as_nanos)
+                .ok_or_else(|| anyhow::anyhow!("{flag}: not an RFC 3339 time: {text}")),
+        }
+    };
+    let clock = coffer_app::system_clock();
+    let now = clock.now().as_nanos();
+    let until = time("--until", until, now)?;
+    let from = time("--from", from, until.saturating_sub(24 * 60 * MINUTE_NANOS))?;
+    let database = &config.database.url.value;
+    let sql = std::sync::Arc::new(coffer_store::sql::SqlStore::open(database, 1)?);
+    let reader = database.open_reader(1)?;
+    // The simulators keep their books in this database; a real connector's
+    // report would come through its own implementation of the trait.
+    let simulator = coffer_payments::Simulator::new(
+        kind,
+        sql.clone(),
+        clock,
+        coffer_payments::WebhookSecret::generate(),
+        coffer_payments::SimulatorSettings::default(),
+    );
+    let lines = match kind {
+        ConnectorKind::CardNetwork => CardNetwork::settlement_report(&simulator, from, until)?,
+        ConnectorKind::CoreBanking => CoreBanking::settlement_report(&simulator, from, until)?,
+    };
+    let report = coffer_payments::reconcile::reconcile(
+        &sql,
+        reader.as_ref(),
+        kind,
+        &lines,
+        (from, until),
+        now.saturating_sub(stuck_after_minutes.saturating_mul(MINUTE_NANOS)),
+    )?;
+    println!(
+        "reconciled {} from {} until {}: {} report lines, {} matched, {} breaks",
+        kind.as_str(),
+        Timestamp::from_nanos(from).to_rfc3339(),
+        Timestamp::from_nanos(until).to_rfc3339(),
+        report.report_lines,
+        report.matched,
+        report.breaks.len()
+    );
+    for b in &report.breaks {
+        println!(
+            "  - {} funding={} reference={} ours={} theirs={}: {}",
+            b.kind.as_str(),
+            b.funding_id.as_deref().unwrap_or("-"),
+            b.connector_reference.as_deref().unwrap_or("-"),
+            b.ours.map_or("-".into(), |a| a.to_string()),
+            b.theirs.map_or("-".into(), |a| a.to_string()),
+            b.detail
+        );
+    }
+    Ok(if report.breaks.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

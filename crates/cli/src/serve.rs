@@ -22,6 +22,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// queries than ledger reads.
 const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
+/// How often simulated callbacks are delivered and overdue operations looked at.
+const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
 
@@ -79,6 +81,9 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     // SMS and e-mail leave through simulators until the bank's gateways are
     // configured; they record what would have been sent.
     // With --demo the console stands in for the customer's phone.
+    let demo_sms = Arc::new(coffer_notify::SimulatedTransport::on_console(
+        coffer_notify::Channel::Sms,
+    ));
     let simulator = |channel| {
         Arc::new(if args.demo {
             coffer_notify::SimulatedTransport::on_console(channel)
@@ -87,7 +92,12 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         }) as Arc<dyn coffer_notify::Transport>
     };
     let transports = vec![
-        simulator(coffer_notify::Channel::Sms),
+        if args.demo {
+            // Kept, so that the demo can register its customer with the code.
+            demo_sms.clone() as Arc<dyn coffer_notify::Transport>
+        } else {
+            simulator(coffer_notify::Channel::Sms)
+        },
         simulator(coffer_notify::Channel::Email),
     ];
     let customers = coffer_api::CustomerServices::open_with(
@@ -138,6 +148,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             )
             .await?;
         }
+        let funding = state.funding.clone();
+        tokio::task::spawn_blocking(move || funding.open_accounts())
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
+        if args.demo {
+            demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+        }
         println!(
             "Coffer is running at {base_url}/ (database {}, schema v{version})",
             database.redacted()
@@ -150,7 +167,16 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             config.idempotency.retention_hours.value,
         ));
-        let router = coffer_api::router(state);
+        let router = coffer_api::router(state.clone());
+        // Callbacks of the simulated card network and core banking system,
+        // and the resolver for operations whose callback is overdue.
+        tokio::spawn(coffer_api::connector_tasks::run(
+            router.clone(),
+            state.connectors.simulators.clone(),
+            state.funding.clone(),
+            clock.clone(),
+            CONNECTOR_TASKS_INTERVAL,
+        ));
         match &config.server.tls {
             Some(tls) => {
                 let listener = tls::TlsListener::new(listener, tls.server_config.clone())?;

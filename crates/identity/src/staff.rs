@@ -71,16 +71,19 @@ pub enum Permission {
     ProposeSensitive,
     /// Approve or reject someone else's proposal (checker).
     ApproveSensitive,
+    /// Reconcile connector settlement reports against the ledger.
+    Reconcile,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
         Permission::ReadAudit,
         Permission::ProposeSensitive,
         Permission::ApproveSensitive,
+        Permission::Reconcile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Permission {
             Permission::ReadAudit => "read_audit",
             Permission::ProposeSensitive => "propose_sensitive",
             Permission::ApproveSensitive => "approve_sensitive",
+            Permission::Reconcile => "reconcile",
         }
     }
 }
@@ -108,12 +112,12 @@ pub fn permits(role: Role, permission: Permission) -> bool {
             )
             | (
                 ComplianceOfficer,
-                ViewCustomers | ReviewKyc | ReadAudit | ApproveSensitive
+                ViewCustomers | ReviewKyc | ReadAudit | ApproveSensitive | Reconcile
             )
             | (ProductManager, ProposeSensitive)
             | (
                 Administrator,
-                ViewCustomers | FreezeCustomers | ReadAudit | ApproveSensitive
+                ViewCustomers | FreezeCustomers | ReadAudit | ApproveSensitive | Reconcile
             )
     )
 }

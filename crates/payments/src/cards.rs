@@ -312,6 +312,43 @@ impl Cards {
             .collect()
     }
 
+    /// One active card of the customer.
+    pub fn get(&self, customer_id: &str, card_id: &str) -> Result<CardView, CardError> {
+        let row = self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT id, brand, funding, last4, expiry_month, expiry_year, status FROM cards \
+                     WHERE id = $1 AND customer_id = $2 AND status = 'active'",
+                    sql_params![card_id, customer_id],
+                )
+            })?
+            .ok_or(CardError::NotFound)?;
+        Ok(CardView {
+            id: row.text(0)?,
+            brand: brand_name(&row.text(1)?),
+            funding: row.text(2)?,
+            last4: row.text(3)?,
+            expiry_month: row.int(4)?,
+            expiry_year: row.int(5)?,
+            status: row.text(6)?,
+        })
+    }
+
+    /// The card number, decrypted, for the card network connector only.
+    pub fn number(&self, customer_id: &str, card_id: &str) -> Result<Secret<String>, CardError> {
+        let row = self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT pan_enc FROM cards WHERE id = $1 AND customer_id = $2",
+                    sql_params![card_id, customer_id],
+                )
+            })?
+            .ok_or(CardError::NotFound)?;
+        Ok(self.vault.decrypt_text(PAN_CONTEXT, &row.bytes(0)?)?)
+    }
+
     pub fn remove(
         &self,
         customer_id: &str,

@@ -1,7 +1,30 @@
-//! Wallet payments. This first part holds linked payment methods: cards
-//! (debit, credit, prepaid, gift), kept to the PCI DSS rules for stored
-//! account data.
+//! Wallet payments: linked payment methods (cards, bank accounts), the
+//! connectors to the card network and the core banking system (with
+//! simulators), top-ups and withdrawals through ledger holds, and the
+//! reconciliation of connector reports against the ledger.
 
+pub mod bank_accounts;
 pub mod cards;
+pub mod connectors;
+pub mod funding;
+pub mod reconcile;
+pub mod simulator;
 
-pub use cards::{Brand, CardError, CardView, Cards, NewCard, ENCRYPTED_COLUMNS};
+pub use bank_accounts::{BankAccountError, BankAccountView, BankAccounts, BANKS};
+pub use cards::{Brand, CardError, CardView, Cards, NewCard};
+
+/// Every encrypted column this crate owns (card and bank account numbers).
+pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 2] = [
+    cards::ENCRYPTED_COLUMNS[0],
+    bank_accounts::ENCRYPTED_COLUMNS[0],
+];
+pub use connectors::{
+    Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
+    WebhookSecret, SIGNATURE_HEADER,
+};
+pub use funding::{
+    CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
+    FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
+};
+pub use reconcile::{Break, BreakKind, Reconciliation};
+pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("migrations/postgres_0011_step_up_passkeys_and_key_rotation.sql"),
     ),
+    (12, include_str!("migrations/postgres_0012_funding.sql")),
     (13, include_str!("migrations/postgres_0013_ledger_log.sql")),
 ];
 
@@ -53,19 +54,21 @@ fn migrate_client(client: &mut Client) -> Result<i64, StoreError> {
     let mut transaction = client.transaction()?;
     // Two processes starting at once must not both apply a migration.
     transaction.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")?;
-    let current: i64 = transaction
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            &[],
-        )?
-        .get(0);
+    let applied: std::collections::HashSet<i64> = transaction
+        .query("SELECT version FROM schema_migrations", &[])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
     if current > supported {
         return Err(StoreError::SchemaTooNew {
             found: current,
             supported,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every version not yet applied, not only those above the highest:
+    // migrations written on parallel branches can land out of order.
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         transaction.batch_execute(sql)?;
         transaction.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",

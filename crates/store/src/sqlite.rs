@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("migrations/sqlite_0011_step_up_passkeys_and_key_rotation.sql"),
     ),
+    (12, include_str!("migrations/sqlite_0012_funding.sql")),
     (13, include_str!("migrations/sqlite_0013_ledger_log.sql")),
 ];
 
@@ -80,18 +81,23 @@ fn migrate_connection(connection: &mut Connection) -> Result<i64, StoreError> {
     let supported = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = transaction.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
+    let applied: std::collections::HashSet<i64> = {
+        let mut statement = transaction.prepare("SELECT version FROM schema_migrations")?;
+        let versions = statement
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        versions
+    };
+    let current = applied.iter().copied().max().unwrap_or(0);
     if current > supported {
         return Err(StoreError::SchemaTooNew {
             found: current,
             supported,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+    // Every version not yet applied, not only those above the highest:
+    // migrations written on parallel branches can land out of order.
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
         transaction.execute_batch(sql)?;
         transaction.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, strftime('%s','now'))",

@@ -1,0 +1,488 @@
+//! A seeded simulation of funding: random top-ups and withdrawals by several
+//! customers, with every kind of connector failure, callbacks delivered
+//! twice, late or never (the resolver's status query then decides), and
+//! 3-D Secure answered right or wrong. After every step each resolved
+//! operation must have the outcome its test number promises, each wallet
+//! must hold exactly what a simple model says (posted, and available net of
+//! held withdrawals), and at the end `coffer verify`'s audit of the ledger
+//! must be clean. A failure names its seed; `COFFER_SEED=<n>` replays it.
+
+use std::sync::Arc;
+
+use coffer_app::Engine;
+use coffer_core::{Identifier, Secret};
+use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
+use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
+use coffer_payments::{
+    BankAccounts, Callback, Cards, ClientKey, ConnectorKind, Funding, FundingError, FundingPolicy,
+    FundingState, NewCard, Simulator, SimulatorSettings, Source, TopUpRequest, WebhookSecret,
+    WithdrawalRequest, CHALLENGE_ANSWER,
+};
+use coffer_store::sql::SqlStore;
+use coffer_testkit::TestDatabase;
+use coffer_vault::{LocalMasterKey, Vault};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const CUSTOMERS: usize = 3;
+const STEPS: usize = 80;
+
+struct World {
+    funding: Funding,
+    identity: Arc<Identity>,
+    dispatcher: Dispatcher,
+    sms: Arc<SimulatedTransport>,
+    cards: Arc<Cards>,
+    bank_accounts: Arc<BankAccounts>,
+    simulators: Vec<(Arc<Simulator>, WebhookSecret)>,
+    reader: Arc<dyn coffer_store::LedgerReader>,
+    _engine: Arc<Engine>,
+}
+
+fn world(database: &coffer_store::Database) -> World {
+    let clock = coffer_app::system_clock();
+    let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
+    let vault = Arc::new(
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([4; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
+    );
+    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
+    let dispatcher = Dispatcher::new(
+        sql.clone(),
+        vault.clone(),
+        clock.clone(),
+        vec![sms.clone() as Arc<dyn Transport>],
+    );
+    // Limits out of the way: this is about money, not limits (the HTTP tests cover those).
+    let roomy = TierLimits {
+        balance_cap: i64::MAX / 4,
+        per_payment: i64::MAX / 4,
+        daily: i64::MAX / 4,
+        monthly: i64::MAX / 4,
+    };
+    let identity = Arc::new(Identity::new(
+        sql.clone(),
+        vault.clone(),
+        clock.clone(),
+        Policy {
+            tiers: Tiers([roomy, roomy, roomy]),
+            ..Policy::default()
+        },
+        PasswordPolicy::new(None),
+    ));
+    let engine = Arc::new(Engine::start(database, clock.clone()).expect("engine"));
+    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
+    let settings = SimulatorSettings {
+        callback_delay_ms: 0,
+        duplicate_callbacks: true,
+        late_callbacks: true,
+        challenge_timeout_ms: 3_600_000,
+    };
+    let simulator = |kind| {
+        let secret = WebhookSecret::generate();
+        (
+            Arc::new(Simulator::new(
+                kind,
+                sql.clone(),
+                clock.clone(),
+                secret.clone(),
+                settings.clone(),
+            )),
+            secret,
+        )
+    };
+    let simulators = vec![
+        simulator(ConnectorKind::CardNetwork),
+        simulator(ConnectorKind::CoreBanking),
+    ];
+    let cards = Arc::new(Cards::new(sql.clone(), vault.clone()));
+    let bank_accounts = Arc::new(BankAccounts::new(sql.clone(), vault));
+    let funding = Funding::new(
+        sql,
+        engine.clone(),
+        reader.clone(),
+        identity.clone(),
+        cards.clone(),
+        bank_accounts.clone(),
+        simulators[0].0.clone(),
+        simulators[1].0.clone(),
+        clock,
+        FundingPolicy {
+            status_query_after_ms: 0,
+            ..FundingPolicy::default()
+        },
+    );
+    funding.open_accounts().expect("accounts");
+    World {
+        funding,
+        identity,
+        dispatcher,
+        sms,
+        cards,
+        bank_accounts,
+        simulators,
+        reader,
+        _engine: engine,
+    }
+}
+
+/// What a test number promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expect {
+    Succeeds,
+    Fails(&'static str),
+    /// 3-D Secure: decided by the answer given later.
+    Challenge,
+}
+
+const CARDS: [(&str, Expect); 5] = [
+    ("4111111111111111", Expect::Succeeds),
+    ("4000000000000002", Expect::Fails("card_declined")),
+    ("4000000000009995", Expect::Fails("insufficient_funds")),
+    ("4000000000000069", Expect::Fails("timeout")),
+    ("4000000000003220", Expect::Challenge),
+];
+const ACCOUNTS: [(&str, Expect); 3] = [
+    ("6222000000000001", Expect::Succeeds),
+    ("6222000000000002", Expect::Fails("account_closed")),
+    ("6222000000000069", Expect::Fails("timeout")),
+];
+
+struct Customer {
+    id: String,
+    cards: Vec<String>,
+    accounts: Vec<String>,
+    posted: i64,
+    held_out: i64,
+}
+
+struct Open {
+    funding_id: String,
+    customer: usize,
+    withdrawal: bool,
+    amount: i64,
+    expect: Expect,
+}
+
+fn register(world: &World, n: usize) -> String {
+    let phone = format!("+86137{:08}", 10_000 + n);
+    let context = Context {
+        ip: "sim".into(),
+        device: "sim".into(),
+    };
+    let started = world
+        .identity
+        .start_registration(&phone, &context)
+        .expect("start");
+    world.dispatcher.run_once().expect("dispatch");
+    let code = world.sms.last_code(&phone).expect("code");
+    let (customer, _) = world
+        .identity
+        .complete_registration(
+            &started.registration_id,
+            &Secret::new(code),
+            &Secret::new("a walk by the lake".into()),
+            "Sim",
+            coffer_identity::TERMS_VERSION,
+            &context,
+        )
+        .expect("complete");
+    customer.id
+}
+
+fn run(seed: u64, database: &coffer_store::Database) {
+    let world = world(database);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut customers: Vec<Customer> = (0..CUSTOMERS)
+        .map(|n| {
+            let id = register(&world, n + seed as usize % 1000 * 10);
+            let cards = CARDS
+                .iter()
+                .map(|(number, _)| {
+                    world
+                        .cards
+                        .link(
+                            &id,
+                            NewCard {
+                                number: Secret::new(number.to_string()),
+                                expiry_month: 12,
+                                expiry_year: 2035,
+                                cvv: Secret::new("123".into()),
+                                funding: "debit".into(),
+                            },
+                            (2026, 11),
+                            "sim",
+                            0,
+                        )
+                        .expect("card")
+                        .id
+                })
+                .collect();
+            let accounts = ACCOUNTS
+                .iter()
+                .map(|(number, _)| {
+                    world
+                        .bank_accounts
+                        .link(&id, "ICBC", &Secret::new(number.to_string()), "sim", 0)
+                        .expect("account")
+                        .id
+                })
+                .collect();
+            Customer {
+                id,
+                cards,
+                accounts,
+                posted: 0,
+                held_out: 0,
+            }
+        })
+        .collect();
+    let mut open: Vec<Open> = Vec::new();
+    let mut answers: Vec<(String, bool)> = Vec::new();
+    for step in 0..STEPS {
+        let context = format!("seed {seed}, step {step}");
+        let who = rng.random_range(0..CUSTOMERS);
+        match rng.random_range(0..10) {
+            0..=3 => {
+                let from_account = rng.random_bool(0.3);
+                let (source, expect) = if from_account {
+                    let pick = rng.random_range(0..ACCOUNTS.len());
+                    (
+                        Source::BankAccount(customers[who].accounts[pick].clone()),
+                        ACCOUNTS[pick].1.clone(),
+                    )
+                } else {
+                    let pick = rng.random_range(0..CARDS.len());
+                    (
+                        Source::Card(customers[who].cards[pick].clone()),
+                        CARDS[pick].1.clone(),
+                    )
+                };
+                let amount = rng.random_range(1..=20_000);
+                let view = world
+                    .funding
+                    .top_up(
+                        &customers[who].id,
+                        &ClientKey {
+                            key: format!("tu-{step}"),
+                            request_hash: format!("h-{step}"),
+                        },
+                        &TopUpRequest {
+                            source,
+                            amount,
+                            currency: "CNY".into(),
+                        },
+                        "sim",
+                    )
+                    .unwrap_or_else(|e| panic!("{context}: top-up {e}"));
+                assert_eq!(view.state, FundingState::Pending, "{context}");
+                let expect = if expect == Expect::Challenge {
+                    assert_eq!(view.next_action.as_deref(), Some("three_d_secure"));
+                    let right = rng.random_bool(0.5);
+                    answers.push((view.id.clone(), right));
+                    if right {
+                        Expect::Succeeds
+                    } else {
+                        Expect::Fails("authentication_failed")
+                    }
+                } else {
+                    expect
+                };
+                open.push(Open {
+                    funding_id: view.id,
+                    customer: who,
+                    withdrawal: false,
+                    amount,
+                    expect,
+                });
+            }
+            4..=6 => {
+                let pick = rng.random_range(0..ACCOUNTS.len());
+                let available = customers[who].posted - customers[who].held_out;
+                let amount = rng.random_range(1..=25_000);
+                let result = world.funding.withdraw(
+                    &customers[who].id,
+                    &ClientKey {
+                        key: format!("wd-{step}"),
+                        request_hash: format!("h-{step}"),
+                    },
+                    &WithdrawalRequest {
+                        bank_account_id: customers[who].accounts[pick].clone(),
+                        amount,
+                        currency: "CNY".into(),
+                        step_up_challenge_id: None,
+                    },
+                    "sim",
+                );
+                if amount > available {
+                    assert!(
+                        matches!(result, Err(FundingError::InsufficientFunds)),
+                        "{context}: {amount} of {available}: {result:?}"
+                    );
+                } else {
+                    let view = result.unwrap_or_else(|e| panic!("{context}: withdraw {e}"));
+                    customers[who].held_out += amount;
+                    open.push(Open {
+                        funding_id: view.id,
+                        customer: who,
+                        withdrawal: true,
+                        amount,
+                        expect: ACCOUNTS[pick].1.clone(),
+                    });
+                }
+            }
+            7 => deliver(&world, &mut rng),
+            8 => {
+                if let Some((funding_id, right)) = answers.pop() {
+                    let owner = open
+                        .iter()
+                        .find(|o| o.funding_id == funding_id)
+                        .map_or(0, |o| o.customer);
+                    let answer = if right { CHALLENGE_ANSWER } else { "000000" };
+                    world
+                        .funding
+                        .authenticate(
+                            &customers[owner].id,
+                            &funding_id,
+                            &Secret::new(answer.into()),
+                        )
+                        .unwrap_or_else(|e| panic!("{context}: authenticate {e}"));
+                }
+            }
+            _ => {
+                world.funding.resolve_pending().expect("resolve");
+            }
+        }
+        settle_model(&world, &mut customers, &mut open, &context);
+        check_balances(&world, &customers, &context);
+    }
+    // Answer every challenge, deliver everything, resolve the rest.
+    while let Some((funding_id, right)) = answers.pop() {
+        let owner = open
+            .iter()
+            .find(|o| o.funding_id == funding_id)
+            .map_or(0, |o| o.customer);
+        let answer = if right { CHALLENGE_ANSWER } else { "000000" };
+        world
+            .funding
+            .authenticate(
+                &customers[owner].id,
+                &funding_id,
+                &Secret::new(answer.into()),
+            )
+            .expect("authenticate");
+    }
+    for _ in 0..3 {
+        deliver(&world, &mut rng);
+        world.funding.resolve_pending().expect("resolve");
+    }
+    let context = format!("seed {seed}, at the end");
+    settle_model(&world, &mut customers, &mut open, &context);
+    assert!(open.is_empty(), "{context}: still pending: {}", open.len());
+    check_balances(&world, &customers, &context);
+    let report = coffer_app::verify(world.reader.as_ref(), &mut |_| {}).expect("verify");
+    assert!(report.is_clean(), "{context}: {:?}", report.violations);
+}
+
+/// Hands over the due callbacks: each delivered with probability 0.8 (the
+/// rest are lost), and a delivered one again with probability 0.3.
+fn deliver(world: &World, rng: &mut StdRng) {
+    for (simulator, secret) in &world.simulators {
+        for callback in simulator.take_due(i64::MAX).expect("callbacks") {
+            if !rng.random_bool(0.8) {
+                continue;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            secret
+                .verify(&callback.signature, callback.body.as_bytes(), now)
+                .expect("signed");
+            let body: Callback = serde_json::from_str(&callback.body).expect("callback");
+            for _ in 0..if rng.random_bool(0.3) { 2 } else { 1 } {
+                world
+                    .funding
+                    .apply_callback(simulator.kind(), &body)
+                    .expect("apply");
+            }
+        }
+    }
+}
+
+/// Applies every newly resolved operation to the model, checking its outcome.
+fn settle_model(world: &World, customers: &mut [Customer], open: &mut Vec<Open>, context: &str) {
+    open.retain(|op| {
+        let customer = &mut customers[op.customer];
+        let view = world
+            .funding
+            .get(&customer.id, &op.funding_id)
+            .expect("funding");
+        let outcome = match view.state {
+            FundingState::Pending => return true,
+            FundingState::Succeeded => Expect::Succeeds,
+            FundingState::Failed => Expect::Fails(match view.reason.as_deref() {
+                Some("card_declined") => "card_declined",
+                Some("insufficient_funds") => "insufficient_funds",
+                Some("timeout") => "timeout",
+                Some("account_closed") => "account_closed",
+                Some("authentication_failed") => "authentication_failed",
+                other => panic!("{context}: unexpected reason {other:?}"),
+            }),
+        };
+        assert_eq!(outcome, op.expect, "{context}: {}", op.funding_id);
+        if op.withdrawal {
+            customer.held_out -= op.amount;
+            if outcome == Expect::Succeeds {
+                customer.posted -= op.amount;
+            }
+        } else if outcome == Expect::Succeeds {
+            customer.posted += op.amount;
+        }
+        false
+    });
+}
+
+fn check_balances(world: &World, customers: &[Customer], context: &str) {
+    for customer in customers {
+        let wallet = Identifier::parse(&format!("wallet:{}:cny", customer.id)).expect("id");
+        // The wallet opens with the customer's first funding.
+        let balances = world
+            .reader
+            .account(&wallet)
+            .expect("read")
+            .map_or((0, 0), |a| (a.posted(), a.available()));
+        assert_eq!(
+            balances,
+            (customer.posted, customer.posted - customer.held_out),
+            "{context}: {}",
+            customer.id
+        );
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    match std::env::var("COFFER_SEED") {
+        Ok(seed) => vec![seed.parse().expect("COFFER_SEED is a number")],
+        Err(_) => vec![1, 2, 3],
+    }
+}
+
+#[test]
+fn random_fundings_keep_the_books_and_the_model_equal_on_sqlite() {
+    for seed in seeds() {
+        let db = TestDatabase::sqlite();
+        run(seed, &db.database);
+    }
+}
+
+#[test]
+fn random_fundings_keep_the_books_and_the_model_equal_on_postgres() {
+    let seed = seeds()[0] + 100;
+    let db = TestDatabase::postgres();
+    run(seed, &db.database);
+}
