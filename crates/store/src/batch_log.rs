@@ -405,3 +405,192 @@ impl<'a> Reader<'a> {
 fn truncated() -> StoreError {
     StoreError::Corrupt("log record is truncated".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use coffer_core::{Amount, Code, Currency, Identifier, Timestamp};
+    use coffer_ledger::{
+        AccountKind, AccountSpec, BalanceConstraint, Command, Known, Ledger, Metadata,
+        TransferCommand, TransferOp,
+    };
+
+    use super::*;
+
+    fn id(text: &str) -> Identifier {
+        Identifier::parse(text).expect("id")
+    }
+
+    fn open(account: &str, kind: AccountKind, constraint: BalanceConstraint) -> Command {
+        Command::OpenAccount(AccountSpec {
+            id: id(account),
+            currency: Currency::parse("CNY").expect("CNY"),
+            kind,
+            constraint,
+            owner: id("owner-1"),
+        })
+    }
+
+    fn transfer(transfer_id: &str, op: TransferOp, metadata: &[(&str, &str)]) -> TransferCommand {
+        let map: BTreeMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TransferCommand {
+            id: id(transfer_id),
+            op,
+            code: Code::parse("payment").expect("code"),
+            metadata: Metadata::new(map).expect("metadata"),
+        }
+    }
+
+    fn post(debit: &str, credit: &str, minor: i64) -> TransferOp {
+        TransferOp::Post {
+            debit: id(debit),
+            credit: id(credit),
+            amount: Amount::new(minor).expect("amount"),
+            currency: Currency::parse("CNY").expect("CNY"),
+        }
+    }
+
+    /// Every kind of event, hold change and response survives the log intact.
+    #[test]
+    fn a_record_decodes_to_exactly_what_was_encoded() {
+        let now = Timestamp::from_nanos(1_800_000_000_000_000_000);
+        let mut ledger = Ledger::default();
+        let known = Known::default();
+        let commands = vec![
+            open("bank", AccountKind::Asset, BalanceConstraint::None),
+            open(
+                "alice",
+                AccountKind::Liability,
+                BalanceConstraint::NoOverdraft,
+            ),
+            open(
+                "bob",
+                AccountKind::Liability,
+                BalanceConstraint::NoOverdraft,
+            ),
+            open(
+                "shut",
+                AccountKind::Liability,
+                BalanceConstraint::NoOverdraft,
+            ),
+            Command::CloseAccount(id("shut")),
+            Command::Transfers {
+                transfers: vec![
+                    transfer("fund", post("bank", "alice", 10_000), &[]),
+                    transfer(
+                        "pay",
+                        post("alice", "bob", 2_500),
+                        &[("order", "A-1"), ("note", "早餐 ☕")],
+                    ),
+                    transfer(
+                        "h1",
+                        TransferOp::Hold {
+                            debit: id("alice"),
+                            credit: id("bob"),
+                            amount: Amount::new(700).expect("amount"),
+                            currency: Currency::parse("CNY").expect("CNY"),
+                            timeout_ms: 60_000,
+                        },
+                        &[],
+                    ),
+                    transfer(
+                        "c1",
+                        TransferOp::Capture {
+                            hold: id("h1"),
+                            amount: Some(Amount::new(300).expect("amount")),
+                        },
+                        &[],
+                    ),
+                    transfer(
+                        "h2",
+                        TransferOp::Hold {
+                            debit: id("alice"),
+                            credit: id("bob"),
+                            amount: Amount::new(50).expect("amount"),
+                            currency: Currency::parse("CNY").expect("CNY"),
+                            timeout_ms: 1_000,
+                        },
+                        &[],
+                    ),
+                ],
+                linked: true,
+            },
+        ];
+        for command in &commands {
+            ledger.execute(command, now, &known);
+        }
+        let batch = ledger.seal().expect("a batch");
+        assert!(batch.hold_changes.len() >= 3, "{:?}", batch.hold_changes);
+        let entry = LogEntry {
+            seq: 42,
+            batch: Some(batch),
+            responses: vec![StoredResponse {
+                principal: "partner-1".into(),
+                key: "k-1".into(),
+                request_hash: "abc".into(),
+                status: 201,
+                body: "{\"id\":\"pay\"}".into(),
+                created_at: 7,
+            }],
+        };
+        let bytes = encode(&entry);
+        let decoded = decode(42, &bytes).expect("decodes");
+        let (original, back) = (
+            entry.batch.as_ref().expect("batch"),
+            decoded.batch.as_ref().expect("batch"),
+        );
+        assert_eq!(back.events, original.events);
+        assert_eq!(back.accounts, original.accounts);
+        assert_eq!(back.hold_changes, original.hold_changes);
+        assert_eq!(back.journal, original.journal);
+        assert_eq!(decoded.responses, entry.responses);
+        assert_eq!(decoded.seq, 42);
+
+        // A responses-only record (requests the ledger refused).
+        let refusal = LogEntry {
+            seq: 43,
+            batch: None,
+            responses: entry.responses.clone(),
+        };
+        let decoded = decode(43, &encode(&refusal)).expect("decodes");
+        assert!(decoded.batch.is_none());
+        assert_eq!(decoded.responses, refusal.responses);
+    }
+
+    /// A damaged record is refused, never half-applied.
+    #[test]
+    fn a_truncated_or_altered_record_is_corrupt() {
+        let entry = LogEntry {
+            seq: 1,
+            batch: None,
+            responses: vec![StoredResponse {
+                principal: "p".into(),
+                key: "k".into(),
+                request_hash: "h".into(),
+                status: 200,
+                body: "{}".into(),
+                created_at: 1,
+            }],
+        };
+        let bytes = encode(&entry);
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(decode(1, &bytes[..cut]), Err(StoreError::Corrupt(_))),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(decode(1, &longer), Err(StoreError::Corrupt(_))));
+        let mut other_version = bytes;
+        other_version[0] = 9;
+        assert!(matches!(
+            decode(1, &other_version),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
