@@ -759,7 +759,7 @@ pub(crate) async fn disable_totp(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",
@@ -851,7 +851,7 @@ pub(crate) async fn start_step_up(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    idempotency::run_private(
         &state,
         &principal,
         "customer",
@@ -939,7 +939,9 @@ pub(crate) async fn verify_step_up(
 ) -> Response {
     let principal = customer_principal(&session);
     let session = Arc::new(session);
-    idempotency::run(
+    // The body holds a one-time code: its fingerprint is a keyed hash, so a
+    // six-digit code cannot be recovered from the idempotency table.
+    idempotency::run_private(
         &state,
         &principal,
         "customer",

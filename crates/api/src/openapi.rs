@@ -92,6 +92,7 @@ pub const SESSION_SCHEME: &str = "session";
         staff_routes::find_customer,
         staff_routes::view_customer,
         staff_routes::freeze_customer,
+        staff_routes::unlock_customer,
         staff_routes::kyc_queue,
         staff_routes::decide_kyc,
         staff_routes::read_audit,

@@ -35,6 +35,7 @@ pub fn routes() -> RouteTable {
         .get("/v1/staff/customers", find_customer)
         .get("/v1/staff/customers/{id}", view_customer)
         .post("/v1/staff/customers/{id}/freeze", freeze_customer)
+        .post("/v1/staff/customers/{id}/unlock", unlock_customer)
         .get("/v1/staff/kyc/reviews", kyc_queue)
         .post("/v1/staff/kyc/reviews/{id}/decide", decide_kyc)
         .get("/v1/staff/audit", read_audit)
@@ -381,6 +382,60 @@ pub(crate) async fn freeze_customer(
             .await?;
             state.dispatcher.nudge();
             Ok((StatusCode::OK, r#"{"frozen":true}"#.to_string()))
+        },
+    )
+    .await
+}
+
+#[utoipa::path(post, path = "/v1/staff/customers/{id}/unlock", tag = "staff", summary = "Lift a sign-in lock-out",
+    description = "For a customer locked out by too many failed sign-ins who called the bank and was identified. The failures are forgotten and the customer alerted. Needs `unlock_customers`. Does not unfreeze (that needs an approval).",
+    params(("id" = String, Path, description = "The customer id."), IdempotencyKey),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Unlocked."),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`: no customer with this id.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+        (status = 503, description = "`unavailable`.", body = crate::error::ErrorBody),
+    ),
+    security(("staff" = [])))]
+pub(crate) async fn unlock_customer(
+    State(state): State<AppState>,
+    session: StaffSession,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Response {
+    if let Err(error) = session
+        .info
+        .require(coffer_identity::Permission::UnlockCustomers)
+    {
+        return ApiError::from(error).into_response();
+    }
+    let principal = staff_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run(
+        &state,
+        &principal,
+        "staff",
+        &headers,
+        &format!("unlock:{id}"),
+        &body,
+        || async {
+            let request: ReasonRequest = parse(&body)?;
+            let identity = state.identity.clone();
+            let session = session.clone();
+            identity_call(move || {
+                identity.unlock_customer(&session.info, &id, &request.reason, &session.context)
+            })
+            .await?;
+            state.dispatcher.nudge();
+            Ok((StatusCode::OK, r#"{"unlocked":true}"#.to_string()))
         },
     )
     .await

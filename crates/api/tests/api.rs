@@ -778,6 +778,32 @@ async fn customer_journey(app: &App) {
     assert_eq!(body["error"]["code"], "too_many_attempts");
     assert!(headers.get("retry-after").is_some());
 
+    // The customer calls the bank; support lifts the lock (the customer is
+    // alerted) and the right password works again at once.
+    let support = new_staff(&app, "support.unlock", vec![coffer_identity::Role::Support]).await;
+    let support_bearer = staff_bearer(&app, &support, "support.unlock").await;
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            &format!("/v1/staff/customers/{customer_id}/unlock"),
+            &[
+                ("Authorization", &support_bearer),
+                ("Idempotency-Key", "unlock-1"),
+            ],
+            Some(json!({"reason": "called the bank, identity checked"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = app
+        .send(
+            Method::POST,
+            "/v1/auth/sessions",
+            &[],
+            Some(login(PHONE, PASSWORD)),
+        )
+        .await;
+    assert_eq!(status, 201, "unlocked: {body}");
+
     // Sign out: the token stops working and the cookie is cleared.
     let (status, _, headers) = app
         .send(
@@ -1244,6 +1270,12 @@ async fn every_staff_route_checks_every_role() {
             format!("/v1/staff/customers/{customer}/freeze"),
             Some(json!({"reason": "matrix"})),
             Some(Permission::FreezeCustomers),
+        ),
+        (
+            Method::POST,
+            format!("/v1/staff/customers/{customer}/unlock"),
+            Some(json!({"reason": "called the bank, identity checked"})),
+            Some(Permission::UnlockCustomers),
         ),
         (
             Method::GET,

@@ -579,36 +579,6 @@ impl Identity {
         })
     }
 
-    /// Ends the lock of a contact (staff action or a verified code). Audited
-    /// as the system's action until staff identities exist to name the actor.
-    pub fn unlock(&self, customer_id: &str, context: &Context) -> Result<(), IdentityError> {
-        let row = self
-            .sql
-            .run(|db| {
-                db.query_opt(
-                    "SELECT contact_index FROM customers WHERE id = $1",
-                    sql_params![customer_id],
-                )
-            })?
-            .ok_or(IdentityError::NotFound("customer"))?;
-        let subject = format!("contact:{}", row.text(0)?);
-        self.sql.transaction(|db| -> Result<(), IdentityError> {
-            throttle::clear(db, &subject)?;
-            self.append(
-                db,
-                &Entry {
-                    at: self.now(),
-                    actor: ACTOR_SYSTEM,
-                    action: "unlocked",
-                    subject: Some(customer_id),
-                    ip: &context.ip,
-                    outcome: Outcome::Ok,
-                    detail: "",
-                },
-            )
-        })
-    }
-
     /// The session a token names, if it is live; slides its idle expiry.
     pub fn authenticate(&self, token: &Secret<String>) -> Result<SessionInfo, IdentityError> {
         session::authenticate(&self.sql, &self.policy, token, self.now())

@@ -73,10 +73,12 @@ pub enum Permission {
     ApproveSensitive,
     /// Reconcile connector settlement reports against the ledger.
     Reconcile,
+    /// Lift a sign-in lock-out (after checking it is the customer calling).
+    UnlockCustomers,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -84,6 +86,7 @@ impl Permission {
         Permission::ProposeSensitive,
         Permission::ApproveSensitive,
         Permission::Reconcile,
+        Permission::UnlockCustomers,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Permission {
             Permission::ProposeSensitive => "propose_sensitive",
             Permission::ApproveSensitive => "approve_sensitive",
             Permission::Reconcile => "reconcile",
+            Permission::UnlockCustomers => "unlock_customers",
         }
     }
 }
@@ -105,10 +109,10 @@ pub fn permits(role: Role, permission: Permission) -> bool {
     use Role::*;
     matches!(
         (role, permission),
-        (Support, ViewCustomers | ProposeSensitive)
+        (Support, ViewCustomers | ProposeSensitive | UnlockCustomers)
             | (
                 RiskAnalyst,
-                ViewCustomers | FreezeCustomers | ProposeSensitive | ReadAudit
+                ViewCustomers | FreezeCustomers | ProposeSensitive | ReadAudit | UnlockCustomers
             )
             | (
                 ComplianceOfficer,
@@ -117,7 +121,12 @@ pub fn permits(role: Role, permission: Permission) -> bool {
             | (ProductManager, ProposeSensitive)
             | (
                 Administrator,
-                ViewCustomers | FreezeCustomers | ReadAudit | ApproveSensitive | Reconcile
+                ViewCustomers
+                    | FreezeCustomers
+                    | ReadAudit
+                    | ApproveSensitive
+                    | Reconcile
+                    | UnlockCustomers
             )
     )
 }
@@ -547,6 +556,39 @@ impl Identity {
                 "account_frozen",
                 "Your Coffer wallet has been frozen for your protection. Please contact the bank. \
                  为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
+            )
+        })
+    }
+
+    /// Lifts a customer's sign-in lock-out (the customer called the bank and
+    /// support checked who they are). The throttle forgets the failures; the
+    /// customer is told, so an unlock they did not ask for is noticed.
+    pub fn unlock_customer(
+        &self,
+        staff: &StaffInfo,
+        customer_id: &str,
+        reason: &str,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        staff.require(Permission::UnlockCustomers)?;
+        if reason.trim().is_empty() {
+            return Err(IdentityError::invalid("reason", "say why"));
+        }
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let row = db
+                .query_opt(
+                    "SELECT contact_index FROM customers WHERE id = $1",
+                    sql_params![customer_id],
+                )?
+                .ok_or(IdentityError::NotFound("customer"))?;
+            crate::throttle::clear(db, &format!("contact:{}", row.text(0)?))?;
+            self.staff_audit(db, &staff.actor(), ("customer_unlocked", Some(customer_id)), context, Outcome::Ok, reason)?;
+            self.security_alert(
+                db,
+                customer_id,
+                "account_unlocked",
+                "The bank lifted the sign-in lock on your Coffer wallet. If you did not ask for this, call the bank. \
+                 银行已解除您 Coffer 钱包的登录锁定。如非本人申请，请致电银行。",
             )
         })
     }
