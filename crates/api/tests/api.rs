@@ -780,8 +780,8 @@ async fn customer_journey(app: &App) {
 
     // The customer calls the bank; support lifts the lock (the customer is
     // alerted) and the right password works again at once.
-    let support = new_staff(&app, "support.unlock", vec![coffer_identity::Role::Support]).await;
-    let support_bearer = staff_bearer(&app, &support, "support.unlock").await;
+    let support = new_staff(app, "support.unlock", vec![coffer_identity::Role::Support]).await;
+    let support_bearer = staff_bearer(app, &support, "support.unlock").await;
     let (status, body, _) = app
         .send(
             Method::POST,
