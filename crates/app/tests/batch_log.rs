@@ -167,3 +167,42 @@ fn projected_records_are_pruned_from_the_log() {
         assert_eq!(report.transfers, 1_500);
     }
 }
+
+/// A unique index refusing a racing writer is told apart from a fault, on
+/// both backends: callers turn it into a 409 the client can retry.
+#[test]
+fn a_unique_violation_is_recognised_on_both_backends() {
+    use coffer_store::sql::SqlStore;
+    use coffer_store::{sql_params, StoreError};
+    for db in TestDatabase::both() {
+        let store = SqlStore::open(&db.database, 1).expect("open");
+        store
+            .transaction(|sql| -> Result<(), StoreError> {
+                sql.execute(
+                    "CREATE TABLE race (contact TEXT PRIMARY KEY, note TEXT UNIQUE)",
+                    sql_params![],
+                )?;
+                sql.execute(
+                    "INSERT INTO race (contact, note) VALUES ($1, $2)",
+                    sql_params!["+86", "a"],
+                )?;
+                Ok(())
+            })
+            .expect("setup");
+        for (contact, note) in [("+86", "b"), ("+85", "a")] {
+            let error = store
+                .transaction(|sql| {
+                    sql.execute(
+                        "INSERT INTO race (contact, note) VALUES ($1, $2)",
+                        sql_params![contact, note],
+                    )
+                })
+                .expect_err("duplicate");
+            assert!(error.is_unique_violation(), "{}: {error}", db.name());
+        }
+        let other = store
+            .transaction(|sql| sql.execute("INSERT INTO nowhere VALUES (1)", sql_params![]))
+            .expect_err("no table");
+        assert!(!other.is_unique_violation());
+    }
+}

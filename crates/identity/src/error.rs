@@ -52,7 +52,7 @@ pub enum IdentityError {
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
     #[error("notifications: {0}")]
@@ -107,6 +107,19 @@ impl IdentityError {
                 Some("totp_code")
             }
             _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for IdentityError {
+    /// Two requests racing for one unique value (a contact claimed by a
+    /// registration and a contact change at once) are a conflict the client
+    /// can retry, not a fault: the database's unique index decided.
+    fn from(error: StoreError) -> IdentityError {
+        if error.is_unique_violation() {
+            IdentityError::Conflict("someone else just took this; check and retry")
+        } else {
+            IdentityError::Store(error)
         }
     }
 }
