@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod client_addr;
 pub mod connector_tasks;
 pub mod customer_routes;
 mod docs_page;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     pub dispatcher: Arc<Dispatcher>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Whose `X-Forwarded-For` to believe (none by default).
+    pub trusted_proxies: Arc<client_addr::TrustedProxies>,
     pub provider: Arc<dyn IdentityProvider>,
     pub cards: Arc<coffer_payments::Cards>,
     pub bank_accounts: Arc<coffer_payments::BankAccounts>,
@@ -269,6 +272,7 @@ impl AppState {
             funding,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
+            trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
         }
     }
 
@@ -286,6 +290,12 @@ impl AppState {
             self.clock.clone(),
             policy,
         ));
+        self
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies (see `client_addr`).
+    pub fn with_trusted_proxies(mut self, proxies: client_addr::TrustedProxies) -> AppState {
+        self.trusted_proxies = Arc::new(proxies);
         self
     }
 
@@ -324,6 +334,11 @@ pub fn router(state: AppState) -> Router {
             rate_limit::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        // Outermost of the layers that look at the client's address.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_addr::resolve,
+        ))
         .layer(axum::middleware::from_fn(security_headers::add))
         .with_state(state)
 }

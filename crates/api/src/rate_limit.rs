@@ -5,10 +5,10 @@
 //! rest. Over the limit a request is answered 429 `rate_limited` with
 //! `Retry-After`, before any handler runs.
 //!
-//! The address is the TCP peer (`ConnectInfo`). Behind a reverse proxy or
-//! load balancer that is the proxy, so every client would share one bucket:
-//! there, limit at the proxy and turn these off (rate 0). Forwarded-for
-//! headers are deliberately not trusted: any client can write them.
+//! The address is the TCP peer (`ConnectInfo`), which `client_addr` has
+//! already replaced by the real client when the peer is a configured trusted
+//! proxy; otherwise forwarded-for headers are not believed (any client can
+//! write them).
 //!
 //! Counting is in integer nano-tokens (no floats anywhere in Coffer): a
 //! request costs `TOKEN_NANOS`, and a bucket refills `per_second` tokens per

@@ -25,6 +25,13 @@ struct App {
 }
 
 async fn spawn_app(limits: RateLimits) -> App {
+    spawn_app_behind(limits, coffer_api::client_addr::TrustedProxies::default()).await
+}
+
+async fn spawn_app_behind(
+    limits: RateLimits,
+    proxies: coffer_api::client_addr::TrustedProxies,
+) -> App {
     let db = TestDatabase::sqlite();
     let database = db.database.clone();
     let (state, token) = tokio::task::spawn_blocking(move || {
@@ -60,7 +67,8 @@ async fn spawn_app(limits: RateLimits) -> App {
             clock,
             &customers,
         )
-        .with_rate_limits(limits);
+        .with_rate_limits(limits)
+        .with_trusted_proxies(proxies);
         (state, token)
     })
     .await
@@ -237,4 +245,61 @@ async fn a_burst_beyond_the_limit_gets_429_with_retry_after_then_recovers() {
     let (attempt, headers) = limited.expect("the general limit trips");
     assert!(attempt >= 20, "not before the burst is spent: {attempt}");
     assert!(headers.get("retry-after").is_some());
+}
+
+/// Behind the bank's load balancer (here: the test client on 127.0.0.1) each
+/// customer has their own bucket by `X-Forwarded-For`; an address not listed
+/// as a proxy cannot pick its bucket by writing the header.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
+    use coffer_api::client_addr::{Cidr, TrustedProxies};
+    let tight = || RateLimits {
+        auth: Rate {
+            per_second: 1,
+            burst: 3,
+        },
+        general: Rate {
+            per_second: 1,
+            burst: 3,
+        },
+        clients_max: 100,
+    };
+    let app = spawn_app_behind(
+        tight(),
+        TrustedProxies(vec![Cidr::parse("127.0.0.1").expect("cidr")]),
+    )
+    .await;
+    let from = |client: &str| {
+        app.post("/v1/auth/sessions", json!({}))
+            .header("x-forwarded-for", client)
+    };
+    let mut refused = false;
+    for _ in 0..8 {
+        let (status, _, _) = app.send(from("198.51.100.7")).await;
+        if status == 429 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the first client spent its burst");
+    let (status, _, body) = app.send(from("203.0.113.9")).await;
+    assert_eq!(
+        status, 422,
+        "another client behind the proxy is not limited: {body}"
+    );
+    // A forged left-most hop does not buy a fresh bucket: the proxy's own
+    // entry (right-most) is what counts.
+    let (status, _, _) = app.send(from("203.0.113.77, 198.51.100.7")).await;
+    assert_eq!(status, 429);
+
+    // Without trusted proxies the header is ignored: one bucket for all.
+    let app = spawn_app(tight()).await;
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let request = app
+            .post("/v1/auth/sessions", json!({}))
+            .header("x-forwarded-for", format!("192.0.2.{n}"));
+        statuses.push(app.send(request).await.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
 }

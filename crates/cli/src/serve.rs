@@ -126,7 +126,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             &customers,
         )
-        .with_rate_limits(config.server.rate_limits());
+        .with_rate_limits(config.server.rate_limits())
+        .with_trusted_proxies(config.server.trusted_proxies.value.clone());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -12,7 +12,7 @@ use super::{
     ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
     DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV,
     MASTER_KEY_FILE, PASSKEYS_ORIGIN, PASSKEYS_RP_ID, PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT,
-    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
+    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY, TRUSTED_PROXIES,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -24,6 +24,7 @@ pub(super) struct Layer {
     pub tls_key: Option<Sourced<String>>,
     pub rate_limit_per_second: Option<Sourced<String>>,
     pub auth_rate_limit_per_second: Option<Sourced<String>>,
+    pub trusted_proxies: Option<Sourced<String>>,
     /// Already read from the secret file when given as `url_file`.
     pub database_url: Option<Sourced<String>>,
     pub data_dir: Option<Sourced<String>>,
@@ -48,6 +49,7 @@ impl Layer {
             auth_rate_limit_per_second: self
                 .auth_rate_limit_per_second
                 .or(lower.auth_rate_limit_per_second),
+            trusted_proxies: self.trusted_proxies.or(lower.trusted_proxies),
             database_url: self.database_url.or(lower.database_url),
             data_dir: self.data_dir.or(lower.data_dir),
             reader_connections: self.reader_connections.or(lower.reader_connections),
@@ -181,6 +183,7 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         tls_key: get(TLS_KEY)?,
         rate_limit_per_second: get(RATE_LIMIT)?,
         auth_rate_limit_per_second: get(AUTH_RATE_LIMIT)?,
+        trusted_proxies: get(TRUSTED_PROXIES)?,
         database_url,
         data_dir: get(DATA_DIR)?,
         reader_connections: get(READER_CONNECTIONS)?,
@@ -271,6 +274,7 @@ struct FileServer {
     tls_key: Option<String>,
     rate_limit_per_second: Option<u64>,
     auth_rate_limit_per_second: Option<u64>,
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,6 +345,7 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
         tls_key: value(parsed.server.tls_key),
         rate_limit_per_second: number(parsed.server.rate_limit_per_second),
         auth_rate_limit_per_second: number(parsed.server.auth_rate_limit_per_second),
+        trusted_proxies: value(parsed.server.trusted_proxies),
         database_url,
         data_dir: value(parsed.database.data_dir),
         reader_connections: number(parsed.database.reader_connections),

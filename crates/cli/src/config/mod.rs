@@ -50,6 +50,12 @@ pub const AUTH_RATE_LIMIT: Key = Key {
     name: "server.auth_rate_limit_per_second",
     env: "COFFER_SERVER_AUTH_RATE_LIMIT_PER_SECOND",
 };
+/// The bank's reverse proxies / load balancers whose `X-Forwarded-For` is
+/// believed: comma-separated addresses or CIDR blocks.
+pub const TRUSTED_PROXIES: Key = Key {
+    name: "server.trusted_proxies",
+    env: "COFFER_SERVER_TRUSTED_PROXIES",
+};
 pub const DATABASE_URL: Key = Key {
     name: "database.url",
     env: "COFFER_DATABASE_URL",
@@ -99,12 +105,13 @@ pub const PREVIOUS_MASTER_KEY_FILE: Key = Key {
     env: "COFFER_VAULT_PREVIOUS_MASTER_KEY_FILE",
 };
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 16] = [
+pub const KEYS: [Key; 17] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
     RATE_LIMIT,
     AUTH_RATE_LIMIT,
+    TRUSTED_PROXIES,
     DATABASE_URL,
     DATABASE_URL_FILE,
     DATA_DIR,
@@ -203,6 +210,8 @@ pub struct ServerConfig {
     pub rate_limit_per_second: Sourced<u32>,
     /// The same for the unauthenticated `/v1/auth` routes.
     pub auth_rate_limit_per_second: Sourced<u32>,
+    /// Proxies whose `X-Forwarded-For` is believed (default: none).
+    pub trusted_proxies: Sourced<coffer_api::client_addr::TrustedProxies>,
 }
 
 impl ServerConfig {
@@ -471,6 +480,20 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         RETENTION_HOURS_MIN,
         RETENTION_HOURS_MAX,
     )?;
+    let trusted_proxies = match layer.trusted_proxies {
+        None => Sourced::default_value(coffer_api::client_addr::TrustedProxies::default()),
+        Some(raw) => {
+            let blocks = raw
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(coffer_api::client_addr::Cidr::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| invalid(TRUSTED_PROXIES, &raw, reason))?;
+            Sourced::new(coffer_api::client_addr::TrustedProxies(blocks), raw.origin)
+        }
+    };
     let passkeys = parse_passkeys(layer.passkeys_rp_id, layer.passkeys_origin)?;
     let vault = parse_vault(
         &data_dir,
@@ -483,6 +506,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
             tls,
             rate_limit_per_second,
             auth_rate_limit_per_second,
+            trusted_proxies,
         },
         database: DatabaseConfig {
             url,

@@ -336,10 +336,18 @@ fn a_bad_listen_address_names_the_key_and_the_variable() {
 }
 
 #[test]
+fn trusted_proxies_are_address_blocks_and_a_bad_one_is_named() {
+    assert_eq!(
+        error(&Flags::default(), &[("COFFER_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, lb.internal")]),
+        "server.trusted_proxies = \"10.0.0.0/8, lb.internal\" (from COFFER_SERVER_TRUSTED_PROXIES): \"lb.internal\" is not an IP address or CIDR block"
+    );
+}
+
+#[test]
 fn an_unknown_key_in_the_file_is_named_with_its_line() {
     assert_eq!(
         error_in_file("[server]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n"),
-        "FILE, line 3: server.lisen: unknown key `lisen`, expected one of `listen`, `tls_cert`, `tls_key`, `rate_limit_per_second`, `auth_rate_limit_per_second`"
+        "FILE, line 3: server.lisen: unknown key `lisen`, expected one of `listen`, `tls_cert`, `tls_key`, `rate_limit_per_second`, `auth_rate_limit_per_second`, `trusted_proxies`"
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
