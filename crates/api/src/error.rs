@@ -130,7 +130,19 @@ impl From<EngineError> for ApiError {
 
 impl From<coffer_store::StoreError> for ApiError {
     fn from(error: coffer_store::StoreError) -> ApiError {
-        ApiError::internal(error)
+        match error {
+            // Reads waiting on a projection that is behind (a stalled disk):
+            // a retry will do, it is not a fault in the request.
+            coffer_store::StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "ledger read unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the ledger is catching up; retry shortly",
+                )
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 
