@@ -24,7 +24,7 @@ use coffer_ledger::{
 };
 
 use crate::batch_log::{self, BatchLog, LogEntry};
-use crate::overlay::{self, Overlay};
+use crate::overlay::{self, Overlay, Pace};
 use crate::service::{StoredKey, StoredResponse};
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 
@@ -32,6 +32,12 @@ use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
 /// most: large enough that hot pages are written once for many batches,
 /// small enough that other writers of the database wait only briefly.
 const PROJECTION_ROWS_MAX: usize = 50_000;
+/// The projector waits for this many rows or this long before a round
+/// (unless a reader is waiting for it).
+const PROJECTION_PACE: Pace = Pace {
+    rows: 4_096,
+    delay: Duration::from_millis(50),
+};
 /// Unprojected rows beyond which commits wait for the projector; bounds the
 /// overlay's memory (about 0.5 KiB per row).
 const BACKLOG_ROWS_MAX: usize = 400_000;
@@ -175,7 +181,7 @@ fn project_forever(overlay: &Overlay, backend: Arc<dyn Backend>, tables: Box<dyn
     }
     let mut tables = Some(tables);
     let mut failures = 0u32;
-    while let Some(chunk) = overlay.next_chunk(PROJECTION_ROWS_MAX) {
+    while let Some(chunk) = overlay.next_chunk(PROJECTION_ROWS_MAX, PROJECTION_PACE) {
         let result = match tables.as_mut() {
             Some(t) => t.project(&chunk),
             None => backend.open_tables(true).and_then(|mut t| {

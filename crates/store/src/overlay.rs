@@ -33,7 +33,23 @@ struct State {
     holds: HashMap<Identifier, (u64, Hold)>,
     responses: HashMap<Key, (u64, StoredResponse)>,
     last_journal: Option<JournalEntry>,
+    /// When the oldest entry still queued arrived (about).
+    oldest_at: Option<Instant>,
+    /// Readers waiting for the projection: the projector goes at once.
+    urgent: usize,
     stopping: bool,
+}
+
+/// When the projector takes a chunk. Waiting a little lets many batches share
+/// one projection transaction (each hot page written once, one sync) instead
+/// of following every commit with a small one; anyone who waits on the
+/// projection makes it go at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Go once this many rows are queued…
+    pub rows: usize,
+    /// …or the oldest has waited this long.
+    pub delay: Duration,
 }
 
 pub(crate) struct Overlay {
@@ -106,26 +122,43 @@ impl Overlay {
         state.appended = seq;
         state.queued_weight += entry.weight();
         state.queue.push_back(entry);
+        if state.oldest_at.is_none() {
+            state.oldest_at = Some(Instant::now());
+        }
         drop(state);
         self.changed.notify_all();
     }
 
-    /// Blocks until there is work, and returns the oldest entries up to about
-    /// `max_weight` rows (at least one). `None` once stopping and drained.
-    pub(crate) fn next_chunk(&self, max_weight: usize) -> Option<Vec<Arc<LogEntry>>> {
+    /// Blocks until there is work worth a projection (see `Pace`), and
+    /// returns the oldest entries up to about `max_weight` rows (at least
+    /// one). `None` once stopping and drained.
+    pub(crate) fn next_chunk(&self, max_weight: usize, pace: Pace) -> Option<Vec<Arc<LogEntry>>> {
         let mut state = self.lock();
         loop {
             if !state.queue.is_empty() {
-                let mut chunk = Vec::new();
-                let mut weight = 0;
-                for entry in &state.queue {
-                    if !chunk.is_empty() && weight + entry.weight() > max_weight {
-                        break;
+                let age = state.oldest_at.map_or(Duration::MAX, |at| at.elapsed());
+                let due = state.stopping
+                    || state.urgent > 0
+                    || state.queued_weight >= pace.rows
+                    || age >= pace.delay;
+                if due {
+                    let mut chunk = Vec::new();
+                    let mut weight = 0;
+                    for entry in &state.queue {
+                        if !chunk.is_empty() && weight + entry.weight() > max_weight {
+                            break;
+                        }
+                        weight += entry.weight();
+                        chunk.push(entry.clone());
                     }
-                    weight += entry.weight();
-                    chunk.push(entry.clone());
+                    return Some(chunk);
                 }
-                return Some(chunk);
+                state = self
+                    .changed
+                    .wait_timeout(state, pace.delay.saturating_sub(age))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
             }
             if state.stopping {
                 return None;
@@ -171,6 +204,10 @@ impl Overlay {
         }
         if state.queue.is_empty() {
             state.last_journal = None;
+            state.oldest_at = None;
+        } else {
+            // What is left arrived while the chunk was being projected.
+            state.oldest_at = Some(Instant::now());
         }
         state.projected = state.projected.max(through);
         drop(state);
@@ -181,10 +218,18 @@ impl Overlay {
     pub(crate) fn wait_projected(&self, seq: u64, timeout: Duration) -> Result<(), StoreError> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
-        while state.projected < seq {
+        if state.projected >= seq {
+            return Ok(());
+        }
+        state.urgent += 1;
+        self.changed.notify_all();
+        let result = loop {
+            if state.projected >= seq {
+                break Ok(());
+            }
             let now = Instant::now();
             if now >= deadline {
-                return Err(StoreError::Unavailable(
+                break Err(StoreError::Unavailable(
                     "the ledger's tables are behind its log; retry shortly".into(),
                 ));
             }
@@ -193,8 +238,9 @@ impl Overlay {
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-        }
-        Ok(())
+        };
+        state.urgent -= 1;
+        result
     }
 
     /// Waits until the unprojected backlog is below `max_weight` rows: what
