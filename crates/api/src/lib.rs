@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod ledger_routes;
 pub mod metrics;
 pub mod openapi;
+pub mod p2p_routes;
 pub mod path_id;
 pub mod rate_limit;
 pub mod respond;
@@ -67,6 +68,7 @@ pub struct AppState {
     pub bank_accounts: Arc<coffer_payments::BankAccounts>,
     pub connectors: Connectors,
     pub funding: Arc<coffer_payments::Funding>,
+    pub p2p: Arc<coffer_payments::P2p>,
     pub sql: Arc<SqlStore>,
 }
 
@@ -250,6 +252,15 @@ impl AppState {
             clock.clone(),
             coffer_payments::FundingPolicy::default(),
         ));
+        let p2p = Arc::new(coffer_payments::P2p::new(
+            customers.sql.clone(),
+            engine.clone(),
+            reader.clone(),
+            customers.identity.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            coffer_payments::P2pPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -267,6 +278,7 @@ impl AppState {
             bank_accounts: customers.bank_accounts.clone(),
             connectors: customers.connectors.clone(),
             funding,
+            p2p,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
@@ -283,6 +295,20 @@ impl AppState {
             self.bank_accounts.clone(),
             self.connectors.card_network.clone(),
             self.connectors.core_banking.clone(),
+            self.clock.clone(),
+            policy,
+        ));
+        self
+    }
+
+    /// Replaces the default P2P policy and fee schedule (`P2pPolicy::default()`).
+    pub fn with_p2p_policy(mut self, policy: coffer_payments::P2pPolicy) -> AppState {
+        self.p2p = Arc::new(coffer_payments::P2p::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.reader.clone(),
+            self.identity.clone(),
+            self.vault.clone(),
             self.clock.clone(),
             policy,
         ));
@@ -307,6 +333,7 @@ pub fn routes() -> RouteTable {
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
         .merge(funding_routes::routes())
+        .merge(p2p_routes::routes())
         .merge(staff_routes::routes())
 }
 
