@@ -68,9 +68,10 @@ impl From<P2pError> for ApiError {
             P2pError::Rejected(rejection) => return rejection.into(),
             P2pError::Engine(error) => return error.into(),
             P2pError::Identity(error) => return error.into(),
-            P2pError::Store(_) | P2pError::Vault(_) | P2pError::Audit(_) | P2pError::Internal(_) => {
-                return ApiError::internal(error)
-            }
+            P2pError::Store(_)
+            | P2pError::Vault(_)
+            | P2pError::Audit(_)
+            | P2pError::Internal(_) => return ApiError::internal(error),
         };
         let api = ApiError::new(status, error.code(), error.to_string());
         match error.field() {
@@ -101,9 +102,10 @@ fn client_key(
     body: &[u8],
 ) -> Result<ClientKey, ApiError> {
     let key = idempotency::key(headers)?;
-    let request_hash = state
-        .vault
-        .keyed_hash("p2p.request", &format!("{route}\u{1f}{}", hex::encode(body)));
+    let request_hash = state.vault.keyed_hash(
+        "p2p.request",
+        &format!("{route}\u{1f}{}", hex::encode(body)),
+    );
     Ok(ClientKey { key, request_hash })
 }
 
@@ -598,12 +600,10 @@ pub(crate) async fn create_quote(
                     currency,
                     note,
                 },
-                _ => {
-                    return Err(ApiError::invalid(
-                        "payee",
-                        "give payee, amount and currency (and a note if you like), or request_id alone",
-                    ))
-                }
+                _ => return Err(ApiError::invalid(
+                    "payee",
+                    "give payee, amount and currency (and a note if you like), or request_id alone",
+                )),
             };
             let p2p = state.p2p.clone();
             let session = session.clone();
@@ -985,10 +985,9 @@ pub(crate) async fn decline_request(
         || async {
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let view = p2p_call(move || {
-                p2p.decline(&session.info.customer_id, &id, &session.context.ip)
-            })
-            .await?;
+            let view =
+                p2p_call(move || p2p.decline(&session.info.customer_id, &id, &session.context.ip))
+                    .await?;
             to_json(StatusCode::OK, &request_body(view))
         },
     )
