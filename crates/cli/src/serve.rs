@@ -129,7 +129,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             &customers,
         )
-        .with_rate_limits(config.server.rate_limits());
+        .with_rate_limits(config.server.rate_limits())
+        .with_p2p_policy(config.payments.value.clone());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
