@@ -441,6 +441,7 @@ fn list_limit(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`handle`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -510,7 +511,8 @@ pub(crate) async fn get_handle(
     path = "/v1/me/p2p/lookups",
     tag = "p2p",
     summary = "Look up a payee",
-    description = "The payee's masked name (张*明, J*** D**), to check before paying. Changes nothing but the look-up allowance: each look-up (and each quote or request payer) spends one of the customer's hourly allowance (30 by default); beyond it 429 `too_many_lookups`. A frozen wallet is not found.",
+    description = "The payee's masked name (张*明, J*** D**), to check before paying. Changes nothing but the look-up allowance: each look-up (and each quote or request payer) spends one of the customer's hourly allowance (30 by default); beyond it 429 `too_many_lookups`. A frozen wallet is not found. A replay of the same Idempotency-Key answers from storage without spending another look-up.",
+    params(IdempotencyKey),
     request_body = LookupRequest,
     responses(
         (status = 200, description = "The payee.", body = PayeeBody),
@@ -518,27 +520,45 @@ pub(crate) async fn get_handle(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`payee_not_found`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`payee`), `self_payment`.", body = crate::error::ErrorBody),
         (status = 429, description = "`too_many_lookups`, `rate_limited`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
 pub(crate) async fn lookup_payee(
     State(state): State<AppState>,
     session: CustomerSession,
+    headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
-    let request: LookupRequest = parse(&body)?;
-    let p2p = state.p2p.clone();
-    let payee = p2p_call(move || p2p.lookup(&session.info.customer_id, &request.payee)).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &PayeeBody {
-            name_masked: payee.name_masked,
+) -> Response {
+    let principal = customer_principal(&session);
+    let session = Arc::new(session);
+    idempotency::run_private(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "p2p_lookup",
+        &body,
+        || async {
+            let request: LookupRequest = parse(&body)?;
+            let p2p = state.p2p.clone();
+            let session = session.clone();
+            let payee =
+                p2p_call(move || p2p.lookup(&session.info.customer_id, &request.payee)).await?;
+            to_json(
+                StatusCode::OK,
+                &PayeeBody {
+                    name_masked: payee.name_masked,
+                },
+            )
         },
-    ))
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -560,6 +580,7 @@ pub(crate) async fn lookup_payee(
         (status = 422, description = "`invalid_field` (`payee`, `amount`, `currency`, `note`, `request_id`), `self_payment`, `limit_exceeded` (`per_payment`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 429, description = "`too_many_lookups`, `rate_limited`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -756,6 +777,7 @@ pub(crate) async fn get_payment(
         (status = 422, description = "`invalid_field` (`payers`, `amount`, `total`, `shares`, `split`, `my_share`, `currency`, `note`, `expires_in_seconds`), `self_payment`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 429, description = "`too_many_lookups`, `rate_limited`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -963,6 +985,7 @@ pub(crate) async fn list_incoming(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`id`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]

@@ -398,9 +398,14 @@ async fn payments_and_refusals(app: &App) {
     assert_eq!((status, &body["handle"]), (200, &json!("johnd")));
 
     // Look-ups show a masked name only; unknown, self and malformed payees.
-    for payee in ["@JOHND", "+86 139 0013 9002"] {
+    for (i, payee) in ["@JOHND", "+86 139 0013 9002"].into_iter().enumerate() {
         let (status, body) = app
-            .post(&zhang, "-", "/v1/me/p2p/lookups", json!({"payee": payee}))
+            .post(
+                &zhang,
+                &format!("lk-{i}"),
+                "/v1/me/p2p/lookups",
+                json!({"payee": payee}),
+            )
             .await;
         assert_eq!(
             (status, &body["name_masked"]),
@@ -411,7 +416,7 @@ async fn payments_and_refusals(app: &App) {
     let (status, body) = app
         .post(
             &zhang,
-            "-",
+            "lk-a",
             "/v1/me/p2p/lookups",
             json!({"payee": "+8613900139999"}),
         )
@@ -423,7 +428,7 @@ async fn payments_and_refusals(app: &App) {
     let (status, body) = app
         .post(
             &zhang,
-            "-",
+            "lk-b",
             "/v1/me/p2p/lookups",
             json!({"payee": "+8613900139001"}),
         )
@@ -432,7 +437,7 @@ async fn payments_and_refusals(app: &App) {
     let (status, body) = app
         .post(
             &zhang,
-            "-",
+            "lk-c",
             "/v1/me/p2p/lookups",
             json!({"payee": "13900139002"}),
         )
@@ -859,7 +864,7 @@ async fn lookups_are_throttled(app: &App) {
         let (status, body) = app
             .post(
                 &prober,
-                "-",
+                &format!("probe-{i}"),
                 "/v1/me/p2p/lookups",
                 json!({"payee": format!("+86139001{:05}", 40_000 + i)}),
             )
@@ -872,6 +877,16 @@ async fn lookups_are_throttled(app: &App) {
         assert_eq!(status, 404, "{body}");
     }
     assert_eq!(refused, Some(60));
+    // A replay answers from storage: still the first answer, nothing spent.
+    let (status, body) = app
+        .post(
+            &prober,
+            "probe-0",
+            "/v1/me/p2p/lookups",
+            json!({"payee": "+8613900140000"}),
+        )
+        .await;
+    assert_eq!((status, error_of(&body).0), (404, Some("payee_not_found")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
