@@ -162,6 +162,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("opening the fee income account: {e}"))?;
         if args.demo {
             demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            demo::load_p2p(&state, &customers, demo_sms.clone()).await?;
         }
         println!(
             "Coffer is running at {base_url}/ (database {}, schema v{version})",
