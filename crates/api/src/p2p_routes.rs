@@ -642,7 +642,7 @@ pub(crate) async fn create_quote(
     path = "/v1/me/p2p/payments",
     tag = "p2p",
     summary = "Pay: confirm a quote",
-    description = "Confirms a quote, repeating its amount, fee and currency (any difference is refused). The payment and its fee move at once as one linked ledger batch (payer → payee, payer → the bank's fee income), or not at all. Checked atomically against your daily and monthly P2P limits and the payee's balance cap. Needs a step-up challenge for the quote's `step_up` operation at or above the step-up threshold, and for a new payee unless the payment is small enough for the day's low-value exemption.",
+    description = "The answer leaves out the note (the stored replay of it must not hold the note in clear); GET the payment to see it. Confirms a quote, repeating its amount, fee and currency (any difference is refused). The payment and its fee move at once as one linked ledger batch (payer → payee, payer → the bank's fee income), or not at all. Checked atomically against your daily and monthly P2P limits and the payee's balance cap. Needs a step-up challenge for the quote's `step_up` operation at or above the step-up threshold, and for a new payee unless the payment is small enough for the day's low-value exemption.",
     params(IdempotencyKey),
     request_body = PaymentRequestBody,
     responses(
@@ -694,7 +694,11 @@ pub(crate) async fn create_payment(
                 )
             })
             .await?;
-            to_json(StatusCode::CREATED, &payment_body(view))
+            // The stored idempotent response must not hold the note in
+            // clear (it is encrypted everywhere else): GET shows it.
+            let mut body = payment_body(view);
+            body.note = None;
+            to_json(StatusCode::CREATED, &body)
         },
     )
     .await
@@ -811,7 +815,13 @@ pub(crate) async fn create_request(
                 )
             })
             .await?;
-            to_json(StatusCode::CREATED, &group_body(group))
+            // As for payments: no note in the stored response; GET shows it.
+            let mut body = group_body(group);
+            body.note = None;
+            for request in &mut body.requests {
+                request.note = None;
+            }
+            to_json(StatusCode::CREATED, &body)
         },
     )
     .await
@@ -1011,7 +1021,9 @@ pub(crate) async fn decline_request(
             let view =
                 p2p_call(move || p2p.decline(&session.info.customer_id, &id, &session.context.ip))
                     .await?;
-            to_json(StatusCode::OK, &request_body(view))
+            let mut body = request_body(view);
+            body.note = None;
+            to_json(StatusCode::OK, &body)
         },
     )
     .await

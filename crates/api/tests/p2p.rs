@@ -510,7 +510,14 @@ async fn payments_and_refusals(app: &App) {
     assert_eq!(paid["status"], "succeeded");
     assert_eq!(paid["direction"], "sent");
     assert_eq!(paid["counterparty_name_masked"], "J*** D**");
-    assert_eq!(paid["note"], "dinner 🍜");
+    assert!(paid.get("note").is_none(), "{paid}");
+    let (_, shown) = app
+        .get(
+            &zhang,
+            &format!("/v1/me/p2p/payments/{}", paid["id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(shown["note"], "dinner 🍜");
     assert_eq!(app.balance(&zhang).await, 140_000);
     assert_eq!(app.balance(&john).await, 10_000);
     // A replay answers the same payment; the quote is used up.
@@ -646,6 +653,21 @@ async fn payments_and_refusals(app: &App) {
     app.clock.advance_millis(601_000);
     let (status, body) = app.confirm(&john, "p-14", &quote, None).await;
     assert_eq!((status, error_of(&body).0), (422, Some("quote_expired")));
+
+    // Notes are personal data: nowhere in the database in clear (SQLite:
+    // the file and its WAL), also not in stored idempotent responses.
+    if let coffer_store::Database::Sqlite(path) = &app._db.database {
+        for file in [path.clone(), path.with_extension("db-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for secret in ["dinner"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} in clear in {}",
+                    file.display()
+                );
+            }
+        }
+    }
 
     // Books: each wallet as paid, fees in the fee income account, ledger clean.
     assert_eq!(
