@@ -53,7 +53,10 @@ struct World {
 }
 
 fn world(database: &coffer_store::Database) -> World {
-    let clock = coffer_app::system_clock();
+    world_with(database, coffer_app::system_clock())
+}
+
+fn world_with(database: &coffer_store::Database, clock: Arc<dyn coffer_core::Clock>) -> World {
     let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
     let vault = Arc::new(
         Vault::open(
@@ -277,10 +280,9 @@ fn confirm(
     )
 }
 
-fn run(seed: u64, database: &coffer_store::Database) {
-    let world = world(database);
+fn open_source(world: &World) {
     execute(
-        &world,
+        world,
         Command::OpenAccount(AccountSpec {
             id: id(SOURCE),
             currency: cny(),
@@ -289,6 +291,11 @@ fn run(seed: u64, database: &coffer_store::Database) {
             owner: id("bank"),
         }),
     );
+}
+
+fn run(seed: u64, database: &coffer_store::Database) {
+    let world = world(database);
+    open_source(&world);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model {
         ids: Vec::new(),
@@ -514,4 +521,54 @@ fn random_p2p_payments_and_requests_keep_the_books_and_the_model_equal_on_postgr
     let seed = seeds()[0] + 100;
     let db = TestDatabase::postgres();
     run(seed, &db.database);
+}
+
+/// A crash between the payment's record and its ledger batch (here: the
+/// ledger stops) leaves it pending; after the grace period the resolver of
+/// a restarted service applies it, once, and a replay of the confirmation
+/// answers that payment.
+#[test]
+fn a_payment_left_pending_by_a_stopped_ledger_is_carried_forward() {
+    let db = TestDatabase::sqlite();
+    let clock = Arc::new(coffer_app::ManualClock::new(
+        coffer_app::system_clock().now(),
+    ));
+    let world = world_with(&db.database, clock.clone());
+    open_source(&world);
+    let payer = customer(&world, "+8613599990001", 5_000);
+    let payee = customer(&world, "+8613599990002", 1);
+    let quote = world
+        .p2p
+        .quote(
+            &payer,
+            &QuoteFor::Payee {
+                payee: "+8613599990002".into(),
+                amount: 1_000,
+                currency: "CNY".into(),
+                note: None,
+            },
+        )
+        .expect("quote");
+    world.engine.shutdown();
+    let stopped = confirm(&world, &payer, &quote, 1);
+    assert!(matches!(stopped, Err(P2pError::Engine(_))), "{stopped:?}");
+    drop(world);
+
+    let world = world_with(&db.database, clock.clone());
+    let listed = world.p2p.payments(&payer, 10).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, coffer_payments::PaymentState::Pending);
+    // Within the grace period the resolver leaves it to its request.
+    assert_eq!(world.p2p.resolve_pending().expect("resolve"), 0);
+    clock.advance_millis(61_000);
+    assert_eq!(world.p2p.resolve_pending().expect("resolve"), 1);
+    assert_eq!(world.p2p.resolve_pending().expect("resolve"), 0);
+    let done = world.p2p.view_for(&payer, &listed[0].id).expect("view");
+    assert_eq!(done.state, coffer_payments::PaymentState::Succeeded);
+    assert_eq!(posted(&world, &wallet_account_id(&payer, "CNY")), 4_000);
+    assert_eq!(posted(&world, &wallet_account_id(&payee, "CNY")), 1_001);
+    let replay = confirm(&world, &payer, &quote, 1).expect("replay");
+    assert_eq!((replay.id, replay.state), (done.id, done.state));
+    let report = coffer_app::verify(world.reader.as_ref(), &mut |_| {}).expect("verify");
+    assert!(report.is_clean(), "{:?}", report.violations);
 }
