@@ -647,6 +647,23 @@ async fn payments_and_refusals(app: &App) {
     let (status, body) = app.pay(&zhang, "p-13", "@johnd", 22_000).await;
     assert_eq!(status, 201, "{body}");
 
+    // Two quotes count on the same free payment: the second confirmation
+    // finds it used and is refused, since its fee would differ.
+    let (_, first) = app.quote(&john, "q-8", "+8613900139001", 500).await;
+    let (_, second) = app.quote(&john, "q-9", "+8613900139001", 500).await;
+    assert_eq!(
+        (&first["fee_waiver"], &second["fee_waiver"]),
+        (&json!("monthly_free_quota"), &json!("monthly_free_quota"))
+    );
+    let (status, body) = app.confirm(&john, "p-15", &first, None).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app.confirm(&john, "p-16", &second, None).await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("quote_changed")),
+        "{body}"
+    );
+
     // A quote expires.
     let (status, quote) = app.quote(&john, "q-7", "+8613900139001", 1_000).await;
     assert_eq!(status, 201);
@@ -671,11 +688,11 @@ async fn payments_and_refusals(app: &App) {
     // Books: each wallet as paid, fees in the fee income account, ledger clean.
     assert_eq!(
         app.balance(&zhang).await,
-        150_000 - 10_000 - 10_100 - 3_030 - 55_500 - 22_220
+        150_000 - 10_000 - 10_100 - 3_030 - 55_500 - 22_220 + 500
     );
     assert_eq!(
         app.balance(&john).await,
-        10_000 + 10_000 + 3_000 + 55_000 + 22_000
+        10_000 + 10_000 + 3_000 + 55_000 + 22_000 - 500
     );
     assert_eq!(app.fee_income().await, 100 + 30 + 500 + 220);
     app.verify_ledger().await;

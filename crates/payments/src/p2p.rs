@@ -1193,7 +1193,7 @@ impl P2p {
             match quote.view.waiver {
                 Some(Waiver::First) => {
                     limits::reserve(db, payer_id, &fee_op.first_span(), 0, 1, 1, "first_free")
-                        .map_err(|_| P2pError::QuoteChanged)?;
+                        .map_err(quote_changed)?;
                 }
                 Some(Waiver::MonthlyQuota) => {
                     let rule = self.policy.fees.rule(fee_op);
@@ -1206,7 +1206,7 @@ impl P2p {
                         rule.free_per_month,
                         "free_per_month",
                     )
-                    .map_err(|_| P2pError::QuoteChanged)?;
+                    .map_err(quote_changed)?;
                 }
                 None => {}
             }
@@ -1937,6 +1937,14 @@ fn plan_shares(shares: &Shares) -> Result<Plan, P2pError> {
             }
             Ok(("custom", *total, shares.clone()))
         }
+    }
+}
+
+/// A free quota the quote counted on is gone: the fee would differ.
+fn quote_changed(error: LimitError) -> P2pError {
+    match error {
+        LimitError::Exceeded(_) => P2pError::QuoteChanged,
+        LimitError::Store(e) => P2pError::Store(e),
     }
 }
 
