@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ledger_routes;
 pub mod metrics;
 pub mod openapi;
+pub mod p2p_routes;
 pub mod path_id;
 pub mod rate_limit;
 pub mod respond;
@@ -70,6 +71,7 @@ pub struct AppState {
     pub bank_accounts: Arc<coffer_payments::BankAccounts>,
     pub connectors: Connectors,
     pub funding: Arc<coffer_payments::Funding>,
+    pub p2p: Arc<coffer_payments::P2p>,
     pub sql: Arc<SqlStore>,
 }
 
@@ -253,6 +255,15 @@ impl AppState {
             clock.clone(),
             coffer_payments::FundingPolicy::default(),
         ));
+        let p2p = Arc::new(coffer_payments::P2p::new(
+            customers.sql.clone(),
+            engine.clone(),
+            reader.clone(),
+            customers.identity.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            coffer_payments::P2pPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -270,6 +281,7 @@ impl AppState {
             bank_accounts: customers.bank_accounts.clone(),
             connectors: customers.connectors.clone(),
             funding,
+            p2p,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
@@ -299,6 +311,20 @@ impl AppState {
         self
     }
 
+    /// Replaces the default P2P policy and fee schedule (`P2pPolicy::default()`).
+    pub fn with_p2p_policy(mut self, policy: coffer_payments::P2pPolicy) -> AppState {
+        self.p2p = Arc::new(coffer_payments::P2p::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.reader.clone(),
+            self.identity.clone(),
+            self.vault.clone(),
+            self.clock.clone(),
+            policy,
+        ));
+        self
+    }
+
     /// Replaces the default rate limits (`RateLimits::default()`).
     pub fn with_rate_limits(mut self, limits: RateLimits) -> AppState {
         self.rate_limiter = Arc::new(RateLimiter::new(limits));
@@ -317,6 +343,7 @@ pub fn routes() -> RouteTable {
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
         .merge(funding_routes::routes())
+        .merge(p2p_routes::routes())
         .merge(staff_routes::routes())
 }
 

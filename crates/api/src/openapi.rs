@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
 use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
-use crate::{customer_routes, funding_routes, ledger_routes, staff_routes};
+use crate::{customer_routes, funding_routes, ledger_routes, p2p_routes, staff_routes};
 
 /// The name of the bearer-token security scheme in the document.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -88,6 +88,18 @@ pub const SESSION_SCHEME: &str = "session";
         funding_routes::get_withdrawal,
         funding_routes::card_network_webhook,
         funding_routes::core_banking_webhook,
+        p2p_routes::set_handle,
+        p2p_routes::get_handle,
+        p2p_routes::lookup_payee,
+        p2p_routes::create_quote,
+        p2p_routes::create_payment,
+        p2p_routes::list_payments,
+        p2p_routes::get_payment,
+        p2p_routes::create_request,
+        p2p_routes::list_requests,
+        p2p_routes::get_request,
+        p2p_routes::list_incoming,
+        p2p_routes::decline_request,
         staff_routes::staff_sign_in,
         staff_routes::find_customer,
         staff_routes::view_customer,
@@ -111,6 +123,7 @@ pub const SESSION_SCHEME: &str = "session";
     tags(
         (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log, maker-checker approvals and reconciliation."),
         (name = "funding", description = "Money in and out: linked bank accounts, top-ups from a card or bank account, withdrawals to a bank account, each with its status at once."),
+        (name = "p2p", description = "Person-to-person payments to a phone number, e-mail or wallet handle: payee look-up with a masked name, quotes with fees, confirmation against the quote, payment requests and split bills."),
         (name = "webhooks", description = "Signed callbacks from the card network and the core banking system (HMAC-SHA256 over timestamp and body)."),
         (name = "customers", description = "Registration, sign-in, sessions, profile and contact changes, password change and reset, second factors, step-up verification and KYC for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),

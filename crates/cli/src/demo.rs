@@ -324,3 +324,167 @@ pub async fn load_funding(
     }
     Ok(())
 }
+
+/// The demo customer's friend, for P2P payments and a split bill.
+pub const DEMO_FRIEND_PHONE: &str = "+8613900139000";
+
+/// A second demo customer, handles for both, a few P2P payments either way
+/// (with notes), a split bill the friend paid and a request still open, so
+/// that a newcomer sees a P2P history. Runs after `load_funding`.
+pub async fn load_p2p(
+    state: &coffer_api::AppState,
+    customers: &coffer_api::CustomerServices,
+    sms: Arc<coffer_notify::SimulatedTransport>,
+) -> anyhow::Result<()> {
+    let (identity, dispatcher) = (customers.identity.clone(), customers.dispatcher.clone());
+    let (cards, funding, p2p) = (
+        state.cards.clone(),
+        state.funding.clone(),
+        state.p2p.clone(),
+    );
+    let simulators = state.connectors.simulators.clone();
+    let now = state.clock.now().as_nanos();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        use coffer_core::Secret;
+        use coffer_payments::{
+            ClientKey, Confirmation, NewRequest, QuoteFor, Shares, Source, TopUpRequest,
+        };
+        let context = coffer_identity::Context {
+            ip: "demo".into(),
+            device: "coffer serve --demo".into(),
+        };
+        let Some(zhang) = identity.find_active_by_contact(
+            &coffer_identity::Contact::parse(DEMO_CUSTOMER_PHONE)
+                .ok_or_else(|| anyhow::anyhow!("demo phone"))?,
+        )?
+        else {
+            return Ok(false);
+        };
+        let started = identity.start_registration(DEMO_FRIEND_PHONE, &context)?;
+        dispatcher.run_once()?;
+        let Some(code) = sms.last_code(DEMO_FRIEND_PHONE) else {
+            return Ok(false);
+        };
+        let Ok((li, _)) = identity.complete_registration(
+            &started.registration_id,
+            &Secret::new(code),
+            &Secret::new(DEMO_CUSTOMER_PASSWORD.into()),
+            "李娜 Li Na",
+            coffer_identity::TERMS_VERSION,
+            &context,
+        ) else {
+            return Ok(false);
+        };
+        let li = li.id;
+        p2p.set_handle(&zhang, "zhangwei", "demo")?;
+        p2p.set_handle(&li, "lina", "demo")?;
+        let card = cards.link(
+            &li,
+            coffer_payments::NewCard {
+                number: Secret::new("6212345678901265".into()),
+                expiry_month: 3,
+                expiry_year: 2031,
+                cvv: Secret::new("321".into()),
+                funding: "debit".into(),
+            },
+            (2026, 1),
+            "demo",
+            now,
+        )?;
+        let key = |name: &str| ClientKey {
+            key: format!("demo-{name}"),
+            request_hash: format!("demo-{name}"),
+        };
+        funding.top_up(
+            &li,
+            &key("li-top-up"),
+            &TopUpRequest {
+                source: Source::Card(card.id),
+                amount: 30_000,
+                currency: "CNY".into(),
+            },
+            "demo",
+        )?;
+        for simulator in &simulators {
+            for callback in simulator.take_due(i64::MAX)? {
+                let body: coffer_payments::Callback = serde_json::from_str(&callback.body)?;
+                funding.apply_callback(simulator.kind(), &body)?;
+            }
+        }
+        // Small payments between friends: within the low-value exemption,
+        // so no step-up; quoted, then confirmed as quoted.
+        let pay = |name: &str, payer: &str, what: QuoteFor| -> anyhow::Result<()> {
+            let quote = p2p.quote(payer, &what)?;
+            p2p.pay(
+                payer,
+                &key(name),
+                &Confirmation {
+                    quote_id: quote.id,
+                    amount: quote.amount,
+                    fee: quote.fee,
+                    currency: quote.currency,
+                    step_up_challenge_id: None,
+                },
+                "demo",
+            )?;
+            Ok(())
+        };
+        let to = |payee: &str, amount: i64, note: &str| QuoteFor::Payee {
+            payee: payee.into(),
+            amount,
+            currency: "CNY".into(),
+            note: Some(note.into()),
+        };
+        pay("p2p-lunch", &zhang, to("@lina", 8_800, "午饭 lunch"))?;
+        pay(
+            "p2p-coffee",
+            &li,
+            to(DEMO_CUSTOMER_PHONE, 2_000, "coffee ☕"),
+        )?;
+        pay("p2p-movie", &zhang, to("@lina", 12_000, "movie tickets"))?;
+        let split = p2p.request(
+            &zhang,
+            &key("split-hotpot"),
+            &NewRequest {
+                currency: "CNY".into(),
+                note: Some("火锅 hotpot dinner".into()),
+                shares: Shares::Equal {
+                    total: 36_000,
+                    payers: vec!["@lina".into()],
+                    include_me: true,
+                },
+                expires_in_seconds: None,
+            },
+            "demo",
+        )?;
+        if let Some(request) = split.requests.first() {
+            pay(
+                "p2p-hotpot",
+                &li,
+                QuoteFor::Request {
+                    request_id: request.id.clone(),
+                },
+            )?;
+        }
+        p2p.request(
+            &zhang,
+            &key("request-taxi"),
+            &NewRequest {
+                currency: "CNY".into(),
+                note: Some("taxi to the airport".into()),
+                shares: Shares::Each(vec![("@lina".into(), 5_000)]),
+                expires_in_seconds: None,
+            },
+            "demo",
+        )?;
+        Ok(true)
+    })
+    .await??;
+    if loaded {
+        println!(
+            "demo: a friend {DEMO_FRIEND_PHONE} (@lina, same password) with P2P payments both ways, a split hotpot bill she paid and a request still open"
+        );
+        println!("  try: GET /v1/me/p2p/payments, /v1/me/payment-requests, /v1/me/incoming-payment-requests (README: P2P payments)");
+    }
+    Ok(())
+}

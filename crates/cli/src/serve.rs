@@ -24,6 +24,9 @@ const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// How often simulated callbacks are delivered and overdue operations looked at.
 const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
+/// How often pending P2P payments a crash left behind are looked at (each
+/// only after `RESOLVE_GRACE_SECONDS`).
+const P2P_RESOLVER_INTERVAL: Duration = Duration::from_secs(5);
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
 
@@ -127,7 +130,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             &customers,
         )
         .with_rate_limits(config.server.rate_limits())
-        .with_trusted_proxies(config.server.trusted_proxies.value.clone());
+        .with_trusted_proxies(config.server.trusted_proxies.value.clone())
+        .with_p2p_policy(config.payments.value.clone());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -153,8 +157,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || funding.open_accounts())
             .await?
             .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
+        let p2p = state.p2p.clone();
+        tokio::task::spawn_blocking(move || p2p.open_accounts())
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the fee income account: {e}"))?;
         if args.demo {
             demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            demo::load_p2p(&state, &customers, demo_sms.clone()).await?;
         }
         println!(
             "Coffer is running at {base_url}/ (database {}, schema v{version})",
@@ -177,6 +186,10 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             state.funding.clone(),
             clock.clone(),
             CONNECTOR_TASKS_INTERVAL,
+        ));
+        tokio::spawn(coffer_api::p2p_routes::run_resolver(
+            state.p2p.clone(),
+            P2P_RESOLVER_INTERVAL,
         ));
         match &config.server.tls {
             Some(tls) => {

@@ -652,6 +652,50 @@ impl Identity {
         })
     }
 
+    /// The active customer reached at `contact` (through the blind index, so
+    /// the contact is never decrypted or compared in clear), for payments to
+    /// a phone number or e-mail. A frozen customer is not found: money must
+    /// not be sent into a wallet under investigation.
+    pub fn find_active_by_contact(
+        &self,
+        contact: &Contact,
+    ) -> Result<Option<String>, IdentityError> {
+        let index = self.vault.blind_index("contact", contact.as_str());
+        Ok(self
+            .sql
+            .run(|db| {
+                db.query_opt(
+                    "SELECT id FROM customers WHERE contact_index = $1 AND status = 'active'",
+                    sql_params![index.as_str()],
+                )
+            })?
+            .map(|r| r.text(0))
+            .transpose()?)
+    }
+
+    /// Queues a message to a customer's own contact inside the caller's
+    /// transaction (a payment request, a payment received): it is sent
+    /// exactly when the change that causes it commits.
+    pub fn notify_customer(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        template: &'static str,
+        body: String,
+    ) -> Result<(), IdentityError> {
+        let Some(row) = db.query_opt(
+            "SELECT contact_enc FROM customers WHERE id = $1",
+            sql_params![customer_id],
+        )?
+        else {
+            return Err(IdentityError::NotFound("customer"));
+        };
+        let text = self.vault.decrypt_text(CONTACT_CONTEXT, &row.bytes(0)?)?;
+        let contact = Contact::parse(text.expose())
+            .ok_or_else(|| IdentityError::Internal("stored contact does not parse".into()))?;
+        self.send_to(db, &contact, customer_id, template, body)
+    }
+
     /// The last 100 security events about a customer, newest first, from the
     /// audit log: (action, ip, detail, at).
     pub fn security_events(

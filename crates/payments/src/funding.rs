@@ -49,6 +49,7 @@ use crate::cards::{CardError, Cards};
 use crate::connectors::{
     CardNetwork, ConnectorError, ConnectorKind, CoreBanking, Instruction, Status, Submission,
 };
+use crate::limits::{self, LimitError, LimitExceeded};
 
 /// The wallet currency every funding is in, for now.
 pub const FUNDING_CURRENCY: &str = "CNY";
@@ -63,8 +64,6 @@ pub const RESOLVE_BATCH_MAX: i64 = 100;
 /// At most this many records per page of a customer's list.
 pub const FUNDINGS_PAGE_MAX: i64 = 100;
 const NANOS_PER_MILLI: i64 = 1_000_000;
-const NANOS_PER_SECOND: i64 = 1_000_000_000;
-const SECONDS_PER_DAY: i64 = 86_400;
 
 /// The ledger account of a customer's wallet in `currency`.
 pub fn wallet_account_id(customer_id: &str, currency: &str) -> String {
@@ -223,6 +222,23 @@ impl From<IdentityError> for FundingError {
             IdentityError::StepUpRequired => FundingError::StepUpRequired,
             IdentityError::Store(e) => FundingError::Store(e),
             other => FundingError::Identity(other),
+        }
+    }
+}
+
+impl From<LimitError> for FundingError {
+    fn from(error: LimitError) -> FundingError {
+        match error {
+            LimitError::Exceeded(LimitExceeded {
+                limit,
+                max,
+                available,
+            }) => FundingError::LimitExceeded {
+                limit,
+                max,
+                available,
+            },
+            LimitError::Store(e) => FundingError::Store(e),
         }
     }
 }
@@ -571,12 +587,8 @@ impl Funding {
     }
 
     fn limit_periods(&self, now: i64) -> (i64, i64) {
-        // Days since the epoch in the bank's time zone, and months as year * 12 + month.
-        let local_seconds =
-            now.div_euclid(NANOS_PER_SECOND) + self.policy.limit_day_utc_offset_seconds;
-        let day = local_seconds.div_euclid(SECONDS_PER_DAY);
-        let (year, month) = civil_year_month(day);
-        (day, year * 12 + month)
+        let periods = limits::periods(now, self.policy.limit_day_utc_offset_seconds);
+        (periods.day, periods.month)
     }
 
     /// Starts a top-up; returns it pending (or failed when refused at once).
@@ -619,14 +631,9 @@ impl Funding {
         let inserted = self.sql.transaction(|db| -> Result<bool, FundingError> {
             // Serializes this customer's top-ups until commit (a row lock on
             // PostgreSQL; SQLite's writer lock does it already).
-            lock_customer(db, customer_id)?;
-            let reserved = db
-                .query_one(
-                    // SUM of a BIGINT is NUMERIC on PostgreSQL: cast it back.
-                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM fundings WHERE customer_id = $1 AND kind = 'top_up' AND state = 'pending'",
-                    sql_params![customer_id],
-                )?
-                .int(0)?;
+            limits::lock_customer(db, customer_id)?;
+            // Pending top-ups and P2P payments on their way in count too.
+            let reserved = limits::incoming_pending(db, customer_id)?;
             // Read after the pending sum: a capture posts in the ledger
             // before its record leaves `pending`, so in between it is
             // counted twice, never not at all.
@@ -634,14 +641,8 @@ impl Funding {
                 .reader
                 .account(&wallet)?
                 .map_or(0, |account| account.posted());
-            let headroom = i128::from(cap) - i128::from(posted) - i128::from(reserved);
-            if i128::from(amount.minor_units()) > headroom {
-                return Err(FundingError::LimitExceeded {
-                    limit: "balance_cap",
-                    max: cap,
-                    available: i64::try_from(headroom.max(0)).unwrap_or(0),
-                });
-            }
+            limits::balance_cap_check(cap, posted, reserved, amount.minor_units())
+                .map_err(|e| FundingError::from(LimitError::Exceeded(e)))?;
             let inserted = insert_record(
                 db,
                 &NewRecord {
@@ -660,7 +661,14 @@ impl Funding {
                 },
             )?;
             if inserted {
-                audit(db, now, customer_id, ip, "top_up_started", &format!("{funding_id} {} {label}", amount.minor_units()))?;
+                audit(
+                    db,
+                    now,
+                    customer_id,
+                    ip,
+                    "top_up_started",
+                    &format!("{funding_id} {} {label}", amount.minor_units()),
+                )?;
             }
             Ok(inserted)
         })?;
@@ -723,7 +731,7 @@ impl Funding {
                     },
                 )?;
             }
-            reserve(
+            limits::reserve(
                 db,
                 customer_id,
                 "withdrawal.day",
@@ -732,7 +740,7 @@ impl Funding {
                 limits.daily,
                 "daily",
             )?;
-            reserve(
+            limits::reserve(
                 db,
                 customer_id,
                 "withdrawal.month",
@@ -1049,10 +1057,7 @@ impl Funding {
                     ("withdrawal.month", current.limit_month),
                 ] {
                     if let Some(period) = period {
-                        db.execute(
-                            "UPDATE payment_usage SET used = used - $4 WHERE customer_id = $1 AND span = $2 AND period = $3 AND used >= $4",
-                            sql_params![current.customer_id.as_str(), span, period, view.amount],
-                        )?;
+                        limits::release(db, &current.customer_id, span, period, view.amount)?;
                     }
                 }
             }
@@ -1272,60 +1277,6 @@ fn insert_record(db: &mut dyn Sql, new: &NewRecord<'_>) -> Result<bool, FundingE
     Ok(inserted == 1)
 }
 
-/// Takes this customer's funding lock row until the transaction ends.
-fn lock_customer(db: &mut dyn Sql, customer_id: &str) -> Result<(), FundingError> {
-    db.execute(
-        "INSERT INTO payment_usage (customer_id, span, period, used) VALUES ($1, 'top_up.lock', 0, 0) ON CONFLICT DO NOTHING",
-        sql_params![customer_id],
-    )?;
-    db.execute(
-        "UPDATE payment_usage SET used = used + 1 WHERE customer_id = $1 AND span = 'top_up.lock' AND period = 0",
-        sql_params![customer_id],
-    )?;
-    Ok(())
-}
-
-/// Adds `amount` to a usage counter if the result stays within `limit`, in
-/// one conditional statement: the database serializes concurrent ones, and
-/// the later one sees the earlier one's sum.
-fn reserve(
-    db: &mut dyn Sql,
-    customer_id: &str,
-    span: &str,
-    period: i64,
-    amount: i64,
-    limit: i64,
-    name: &'static str,
-) -> Result<(), FundingError> {
-    db.execute(
-        "INSERT INTO payment_usage (customer_id, span, period, used) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-        sql_params![customer_id, span, period],
-    )?;
-    // `amount <= limit` first, so that the sum in SQL cannot overflow.
-    let reserved = if amount <= limit {
-        db.execute(
-            "UPDATE payment_usage SET used = used + $4 WHERE customer_id = $1 AND span = $2 AND period = $3 AND used <= $5",
-            sql_params![customer_id, span, period, amount, limit - amount],
-        )?
-    } else {
-        0
-    };
-    if reserved == 1 {
-        return Ok(());
-    }
-    let used = db
-        .query_one(
-            "SELECT used FROM payment_usage WHERE customer_id = $1 AND span = $2 AND period = $3",
-            sql_params![customer_id, span, period],
-        )?
-        .int(0)?;
-    Err(FundingError::LimitExceeded {
-        limit: name,
-        max: limit,
-        available: limit.saturating_sub(used).max(0),
-    })
-}
-
 fn audit(
     db: &mut dyn Sql,
     now: i64,
@@ -1348,34 +1299,4 @@ fn audit(
         },
     )?;
     Ok(())
-}
-
-/// (year, month 1–12) of a day counted from 1970-01-01 (proleptic Gregorian;
-/// Howard Hinnant's civil_from_days).
-fn civil_year_month(days: i64) -> (i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_months_from_days() {
-        assert_eq!(civil_year_month(0), (1970, 1));
-        assert_eq!(civil_year_month(31), (1970, 2));
-        // 2026-11-25 is day 20_782.
-        assert_eq!(civil_year_month(20_782), (2026, 11));
-        assert_eq!(civil_year_month(-1), (1969, 12));
-        // 2024-02-29, a leap day.
-        assert_eq!(civil_year_month(19_782), (2024, 2));
-    }
 }

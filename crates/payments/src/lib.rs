@@ -1,30 +1,44 @@
 //! Wallet payments: linked payment methods (cards, bank accounts), the
 //! connectors to the card network and the core banking system (with
-//! simulators), top-ups and withdrawals through ledger holds, and the
-//! reconciliation of connector reports against the ledger.
+//! simulators), top-ups and withdrawals through ledger holds, the
+//! reconciliation of connector reports against the ledger, P2P payments,
+//! payment requests and split bills, the fee schedule and limit counters.
 
 pub mod bank_accounts;
 pub mod cards;
 pub mod connectors;
+pub mod fees;
 pub mod funding;
+pub mod limits;
+pub mod p2p;
 pub mod reconcile;
 pub mod simulator;
 
 pub use bank_accounts::{BankAccountError, BankAccountView, BankAccounts, BANKS};
 pub use cards::{Brand, CardError, CardView, Cards, NewCard};
 
-/// Every encrypted column this crate owns (card and bank account numbers).
-pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 2] = [
+/// Every encrypted column this crate owns (card and bank account numbers,
+/// P2P notes).
+pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 5] = [
     cards::ENCRYPTED_COLUMNS[0],
     bank_accounts::ENCRYPTED_COLUMNS[0],
+    p2p::ENCRYPTED_COLUMNS[0],
+    p2p::ENCRYPTED_COLUMNS[1],
+    p2p::ENCRYPTED_COLUMNS[2],
 ];
 pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
 };
+pub use fees::{FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule, FeeUsage, Waiver};
 pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
     FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
+};
+pub use limits::{LimitError, LimitExceeded};
+pub use p2p::{
+    Confirmation, GroupView, NewRequest, P2p, P2pError, P2pPolicy, PayeeView, PaymentState,
+    PaymentView, QuoteFor, QuoteView, RequestState, RequestView, Shares,
 };
 pub use reconcile::{Break, BreakKind, Reconciliation};
 pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};

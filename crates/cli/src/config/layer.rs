@@ -36,6 +36,8 @@ pub(super) struct Layer {
     pub passkeys_origin: Option<Sourced<String>>,
     pub master_key_file: Option<Sourced<String>>,
     pub previous_master_key_file: Option<Sourced<String>>,
+    /// `[p2p]` and `[fees.…]`: tables that only the file sets.
+    pub payments: Option<Sourced<FilePayments>>,
 }
 
 impl Layer {
@@ -62,6 +64,7 @@ impl Layer {
             previous_master_key_file: self
                 .previous_master_key_file
                 .or(lower.previous_master_key_file),
+            payments: self.payments.or(lower.payments),
         }
     }
 }
@@ -194,6 +197,8 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         passkeys_origin: get(PASSKEYS_ORIGIN)?,
         master_key_file: get(MASTER_KEY_FILE)?,
         previous_master_key_file: get(PREVIOUS_MASTER_KEY_FILE)?,
+        // The payment tables are file-only: no variable per fee rule field.
+        payments: None,
     })
 }
 
@@ -264,6 +269,49 @@ struct FileConfig {
     idempotency: FileIdempotency,
     passkeys: FilePasskeys,
     vault: FileVault,
+    p2p: FileP2p,
+    fees: FileFees,
+}
+
+/// The payment settings as the file gives them; checked in `validate`.
+#[derive(Debug, Default, Clone)]
+pub(super) struct FilePayments {
+    pub p2p: FileP2p,
+    pub fees: FileFees,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FileP2p {
+    pub quote_ttl_seconds: Option<i64>,
+    pub step_up_threshold: Option<i64>,
+    pub exempt_payment_max: Option<i64>,
+    pub exempt_daily_total_max: Option<i64>,
+    pub exempt_daily_count_max: Option<i64>,
+    pub lookups_per_hour_max: Option<i64>,
+    pub request_ttl_seconds: Option<i64>,
+}
+
+/// One table per operation; a table overrides the built-in rule's fields
+/// that it names and keeps the rest.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FileFees {
+    pub p2p: Option<FileFeeRule>,
+    pub withdrawal: Option<FileFeeRule>,
+    pub merchant_payment: Option<FileFeeRule>,
+    pub bill_payment: Option<FileFeeRule>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FileFeeRule {
+    pub fixed: Option<i64>,
+    pub percent_bps: Option<i64>,
+    pub minimum: Option<i64>,
+    pub maximum: Option<i64>,
+    pub free_per_month: Option<i64>,
+    pub first_free: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -359,6 +407,18 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
         passkeys_origin: value(parsed.passkeys.origin),
         master_key_file: value(parsed.vault.master_key_file),
         previous_master_key_file: value(parsed.vault.previous_master_key_file),
+        // Only a file that names a payment table is its origin.
+        payments: (parsed.p2p != FileP2p::default() || parsed.fees != FileFees::default()).then(
+            || {
+                Sourced::new(
+                    FilePayments {
+                        p2p: parsed.p2p,
+                        fees: parsed.fees,
+                    },
+                    origin.clone(),
+                )
+            },
+        ),
     })
 }
 

@@ -197,6 +197,8 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     pub passkeys: PasskeysConfig,
     pub vault: VaultConfig,
+    /// `[p2p]` and `[fees.…]`: the P2P policy and the fee schedule.
+    pub payments: Sourced<coffer_payments::P2pPolicy>,
     /// Things worth an operator's look that do not stop the start
     /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
     pub warnings: Vec<String>,
@@ -500,6 +502,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         layer.master_key_file,
         layer.previous_master_key_file,
     )?;
+    let payments = parse_payments(layer.payments)?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -517,8 +520,76 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         idempotency: IdempotencyConfig { retention_hours },
         passkeys,
         vault,
+        payments,
         warnings: Vec::new(),
     })
+}
+
+/// The P2P policy and fee schedule: the built-in ones with what the file
+/// names replaced, each fee rule and the policy's relations checked; an
+/// error names the file and the dotted key.
+fn parse_payments(
+    raw: Option<Sourced<layer::FilePayments>>,
+) -> Result<Sourced<coffer_payments::P2pPolicy>, ConfigError> {
+    use coffer_payments::{FeeOperation, FeeRule};
+    let Some(raw) = raw else {
+        return Ok(Sourced::default_value(coffer_payments::P2pPolicy::default()));
+    };
+    let place = raw.origin.to_string();
+    let error = |key: String, message: String| ConfigError::File {
+        location: format!("{place}: {key}"),
+        message,
+    };
+    let mut policy = coffer_payments::P2pPolicy::default();
+    let p2p = &raw.value.p2p;
+    let set = |target: &mut i64, value: Option<i64>| {
+        if let Some(value) = value {
+            *target = value;
+        }
+    };
+    set(&mut policy.quote_ttl_seconds, p2p.quote_ttl_seconds);
+    set(&mut policy.step_up_threshold, p2p.step_up_threshold);
+    set(&mut policy.exempt_payment_max, p2p.exempt_payment_max);
+    set(
+        &mut policy.exempt_daily_total_max,
+        p2p.exempt_daily_total_max,
+    );
+    set(
+        &mut policy.exempt_daily_count_max,
+        p2p.exempt_daily_count_max,
+    );
+    set(&mut policy.lookups_per_hour_max, p2p.lookups_per_hour_max);
+    set(&mut policy.request_ttl_seconds, p2p.request_ttl_seconds);
+    policy
+        .validate()
+        .map_err(|(field, message)| error(format!("p2p.{field}"), message))?;
+    let fees = &raw.value.fees;
+    let mut schedule = policy.fees.clone();
+    for (operation, given) in [
+        (FeeOperation::P2p, &fees.p2p),
+        (FeeOperation::Withdrawal, &fees.withdrawal),
+        (FeeOperation::MerchantPayment, &fees.merchant_payment),
+        (FeeOperation::BillPayment, &fees.bill_payment),
+    ] {
+        let Some(given) = given else { continue };
+        let base = schedule.rule(operation);
+        let rule = FeeRule {
+            fixed: given.fixed.unwrap_or(base.fixed),
+            percent_bps: given.percent_bps.unwrap_or(base.percent_bps),
+            minimum: given.minimum.unwrap_or(base.minimum),
+            maximum: given.maximum.or(base.maximum),
+            free_per_month: given.free_per_month.unwrap_or(base.free_per_month),
+            first_free: given.first_free.unwrap_or(base.first_free),
+        };
+        schedule = schedule.with(operation, rule).map_err(|e| {
+            error(
+                format!("fees.{}.{}", operation.as_str(), e.field),
+                e.message,
+            )
+        })?;
+    }
+    policy.fees = schedule;
+    Ok(Sourced::new(policy, raw.origin))
 }
 
 fn parse_vault(

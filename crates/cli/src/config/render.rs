@@ -130,6 +130,75 @@ pub fn render(config: &Config) -> String {
     }
     sections.push(("vault", vault_lines));
 
+    // The P2P policy and each operation's fee rule.
+    let payments = &config.payments;
+    let policy = &payments.value;
+    let origin = &payments.origin;
+    sections.push((
+        "p2p",
+        vec![
+            line(
+                "quote_ttl_seconds",
+                policy.quote_ttl_seconds.to_string(),
+                origin,
+            ),
+            line(
+                "step_up_threshold",
+                policy.step_up_threshold.to_string(),
+                origin,
+            ),
+            line(
+                "exempt_payment_max",
+                policy.exempt_payment_max.to_string(),
+                origin,
+            ),
+            line(
+                "exempt_daily_total_max",
+                policy.exempt_daily_total_max.to_string(),
+                origin,
+            ),
+            line(
+                "exempt_daily_count_max",
+                policy.exempt_daily_count_max.to_string(),
+                origin,
+            ),
+            line(
+                "lookups_per_hour_max",
+                policy.lookups_per_hour_max.to_string(),
+                origin,
+            ),
+            line(
+                "request_ttl_seconds",
+                policy.request_ttl_seconds.to_string(),
+                origin,
+            ),
+        ],
+    ));
+    for operation in coffer_payments::FeeOperation::ALL {
+        let rule = policy.fees.rule(operation);
+        let section = match operation {
+            coffer_payments::FeeOperation::P2p => "fees.p2p",
+            coffer_payments::FeeOperation::Withdrawal => "fees.withdrawal",
+            coffer_payments::FeeOperation::MerchantPayment => "fees.merchant_payment",
+            coffer_payments::FeeOperation::BillPayment => "fees.bill_payment",
+        };
+        let mut lines = vec![
+            line("fixed", rule.fixed.to_string(), origin),
+            line("percent_bps", rule.percent_bps.to_string(), origin),
+            line("minimum", rule.minimum.to_string(), origin),
+        ];
+        if let Some(maximum) = rule.maximum {
+            lines.push(line("maximum", maximum.to_string(), origin));
+        }
+        lines.push(line(
+            "free_per_month",
+            rule.free_per_month.to_string(),
+            origin,
+        ));
+        lines.push(line("first_free", rule.first_free.to_string(), origin));
+        sections.push((section, lines));
+    }
+
     let width = sections
         .iter()
         .flat_map(|(_, lines)| lines)

@@ -351,7 +351,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`"
     );
 }
 
@@ -564,6 +564,38 @@ fn the_example_file_parses_and_validates() {
     );
     let config = load(&with_file(&path), &Env::default()).expect("example config");
     assert_eq!(config.server.listen.origin, Origin::File(path));
+    // The example's payment tables show the built-in values.
+    let (shown, built_in) = (
+        &config.payments.value,
+        coffer_payments::P2pPolicy::default(),
+    );
+    assert_eq!(shown.fees, built_in.fees);
+    assert_eq!(
+        (
+            shown.step_up_threshold,
+            shown.exempt_payment_max,
+            shown.exempt_daily_total_max
+        ),
+        (
+            built_in.step_up_threshold,
+            built_in.exempt_payment_max,
+            built_in.exempt_daily_total_max
+        )
+    );
+    assert_eq!(
+        (
+            shown.quote_ttl_seconds,
+            shown.lookups_per_hour_max,
+            shown.request_ttl_seconds,
+            shown.exempt_daily_count_max
+        ),
+        (
+            built_in.quote_ttl_seconds,
+            built_in.lookups_per_hour_max,
+            built_in.request_ttl_seconds,
+            built_in.exempt_daily_count_max
+        )
+    );
 }
 
 #[test]
@@ -837,4 +869,62 @@ fn master_key_files_are_checked_at_load() {
     assert!(shown.contains("previous_master_key_file = "), "{shown}");
     let again = write(dir.path(), "again.toml", &shown);
     load(&with_file(&again), &Env::default()).expect("render parses");
+}
+
+#[test]
+fn the_fee_schedule_and_p2p_policy_come_from_the_file() {
+    use coffer_payments::{FeeOperation, FeeRule, P2pPolicy};
+    let config = load(&Flags::default(), &Env::from_pairs(&[])).expect("defaults");
+    assert_eq!(config.payments.origin, Origin::Default);
+    assert_eq!(
+        config.payments.value.step_up_threshold,
+        P2pPolicy::default().step_up_threshold
+    );
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        "[p2p]\nstep_up_threshold = 300000\nlookups_per_hour_max = 10\n\n\
+         [fees.withdrawal]\nfixed = 200\nfree_per_month = 2\n\n\
+         [fees.bill_payment]\npercent_bps = 5\nmaximum = 100\nfirst_free = true\n",
+    );
+    let config = load(&with_file(&path), &Env::from_pairs(&[])).expect("config");
+    let policy = &config.payments.value;
+    assert_eq!(config.payments.origin, Origin::File(path.clone()));
+    assert_eq!(policy.step_up_threshold, 300_000);
+    assert_eq!(policy.lookups_per_hour_max, 10);
+    // A table overrides the fields it names and keeps the built-in rest.
+    let withdrawal = policy.fees.rule(FeeOperation::Withdrawal);
+    assert_eq!((withdrawal.fixed, withdrawal.free_per_month), (200, 2));
+    assert_eq!(withdrawal.percent_bps, 10);
+    assert_eq!(
+        policy.fees.rule(FeeOperation::BillPayment),
+        FeeRule {
+            percent_bps: 5,
+            maximum: Some(100),
+            first_free: true,
+            ..FeeRule::FREE
+        }
+    );
+    let shown = render(&config);
+    assert!(shown.contains("[fees.withdrawal]"), "{shown}");
+    assert!(shown.contains("step_up_threshold = 300000"), "{shown}");
+}
+
+#[test]
+fn a_bad_fee_rule_or_p2p_setting_names_the_key() {
+    assert_eq!(
+        error_in_file("[fees.p2p]\npercent_bps = 20000\n"),
+        "FILE: fees.p2p.percent_bps: basis points from 0 to 10000 (100 %)"
+    );
+    assert_eq!(
+        error_in_file("[fees.p2p]\nminimum = 500\nmaximum = 100\n"),
+        "FILE: fees.p2p.maximum: at least the minimum"
+    );
+    assert_eq!(
+        error_in_file("[p2p]\nexempt_payment_max = 100000\n"),
+        "FILE: p2p.exempt_payment_max: from 0 to below step_up_threshold"
+    );
+    assert!(error_in_file("[fees.p2p]\npercent = 1\n").contains("unknown key `percent`"));
+    assert!(error_in_file("[fees.remittance]\nfixed = 1\n").contains("unknown key `remittance`"));
 }

@@ -1,0 +1,383 @@
+//! The fee schedule: per operation type a fixed part plus a percentage in
+//! basis points, bounded by a minimum and a maximum, with free quotas and
+//! waivers. Pure: `FeeRule::quote` decides from the amount and what the
+//! customer has used; the payment flow reserves the free quota it relies on
+//! with a conditional update (`limits::reserve`) in the transaction that
+//! records the payment, so two payments cannot both use the last free one.
+//!
+//! **Rounding.** The percentage part is `amount × bps / 10 000` rounded half
+//! up to the minor unit (0.5 fen and more rounds up), computed in i128 so it
+//! cannot overflow; then `fixed` is added and the sum clamped to
+//! `[minimum, maximum]`. The fee is charged on top of the amount: the payee
+//! receives the amount, the payer pays amount + fee.
+
+use std::collections::BTreeMap;
+
+/// Basis points in one whole (100 %).
+pub const BPS_PER_WHOLE: i64 = 10_000;
+/// No rule may charge more than this fixed part or minimum (CNY 10,000.00):
+/// a guard against a misplaced digit in the configuration.
+pub const FEE_FIXED_MAX: i64 = 1_000_000;
+/// Free payments per month a rule may grant at most.
+pub const FREE_PER_MONTH_MAX: i64 = 1_000;
+
+/// The operations that carry fees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FeeOperation {
+    P2p,
+    Withdrawal,
+    MerchantPayment,
+    BillPayment,
+}
+
+impl FeeOperation {
+    pub const ALL: [FeeOperation; 4] = [
+        FeeOperation::P2p,
+        FeeOperation::Withdrawal,
+        FeeOperation::MerchantPayment,
+        FeeOperation::BillPayment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeeOperation::P2p => "p2p",
+            FeeOperation::Withdrawal => "withdrawal",
+            FeeOperation::MerchantPayment => "merchant_payment",
+            FeeOperation::BillPayment => "bill_payment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FeeOperation> {
+        FeeOperation::ALL.into_iter().find(|op| op.as_str() == text)
+    }
+
+    /// The usage counter of this operation's monthly free quota.
+    pub fn free_span(self) -> String {
+        format!("fee.{}.free", self.as_str())
+    }
+
+    /// The usage counter of this operation's "first one free" waiver.
+    pub fn first_span(self) -> String {
+        format!("fee.{}.first", self.as_str())
+    }
+}
+
+/// Why a fee was waived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiver {
+    /// The customer's first payment of this kind ever.
+    First,
+    /// Within the monthly free quota.
+    MonthlyQuota,
+}
+
+impl Waiver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Waiver::First => "first_free",
+            Waiver::MonthlyQuota => "monthly_free_quota",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Waiver> {
+        match text {
+            "first_free" => Some(Waiver::First),
+            "monthly_free_quota" => Some(Waiver::MonthlyQuota),
+            _ => None,
+        }
+    }
+}
+
+/// One operation's fee, in minor units of the payment's currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeRule {
+    pub fixed: i64,
+    /// Percentage of the amount in basis points (1 bp = 0.01 %).
+    pub percent_bps: i64,
+    pub minimum: i64,
+    /// `None`: no maximum.
+    pub maximum: Option<i64>,
+    /// The first this many payments each calendar month (bank time) are free.
+    pub free_per_month: i64,
+    /// The customer's first payment of this kind ever is free.
+    pub first_free: bool,
+}
+
+/// A configuration mistake in a rule: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FeeRuleError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// What the customer has used that bears on the fee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeeUsage {
+    /// Free payments used this month.
+    pub free_used_this_month: i64,
+    /// Whether the "first one free" waiver was used.
+    pub first_used: bool,
+}
+
+/// A decided fee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeQuote {
+    pub fee: i64,
+    pub waiver: Option<Waiver>,
+}
+
+impl FeeRule {
+    /// No fee at all.
+    pub const FREE: FeeRule = FeeRule {
+        fixed: 0,
+        percent_bps: 0,
+        minimum: 0,
+        maximum: None,
+        free_per_month: 0,
+        first_free: false,
+    };
+
+    pub fn validate(&self) -> Result<(), FeeRuleError> {
+        let error = |field, message: String| Err(FeeRuleError { field, message });
+        if !(0..=FEE_FIXED_MAX).contains(&self.fixed) {
+            return error("fixed", format!("minor units from 0 to {FEE_FIXED_MAX}"));
+        }
+        if !(0..=BPS_PER_WHOLE).contains(&self.percent_bps) {
+            return error(
+                "percent_bps",
+                format!("basis points from 0 to {BPS_PER_WHOLE} (100 %)"),
+            );
+        }
+        if !(0..=FEE_FIXED_MAX).contains(&self.minimum) {
+            return error("minimum", format!("minor units from 0 to {FEE_FIXED_MAX}"));
+        }
+        if let Some(maximum) = self.maximum {
+            if maximum < self.minimum {
+                return error("maximum", "at least the minimum".into());
+            }
+        }
+        if !(0..=FREE_PER_MONTH_MAX).contains(&self.free_per_month) {
+            return error(
+                "free_per_month",
+                format!("a count from 0 to {FREE_PER_MONTH_MAX}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The fee for `amount` before waivers (see the module's rounding rule).
+    pub fn charge(&self, amount: i64) -> i64 {
+        let whole = i128::from(BPS_PER_WHOLE);
+        let percent = (i128::from(amount) * i128::from(self.percent_bps) + whole / 2) / whole;
+        let mut fee = percent + i128::from(self.fixed);
+        fee = fee.max(i128::from(self.minimum));
+        if let Some(maximum) = self.maximum {
+            fee = fee.min(i128::from(maximum));
+        }
+        // A fee beyond i64 would need an amount no wallet can hold; saturate
+        // rather than wrap, and the ledger refuses the payment.
+        i64::try_from(fee).unwrap_or(i64::MAX)
+    }
+
+    /// The fee for `amount` given the customer's usage: the first payment
+    /// free first, then the monthly quota, then the charge.
+    pub fn quote(&self, amount: i64, usage: FeeUsage) -> FeeQuote {
+        let fee = self.charge(amount);
+        if fee == 0 {
+            return FeeQuote { fee, waiver: None };
+        }
+        if self.first_free && !usage.first_used {
+            return FeeQuote {
+                fee: 0,
+                waiver: Some(Waiver::First),
+            };
+        }
+        if usage.free_used_this_month < self.free_per_month {
+            return FeeQuote {
+                fee: 0,
+                waiver: Some(Waiver::MonthlyQuota),
+            };
+        }
+        FeeQuote { fee, waiver: None }
+    }
+}
+
+/// Every operation's rule; an operation without one is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeSchedule {
+    rules: BTreeMap<FeeOperation, FeeRule>,
+}
+
+impl Default for FeeSchedule {
+    /// P2P: 0.1 % (min CNY 0.10, max CNY 25.00), the first three each month
+    /// free and the very first free; withdrawals: 0.1 % (min CNY 1.00, max
+    /// CNY 50.00), the first each month free; merchant and bill payments
+    /// free to the customer (the merchant pays the discount rate).
+    fn default() -> FeeSchedule {
+        FeeSchedule::new([
+            (
+                FeeOperation::P2p,
+                FeeRule {
+                    fixed: 0,
+                    percent_bps: 10,
+                    minimum: 10,
+                    maximum: Some(2_500),
+                    free_per_month: 3,
+                    first_free: true,
+                },
+            ),
+            (
+                FeeOperation::Withdrawal,
+                FeeRule {
+                    fixed: 0,
+                    percent_bps: 10,
+                    minimum: 100,
+                    maximum: Some(5_000),
+                    free_per_month: 1,
+                    first_free: false,
+                },
+            ),
+            (FeeOperation::MerchantPayment, FeeRule::FREE),
+            (FeeOperation::BillPayment, FeeRule::FREE),
+        ])
+        .unwrap_or_else(|_| unreachable!("the default schedule is valid"))
+    }
+}
+
+impl FeeSchedule {
+    /// A schedule from rules, each validated; the error names the operation.
+    pub fn new(
+        rules: impl IntoIterator<Item = (FeeOperation, FeeRule)>,
+    ) -> Result<FeeSchedule, (FeeOperation, FeeRuleError)> {
+        let mut map = BTreeMap::new();
+        for (operation, rule) in rules {
+            rule.validate().map_err(|e| (operation, e))?;
+            map.insert(operation, rule);
+        }
+        Ok(FeeSchedule { rules: map })
+    }
+
+    /// No fees at all (tests that are not about fees).
+    pub fn free() -> FeeSchedule {
+        FeeSchedule {
+            rules: BTreeMap::new(),
+        }
+    }
+
+    pub fn rule(&self, operation: FeeOperation) -> FeeRule {
+        self.rules.get(&operation).copied().unwrap_or(FeeRule::FREE)
+    }
+
+    /// This schedule with `operation`'s rule replaced.
+    pub fn with(
+        mut self,
+        operation: FeeOperation,
+        rule: FeeRule,
+    ) -> Result<FeeSchedule, FeeRuleError> {
+        rule.validate()?;
+        self.rules.insert(operation, rule);
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(fixed: i64, bps: i64, minimum: i64, maximum: Option<i64>) -> FeeRule {
+        FeeRule {
+            fixed,
+            percent_bps: bps,
+            minimum,
+            maximum,
+            ..FeeRule::FREE
+        }
+    }
+
+    #[test]
+    fn percentages_round_half_up_then_clamp() {
+        // 0.1 % of 12_345 = 12.345 → 12; of 12_350 = 12.35 → 12 (below .5);
+        // of 12_500 = 12.5 → 13 (half rounds up).
+        let percent = rule(0, 10, 0, None);
+        assert_eq!(percent.charge(12_345), 12);
+        assert_eq!(percent.charge(12_500), 13);
+        assert_eq!(percent.charge(4), 0);
+        assert_eq!(percent.charge(5_000), 5);
+        // Fixed plus percentage, minimum and maximum.
+        assert_eq!(rule(100, 50, 0, None).charge(10_000), 150);
+        assert_eq!(rule(0, 10, 10, Some(2_500)).charge(1), 10);
+        assert_eq!(rule(0, 10, 10, Some(2_500)).charge(100_000_000), 2_500);
+        // 100 % of the largest amount does not overflow.
+        assert_eq!(rule(0, 10_000, 0, None).charge(i64::MAX), i64::MAX);
+        assert_eq!(
+            rule(FEE_FIXED_MAX, 10_000, 0, None).charge(i64::MAX),
+            i64::MAX
+        );
+    }
+
+    #[test]
+    fn waivers_come_first_free_then_the_monthly_quota() {
+        let rule = FeeRule {
+            first_free: true,
+            free_per_month: 2,
+            ..rule(0, 10, 10, None)
+        };
+        let fresh = FeeUsage::default();
+        assert_eq!(
+            rule.quote(10_000, fresh),
+            FeeQuote {
+                fee: 0,
+                waiver: Some(Waiver::First)
+            }
+        );
+        let after_first = FeeUsage {
+            first_used: true,
+            free_used_this_month: 1,
+        };
+        assert_eq!(
+            rule.quote(10_000, after_first).waiver,
+            Some(Waiver::MonthlyQuota)
+        );
+        let quota_used = FeeUsage {
+            first_used: true,
+            free_used_this_month: 2,
+        };
+        assert_eq!(
+            rule.quote(10_000, quota_used),
+            FeeQuote {
+                fee: 10,
+                waiver: None
+            }
+        );
+        // Nothing to waive: no waiver used up.
+        assert_eq!(FeeRule::FREE.quote(10_000, fresh).waiver, None);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_by_field() {
+        for (bad, field) in [
+            (rule(-1, 0, 0, None), "fixed"),
+            (rule(0, 10_001, 0, None), "percent_bps"),
+            (rule(0, -1, 0, None), "percent_bps"),
+            (rule(0, 0, 100, Some(99)), "maximum"),
+            (rule(0, 0, -5, None), "minimum"),
+            (
+                FeeRule {
+                    free_per_month: -1,
+                    ..FeeRule::FREE
+                },
+                "free_per_month",
+            ),
+        ] {
+            assert_eq!(bad.validate().map_err(|e| e.field), Err(field), "{bad:?}");
+        }
+        assert!(FeeSchedule::default()
+            .with(FeeOperation::P2p, rule(0, 20_000, 0, None))
+            .is_err());
+        assert_eq!(
+            FeeSchedule::free().rule(FeeOperation::Withdrawal),
+            FeeRule::FREE
+        );
+    }
+}
