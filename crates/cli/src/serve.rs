@@ -148,12 +148,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             )
             .await?;
         }
-        let funding = state.funding.clone();
-        tokio::task::spawn_blocking(move || funding.open_accounts())
+        let bank = state.clone();
+        tokio::task::spawn_blocking(move || bank.open_bank_accounts())
             .await?
-            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("opening the bank's accounts: {e}"))?;
         if args.demo {
-            demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            let customer = demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            demo::load_wallet(&state, customer).await?;
         }
         println!(
             "Coffer is running at {base_url}/ (database {}, schema v{version})",
@@ -175,6 +176,11 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             state.connectors.simulators.clone(),
             state.funding.clone(),
             clock.clone(),
+            CONNECTOR_TASKS_INTERVAL,
+        ));
+        tokio::spawn(coffer_api::connector_tasks::run_wallet_resolvers(
+            state.bills.clone(),
+            state.fx.clone(),
             CONNECTOR_TASKS_INTERVAL,
         ));
         match &config.server.tls {

@@ -1,12 +1,17 @@
 //! Wallet payments: linked payment methods (cards, bank accounts), the
 //! connectors to the card network and the core banking system (with
 //! simulators), top-ups and withdrawals through ledger holds, and the
-//! reconciliation of connector reports against the ledger.
+//! reconciliation of connector reports against the ledger; bill payment,
+//! multi-currency wallets and FX conversion, and the activity feed every
+//! payment kind writes beside its record.
 
+pub mod activity;
 pub mod bank_accounts;
+pub mod bills;
 pub mod cards;
 pub mod connectors;
 pub mod funding;
+pub mod fx;
 pub mod reconcile;
 pub mod simulator;
 
@@ -28,3 +33,9 @@ pub use funding::{
 };
 pub use reconcile::{Break, BreakKind, Reconciliation};
 pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
+pub use activity::{Activity, ActivityKind, ActivityStatus, ActivityView, Category};
+pub use bills::{
+    Bill, BillError, BillPaymentRequest, BillPaymentView, BillPolicy, BillState, Biller,
+    BillerSimulator, Bills, BILLERS,
+};
+pub use fx::{FixedSide, Fx, FxError, FxPolicy, QuoteView, RateSource, SimulatedRateSource, WalletView};
