@@ -102,7 +102,11 @@ pub(crate) async fn payments_call<T: Send + 'static, E: Into<ApiError> + Send + 
 
 /// The Idempotency-Key and a fingerprint of the request, for the funding
 /// record itself (the second line behind the API's stored responses).
-pub(crate) fn client_key(headers: &HeaderMap, route: &str, body: &[u8]) -> Result<ClientKey, ApiError> {
+pub(crate) fn client_key(
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<ClientKey, ApiError> {
     let key = idempotency::key(headers)?;
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());

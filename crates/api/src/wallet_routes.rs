@@ -155,6 +155,7 @@ pub(crate) struct BillersResponse {
     responses(
         (status = 200, description = "The catalogue.", body = BillersResponse),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
     ),
     security(("session" = []))
 )]
@@ -876,7 +877,10 @@ fn parse_filter(query: ActivityQuery) -> Result<(Filter, Option<Cursor>, i64), A
     };
     let cursor = query
         .cursor
-        .map(|t| Cursor::decode(&t).ok_or_else(|| invalid("cursor", "a next_cursor from a previous page")))
+        .map(|t| {
+            Cursor::decode(&t)
+                .ok_or_else(|| invalid("cursor", "a next_cursor from a previous page"))
+        })
         .transpose()?;
     let limit = match query.limit {
         None => 20,
@@ -1125,11 +1129,10 @@ pub(crate) async fn activity_summary(
         }
     };
     let activity = state.activity.clone();
-    let totals = payments_call(move || {
-        activity.monthly_summary(&session.info.customer_id, year, month)
-    })
-    .await?
-    .ok_or_else(|| invalid("month", "YYYY-MM with a month 01 to 12, from 1970"))?;
+    let totals =
+        payments_call(move || activity.monthly_summary(&session.info.customer_id, year, month))
+            .await?
+            .ok_or_else(|| invalid("month", "YYYY-MM with a month 01 to 12, from 1970"))?;
     Ok(json_response(
         StatusCode::OK,
         &SummaryBody {

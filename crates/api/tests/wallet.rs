@@ -349,20 +349,25 @@ async fn bill_flows(app: &App) {
     let (status, body) = bill(app, &bearer, "state-grid-electricity", "3100200000").await;
     assert_eq!((status, error_of(&body).0), (422, Some("no_bill_due")));
     let (status, body) = bill(app, &bearer, "beijing-water", "31000503").await;
-    assert_eq!((status, error_of(&body).0), (503, Some("biller_unavailable")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (503, Some("biller_unavailable"))
+    );
     let (status, body) = bill(app, &bearer, "beijing-water", "31000001").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("paid")));
     let (status, due) = bill(app, &bearer, "state-grid-electricity", "3100204657").await;
-    assert_eq!((status, due["status"].as_str()), (200, Some("due")), "{due}");
+    assert_eq!(
+        (status, due["status"].as_str()),
+        (200, Some("due")),
+        "{due}"
+    );
     assert_eq!(due["account_reference"], "••4657");
     assert!(due["holder_name"].as_str().expect("holder").contains('*'));
     let amount_due = due["amount_due"].as_i64().expect("amount");
     assert!(amount_due > 0);
 
     // Paying: the wrong amount, then the bill, a replay, a reused key, again.
-    let pay = |amount: i64| {
-        json!({"biller_id": "state-grid-electricity", "account_reference": "3100 2046 57", "amount": amount, "currency": "CNY"})
-    };
+    let pay = |amount: i64| json!({"biller_id": "state-grid-electricity", "account_reference": "3100 2046 57", "amount": amount, "currency": "CNY"});
     let (status, body) = app
         .post(&bearer, "bp-0", "/v1/me/bill-payments", pay(amount_due + 1))
         .await;
@@ -373,7 +378,11 @@ async fn bill_flows(app: &App) {
     let (status, paid) = app
         .post(&bearer, "bp-1", "/v1/me/bill-payments", pay(amount_due))
         .await;
-    assert_eq!((status, paid["status"].as_str()), (201, Some("succeeded")), "{paid}");
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (201, Some("succeeded")),
+        "{paid}"
+    );
     let confirmation = paid["confirmation_number"].as_str().expect("confirmation");
     assert!(confirmation.starts_with("BP"));
     assert_eq!(paid["account_reference"], "••4657");
@@ -384,11 +393,17 @@ async fn bill_flows(app: &App) {
     let (status, body) = app
         .post(&bearer, "bp-1", "/v1/me/bill-payments", pay(amount_due - 1))
         .await;
-    assert_eq!((status, error_of(&body).0), (422, Some("idempotency_key_reused")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("idempotency_key_reused"))
+    );
     let (status, body) = app
         .post(&bearer, "bp-2", "/v1/me/bill-payments", pay(amount_due))
         .await;
-    assert_eq!((status, error_of(&body).0), (409, Some("bill_already_paid")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("bill_already_paid"))
+    );
     assert_eq!(
         app.balance(&bearer).await,
         (100_000 - amount_due, 100_000 - amount_due)
@@ -397,14 +412,38 @@ async fn bill_flows(app: &App) {
 
     // Refusals that move nothing: unknown biller, bad reference, no bill, biller down.
     for (key, body, expected) in [
-        ("bp-3", json!({"biller_id": "nope", "account_reference": "1", "amount": 100, "currency": "CNY"}), (404, "unknown_biller")),
-        ("bp-4", json!({"biller_id": "china-mobile", "account_reference": "23800138000", "amount": 100, "currency": "CNY"}), (422, "invalid_field")),
-        ("bp-5", json!({"biller_id": "china-mobile", "account_reference": "13800130000", "amount": 100, "currency": "CNY"}), (422, "no_bill_due")),
-        ("bp-6", json!({"biller_id": "china-mobile", "account_reference": "13800130503", "amount": 100, "currency": "CNY"}), (503, "biller_unavailable")),
-        ("bp-7", json!({"biller_id": "china-mobile", "account_reference": "13800138000", "amount": 100, "currency": "USD"}), (422, "invalid_field")),
+        (
+            "bp-3",
+            json!({"biller_id": "nope", "account_reference": "1", "amount": 100, "currency": "CNY"}),
+            (404, "unknown_biller"),
+        ),
+        (
+            "bp-4",
+            json!({"biller_id": "china-mobile", "account_reference": "23800138000", "amount": 100, "currency": "CNY"}),
+            (422, "invalid_field"),
+        ),
+        (
+            "bp-5",
+            json!({"biller_id": "china-mobile", "account_reference": "13800130000", "amount": 100, "currency": "CNY"}),
+            (422, "no_bill_due"),
+        ),
+        (
+            "bp-6",
+            json!({"biller_id": "china-mobile", "account_reference": "13800130503", "amount": 100, "currency": "CNY"}),
+            (503, "biller_unavailable"),
+        ),
+        (
+            "bp-7",
+            json!({"biller_id": "china-mobile", "account_reference": "13800138000", "amount": 100, "currency": "USD"}),
+            (422, "invalid_field"),
+        ),
     ] {
         let (status, answer) = app.post(&bearer, key, "/v1/me/bill-payments", body).await;
-        assert_eq!((status, error_of(&answer).0), (expected.0, Some(expected.1)), "{key}");
+        assert_eq!(
+            (status, error_of(&answer).0),
+            (expected.0, Some(expected.1)),
+            "{key}"
+        );
     }
     assert_eq!(app.balance(&bearer).await.0, 100_000 - spent);
 
@@ -420,13 +459,20 @@ async fn bill_flows(app: &App) {
             json!({"biller_id": "china-unicom", "account_reference": "13800130504", "amount": amount, "currency": "CNY"}),
         )
         .await;
-    assert_eq!((status, pending["status"].as_str()), (201, Some("pending")), "{pending}");
+    assert_eq!(
+        (status, pending["status"].as_str()),
+        (201, Some("pending")),
+        "{pending}"
+    );
     assert_eq!(
         app.balance(&bearer).await,
         (100_000 - spent, 100_000 - spent - amount)
     );
     app.resolve_bills().await;
-    let path = format!("/v1/me/bill-payments/{}", pending["id"].as_str().expect("id"));
+    let path = format!(
+        "/v1/me/bill-payments/{}",
+        pending["id"].as_str().expect("id")
+    );
     let (status, failed) = app.get(&bearer, &path).await;
     assert_eq!(
         (status, failed["status"].as_str(), failed["reason"].as_str()),
@@ -446,7 +492,11 @@ async fn bill_flows(app: &App) {
             json!({"biller_id": "cmb-credit-card", "account_reference": "6225 8801 1234 5678", "amount": 1_000, "currency": "CNY"}),
         )
         .await;
-    assert_eq!((status, card["status"].as_str()), (201, Some("succeeded")), "{card}");
+    assert_eq!(
+        (status, card["status"].as_str()),
+        (201, Some("succeeded")),
+        "{card}"
+    );
 
     // Someone with an empty wallet: insufficient funds, shown as failed in history.
     let (_, poor) = app.customer("+8613700137002").await;
@@ -538,25 +588,49 @@ async fn fx_flows(app: &App) {
     // Converting: both legs at once; the quote cannot be used again.
     let quote_id = quote["id"].as_str().expect("id").to_string();
     let (status, converted) = app
-        .post(&bearer, "c-1", "/v1/me/fx/conversions", json!({"quote_id": quote_id}))
+        .post(
+            &bearer,
+            "c-1",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": quote_id}),
+        )
         .await;
-    assert_eq!((status, converted["status"].as_str()), (201, Some("converted")), "{converted}");
+    assert_eq!(
+        (status, converted["status"].as_str()),
+        (201, Some("converted")),
+        "{converted}"
+    );
     let after = wallets(app, &bearer).await;
     assert_eq!(posted(&after, "CNY"), Some(90_000));
     assert_eq!(posted(&after, "USD"), Some(1_396));
     let (status, replay) = app
-        .post(&bearer, "c-1", "/v1/me/fx/conversions", json!({"quote_id": quote_id}))
+        .post(
+            &bearer,
+            "c-1",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": quote_id}),
+        )
         .await;
     assert_eq!((status, &replay), (201, &converted));
     let (status, body) = app
-        .post(&bearer, "c-2", "/v1/me/fx/conversions", json!({"quote_id": quote_id}))
+        .post(
+            &bearer,
+            "c-2",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": quote_id}),
+        )
         .await;
     assert_eq!(
         (status, error_of(&body)),
         (409, (Some("quote_already_used"), Some("quote_id")))
     );
     let (status, body) = app
-        .post(&bearer, "c-3", "/v1/me/fx/conversions", json!({"quote_id": "fxq_nope"}))
+        .post(
+            &bearer,
+            "c-3",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": "fxq_nope"}),
+        )
         .await;
     assert_eq!((status, error_of(&body).0), (404, Some("not_found")));
 
@@ -571,7 +645,12 @@ async fn fx_flows(app: &App) {
         .await;
     assert_eq!(status, 201, "{yen}");
     let (status, converted) = app
-        .post(&bearer, "c-4", "/v1/me/fx/conversions", json!({"quote_id": yen["id"]}))
+        .post(
+            &bearer,
+            "c-4",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": yen["id"]}),
+        )
         .await;
     assert_eq!(status, 201, "{converted}");
     let after = wallets(app, &bearer).await;
@@ -592,7 +671,12 @@ async fn fx_flows(app: &App) {
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(QUOTE_TTL_MS as u64 + 200)).await;
     let (status, body) = app
-        .post(&bearer, "c-5", "/v1/me/fx/conversions", json!({"quote_id": late["id"]}))
+        .post(
+            &bearer,
+            "c-5",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": late["id"]}),
+        )
         .await;
     assert_eq!(
         (status, error_of(&body)),
@@ -609,15 +693,28 @@ async fn fx_flows(app: &App) {
         )
         .await;
     let (status, body) = app
-        .post(&bearer, "c-6", "/v1/me/fx/conversions", json!({"quote_id": big["id"]}))
+        .post(
+            &bearer,
+            "c-6",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": big["id"]}),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (422, Some("insufficient_funds")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("insufficient_funds"))
+    );
     let unchanged = wallets(app, &bearer).await;
     assert_eq!(posted(&unchanged, "CNY"), Some(90_000));
     assert_eq!(posted(&unchanged, "HKD"), Some(0));
 
     // The rate source is down.
-    let rates = app.state.connectors.rate_simulator.clone().expect("simulated");
+    let rates = app
+        .state
+        .connectors
+        .rate_simulator
+        .clone()
+        .expect("simulated");
     rates.set_available(false);
     let (status, body) = app
         .post(
@@ -634,7 +731,11 @@ async fn fx_flows(app: &App) {
 
 async fn history_flows(app: &App) {
     let bearer = funded_customer(app, "+8613700137004").await;
-    for (key, reference) in [("h-1", "3100200100"), ("h-2", "3100200200"), ("h-3", "3100200300")] {
+    for (key, reference) in [
+        ("h-1", "3100200100"),
+        ("h-2", "3100200200"),
+        ("h-3", "3100200300"),
+    ] {
         let (_, due) = bill(app, &bearer, "state-grid-electricity", reference).await;
         let (status, paid) = app
             .post(
@@ -655,7 +756,12 @@ async fn history_flows(app: &App) {
         )
         .await;
     let (status, _) = app
-        .post(&bearer, "h-c", "/v1/me/fx/conversions", json!({"quote_id": quote["id"]}))
+        .post(
+            &bearer,
+            "h-c",
+            "/v1/me/fx/conversions",
+            json!({"quote_id": quote["id"]}),
+        )
         .await;
     assert_eq!(status, 201);
 
@@ -688,7 +794,11 @@ async fn history_flows(app: &App) {
     ] {
         let (status, page) = app.get(&bearer, &format!("/v1/me/activity?{query}")).await;
         assert_eq!(status, 200, "{query}: {page}");
-        assert_eq!(page["data"].as_array().map(Vec::len), Some(count), "{query}");
+        assert_eq!(
+            page["data"].as_array().map(Vec::len),
+            Some(count),
+            "{query}"
+        );
     }
     for (query, field) in [
         ("type=nope", "type"),
@@ -700,7 +810,11 @@ async fn history_flows(app: &App) {
         ("unknown=1", "query"),
     ] {
         let (status, body) = app.get(&bearer, &format!("/v1/me/activity?{query}")).await;
-        assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some(field))), "{query}");
+        assert_eq!(
+            (status, error_of(&body)),
+            (422, (Some("invalid_field"), Some(field))),
+            "{query}"
+        );
     }
 
     // Cursor pages of two cover everything once, in order.
@@ -726,54 +840,96 @@ async fn history_flows(app: &App) {
     // Details and receipts.
     let bill_item = &items[1];
     let (status, detail) = app
-        .get(&bearer, &format!("/v1/me/activity/{}", bill_item["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!("/v1/me/activity/{}", bill_item["id"].as_str().expect("id")),
+        )
         .await;
     assert_eq!((status, &detail), (200, bill_item));
     let (status, receipt) = app
-        .get(&bearer, &format!("/v1/me/activity/{}/receipt", bill_item["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!(
+                "/v1/me/activity/{}/receipt",
+                bill_item["id"].as_str().expect("id")
+            ),
+        )
         .await;
     assert_eq!(status, 200, "{receipt}");
-    assert!(receipt["confirmation_number"].as_str().expect("confirmation").starts_with("BP"));
+    assert!(receipt["confirmation_number"]
+        .as_str()
+        .expect("confirmation")
+        .starts_with("BP"));
     assert_eq!(receipt["total"], bill_item["amount"]);
     let (status, receipt) = app
-        .get(&bearer, &format!("/v1/me/activity/{}/receipt", items[0]["id"].as_str().expect("id")))
+        .get(
+            &bearer,
+            &format!(
+                "/v1/me/activity/{}/receipt",
+                items[0]["id"].as_str().expect("id")
+            ),
+        )
         .await;
-    assert_eq!((status, receipt["fx"]["currency"].as_str()), (200, Some("USD")));
+    assert_eq!(
+        (status, receipt["fx"]["currency"].as_str()),
+        (200, Some("USD"))
+    );
     let (status, _) = app.get(&bearer, "/v1/me/activity/act_nope").await;
     assert_eq!(status, 404);
     // Another customer cannot see it.
     let (_, stranger) = app.customer("+8613700137005").await;
     let (status, _) = app
-        .get(&stranger, &format!("/v1/me/activity/{}/receipt", bill_item["id"].as_str().expect("id")))
+        .get(
+            &stranger,
+            &format!(
+                "/v1/me/activity/{}/receipt",
+                bill_item["id"].as_str().expect("id")
+            ),
+        )
         .await;
     assert_eq!(status, 404);
 
     // The month's spending: the three bills, not the top-up or the conversion.
-    let bills_total: i64 = items[1..4].iter().map(|i| i["amount"].as_i64().expect("amount")).sum();
+    let bills_total: i64 = items[1..4]
+        .iter()
+        .map(|i| i["amount"].as_i64().expect("amount"))
+        .sum();
     let (status, summary) = app.get(&bearer, "/v1/me/activity/summary").await;
     assert_eq!(status, 200, "{summary}");
     assert_eq!(
         summary["categories"],
         json!([{"category": "bills", "currency": "CNY", "amount": bills_total, "count": 3}])
     );
-    let (status, body) = app.get(&bearer, "/v1/me/activity/summary?month=2026-13").await;
+    let (status, body) = app
+        .get(&bearer, "/v1/me/activity/summary?month=2026-13")
+        .await;
     assert_eq!((status, error_of(&body).1), (422, Some("month")));
 
     // CSV export: a header and one line per row, decimal amounts.
     let response = app
         .client
-        .get(format!("{}/v1/me/activity/export?type=bill_payment", app.base))
+        .get(format!(
+            "{}/v1/me/activity/export?type=bill_payment",
+            app.base
+        ))
         .header("Authorization", &bearer)
         .send()
         .await
         .expect("send");
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.headers()["content-type"].to_str().expect("type").starts_with("text/csv"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/csv"));
     let csv = response.text().await.expect("csv");
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[0].starts_with("date,id,type,status"));
-    assert!(lines[1].contains(",bill_payment,succeeded,"), "{}", lines[1]);
+    assert!(
+        lines[1].contains(",bill_payment,succeeded,"),
+        "{}",
+        lines[1]
+    );
     assert!(lines[1].contains("国家电网 电费 State Grid electricity"));
     app.verify_ledger().await;
 }
@@ -785,7 +941,9 @@ async fn bills_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bills_on_postgres() {
-    let db = tokio::task::spawn_blocking(TestDatabase::postgres).await.expect("pg");
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
     bill_flows(&spawn_app(db).await).await;
 }
 
@@ -796,7 +954,9 @@ async fn fx_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fx_on_postgres() {
-    let db = tokio::task::spawn_blocking(TestDatabase::postgres).await.expect("pg");
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
     fx_flows(&spawn_app(db).await).await;
 }
 
@@ -807,6 +967,8 @@ async fn history_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_on_postgres() {
-    let db = tokio::task::spawn_blocking(TestDatabase::postgres).await.expect("pg");
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
     history_flows(&spawn_app(db).await).await;
 }

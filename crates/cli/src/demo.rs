@@ -350,7 +350,12 @@ pub async fn load_wallet(
                 "3100204657",
                 electricity.amount_due,
             ),
-            ("bill-credit-card", "cmb-credit-card", "6225880112345678", 8_800),
+            (
+                "bill-credit-card",
+                "cmb-credit-card",
+                "6225880112345678",
+                8_800,
+            ),
         ] {
             bills.pay(
                 &customer_id,

@@ -554,14 +554,12 @@ impl Activity {
         );
         for row in &rows {
             let item = view(row)?;
-            let decimal = |amount: i64, currency: &str| {
-                match coffer_core::Currency::parse(currency)
-                    .ok()
-                    .and_then(|c| self.currencies.exponent(c))
-                {
-                    Some(exponent) => format_minor_units(amount, exponent),
-                    None => amount.to_string(),
-                }
+            let decimal = |amount: i64, currency: &str| match coffer_core::Currency::parse(currency)
+                .ok()
+                .and_then(|c| self.currencies.exponent(c))
+            {
+                Some(exponent) => format_minor_units(amount, exponent),
+                None => amount.to_string(),
             };
             let fx = item.fx.as_ref();
             let cells = [

@@ -212,7 +212,9 @@ pub enum PaymentAnswer {
 /// What the biller knows of a payment, by our reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentStatus {
-    Paid { confirmation: String },
+    Paid {
+        confirmation: String,
+    },
     /// Never received (or refused): nothing was paid.
     Unknown,
 }
@@ -1009,9 +1011,7 @@ impl Bills {
             // hold's final state is the truth.
             (Err(Rejection::HoldNotPending | Rejection::HoldExpired), _) => {
                 match self.reader.hold(&hold)?.map(|h| h.state) {
-                    Some(HoldState::Captured) => {
-                        (BillState::Succeeded, None, answer.ok())
-                    }
+                    Some(HoldState::Captured) => (BillState::Succeeded, None, answer.ok()),
                     Some(HoldState::Released) => {
                         (BillState::Failed, Some("released".to_string()), None)
                     }
@@ -1019,7 +1019,9 @@ impl Bills {
                         (BillState::Failed, Some("expired".to_string()), None)
                     }
                     Some(HoldState::Pending) | None => {
-                        return Err(internal(format!("hold {hold} neither pending nor resolved")))
+                        return Err(internal(format!(
+                            "hold {hold} neither pending nor resolved"
+                        )))
                     }
                 }
             }

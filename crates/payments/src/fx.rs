@@ -316,9 +316,7 @@ impl FxError {
         match self {
             FxError::Invalid { field, .. } => Some(field),
             FxError::CurrencyNotEnabled { field, .. } => Some(field),
-            FxError::QuoteNotFound | FxError::QuoteExpired | FxError::QuoteUsed => {
-                Some("quote_id")
-            }
+            FxError::QuoteNotFound | FxError::QuoteExpired | FxError::QuoteUsed => Some("quote_id"),
             FxError::InsufficientFunds => Some("sell_amount"),
             FxError::KeyReused => Some("Idempotency-Key"),
             _ => None,
@@ -590,7 +588,9 @@ impl Fx {
                 other => other,
             }
         };
-        let sell = self.enabled(sell_code).map_err(for_field("sell_currency"))?;
+        let sell = self
+            .enabled(sell_code)
+            .map_err(for_field("sell_currency"))?;
         let buy = self.enabled(buy_code).map_err(for_field("buy_currency"))?;
         if sell == buy {
             return Err(FxError::invalid(
@@ -598,7 +598,10 @@ impl Fx {
                 "buy and sell currencies must differ",
             ));
         }
-        let mid = self.rates.mid_rate(sell, buy).map_err(FxError::RateUnavailable)?;
+        let mid = self
+            .rates
+            .mid_rate(sell, buy)
+            .map_err(FxError::RateUnavailable)?;
         let (sell_exponent, buy_exponent) = (self.exponent(sell)?, self.exponent(buy)?);
         let spread = self.policy.spread_bps;
         let explain = |field: &'static str, error: ConversionError| match error {
@@ -629,7 +632,8 @@ impl Fx {
             rand::rng().fill_bytes(&mut bytes);
             format!("fxq_{}", hex::encode(bytes))
         };
-        let expires_at = now.saturating_add(self.policy.quote_ttl_ms.saturating_mul(NANOS_PER_MILLI));
+        let expires_at =
+            now.saturating_add(self.policy.quote_ttl_ms.saturating_mul(NANOS_PER_MILLI));
         self.sql.run(|db| {
             db.execute(
                 "INSERT INTO fx_quotes (id, customer_id, sell_currency, buy_currency, sell_amount, buy_amount, mid_rate, spread_bps, \
@@ -879,7 +883,9 @@ impl Fx {
             let id = record.view.id.clone();
             match self.execute(record) {
                 Ok(_) | Err(FxError::InsufficientFunds) => {}
-                Err(error) => tracing::warn!(quote = %id, %error, "could not finish the conversion yet"),
+                Err(error) => {
+                    tracing::warn!(quote = %id, %error, "could not finish the conversion yet")
+                }
             }
         }
         Ok(rows.len())
@@ -950,7 +956,10 @@ mod tests {
                 // sell − 1 < amount × d / n ≤ sell
                 let exact = i128::from(amount) * d;
                 assert!(i128::from(sell) * n >= exact, "{amount} {mid} {spread}");
-                assert!((i128::from(sell) - 1) * n < exact, "{amount} {mid} {spread}");
+                assert!(
+                    (i128::from(sell) - 1) * n < exact,
+                    "{amount} {mid} {spread}"
+                );
             }
         }
     }

@@ -23,6 +23,11 @@ pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 2] = [
     cards::ENCRYPTED_COLUMNS[0],
     bank_accounts::ENCRYPTED_COLUMNS[0],
 ];
+pub use activity::{Activity, ActivityKind, ActivityStatus, ActivityView, Category};
+pub use bills::{
+    Bill, BillError, BillPaymentRequest, BillPaymentView, BillPolicy, BillState, Biller,
+    BillerSimulator, Bills, BILLERS,
+};
 pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
@@ -31,11 +36,8 @@ pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
     FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
 };
+pub use fx::{
+    FixedSide, Fx, FxError, FxPolicy, QuoteView, RateSource, SimulatedRateSource, WalletView,
+};
 pub use reconcile::{Break, BreakKind, Reconciliation};
 pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
-pub use activity::{Activity, ActivityKind, ActivityStatus, ActivityView, Category};
-pub use bills::{
-    Bill, BillError, BillPaymentRequest, BillPaymentView, BillPolicy, BillState, Biller,
-    BillerSimulator, Bills, BILLERS,
-};
-pub use fx::{FixedSide, Fx, FxError, FxPolicy, QuoteView, RateSource, SimulatedRateSource, WalletView};

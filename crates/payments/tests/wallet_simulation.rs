@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use coffer_app::{Engine, ManualClock};
-use coffer_core::{
-    Amount, Clock, Code, Currency, CurrencyRegistry, Identifier, Secret, Timestamp,
-};
+use coffer_core::{Amount, Clock, Code, Currency, CurrencyRegistry, Identifier, Secret, Timestamp};
 use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, TransferCommand,
@@ -56,7 +54,12 @@ fn world(database: &coffer_store::Database) -> World {
     let dyn_clock: Arc<dyn Clock> = clock.clone();
     let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
     let vault = Arc::new(
-        Vault::open(Arc::new(LocalMasterKey::from_bytes([6; 32])), sql.clone(), 0).expect("vault"),
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([6; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
     );
     let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
     let dispatcher = Dispatcher::new(
