@@ -342,12 +342,12 @@ pub async fn load_wallet(
             key: format!("demo-{name}"),
             request_hash: format!("demo-{name}"),
         };
-        let electricity = bills.lookup("state-grid-electricity", "3100 2046 57")?;
+        let electricity = bills.lookup("state-grid-electricity", "3100 2000 02")?;
         for (name, biller_id, reference, amount) in [
             (
                 "bill-electricity",
                 "state-grid-electricity",
-                "3100204657",
+                "3100200002",
                 electricity.amount_due,
             ),
             (
