@@ -384,7 +384,7 @@ pub(crate) async fn get_bill_payment(
 // ---- wallets and FX ----------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct WalletBody {
+pub(crate) struct CurrencyWalletBody {
     account_id: String,
     currency: String,
     /// Digits after the decimal point (ISO 4217): 2 for CNY, 0 for JPY.
@@ -395,8 +395,8 @@ pub(crate) struct WalletBody {
     available: i64,
 }
 
-fn wallet_body(view: WalletView) -> WalletBody {
-    WalletBody {
+fn wallet_body(view: WalletView) -> CurrencyWalletBody {
+    CurrencyWalletBody {
         account_id: view.account_id,
         currency: view.currency,
         exponent: view.exponent,
@@ -407,7 +407,7 @@ fn wallet_body(view: WalletView) -> WalletBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct WalletsResponse {
-    data: Vec<WalletBody>,
+    data: Vec<CurrencyWalletBody>,
     /// Currencies this bank's wallets can hold.
     enabled_currencies: Vec<String>,
 }
@@ -456,7 +456,7 @@ pub(crate) struct OpenWalletBody {
     params(IdempotencyKey),
     request_body = OpenWalletBody,
     responses(
-        (status = 201, description = "Open.", body = WalletBody),
+        (status = 201, description = "Open.", body = CurrencyWalletBody),
         (status = 400, response = BadRequest),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
