@@ -87,3 +87,28 @@ pub async fn run(
         }
     }
 }
+
+/// Runs forever: every `interval`, asks billers about bill payments they
+/// did not answer and finishes conversions a crash left behind.
+pub async fn run_wallet_resolvers(
+    bills: Arc<coffer_payments::Bills>,
+    fx: Arc<coffer_payments::Fx>,
+    interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let (bills, fx) = (bills.clone(), fx.clone());
+        let pass = tokio::task::spawn_blocking(move || {
+            if let Err(error) = bills.resolve_pending() {
+                tracing::warn!(%error, "bill payment resolver pass failed");
+            }
+            if let Err(error) = fx.resolve_pending() {
+                tracing::warn!(%error, "conversion resolver pass failed");
+            }
+        })
+        .await;
+        if let Err(error) = pass {
+            tracing::warn!(%error, "wallet resolver task failed");
+        }
+    }
+}

@@ -91,7 +91,7 @@ impl From<FundingError> for ApiError {
 
 /// A payments call on a blocking thread (the database and the ledger
 /// writer answer synchronously), its error mapped to the API's.
-async fn payments_call<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+pub(crate) async fn payments_call<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -102,7 +102,11 @@ async fn payments_call<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
 
 /// The Idempotency-Key and a fingerprint of the request, for the funding
 /// record itself (the second line behind the API's stored responses).
-fn client_key(headers: &HeaderMap, route: &str, body: &[u8]) -> Result<ClientKey, ApiError> {
+pub(crate) fn client_key(
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<ClientKey, ApiError> {
     let key = idempotency::key(headers)?;
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());

@@ -22,6 +22,7 @@ pub mod respond;
 pub mod route_table;
 pub mod security_headers;
 pub mod staff_routes;
+pub mod wallet_routes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,6 +73,9 @@ pub struct AppState {
     pub connectors: Connectors,
     pub funding: Arc<coffer_payments::Funding>,
     pub p2p: Arc<coffer_payments::P2p>,
+    pub bills: Arc<coffer_payments::Bills>,
+    pub fx: Arc<coffer_payments::Fx>,
+    pub activity: Arc<coffer_payments::Activity>,
     pub sql: Arc<SqlStore>,
 }
 
@@ -86,6 +90,12 @@ pub struct Connectors {
     /// The built-in simulators, when the connectors are simulated: their
     /// callbacks wait in their own books until `connector_tasks::deliver`.
     pub simulators: Vec<Arc<coffer_payments::Simulator>>,
+    /// The bill-payment network.
+    pub biller: Arc<dyn coffer_payments::Biller>,
+    /// Where FX mid rates come from.
+    pub rates: Arc<dyn coffer_payments::RateSource>,
+    /// The simulated rate source, when rates are simulated (tests switch it off).
+    pub rate_simulator: Option<Arc<coffer_payments::SimulatedRateSource>>,
 }
 
 impl Connectors {
@@ -107,17 +117,21 @@ impl Connectors {
         ));
         let core_banking = Arc::new(Simulator::new(
             ConnectorKind::CoreBanking,
-            sql,
-            clock,
+            sql.clone(),
+            clock.clone(),
             core_banking_secret.clone(),
             settings,
         ));
+        let rate_simulator = Arc::new(coffer_payments::SimulatedRateSource::default());
         Connectors {
             card_network: card_network.clone(),
             core_banking: core_banking.clone(),
             card_network_secret,
             core_banking_secret,
             simulators: vec![card_network, core_banking],
+            biller: Arc::new(coffer_payments::BillerSimulator::new(sql, clock)),
+            rates: rate_simulator.clone(),
+            rate_simulator: Some(rate_simulator),
         }
     }
 
@@ -264,6 +278,29 @@ impl AppState {
             clock.clone(),
             coffer_payments::P2pPolicy::default(),
         ));
+        let activity = Arc::new(coffer_payments::Activity::new(
+            customers.sql.clone(),
+            currencies.clone(),
+            funding.policy().limit_day_utc_offset_seconds,
+        ));
+        let bills = Arc::new(coffer_payments::Bills::new(
+            customers.sql.clone(),
+            engine.clone(),
+            reader.clone(),
+            customers.identity.clone(),
+            customers.connectors.biller.clone(),
+            clock.clone(),
+            coffer_payments::BillPolicy::default(),
+        ));
+        let fx = Arc::new(coffer_payments::Fx::new(
+            customers.sql.clone(),
+            engine.clone(),
+            reader.clone(),
+            currencies.clone(),
+            customers.connectors.rates.clone(),
+            clock.clone(),
+            coffer_payments::FxPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -282,6 +319,9 @@ impl AppState {
             connectors: customers.connectors.clone(),
             funding,
             p2p,
+            bills,
+            fx,
+            activity,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
@@ -325,6 +365,43 @@ impl AppState {
         self
     }
 
+    /// Replaces the default bill payment and FX policies.
+    pub fn with_wallet_policies(
+        mut self,
+        bills: coffer_payments::BillPolicy,
+        fx: coffer_payments::FxPolicy,
+    ) -> AppState {
+        self.bills = Arc::new(coffer_payments::Bills::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.reader.clone(),
+            self.identity.clone(),
+            self.connectors.biller.clone(),
+            self.clock.clone(),
+            bills,
+        ));
+        self.fx = Arc::new(coffer_payments::Fx::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.reader.clone(),
+            self.currencies.clone(),
+            self.connectors.rates.clone(),
+            self.clock.clone(),
+            fx,
+        ));
+        self
+    }
+
+    /// Opens the bank's accounts every payment kind needs (idempotent):
+    /// funding clearing, fee income, biller settlement, FX positions. Call
+    /// once at start.
+    pub fn open_bank_accounts(&self) -> Result<(), String> {
+        self.funding.open_accounts().map_err(|e| e.to_string())?;
+        self.p2p.open_accounts().map_err(|e| e.to_string())?;
+        self.bills.open_accounts().map_err(|e| e.to_string())?;
+        self.fx.open_accounts().map_err(|e| e.to_string())
+    }
+
     /// Replaces the default rate limits (`RateLimits::default()`).
     pub fn with_rate_limits(mut self, limits: RateLimits) -> AppState {
         self.rate_limiter = Arc::new(RateLimiter::new(limits));
@@ -344,6 +421,7 @@ pub fn routes() -> RouteTable {
         .merge(customer_routes::routes())
         .merge(funding_routes::routes())
         .merge(p2p_routes::routes())
+        .merge(wallet_routes::routes())
         .merge(staff_routes::routes())
 }
 

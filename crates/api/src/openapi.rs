@@ -19,7 +19,9 @@ use utoipa::{Modify, OpenApi, ToResponse};
 use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
-use crate::{customer_routes, funding_routes, ledger_routes, p2p_routes, staff_routes};
+use crate::{
+    customer_routes, funding_routes, ledger_routes, p2p_routes, staff_routes, wallet_routes,
+};
 
 /// The name of the bearer-token security scheme in the document.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -100,6 +102,20 @@ pub const SESSION_SCHEME: &str = "session";
         p2p_routes::get_request,
         p2p_routes::list_incoming,
         p2p_routes::decline_request,
+        wallet_routes::list_billers,
+        wallet_routes::lookup_bill,
+        wallet_routes::pay_bill,
+        wallet_routes::get_bill_payment,
+        wallet_routes::list_wallets,
+        wallet_routes::open_wallet,
+        wallet_routes::create_quote,
+        wallet_routes::get_quote,
+        wallet_routes::convert,
+        wallet_routes::list_activity,
+        wallet_routes::activity_summary,
+        wallet_routes::export_activity,
+        wallet_routes::get_activity,
+        wallet_routes::receipt,
         staff_routes::staff_sign_in,
         staff_routes::find_customer,
         staff_routes::view_customer,
@@ -124,6 +140,9 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log, maker-checker approvals and reconciliation."),
         (name = "funding", description = "Money in and out: linked bank accounts, top-ups from a card or bank account, withdrawals to a bank account, each with its status at once."),
         (name = "p2p", description = "Person-to-person payments to a phone number, e-mail or wallet handle: payee look-up with a masked name, quotes with fees, confirmation against the quote, payment requests and split bills."),
+        (name = "bills", description = "Bill payment: the catalogue of billers, bill look-up by account reference, payment with the biller's confirmation number."),
+        (name = "fx", description = "Wallets in several currencies; FX quotes (mid rate, spread, expiry) and conversions within the quote's life."),
+        (name = "history", description = "Transaction history with filters, search and cursor pages; details, receipts, a monthly spending summary by category and a CSV export."),
         (name = "webhooks", description = "Signed callbacks from the card network and the core banking system (HMAC-SHA256 over timestamp and body)."),
         (name = "customers", description = "Registration, sign-in, sessions, profile and contact changes, password change and reset, second factors, step-up verification and KYC for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),

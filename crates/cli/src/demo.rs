@@ -198,7 +198,7 @@ pub async fn load_funding(
     state: &coffer_api::AppState,
     customers: &coffer_api::CustomerServices,
     sms: Arc<coffer_notify::SimulatedTransport>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let (identity, dispatcher) = (customers.identity.clone(), customers.dispatcher.clone());
     let (cards, accounts, funding) = (
         state.cards.clone(),
@@ -207,7 +207,7 @@ pub async fn load_funding(
     );
     let simulators = state.connectors.simulators.clone();
     let now = state.clock.now().as_nanos();
-    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
         use coffer_core::Secret;
         use coffer_payments::{ClientKey, Source, TopUpRequest, WithdrawalRequest};
         let context = coffer_identity::Context {
@@ -217,7 +217,7 @@ pub async fn load_funding(
         let started = identity.start_registration(DEMO_CUSTOMER_PHONE, &context)?;
         dispatcher.run_once()?;
         let Some(code) = sms.last_code(DEMO_CUSTOMER_PHONE) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Ok((customer, _)) = identity.complete_registration(
             &started.registration_id,
@@ -228,7 +228,7 @@ pub async fn load_funding(
             &context,
         ) else {
             // The contact had a wallet already (a database kept from an earlier demo).
-            return Ok(false);
+            return Ok(None);
         };
         let card = cards.link(
             &customer.id,
@@ -313,15 +313,69 @@ pub async fn load_funding(
             "demo",
         )?;
         deliver()?;
-        Ok(true)
+        Ok(Some(customer.id))
     })
     .await??;
-    if loaded {
+    if loaded.is_some() {
         println!(
             "demo: customer {DEMO_CUSTOMER_PHONE} (password \"{DEMO_CUSTOMER_PASSWORD}\") with a card, a bank account, top-ups and a withdrawal"
         );
         println!("  try: POST /v1/auth/sessions, then GET /v1/me/top-ups and /v1/me/withdrawals (README: Funding the wallet)");
     }
+    Ok(loaded)
+}
+
+/// For the demo customer: two bills paid (electricity, a credit card
+/// repayment) and a conversion of CNY 100.00 to US dollars, so that the
+/// history shows every kind of entry.
+pub async fn load_wallet(
+    state: &coffer_api::AppState,
+    customer_id: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(customer_id) = customer_id else {
+        return Ok(());
+    };
+    let (bills, fx) = (state.bills.clone(), state.fx.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use coffer_payments::{BillPaymentRequest, ClientKey, FixedSide};
+        let key = |name: &str| ClientKey {
+            key: format!("demo-{name}"),
+            request_hash: format!("demo-{name}"),
+        };
+        let electricity = bills.lookup("state-grid-electricity", "3100 2000 02")?;
+        for (name, biller_id, reference, amount) in [
+            (
+                "bill-electricity",
+                "state-grid-electricity",
+                "3100200002",
+                electricity.amount_due,
+            ),
+            (
+                "bill-credit-card",
+                "cmb-credit-card",
+                "6225880112345678",
+                8_800,
+            ),
+        ] {
+            bills.pay(
+                &customer_id,
+                &key(name),
+                &BillPaymentRequest {
+                    biller_id: biller_id.into(),
+                    account_reference: reference.into(),
+                    amount,
+                    currency: "CNY".into(),
+                    step_up_challenge_id: None,
+                },
+                "demo",
+            )?;
+        }
+        let quote = fx.quote(&customer_id, "CNY", "USD", FixedSide::Sell(10_000))?;
+        fx.convert(&customer_id, &key("fx"), &quote.id, "demo")?;
+        Ok(())
+    })
+    .await??;
+    println!("  wallet: bills paid and CNY 100.00 converted to USD; try GET /v1/me/activity, /v1/me/wallets (README: Bills, FX and history)");
     Ok(())
 }
 

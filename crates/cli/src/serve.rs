@@ -153,16 +153,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             )
             .await?;
         }
-        let funding = state.funding.clone();
-        tokio::task::spawn_blocking(move || funding.open_accounts())
+        let bank = state.clone();
+        tokio::task::spawn_blocking(move || bank.open_bank_accounts())
             .await?
-            .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
-        let p2p = state.p2p.clone();
-        tokio::task::spawn_blocking(move || p2p.open_accounts())
-            .await?
-            .map_err(|e| anyhow::anyhow!("opening the fee income account: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("opening the bank's accounts: {e}"))?;
         if args.demo {
-            demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            let customer = demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            demo::load_wallet(&state, customer).await?;
             demo::load_p2p(&state, &customers, demo_sms.clone()).await?;
         }
         println!(
@@ -190,6 +187,11 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tokio::spawn(coffer_api::p2p_routes::run_resolver(
             state.p2p.clone(),
             P2P_RESOLVER_INTERVAL,
+        ));
+        tokio::spawn(coffer_api::connector_tasks::run_wallet_resolvers(
+            state.bills.clone(),
+            state.fx.clone(),
+            CONNECTOR_TASKS_INTERVAL,
         ));
         match &config.server.tls {
             Some(tls) => {

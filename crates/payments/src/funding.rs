@@ -1051,6 +1051,21 @@ impl Funding {
             if changed != 1 {
                 return Ok(false);
             }
+            crate::activity::set_status(
+                db,
+                match view.kind {
+                    FundingKind::TopUp => crate::activity::ActivityKind::TopUp,
+                    FundingKind::Withdrawal => crate::activity::ActivityKind::Withdrawal,
+                },
+                &view.id,
+                match state {
+                    FundingState::Pending => crate::activity::ActivityStatus::Pending,
+                    FundingState::Succeeded => crate::activity::ActivityStatus::Succeeded,
+                    FundingState::Failed => crate::activity::ActivityStatus::Failed,
+                },
+                reason,
+                now,
+            )?;
             if view.kind == FundingKind::Withdrawal && state == FundingState::Failed {
                 for (span, period) in [
                     ("withdrawal.day", current.limit_day),
@@ -1274,6 +1289,40 @@ fn insert_record(db: &mut dyn Sql, new: &NewRecord<'_>) -> Result<bool, FundingE
             new.check_at
         ],
     )?;
+    if inserted == 1 {
+        // The customer's history shows it at once, in the same transaction.
+        let (kind, direction, category) = match new.kind {
+            FundingKind::TopUp => (
+                crate::activity::ActivityKind::TopUp,
+                crate::activity::Direction::In,
+                crate::activity::Category::TopUp,
+            ),
+            FundingKind::Withdrawal => (
+                crate::activity::ActivityKind::Withdrawal,
+                crate::activity::Direction::Out,
+                crate::activity::Category::Withdrawal,
+            ),
+        };
+        crate::activity::record(
+            db,
+            &crate::activity::NewActivity {
+                customer_id: new.customer_id,
+                kind,
+                source_id: new.id,
+                direction,
+                status: crate::activity::ActivityStatus::Pending,
+                reason: None,
+                counterparty: new.label,
+                category,
+                reference: new.id,
+                amount: new.amount,
+                currency: FUNDING_CURRENCY,
+                fee: 0,
+                fx: None,
+                at: new.now,
+            },
+        )?;
+    }
     Ok(inserted == 1)
 }
 

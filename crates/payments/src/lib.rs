@@ -3,12 +3,19 @@
 //! simulators), top-ups and withdrawals through ledger holds, the
 //! reconciliation of connector reports against the ledger, P2P payments,
 //! payment requests and split bills, the fee schedule and limit counters.
+//! simulators), top-ups and withdrawals through ledger holds, and the
+//! reconciliation of connector reports against the ledger; bill payment,
+//! multi-currency wallets and FX conversion, and the activity feed every
+//! payment kind writes beside its record.
 
+pub mod activity;
 pub mod bank_accounts;
+pub mod bills;
 pub mod cards;
 pub mod connectors;
 pub mod fees;
 pub mod funding;
+pub mod fx;
 pub mod limits;
 pub mod p2p;
 pub mod reconcile;
@@ -26,6 +33,11 @@ pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 5] = [
     p2p::ENCRYPTED_COLUMNS[1],
     p2p::ENCRYPTED_COLUMNS[2],
 ];
+pub use activity::{Activity, ActivityKind, ActivityStatus, ActivityView, Category};
+pub use bills::{
+    Bill, BillError, BillPaymentRequest, BillPaymentView, BillPolicy, BillState, Biller,
+    BillerSimulator, Bills, BILLERS,
+};
 pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
@@ -34,6 +46,10 @@ pub use fees::{FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule, FeeUs
 pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
     FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
+};
+pub use fx::{
+    FixedSide, Fx, FxError, FxPolicy, QuoteView as FxQuoteView, RateSource, SimulatedRateSource,
+    WalletView,
 };
 pub use limits::{LimitError, LimitExceeded};
 pub use p2p::{
