@@ -12,6 +12,7 @@ pub mod error;
 pub mod funding_routes;
 pub mod idempotency;
 pub mod ledger_routes;
+pub mod merchant_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod path_id;
@@ -67,6 +68,7 @@ pub struct AppState {
     pub bank_accounts: Arc<coffer_payments::BankAccounts>,
     pub connectors: Connectors,
     pub funding: Arc<coffer_payments::Funding>,
+    pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
 }
 
@@ -205,6 +207,13 @@ impl CustomerServices {
             vault.clone(),
         ));
         let sql_for_state = sql.clone();
+        // Merchants' webhooks go through the same outbox as SMS and e-mail.
+        let mut transports = transports;
+        transports.push(Arc::new(coffer_payments::WebhookTransport::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+        )));
         let dispatcher = Arc::new(Dispatcher::new(
             sql.clone(),
             vault.clone(),
@@ -250,6 +259,16 @@ impl AppState {
             clock.clone(),
             coffer_payments::FundingPolicy::default(),
         ));
+        let merchants = Arc::new(coffer_payments::Merchants::new(
+            customers.sql.clone(),
+            engine.clone(),
+            customers.identity.clone(),
+            customers.vault.clone(),
+            customers.bank_accounts.clone(),
+            funding.clone(),
+            clock.clone(),
+            coffer_payments::MerchantPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -267,6 +286,7 @@ impl AppState {
             bank_accounts: customers.bank_accounts.clone(),
             connectors: customers.connectors.clone(),
             funding,
+            merchants,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
         }
@@ -283,6 +303,22 @@ impl AppState {
             self.bank_accounts.clone(),
             self.connectors.card_network.clone(),
             self.connectors.core_banking.clone(),
+            self.clock.clone(),
+            policy,
+        ));
+        let merchant_policy = self.merchants.policy().clone();
+        self.with_merchant_policy(merchant_policy)
+    }
+
+    /// Replaces the merchant policy (`MerchantPolicy::default()`).
+    pub fn with_merchant_policy(mut self, policy: coffer_payments::MerchantPolicy) -> AppState {
+        self.merchants = Arc::new(coffer_payments::Merchants::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.identity.clone(),
+            self.vault.clone(),
+            self.bank_accounts.clone(),
+            self.funding.clone(),
             self.clock.clone(),
             policy,
         ));
@@ -307,6 +343,7 @@ pub fn routes() -> RouteTable {
         .merge(ledger_routes::routes())
         .merge(customer_routes::routes())
         .merge(funding_routes::routes())
+        .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
 }
 

@@ -23,6 +23,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// How often simulated callbacks are delivered and overdue operations looked at.
+/// How often `serve` looks whether a day has ended and needs settling.
+const SETTLEMENT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
@@ -152,6 +154,10 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || funding.open_accounts())
             .await?
             .map_err(|e| anyhow::anyhow!("opening the funding accounts: {e}"))?;
+        let merchants = state.merchants.clone();
+        tokio::task::spawn_blocking(move || merchants.open_accounts())
+            .await?
+            .map_err(|e| anyhow::anyhow!("opening the merchant fee account: {e}"))?;
         if args.demo {
             demo::load_funding(&state, &customers, demo_sms.clone()).await?;
         }
@@ -176,6 +182,12 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             state.funding.clone(),
             clock.clone(),
             CONNECTOR_TASKS_INTERVAL,
+        ));
+        // Each ended day is settled to merchants' bank accounts.
+        tokio::spawn(coffer_api::merchant_routes::run_daily_settlement(
+            state.merchants.clone(),
+            clock.clone(),
+            SETTLEMENT_CHECK_INTERVAL,
         ));
         match &config.server.tls {
             Some(tls) => {

@@ -73,10 +73,14 @@ pub enum Permission {
     ApproveSensitive,
     /// Reconcile connector settlement reports against the ledger.
     Reconcile,
+    /// Review merchant applications (know-your-business) and approve or reject them.
+    ReviewMerchants,
+    /// Run and list merchants' daily settlements.
+    SettleMerchants,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -84,6 +88,8 @@ impl Permission {
         Permission::ProposeSensitive,
         Permission::ApproveSensitive,
         Permission::Reconcile,
+        Permission::ReviewMerchants,
+        Permission::SettleMerchants,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +101,8 @@ impl Permission {
             Permission::ProposeSensitive => "propose_sensitive",
             Permission::ApproveSensitive => "approve_sensitive",
             Permission::Reconcile => "reconcile",
+            Permission::ReviewMerchants => "review_merchants",
+            Permission::SettleMerchants => "settle_merchants",
         }
     }
 }
@@ -112,12 +120,22 @@ pub fn permits(role: Role, permission: Permission) -> bool {
             )
             | (
                 ComplianceOfficer,
-                ViewCustomers | ReviewKyc | ReadAudit | ApproveSensitive | Reconcile
+                ViewCustomers
+                    | ReviewKyc
+                    | ReadAudit
+                    | ApproveSensitive
+                    | Reconcile
+                    | ReviewMerchants
             )
             | (ProductManager, ProposeSensitive)
             | (
                 Administrator,
-                ViewCustomers | FreezeCustomers | ReadAudit | ApproveSensitive | Reconcile
+                ViewCustomers
+                    | FreezeCustomers
+                    | ReadAudit
+                    | ApproveSensitive
+                    | Reconcile
+                    | SettleMerchants
             )
     )
 }

@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (12, include_str!("migrations/postgres_0012_funding.sql")),
     (13, include_str!("migrations/postgres_0013_ledger_log.sql")),
+    (15, include_str!("migrations/postgres_0015_merchants.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

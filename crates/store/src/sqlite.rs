@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (12, include_str!("migrations/sqlite_0012_funding.sql")),
     (13, include_str!("migrations/sqlite_0013_ledger_log.sql")),
+    (15, include_str!("migrations/sqlite_0015_merchants.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
