@@ -1106,7 +1106,10 @@ pub(crate) async fn my_payment(
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
     let view = call(move || merchants.customer_payment(&session.info.customer_id, &id)).await?;
-    Ok(json_response(StatusCode::OK, &with_refunds(&state, view).await?))
+    Ok(json_response(
+        StatusCode::OK,
+        &with_refunds(&state, view).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -1470,7 +1473,10 @@ pub(crate) async fn merchant_payment(
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
     let view = call(move || merchants.merchant_payment(&caller.merchant_id, &id)).await?;
-    Ok(json_response(StatusCode::OK, &with_refunds(&state, view).await?))
+    Ok(json_response(
+        StatusCode::OK,
+        &with_refunds(&state, view).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -1640,9 +1646,8 @@ pub(crate) async fn staff_merchants(
         .status
         .as_deref()
         .map(|s| {
-            MerchantStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid("status", "pending_review, approved or rejected")
-            })
+            MerchantStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "pending_review, approved or rejected"))
         })
         .transpose()?;
     let limit = list_limit(Ok(Query(ListQuery { limit: query.limit })))?;

@@ -137,20 +137,18 @@ async fn webhook_receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let sink = received.clone();
     let router = axum::Router::new().route(
         "/hook",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: String| {
-                let sink = sink.clone();
-                async move {
-                    let signature = headers
-                        .get("coffer-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    sink.lock().expect("lock").push((signature, body));
-                    "ok"
-                }
-            },
-        ),
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let signature = headers
+                    .get("coffer-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                sink.lock().expect("lock").push((signature, body));
+                "ok"
+            }
+        }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -192,7 +190,10 @@ impl App {
         let (status, bytes) = self
             .send_raw(method, path, &all, body.map(|b| b.to_string().into_bytes()))
             .await;
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     async fn post(&self, bearer: &str, key: &str, path: &str, body: Value) -> (u16, Value) {
@@ -285,7 +286,7 @@ impl App {
         let (status, card) = self
             .post(
                 bearer,
-                &format!("card-{bearer}"),
+                &format!("card-{}", &bearer[bearer.len() - 16..]),
                 "/v1/me/cards",
                 json!({"number": "4111 1111 1111 1111", "expiry_month": 12, "expiry_year": 2035, "cvv": "123", "funding": "debit"}),
             )
@@ -301,7 +302,7 @@ impl App {
         let (status, top_up) = self
             .post(
                 bearer,
-                &format!("tu-{bearer}-{amount}"),
+                &format!("tu-{}-{amount}", &bearer[bearer.len() - 16..]),
                 "/v1/me/top-ups",
                 json!({"amount": amount, "currency": "CNY", "card_id": card_id}),
             )
@@ -381,7 +382,13 @@ impl App {
     }
 
     /// An approved merchant with an API key: (merchant id, key bearer, owner bearer).
-    async fn merchant(&self, owner_phone: &str, name: &str, mcc: &str, reviewer: &str) -> (String, String, String) {
+    async fn merchant(
+        &self,
+        owner_phone: &str,
+        name: &str,
+        mcc: &str,
+        reviewer: &str,
+    ) -> (String, String, String) {
         let (_, owner) = self.customer(owner_phone).await;
         let (status, applied) = self
             .post(
@@ -402,7 +409,11 @@ impl App {
                 json!({"approve": true, "note": "documents checked"}),
             )
             .await;
-        assert_eq!((status, &reviewed["status"]), (200, &json!("approved")), "{reviewed}");
+        assert_eq!(
+            (status, &reviewed["status"]),
+            (200, &json!("approved")),
+            "{reviewed}"
+        );
         let (status, key) = self
             .post(
                 &owner,
@@ -442,7 +453,10 @@ async fn merchant_flows(app: &App) {
             json!({"display_name": "Casino", "city": "Macau", "mcc": "7995", "bank_code": "ICBC", "account_number": "6222000000000001"}),
         )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("mcc"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("mcc")))
+    );
     let (status, pending) = app
         .post(
             &owner,
@@ -455,9 +469,17 @@ async fn merchant_flows(app: &App) {
     let pending_id = pending["id"].as_str().expect("id").to_string();
     // Not approved yet: no API key.
     let (status, body) = app
-        .post(&owner, "k", &format!("/v1/me/merchants/{pending_id}/api-keys"), json!({}))
+        .post(
+            &owner,
+            "k",
+            &format!("/v1/me/merchants/{pending_id}/api-keys"),
+            json!({}),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (409, Some("merchant_not_active")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("merchant_not_active"))
+    );
     let (status, queue) = app
         .get(&compliance, "/v1/staff/merchants?status=pending_review")
         .await;
@@ -468,11 +490,21 @@ async fn merchant_flows(app: &App) {
         .iter()
         .any(|m| m["id"] == pending_id.as_str()));
     let (status, rejected) = app
-        .post(&compliance, "rej", &format!("/v1/staff/merchants/{pending_id}/review"), json!({"approve": false, "note": "no licence"}))
+        .post(
+            &compliance,
+            "rej",
+            &format!("/v1/staff/merchants/{pending_id}/review"),
+            json!({"approve": false, "note": "no licence"}),
+        )
         .await;
     assert_eq!((status, &rejected["status"]), (200, &json!("rejected")));
     let (status, body) = app
-        .post(&compliance, "rej-2", &format!("/v1/staff/merchants/{pending_id}/review"), json!({"approve": true}))
+        .post(
+            &compliance,
+            "rej-2",
+            &format!("/v1/staff/merchants/{pending_id}/review"),
+            json!({"approve": true}),
+        )
         .await;
     assert_eq!((status, error_of(&body).0), (409, Some("already_reviewed")));
 
@@ -508,7 +540,12 @@ async fn merchant_flows(app: &App) {
     let payload = qr["payload"].as_str().expect("payload").to_string();
     assert!(payload.starts_with("000201010211"), "{payload}");
     let (status, preview) = app
-        .post(&alice, "scan", "/v1/me/merchant-payments/scan", json!({"payload": payload}))
+        .post(
+            &alice,
+            "scan",
+            "/v1/me/merchant-payments/scan",
+            json!({"payload": payload}),
+        )
         .await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["merchant_name"], "Lotus Coffee");
@@ -517,22 +554,47 @@ async fn merchant_flows(app: &App) {
     // A damaged code, and something that is no code at all.
     let damaged = payload.replace("Lotus", "Lotos");
     let (status, body) = app
-        .post(&alice, "scan-2", "/v1/me/merchant-payments/scan", json!({"payload": damaged}))
+        .post(
+            &alice,
+            "scan-2",
+            "/v1/me/merchant-payments/scan",
+            json!({"payload": damaged}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("qr_checksum_mismatch"), Some("payload"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("qr_checksum_mismatch"), Some("payload")))
+    );
     let (status, body) = app
-        .post(&alice, "scan-3", "/v1/me/merchant-payments/scan", json!({"payload": "https://evil.example/pay"}))
+        .post(
+            &alice,
+            "scan-3",
+            "/v1/me/merchant-payments/scan",
+            json!({"payload": "https://evil.example/pay"}),
+        )
         .await;
     assert_eq!((status, error_of(&body).0), (422, Some("qr_malformed")));
     let (status, body) = app
-        .post(&alice, "pay-0", "/v1/me/merchant-payments", json!({"payload": payload}))
+        .post(
+            &alice,
+            "pay-0",
+            "/v1/me/merchant-payments",
+            json!({"payload": payload}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("amount"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("amount")))
+    );
     let pay = json!({"payload": payload, "amount": 3_800});
     let (status, paid) = app
         .post(&alice, "pay-1", "/v1/me/merchant-payments", pay.clone())
         .await;
-    assert_eq!((status, &paid["status"]), (201, &json!("succeeded")), "{paid}");
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("succeeded")),
+        "{paid}"
+    );
     let (status, again) = app
         .post(&alice, "pay-1", "/v1/me/merchant-payments", pay)
         .await;
@@ -554,7 +616,12 @@ async fn merchant_flows(app: &App) {
     app.dispatch().await;
     let code = app.sms.last_code("+8613900139100").expect("code");
     let (status, _) = app
-        .post(&alice, "su-2", &format!("/v1/me/step-up/{challenge_id}/verify"), json!({"code": code}))
+        .post(
+            &alice,
+            "su-2",
+            &format!("/v1/me/step-up/{challenge_id}/verify"),
+            json!({"code": code}),
+        )
         .await;
     assert_eq!(status, 200);
     let mut big = big;
@@ -562,7 +629,11 @@ async fn merchant_flows(app: &App) {
     let (status, paid_big) = app
         .post(&alice, "pay-big-2", "/v1/me/merchant-payments", big.clone())
         .await;
-    assert_eq!((status, &paid_big["status"]), (201, &json!("succeeded")), "{paid_big}");
+    assert_eq!(
+        (status, &paid_big["status"]),
+        (201, &json!("succeeded")),
+        "{paid_big}"
+    );
     let (status, _) = app
         .post(&alice, "pay-big-3", "/v1/me/merchant-payments", big)
         .await;
@@ -582,10 +653,18 @@ async fn merchant_flows(app: &App) {
     assert_eq!(checkout["payment"]["status"], "awaiting_customer");
     let order = checkout["payment"]["id"].as_str().expect("id").to_string();
     let dynamic = checkout["qr_payload"].as_str().expect("qr").to_string();
-    assert!(dynamic.starts_with("000201010212") && dynamic.contains("540525.00"), "{dynamic}");
+    assert!(
+        dynamic.starts_with("000201010212") && dynamic.contains("540525.00"),
+        "{dynamic}"
+    );
     // The PNG of the code decodes back to the same payload, server-side.
     let (status, png) = app
-        .send_raw(Method::GET, &format!("/v1/merchant/payments/{order}/qr?format=png"), &[("Authorization", &merchant)], None)
+        .send_raw(
+            Method::GET,
+            &format!("/v1/merchant/payments/{order}/qr?format=png"),
+            &[("Authorization", &merchant)],
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let (status, bytes) = app
@@ -602,24 +681,50 @@ async fn merchant_flows(app: &App) {
     assert_eq!(scanned["preview"]["amount"], 2_500);
     assert_eq!(scanned["preview"]["payment_id"], order.as_str());
     let (status, body) = app
-        .send_raw(Method::POST, "/v1/me/merchant-payments/scan-image", &[("Authorization", &alice)], Some(b"not a photo".to_vec()))
+        .send_raw(
+            Method::POST,
+            "/v1/me/merchant-payments/scan-image",
+            &[("Authorization", &alice)],
+            Some(b"not a photo".to_vec()),
+        )
         .await;
     let body: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!((status, error_of(&body).0), (422, Some("image_unreadable")));
     let (status, seen) = app.get(&alice, &format!("/v1/me/checkouts/{order}")).await;
-    assert_eq!((status, &seen["merchant_name"]), (200, &json!("Lotus Coffee")));
+    assert_eq!(
+        (status, &seen["merchant_name"]),
+        (200, &json!("Lotus Coffee"))
+    );
     let (status, paid_order) = app
-        .post(&alice, "pay-order", "/v1/me/merchant-payments", json!({"payload": dynamic}))
+        .post(
+            &alice,
+            "pay-order",
+            "/v1/me/merchant-payments",
+            json!({"payload": dynamic}),
+        )
         .await;
-    assert_eq!((status, &paid_order["status"]), (201, &json!("succeeded")), "{paid_order}");
+    assert_eq!(
+        (status, &paid_order["status"]),
+        (201, &json!("succeeded")),
+        "{paid_order}"
+    );
     assert_eq!(paid_order["id"], order.as_str());
     // Paid: nobody can pay it again.
     let (_, bob) = app.customer("+8613900139101").await;
     app.fund(&bob, 50_000).await;
     let (status, body) = app
-        .post(&bob, "bob-order", &format!("/v1/me/checkouts/{order}/confirm"), json!({}))
+        .post(
+            &bob,
+            "bob-order",
+            &format!("/v1/me/checkouts/{order}/confirm"),
+            json!({}),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (409, Some("payment_not_payable")), "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("payment_not_payable")),
+        "{body}"
+    );
     // The webhook arrives signed with the merchant's secret.
     app.dispatch().await;
     let deliveries = received.lock().expect("lock").clone();
@@ -633,71 +738,171 @@ async fn merchant_flows(app: &App) {
     let parsed: Value = serde_json::from_str(&event.1).expect("json");
     assert_eq!(parsed["type"], "payment.succeeded");
     assert_eq!(parsed["data"]["order_reference"], "A-1001");
-    assert!(coffer_payments::webhooks::verify(&webhook_secret, &event.0, event.1.replace("2500", "25").as_bytes(), now).is_err());
-    assert!(coffer_payments::webhooks::verify("whsec_wrong", &event.0, event.1.as_bytes(), now).is_err());
-    assert!(coffer_payments::webhooks::verify(&webhook_secret, &event.0, event.1.as_bytes(), now + 3_600).is_err());
+    assert!(coffer_payments::webhooks::verify(
+        &webhook_secret,
+        &event.0,
+        event.1.replace("2500", "25").as_bytes(),
+        now
+    )
+    .is_err());
+    assert!(
+        coffer_payments::webhooks::verify("whsec_wrong", &event.0, event.1.as_bytes(), now)
+            .is_err()
+    );
+    assert!(coffer_payments::webhooks::verify(
+        &webhook_secret,
+        &event.0,
+        event.1.as_bytes(),
+        now + 3_600
+    )
+    .is_err());
 
     // ---- customer-presented payment code ----
-    let (status, shown) = app.post(&bob, "code-1", "/v1/me/payment-codes", json!({})).await;
+    let (status, shown) = app
+        .post(&bob, "code-1", "/v1/me/payment-codes", json!({}))
+        .await;
     assert_eq!(status, 201, "{shown}");
     let code = shown["code"].as_str().expect("code").to_string();
     assert_eq!(code.len(), 18);
     assert!(shown["qr_svg"].as_str().expect("svg").contains("<svg"));
-    let charge = json!({"code": code, "amount": 1_200, "currency": "CNY", "order_reference": "TILL-7"});
-    let (status, charged) = app.post(&merchant, "ch-1", "/v1/merchant/charges", charge.clone()).await;
-    assert_eq!((status, &charged["status"]), (201, &json!("succeeded")), "{charged}");
+    let charge =
+        json!({"code": code, "amount": 1_200, "currency": "CNY", "order_reference": "TILL-7"});
+    let (status, charged) = app
+        .post(&merchant, "ch-1", "/v1/merchant/charges", charge.clone())
+        .await;
+    assert_eq!(
+        (status, &charged["status"]),
+        (201, &json!("succeeded")),
+        "{charged}"
+    );
     assert_eq!(charged["method"], "payment_code");
-    let (status, replay) = app.post(&merchant, "ch-1", "/v1/merchant/charges", charge.clone()).await;
+    let (status, replay) = app
+        .post(&merchant, "ch-1", "/v1/merchant/charges", charge.clone())
+        .await;
     assert_eq!((status, &replay), (201, &charged));
     // Single use.
-    let (status, body) = app.post(&merchant, "ch-2", "/v1/merchant/charges", charge).await;
-    assert_eq!((status, error_of(&body)), (422, (Some("payment_code_invalid"), Some("code"))));
+    let (status, body) = app
+        .post(&merchant, "ch-2", "/v1/merchant/charges", charge)
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("payment_code_invalid"), Some("code")))
+    );
     // A new code replaces the old one; a code expires.
-    let (_, first) = app.post(&bob, "code-2", "/v1/me/payment-codes", json!({})).await;
-    let (_, second) = app.post(&bob, "code-3", "/v1/me/payment-codes", json!({})).await;
-    let (status, body) = app
-        .post(&merchant, "ch-3", "/v1/merchant/charges", json!({"code": first["code"], "amount": 100, "currency": "CNY"}))
+    let (_, first) = app
+        .post(&bob, "code-2", "/v1/me/payment-codes", json!({}))
         .await;
-    assert_eq!((status, error_of(&body).0), (422, Some("payment_code_invalid")));
-    app.clock.0.fetch_add(3 * NANOS_PER_SECOND, Ordering::SeqCst);
-    let (status, body) = app
-        .post(&merchant, "ch-4", "/v1/merchant/charges", json!({"code": second["code"], "amount": 100, "currency": "CNY"}))
+    let (_, second) = app
+        .post(&bob, "code-3", "/v1/me/payment-codes", json!({}))
         .await;
-    assert_eq!((status, error_of(&body).0), (422, Some("payment_code_invalid")));
+    let (status, body) = app
+        .post(
+            &merchant,
+            "ch-3",
+            "/v1/merchant/charges",
+            json!({"code": first["code"], "amount": 100, "currency": "CNY"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("payment_code_invalid"))
+    );
+    app.clock
+        .0
+        .fetch_add(3 * NANOS_PER_SECOND, Ordering::SeqCst);
+    let (status, body) = app
+        .post(
+            &merchant,
+            "ch-4",
+            "/v1/merchant/charges",
+            json!({"code": second["code"], "amount": 100, "currency": "CNY"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("payment_code_invalid"))
+    );
     // At or above the step-up threshold a code cannot pay.
-    let (_, third) = app.post(&bob, "code-4", "/v1/me/payment-codes", json!({})).await;
-    let (status, body) = app
-        .post(&merchant, "ch-5", "/v1/merchant/charges", json!({"code": third["code"], "amount": 50_000, "currency": "CNY"}))
+    let (_, third) = app
+        .post(&bob, "code-4", "/v1/me/payment-codes", json!({}))
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("amount"))));
+    let (status, body) = app
+        .post(
+            &merchant,
+            "ch-5",
+            "/v1/merchant/charges",
+            json!({"code": third["code"], "amount": 50_000, "currency": "CNY"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("amount")))
+    );
     assert_eq!(app.balance(&bob).await, 48_800);
 
     // ---- refunds ----
     let (status, partial) = app
-        .post(&merchant, "rf-1", &format!("/v1/merchant/payments/{coffee}/refunds"), json!({"amount": 1_000, "reason": "cold"}))
+        .post(
+            &merchant,
+            "rf-1",
+            &format!("/v1/merchant/payments/{coffee}/refunds"),
+            json!({"amount": 1_000, "reason": "cold"}),
+        )
         .await;
-    assert_eq!((status, &partial["status"]), (201, &json!("succeeded")), "{partial}");
+    assert_eq!(
+        (status, &partial["status"]),
+        (201, &json!("succeeded")),
+        "{partial}"
+    );
     let (status, replay) = app
-        .post(&merchant, "rf-1", &format!("/v1/merchant/payments/{coffee}/refunds"), json!({"amount": 1_000, "reason": "cold"}))
+        .post(
+            &merchant,
+            "rf-1",
+            &format!("/v1/merchant/payments/{coffee}/refunds"),
+            json!({"amount": 1_000, "reason": "cold"}),
+        )
         .await;
     assert_eq!((status, &replay), (201, &partial));
     let (status, body) = app
-        .post(&merchant, "rf-2", &format!("/v1/merchant/payments/{coffee}/refunds"), json!({"amount": 2_801}))
+        .post(
+            &merchant,
+            "rf-2",
+            &format!("/v1/merchant/payments/{coffee}/refunds"),
+            json!({"amount": 2_801}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("refund_exceeds_payment"), Some("amount"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("refund_exceeds_payment"), Some("amount")))
+    );
     let (status, rest) = app
-        .post(&merchant, "rf-3", &format!("/v1/merchant/payments/{coffee}/refunds"), json!({"amount": 2_800}))
+        .post(
+            &merchant,
+            "rf-3",
+            &format!("/v1/merchant/payments/{coffee}/refunds"),
+            json!({"amount": 2_800}),
+        )
         .await;
     assert_eq!(status, 201, "{rest}");
-    let (_, after) = app.get(&alice, &format!("/v1/me/merchant-payments/{coffee}")).await;
-    assert_eq!((&after["status"], &after["refunded"]), (&json!("refunded"), &json!(3_800)));
+    let (_, after) = app
+        .get(&alice, &format!("/v1/me/merchant-payments/{coffee}"))
+        .await;
+    assert_eq!(
+        (&after["status"], &after["refunded"]),
+        (&json!("refunded"), &json!(3_800))
+    );
     assert_eq!(after["refunds"].as_array().expect("refunds").len(), 2);
     // Another merchant cannot refund it.
     let (other_id, other, _) = app
         .merchant("+8613900139002", "Green Grocer", "5411", &compliance)
         .await;
     let (status, _) = app
-        .post(&other, "rf-x", &format!("/v1/merchant/payments/{coffee}/refunds"), json!({"amount": 1}))
+        .post(
+            &other,
+            "rf-x",
+            &format!("/v1/merchant/payments/{coffee}/refunds"),
+            json!({"amount": 1}),
+        )
         .await;
     assert_eq!(status, 404);
     assert_eq!(app.balance(&alice).await, 236_200 - 2_500 + 3_800);
@@ -705,29 +910,54 @@ async fn merchant_flows(app: &App) {
     // ---- the code throttle (3 a minute in this policy) ----
     for attempt in 0..3 {
         let (status, _) = app
-            .post(&other, &format!("guess-{attempt}"), "/v1/merchant/charges", json!({"code": format!("28{:016}", attempt), "amount": 100, "currency": "CNY"}))
+            .post(
+                &other,
+                &format!("guess-{attempt}"),
+                "/v1/merchant/charges",
+                json!({"code": format!("28{:016}", attempt), "amount": 100, "currency": "CNY"}),
+            )
             .await;
         assert_eq!(status, 422);
     }
     let (status, body) = app
-        .post(&other, "guess-4", "/v1/merchant/charges", json!({"code": "280000000000000009", "amount": 100, "currency": "CNY"}))
+        .post(
+            &other,
+            "guess-4",
+            "/v1/merchant/charges",
+            json!({"code": "280000000000000009", "amount": 100, "currency": "CNY"}),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (429, Some("too_many_attempts")));
+    assert_eq!(
+        (status, error_of(&body).0),
+        (429, Some("too_many_attempts"))
+    );
     let _ = other_id;
 
     // ---- settlement, once the day has ended ----
-    app.clock.0.fetch_add(86_400 * NANOS_PER_SECOND, Ordering::SeqCst);
+    app.clock
+        .0
+        .fetch_add(86_400 * NANOS_PER_SECOND, Ordering::SeqCst);
     let administrator = {
         let _ = administrator;
         app.staff("settle.admin.2", Role::Administrator).await
     };
     let (status, body) = app
-        .post(&compliance_after(app).await, "run-0", "/v1/staff/settlements", json!({}))
+        .post(
+            &compliance_after(app).await,
+            "run-0",
+            "/v1/staff/settlements",
+            json!({}),
+        )
         .await;
     assert_eq!((status, error_of(&body).0), (403, Some("forbidden")));
-    let (status, run) = app.post(&administrator, "run-1", "/v1/staff/settlements", json!({})).await;
+    let (status, run) = app
+        .post(&administrator, "run-1", "/v1/staff/settlements", json!({}))
+        .await;
     assert_eq!(status, 200, "{run}");
-    assert!(run["failures"].as_array().expect("failures").is_empty(), "{run}");
+    assert!(
+        run["failures"].as_array().expect("failures").is_empty(),
+        "{run}"
+    );
     let ours = run["data"]
         .as_array()
         .expect("data")
@@ -741,14 +971,23 @@ async fn merchant_flows(app: &App) {
     assert_eq!(ours["refunds"], 3_800);
     assert_eq!(ours["fee"], fee);
     assert_eq!(ours["net"], gross - 3_800 - fee);
-    assert_eq!((&ours["payment_count"], &ours["refund_count"]), (&json!(4), &json!(2)));
-    assert_eq!((&ours["status"], &ours["payout_status"]), (&json!("paying"), &json!("pending")), "{ours}");
+    assert_eq!(
+        (&ours["payment_count"], &ours["refund_count"]),
+        (&json!(4), &json!(2))
+    );
+    assert_eq!(
+        (&ours["status"], &ours["payout_status"]),
+        (&json!("paying"), &json!("pending")),
+        "{ours}"
+    );
     app.deliver_all().await;
     let (status, list) = app.get(&merchant, "/v1/merchant/settlements").await;
     assert_eq!(status, 200);
     assert_eq!(list["data"][0]["payout_status"], "succeeded", "{list}");
     // Idempotent per merchant and day.
-    let (status, again) = app.post(&administrator, "run-2", "/v1/staff/settlements", json!({})).await;
+    let (status, again) = app
+        .post(&administrator, "run-2", "/v1/staff/settlements", json!({}))
+        .await;
     assert_eq!(status, 200);
     let again_ours = again["data"]
         .as_array()
@@ -757,16 +996,39 @@ async fn merchant_flows(app: &App) {
         .find(|s| s["merchant_id"] == merchant_id.as_str())
         .expect("settled")
         .clone();
-    assert_eq!((&again_ours["id"], &again_ours["net"]), (&ours["id"], &ours["net"]));
+    assert_eq!(
+        (&again_ours["id"], &again_ours["net"]),
+        (&ours["id"], &ours["net"])
+    );
     let (status, body) = app
-        .post(&administrator, "run-3", "/v1/staff/settlements", json!({"date": "2999-01-01"}))
+        .post(
+            &administrator,
+            "run-3",
+            "/v1/staff/settlements",
+            json!({"date": "2999-01-01"}),
+        )
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("date"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("date")))
+    );
     // The books: the fee is the bank's income, the receivable is empty, the
     // net left through the payout clearing account.
-    assert_eq!(app.account_posted(coffer_payments::merchants::MERCHANT_FEE_INCOME_ACCOUNT).await, fee);
-    assert_eq!(app.account_posted(&format!("merchant:{merchant_id}:cny")).await, 0);
-    assert_eq!(app.account_posted(&format!("wallet:{merchant_id}:cny")).await, 0);
+    assert_eq!(
+        app.account_posted(coffer_payments::merchants::MERCHANT_FEE_INCOME_ACCOUNT)
+            .await,
+        fee
+    );
+    assert_eq!(
+        app.account_posted(&format!("merchant:{merchant_id}:cny"))
+            .await,
+        0
+    );
+    assert_eq!(
+        app.account_posted(&format!("wallet:{merchant_id}:cny"))
+            .await,
+        0
+    );
     app.verify_ledger().await;
 }
 
@@ -801,7 +1063,12 @@ async fn concurrent_refunds(app: App) {
     app.fund(&carol, 10_000).await;
     let (_, qr) = app.get(&merchant, "/v1/merchant/qr").await;
     let (status, paid) = app
-        .post(&carol, "pay", "/v1/me/merchant-payments", json!({"payload": qr["payload"], "amount": 5_000}))
+        .post(
+            &carol,
+            "pay",
+            "/v1/me/merchant-payments",
+            json!({"payload": qr["payload"], "amount": 5_000}),
+        )
         .await;
     assert_eq!(status, 201, "{paid}");
     let payment = paid["id"].as_str().expect("id").to_string();
@@ -809,8 +1076,13 @@ async fn concurrent_refunds(app: App) {
     for n in 0..8 {
         let (app, merchant, payment) = (app.clone(), merchant.clone(), payment.clone());
         tasks.push(tokio::spawn(async move {
-            app.post(&merchant, &format!("crf-{n}"), &format!("/v1/merchant/payments/{payment}/refunds"), json!({"amount": 1_000}))
-                .await
+            app.post(
+                &merchant,
+                &format!("crf-{n}"),
+                &format!("/v1/merchant/payments/{payment}/refunds"),
+                json!({"amount": 1_000}),
+            )
+            .await
         }));
     }
     let mut succeeded = 0;
@@ -824,7 +1096,9 @@ async fn concurrent_refunds(app: App) {
     }
     assert_eq!(succeeded, 5);
     assert_eq!(app.balance(&carol).await, 10_000);
-    let (_, after) = app.get(&carol, &format!("/v1/me/merchant-payments/{payment}")).await;
+    let (_, after) = app
+        .get(&carol, &format!("/v1/me/merchant-payments/{payment}"))
+        .await;
     assert_eq!(after["refunded"], 5_000);
     app.verify_ledger().await;
 }

@@ -361,7 +361,14 @@ fn load_merchants(
             },
             "demo",
         )?;
-        merchants.review(&reviewer, &applied.id, true, None, "demo: documents checked", "demo")?;
+        merchants.review(
+            &reviewer,
+            &applied.id,
+            true,
+            None,
+            "demo: documents checked",
+            "demo",
+        )?;
         opened.push(merchants.get(&applied.id)?);
     }
     let (coffee, books) = (&opened[0], &opened[1]);

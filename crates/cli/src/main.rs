@@ -127,13 +127,15 @@ enum Top {
     },
     /// Merchants' daily settlement: run it for a day that has ended, or list
     /// the latest settlements.
-    #[command(after_help = "`coffer serve` settles every ended day by itself, and staff can run it with\n\
+    #[command(
+        after_help = "`coffer serve` settles every ended day by itself, and staff can run it with\n\
         POST /v1/staff/settlements while the service runs. This command moves money through its own\n\
         ledger writer: run it only while no `coffer serve` uses the database (as with `coffer migrate`).\n\
         Idempotent per merchant and day. Exits 1 when a merchant's settlement could not run.\n\n\
         Examples:\n  \
         coffer settle --list\n  \
-        coffer settle --date 2026-11-24 --config /etc/coffer/coffer.toml")]
+        coffer settle --date 2026-11-24 --config /etc/coffer/coffer.toml"
+    )]
     Settle {
         /// The day, YYYY-MM-DD in the bank's time zone [default: yesterday].
         #[arg(long)]
@@ -298,9 +300,9 @@ fn main() -> ExitCode {
                 &config,
             )
         }),
-        Top::Settle { date, list, config } => {
-            configured(&config.flags(), &env, |config| settle(date.as_deref(), list, &config))
-        }
+        Top::Settle { date, list, config } => configured(&config.flags(), &env, |config| {
+            settle(date.as_deref(), list, &config)
+        }),
         Top::Apikey(Apikey::Create {
             name,
             scopes,

@@ -147,7 +147,10 @@ pub fn parse_amount(text: &str, exponent: u32) -> Result<i64, QrError> {
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let dangling_mark = text.contains('.') && fraction.is_empty();
-    if !digits(whole) || !digits(fraction) || whole.is_empty() && fraction.is_empty() || dangling_mark
+    if !digits(whole)
+        || !digits(fraction)
+        || whole.is_empty() && fraction.is_empty()
+        || dangling_mark
     {
         return Err(bad());
     }
@@ -189,8 +192,7 @@ pub fn fields(text: &str) -> Result<Vec<(String, String)>, QrError> {
         }
         let tag: String = chars[at..at + 2].iter().collect();
         let length: String = chars[at + 2..at + 4].iter().collect();
-        if !tag.bytes().all(|b| b.is_ascii_digit()) || !length.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !tag.bytes().all(|b| b.is_ascii_digit()) || !length.bytes().all(|b| b.is_ascii_digit()) {
             return Err(QrError::Malformed(format!("bad tag or length at {at}")));
         }
         let length: usize = length
@@ -286,8 +288,14 @@ impl MerchantQr {
             out.push_str(&field("54", &format_amount(amount, exponent)));
         }
         out.push_str(&field("58", &self.country));
-        out.push_str(&field("59", &truncate(&self.name, MERCHANT_NAME_LENGTH_MAX)));
-        out.push_str(&field("60", &truncate(&self.city, MERCHANT_CITY_LENGTH_MAX)));
+        out.push_str(&field(
+            "59",
+            &truncate(&self.name, MERCHANT_NAME_LENGTH_MAX),
+        ));
+        out.push_str(&field(
+            "60",
+            &truncate(&self.city, MERCHANT_CITY_LENGTH_MAX),
+        ));
         let mut additional = String::new();
         if let Some(bill) = &self.bill_number {
             additional.push_str(&field("01", bill));
@@ -308,16 +316,13 @@ impl MerchantQr {
     /// Coffer's merchant from it.
     pub fn parse(payload: &str) -> Result<MerchantQr, QrError> {
         let map = check(payload)?;
-        let required = |tag: &str, what: &'static str| {
-            map.get(tag).cloned().ok_or(QrError::Missing(what))
-        };
+        let required =
+            |tag: &str, what: &'static str| map.get(tag).cloned().ok_or(QrError::Missing(what));
         let initiation = match map.get("01").map(String::as_str) {
             Some("11") | None => Initiation::Static,
             Some("12") => Initiation::Dynamic,
             Some(other) => {
-                return Err(QrError::Malformed(format!(
-                    "point of initiation {other:?}"
-                )))
+                return Err(QrError::Malformed(format!("point of initiation {other:?}")))
             }
         };
         let mcc = required("52", "a merchant category code (tag 52)")?;
@@ -369,12 +374,13 @@ impl MerchantQr {
                     .map(|(_, v)| v.clone());
             }
         }
-        let has_account = map.keys().any(|t| {
-            t.parse::<u8>()
-                .is_ok_and(|n| (2..=51).contains(&n))
-        });
+        let has_account = map
+            .keys()
+            .any(|t| t.parse::<u8>().is_ok_and(|n| (2..=51).contains(&n)));
         if !has_account {
-            return Err(QrError::Missing("merchant account information (tags 02–51)"));
+            return Err(QrError::Missing(
+                "merchant account information (tags 02–51)",
+            ));
         }
         let merchant_id = merchant_id.ok_or(QrError::NotCoffer)?;
         Ok(MerchantQr {
@@ -497,7 +503,16 @@ mod tests {
         assert_eq!(parse_amount("12", 2), Ok(1_200));
         assert_eq!(parse_amount(".05", 2), Ok(5));
         for bad in [
-            "", "0", "0.00", "-1", "1.234", "1e3", "1,00", "12.", ".", "99999999999999",
+            "",
+            "0",
+            "0.00",
+            "-1",
+            "1.234",
+            "1e3",
+            "1,00",
+            "12.",
+            ".",
+            "99999999999999",
         ] {
             assert!(parse_amount(bad, 2).is_err(), "{bad}");
         }

@@ -36,13 +36,13 @@ pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
     FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
 };
-pub use reconcile::{Break, BreakKind, Reconciliation};
-pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
 pub use merchant_payments::{
     ChargeRequest, Confirmation, PaymentCode, PaymentMethod, PaymentView, Preview, RefundView,
 };
 pub use merchants::{
     MerchantError, MerchantPolicy, MerchantStatus, MerchantView, Merchants, NewMerchant,
 };
+pub use reconcile::{Break, BreakKind, Reconciliation};
 pub use settlement::SettlementView;
+pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
 pub use webhooks::WebhookTransport;

@@ -353,9 +353,7 @@ impl Merchants {
         payment_id: &str,
     ) -> Result<PaymentView, MerchantError> {
         match self.load_payment(payment_id)? {
-            Some(found) if found.view.customer_id.as_deref() == Some(customer_id) => {
-                Ok(found.view)
-            }
+            Some(found) if found.view.customer_id.as_deref() == Some(customer_id) => Ok(found.view),
             _ => Err(MerchantError::NotFound("payment")),
         }
     }
@@ -536,7 +534,10 @@ impl Merchants {
         }
         let preview = self.preview(payload)?;
         if let Some(payment_id) = &preview.payment_id {
-            if confirmation.amount.is_some_and(|a| Some(a) != preview.amount) {
+            if confirmation
+                .amount
+                .is_some_and(|a| Some(a) != preview.amount)
+            {
                 return Err(MerchantError::invalid(
                     "amount",
                     "a dynamic code fixes the amount; leave it out or repeat it",
@@ -637,7 +638,15 @@ impl Merchants {
                     },
                 )?;
             }
-            reserve(db, customer_id, "merchant_payment.day", day, amount, limits.daily, "daily")?;
+            reserve(
+                db,
+                customer_id,
+                "merchant_payment.day",
+                day,
+                amount,
+                limits.daily,
+                "daily",
+            )?;
             reserve(
                 db,
                 customer_id,
@@ -701,9 +710,15 @@ impl Merchants {
         let now = self.now();
         self.sql.transaction(|db| -> Result<(), MerchantError> {
             let changed = db.execute(
-                "UPDATE merchant_payments SET state = $2, reason = $3, paid_at = CASE WHEN $2 = 'succeeded' THEN $4 ELSE NULL END, updated_at = $4 \
+                "UPDATE merchant_payments SET state = $2, reason = $3, paid_at = $5, updated_at = $4 \
                  WHERE id = $1 AND state = 'pending'",
-                sql_params![view.id.as_str(), state, reason, now],
+                sql_params![
+                    view.id.as_str(),
+                    state,
+                    reason,
+                    now,
+                    (state == "succeeded").then_some(now)
+                ],
             )?;
             if changed != 1 {
                 return Ok(());
@@ -820,16 +835,13 @@ impl Merchants {
             // Confirmed before (a retry): carry it on.
             return self.carry(found);
         }
-        if found.view.customer_id.is_some() || found.view.method != PaymentMethod::Checkout {
+        if found.view.method != PaymentMethod::Checkout {
             return Err(MerchantError::NotFound("payment"));
         }
-        if found.view.status != "awaiting_customer" {
+        if found.view.customer_id.is_some() || found.view.status != "awaiting_customer" {
             return Err(MerchantError::NotPayable);
         }
-        if confirmation
-            .amount
-            .is_some_and(|a| a != found.view.amount)
-        {
+        if confirmation.amount.is_some_and(|a| a != found.view.amount) {
             return Err(MerchantError::invalid(
                 "amount",
                 "the checkout fixes the amount; leave it out or repeat it",
@@ -1192,14 +1204,12 @@ impl Merchants {
             )?;
             Ok(())
         })?;
-        let row = self
-            .sql
-            .run(|db| {
-                db.query_one(
-                    &format!("{SELECT_REFUND} WHERE id = $1"),
-                    sql_params![view.id.as_str()],
-                )
-            })?;
+        let row = self.sql.run(|db| {
+            db.query_one(
+                &format!("{SELECT_REFUND} WHERE id = $1"),
+                sql_params![view.id.as_str()],
+            )
+        })?;
         finished_refund(refund(&row)?.0)
     }
 

@@ -416,7 +416,11 @@ pub(crate) fn order_reference(text: &str) -> Result<String, MerchantError> {
 
 /// A URL Coffer will send customers or webhooks to: https, or http to the
 /// local machine (development and tests); no credentials, no fragments.
-pub(crate) fn web_url(field: &'static str, text: &str, max: usize) -> Result<String, MerchantError> {
+pub(crate) fn web_url(
+    field: &'static str,
+    text: &str,
+    max: usize,
+) -> Result<String, MerchantError> {
     let bad = || {
         MerchantError::invalid(
             field,
@@ -579,8 +583,11 @@ impl Merchants {
         request: &NewMerchant,
         ip: &str,
     ) -> Result<MerchantView, MerchantError> {
-        let display_name =
-            printable("display_name", &request.display_name, MERCHANT_NAME_LENGTH_MAX)?;
+        let display_name = printable(
+            "display_name",
+            &request.display_name,
+            MERCHANT_NAME_LENGTH_MAX,
+        )?;
         let city = printable("city", &request.city, MERCHANT_CITY_LENGTH_MAX)?;
         if mcc::category(&request.mcc).is_none() {
             return Err(MerchantError::invalid(
@@ -837,7 +844,13 @@ impl Merchants {
             "created_at": coffer_core::Timestamp::from_nanos(now).to_rfc3339(),
             "data": data,
         });
-        let host = url.split("://").nth(1).unwrap_or("").split(['/', '?']).next().unwrap_or("");
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("");
         coffer_notify::enqueue(
             db,
             &self.vault,

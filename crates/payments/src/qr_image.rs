@@ -69,8 +69,7 @@ pub fn decode(bytes: &[u8]) -> Result<String, QrImageError> {
     if bytes.len() > UPLOAD_BYTES_MAX {
         return Err(QrImageError::TooLarge);
     }
-    let format =
-        image::guess_format(bytes).map_err(|e| QrImageError::Unreadable(e.to_string()))?;
+    let format = image::guess_format(bytes).map_err(|e| QrImageError::Unreadable(e.to_string()))?;
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
         return Err(QrImageError::Unreadable("only PNG and JPEG images".into()));
     }

@@ -30,8 +30,7 @@ use coffer_store::{sql_params, StoreError};
 
 use crate::funding::{wallet_account_id, ClientKey, FundingView, FUNDING_CURRENCY};
 use crate::merchants::{
-    receivable_account_id, MerchantError, Merchants, MERCHANT_FEE_INCOME_ACCOUNT,
-    MERCHANT_PAGE_MAX,
+    receivable_account_id, MerchantError, Merchants, MERCHANT_FEE_INCOME_ACCOUNT, MERCHANT_PAGE_MAX,
 };
 
 /// The merchant discount fee on `gross` at `rate_bps`, rounded half up to
@@ -386,7 +385,10 @@ impl Merchants {
     }
 }
 
-fn release_items(db: &mut dyn coffer_store::sql::Sql, settlement_id: &str) -> Result<(), StoreError> {
+fn release_items(
+    db: &mut dyn coffer_store::sql::Sql,
+    settlement_id: &str,
+) -> Result<(), StoreError> {
     db.execute(
         "UPDATE merchant_payments SET settlement_id = NULL WHERE settlement_id = $1",
         sql_params![settlement_id],
@@ -408,7 +410,14 @@ mod tests {
         assert_eq!(date_of_day(20_782), "2026-11-25");
         assert_eq!(day_of_date("2026-11-25"), Some(20_782));
         assert_eq!(day_of_date("2024-02-29"), Some(19_782));
-        for bad in ["2026-02-30", "2026-13-01", "26-11-25", "2026/11/25", "2026-11-2x", ""] {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-11-25",
+            "2026/11/25",
+            "2026-11-2x",
+            "",
+        ] {
             assert_eq!(day_of_date(bad), None, "{bad}");
         }
     }
