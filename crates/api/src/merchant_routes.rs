@@ -270,7 +270,7 @@ pub(crate) struct MerchantKeyResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookRequest {
-    /// https:// (http:// only for localhost), at most 500 characters.
+    /// An HTTPS URL (plain HTTP only for localhost), at most 500 characters.
     url: String,
 }
 
@@ -1302,6 +1302,7 @@ pub(crate) async fn static_qr(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`amount`, `currency`, `order_reference`, `return_url`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -1679,6 +1680,7 @@ pub(crate) async fn staff_merchants(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`note`, `discount_rate_bps`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("staff" = []))
 )]
@@ -1745,6 +1747,7 @@ pub(crate) async fn review_merchant(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`date`: a day that has ended), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("staff" = []))
 )]
