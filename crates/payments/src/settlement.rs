@@ -83,6 +83,10 @@ pub fn day_of_date(text: &str) -> Option<i64> {
     (date_of_day(day) == text).then_some(day)
 }
 
+/// One merchant's part of a settlement run: its settlement, or why it
+/// could not run now (the merchant id and the error).
+pub type SettlementOutcome = Result<SettlementView, (String, MerchantError)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementView {
     pub id: String,
@@ -187,7 +191,7 @@ impl Merchants {
     pub fn settle_all(
         &self,
         day: i64,
-    ) -> Result<Vec<Result<SettlementView, (String, MerchantError)>>, MerchantError> {
+    ) -> Result<Vec<SettlementOutcome>, MerchantError> {
         Ok(self
             .approved_ids()?
             .into_iter()
