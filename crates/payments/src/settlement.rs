@@ -188,10 +188,7 @@ impl Merchants {
 
     /// Settles every approved merchant's day; failures are reported per
     /// merchant and do not stop the run.
-    pub fn settle_all(
-        &self,
-        day: i64,
-    ) -> Result<Vec<SettlementOutcome>, MerchantError> {
+    pub fn settle_all(&self, day: i64) -> Result<Vec<SettlementOutcome>, MerchantError> {
         Ok(self
             .approved_ids()?
             .into_iter()
