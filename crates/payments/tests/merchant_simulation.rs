@@ -165,7 +165,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
         engine
             .execute_blocking(Command::OpenAccount(AccountSpec {
                 id: Identifier::parse(id).expect("id"),
-                currency: cny.clone(),
+                currency: cny,
                 kind,
                 constraint,
                 owner: Identifier::parse(owner).expect("owner"),
@@ -219,7 +219,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         debit: Identifier::parse("sim:cash:cny").expect("id"),
                         credit: Identifier::parse(&wallet).expect("id"),
                         amount: Amount::new(amount).expect("amount"),
-                        currency: cny.clone(),
+                        currency: cny,
                     },
                     code: Code::parse("sim.fund").expect("code"),
                     metadata: Metadata::default(),
