@@ -1877,10 +1877,11 @@ pub(crate) async fn staff_settlements(
     ))
 }
 
-/// Runs forever inside `coffer serve`: once a day has ended, settles it for
-/// every approved merchant (idempotent, so several instances or a manual
-/// run through POST /v1/staff/settlements do no harm); looks every `interval`.
-pub async fn run_daily_settlement(
+/// Runs forever inside `coffer serve`, every `interval`: carries forward
+/// merchant payments and refunds a crash left pending, and once a day has
+/// ended settles it for every approved merchant (idempotent, so several
+/// instances or a manual run through POST /v1/staff/settlements do no harm).
+pub async fn run_merchant_tasks(
     merchants: Arc<coffer_payments::Merchants>,
     clock: Arc<dyn coffer_core::Clock>,
     interval: std::time::Duration,
@@ -1888,6 +1889,12 @@ pub async fn run_daily_settlement(
     let mut settled_through: Option<i64> = None;
     loop {
         tokio::time::sleep(interval).await;
+        let worker = merchants.clone();
+        match tokio::task::spawn_blocking(move || worker.resolve_pending()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "merchant resolver pass failed"),
+            Err(error) => tracing::warn!(%error, "merchant resolver task failed"),
+        }
         let yesterday = merchants.day_of(clock.now().as_nanos()) - 1;
         if settled_through.is_some_and(|day| day >= yesterday) {
             continue;

@@ -59,6 +59,7 @@ fn merchant_policy() -> MerchantPolicy {
         payment_step_up_threshold: 50_000,
         payment_code_lifetime_ms: 2_000,
         payment_code_failures_per_minute_max: 3,
+        resolve_after_ms: 0,
         ..MerchantPolicy::default()
     }
 }
@@ -530,7 +531,7 @@ async fn merchant_flows(app: &App) {
     assert_eq!((status, &profile["discount_rate_bps"]), (200, &json!(38)));
 
     // ---- a customer with money ----
-    let (_, alice) = app.customer("+8613900139100").await;
+    let (alice_id, alice) = app.customer("+8613900139100").await;
     app.fund(&alice, 300_000).await;
     assert_eq!(app.balance(&alice).await, 300_000);
 
@@ -1028,6 +1029,51 @@ async fn merchant_flows(app: &App) {
         app.account_posted(&format!("wallet:{merchant_id}:cny"))
             .await,
         0
+    );
+    app.verify_ledger().await;
+
+    // ---- a crash between a payment's record and its transfer ----
+    // The record as `start_payment` commits it; the process died before the
+    // ledger was asked. The resolver carries it forward, once.
+    let wallet_before = app.account_posted(&format!("wallet:{alice_id}:cny")).await;
+    let (sql, now) = (app.state.sql.clone(), app.clock.now().as_nanos());
+    let (merchant_for_sql, alice_for_sql) = (merchant_id.clone(), alice_id.clone());
+    tokio::task::spawn_blocking(move || {
+        sql.run(|db| {
+            db.execute(
+                "INSERT INTO merchant_payments (id, merchant_id, customer_id, method, amount, currency, order_reference, return_url, state, reason, refunded, \
+                 creator, client_key, request_hash, limit_day, limit_month, settlement_id, created_at, updated_at, paid_at, expires_at) \
+                 VALUES ('mpy_crashed00000001', $1, $2, 'qr_static', 700, 'CNY', NULL, NULL, 'pending', NULL, 0, $3, 'crash-1', 'h', NULL, NULL, NULL, $4, $4, NULL, NULL)",
+                coffer_store::sql_params![merchant_for_sql.as_str(), alice_for_sql.as_str(), format!("customer:{alice_for_sql}").as_str(), now],
+            )
+        })
+        .expect("insert")
+    })
+    .await
+    .expect("join");
+    let (status, stuck) = app
+        .get(&merchant, "/v1/merchant/payments/mpy_crashed00000001")
+        .await;
+    assert_eq!((status, &stuck["status"]), (200, &json!("pending")));
+    for _ in 0..2 {
+        let merchants = app.state.merchants.clone();
+        tokio::task::spawn_blocking(move || merchants.resolve_pending())
+            .await
+            .expect("join")
+            .expect("resolve");
+    }
+    let (_, resolved) = app
+        .get(&merchant, "/v1/merchant/payments/mpy_crashed00000001")
+        .await;
+    assert_eq!(resolved["status"], "succeeded", "{resolved}");
+    assert_eq!(
+        app.account_posted(&format!("wallet:{alice_id}:cny")).await,
+        wallet_before - 700
+    );
+    assert_eq!(
+        app.account_posted(&format!("merchant:{merchant_id}:cny"))
+            .await,
+        700
     );
     app.verify_ledger().await;
 }

@@ -23,8 +23,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// How often simulated callbacks are delivered and overdue operations looked at.
-/// How often `serve` looks whether a day has ended and needs settling.
-const SETTLEMENT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often `serve` resolves pending merchant payments and looks whether
+/// a day has ended and needs settling.
+const MERCHANT_TASKS_INTERVAL: Duration = Duration::from_secs(30);
 const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often expired idempotency keys are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3_600);
@@ -183,11 +184,12 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             CONNECTOR_TASKS_INTERVAL,
         ));
-        // Each ended day is settled to merchants' bank accounts.
-        tokio::spawn(coffer_api::merchant_routes::run_daily_settlement(
+        // Merchant payments a crash left pending are carried forward, and
+        // each ended day is settled to merchants' bank accounts.
+        tokio::spawn(coffer_api::merchant_routes::run_merchant_tasks(
             state.merchants.clone(),
             clock.clone(),
-            SETTLEMENT_CHECK_INTERVAL,
+            MERCHANT_TASKS_INTERVAL,
         ));
         match &config.server.tls {
             Some(tls) => {

@@ -1213,6 +1213,46 @@ impl Merchants {
         finished_refund(refund(&row)?.0)
     }
 
+    /// One pass of the resolver: carries forward payments and refunds left
+    /// `pending` (their record committed, the process gone before the
+    /// ledger answered). Each step is idempotent (the transfer id is the
+    /// record's), so racing a live request is harmless. Returns how many
+    /// records it looked at.
+    pub fn resolve_pending(&self) -> Result<usize, MerchantError> {
+        let before = self.now() - self.policy.resolve_after_ms * NANOS_PER_MILLI;
+        let payments = self.sql.run(|db| {
+            db.query(
+                "SELECT id FROM merchant_payments WHERE state = 'pending' AND updated_at <= $1 ORDER BY updated_at, id LIMIT $2",
+                sql_params![before, MERCHANT_PAGE_MAX],
+            )
+        })?;
+        for row in &payments {
+            let id = row.text(0)?;
+            let Some(record) = self.load_payment(&id)? else {
+                continue;
+            };
+            match self.carry(record) {
+                Ok(_) | Err(MerchantError::InsufficientFunds) => {}
+                Err(error) => tracing::warn!(payment = %id, %error, "could not resolve yet"),
+            }
+        }
+        let refunds = self.sql.run(|db| {
+            db.query(
+                &format!("{SELECT_REFUND} WHERE state = 'pending' AND updated_at <= $1 ORDER BY updated_at, id LIMIT $2"),
+                sql_params![before, MERCHANT_PAGE_MAX],
+            )
+        })?;
+        for row in &refunds {
+            let (view, customer_id, _) = refund(row)?;
+            let id = view.id.clone();
+            match self.carry_refund((view, customer_id)) {
+                Ok(_) | Err(MerchantError::MerchantFundsInsufficient) => {}
+                Err(error) => tracing::warn!(refund = %id, %error, "could not resolve yet"),
+            }
+        }
+        Ok(payments.len() + refunds.len())
+    }
+
     /// The refunds of a payment, oldest first.
     pub fn refunds_of(&self, payment_id: &str) -> Result<Vec<RefundView>, MerchantError> {
         let rows = self.sql.run(|db| {

@@ -81,6 +81,10 @@ pub struct MerchantPolicy {
     pub payment_code_failures_per_minute_max: i64,
     /// Days (limits, settlement) start at midnight at this offset from UTC.
     pub day_utc_offset_seconds: i64,
+    /// A payment or refund still `pending` this long after its last change
+    /// was left by a crash between its record and its transfer: the
+    /// resolver carries it forward.
+    pub resolve_after_ms: i64,
 }
 
 impl Default for MerchantPolicy {
@@ -91,6 +95,7 @@ impl Default for MerchantPolicy {
             payment_code_lifetime_ms: 60 * 1000,
             payment_code_failures_per_minute_max: 10,
             day_utc_offset_seconds: 8 * 3600,
+            resolve_after_ms: 30_000,
         }
     }
 }
