@@ -13,6 +13,7 @@ pub mod error;
 pub mod funding_routes;
 pub mod idempotency;
 pub mod ledger_routes;
+pub mod merchant_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod p2p_routes;
@@ -76,6 +77,7 @@ pub struct AppState {
     pub bills: Arc<coffer_payments::Bills>,
     pub fx: Arc<coffer_payments::Fx>,
     pub activity: Arc<coffer_payments::Activity>,
+    pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
 }
 
@@ -224,6 +226,13 @@ impl CustomerServices {
             vault.clone(),
         ));
         let sql_for_state = sql.clone();
+        // Merchants' webhooks go through the same outbox as SMS and e-mail.
+        let mut transports = transports;
+        transports.push(Arc::new(coffer_payments::WebhookTransport::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+        )));
         let dispatcher = Arc::new(Dispatcher::new(
             sql.clone(),
             vault.clone(),
@@ -301,6 +310,16 @@ impl AppState {
             clock.clone(),
             coffer_payments::FxPolicy::default(),
         ));
+        let merchants = Arc::new(coffer_payments::Merchants::new(
+            customers.sql.clone(),
+            engine.clone(),
+            customers.identity.clone(),
+            customers.vault.clone(),
+            customers.bank_accounts.clone(),
+            funding.clone(),
+            clock.clone(),
+            coffer_payments::MerchantPolicy::default(),
+        ));
         AppState {
             engine,
             reader,
@@ -322,6 +341,7 @@ impl AppState {
             bills,
             fx,
             activity,
+            merchants,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
@@ -339,6 +359,22 @@ impl AppState {
             self.bank_accounts.clone(),
             self.connectors.card_network.clone(),
             self.connectors.core_banking.clone(),
+            self.clock.clone(),
+            policy,
+        ));
+        let merchant_policy = self.merchants.policy().clone();
+        self.with_merchant_policy(merchant_policy)
+    }
+
+    /// Replaces the merchant policy (`MerchantPolicy::default()`).
+    pub fn with_merchant_policy(mut self, policy: coffer_payments::MerchantPolicy) -> AppState {
+        self.merchants = Arc::new(coffer_payments::Merchants::new(
+            self.sql.clone(),
+            self.engine.clone(),
+            self.identity.clone(),
+            self.vault.clone(),
+            self.bank_accounts.clone(),
+            self.funding.clone(),
             self.clock.clone(),
             policy,
         ));
@@ -422,6 +458,7 @@ pub fn routes() -> RouteTable {
         .merge(funding_routes::routes())
         .merge(p2p_routes::routes())
         .merge(wallet_routes::routes())
+        .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
 }
 

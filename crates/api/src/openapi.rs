@@ -20,7 +20,8 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    customer_routes, funding_routes, ledger_routes, p2p_routes, staff_routes, wallet_routes,
+    customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
+    wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -128,6 +129,33 @@ pub const SESSION_SCHEME: &str = "session";
         staff_routes::list_approvals,
         staff_routes::decide_approval,
         staff_routes::reconciliation,
+        merchant_routes::merchant_categories,
+        merchant_routes::apply,
+        merchant_routes::my_merchants,
+        merchant_routes::my_merchant,
+        merchant_routes::create_merchant_key,
+        merchant_routes::set_webhook,
+        merchant_routes::scan,
+        merchant_routes::scan_image,
+        merchant_routes::pay,
+        merchant_routes::my_payments,
+        merchant_routes::my_payment,
+        merchant_routes::view_checkout,
+        merchant_routes::confirm_checkout,
+        merchant_routes::issue_payment_code,
+        merchant_routes::merchant_profile,
+        merchant_routes::static_qr,
+        merchant_routes::create_checkout,
+        merchant_routes::charge_code,
+        merchant_routes::merchant_payments,
+        merchant_routes::merchant_payment,
+        merchant_routes::dynamic_qr,
+        merchant_routes::refund,
+        merchant_routes::merchant_settlements,
+        merchant_routes::staff_merchants,
+        merchant_routes::review_merchant,
+        merchant_routes::run_settlements,
+        merchant_routes::staff_settlements,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -143,6 +171,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "bills", description = "Bill payment: the catalogue of billers, bill look-up by account reference, payment with the biller's confirmation number."),
         (name = "fx", description = "Wallets in several currencies; FX quotes (mid rate, spread, expiry) and conversions within the quote's life."),
         (name = "history", description = "Transaction history with filters, search and cursor pages; details, receipts, a monthly spending summary by category and a CSV export."),
+        (name = "merchants", description = "Merchants: onboarding and review, API keys and signed webhooks for their systems, EMVCo QR codes (static and dynamic), customer-presented payment codes, online checkout, refunds and daily settlement."),
         (name = "webhooks", description = "Signed callbacks from the card network and the core banking system (HMAC-SHA256 over timestamp and body)."),
         (name = "customers", description = "Registration, sign-in, sessions, profile and contact changes, password change and reset, second factors, step-up verification and KYC for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
@@ -206,7 +235,7 @@ impl Modify for Conventions {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("coffer_<16 hex id>_<secret>")
                     .description(Some(format!(
-                        "A service API key: `Authorization: Bearer coffer_<16 hex id>_<secret>`, made with `coffer apikey create --name NAME --scopes {SCOPE_LEDGER_READ},{SCOPE_LEDGER_WRITE}`. Reads need `{SCOPE_LEDGER_READ}`, writes `{SCOPE_LEDGER_WRITE}`; each operation lists the scope it needs."
+                        "A service API key: `Authorization: Bearer coffer_<16 hex id>_<secret>`, made with `coffer apikey create --name NAME --scopes {SCOPE_LEDGER_READ},{SCOPE_LEDGER_WRITE}`. Reads need `{SCOPE_LEDGER_READ}`, writes `{SCOPE_LEDGER_WRITE}`; each operation lists the scope it needs. A merchant's systems use a key with scope `merchant:<merchant id>` from POST /v1/me/merchants/{{id}}/api-keys for the `/v1/merchant` routes."
                     )))
                     .build(),
             ),

@@ -1314,6 +1314,30 @@ async fn every_staff_route_checks_every_role() {
             Some(json!({"approve": true})),
             Some(Permission::ApproveSensitive),
         ),
+        (
+            Method::GET,
+            "/v1/staff/merchants?status=pending_review".into(),
+            None,
+            Some(Permission::ReviewMerchants),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/merchants/mer_none/review".into(),
+            Some(json!({"approve": true})),
+            Some(Permission::ReviewMerchants),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/settlements".into(),
+            Some(json!({})),
+            Some(Permission::SettleMerchants),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/settlements".into(),
+            None,
+            Some(Permission::SettleMerchants),
+        ),
     ];
     for (index, role) in Role::ALL.into_iter().enumerate() {
         let username = format!("matrix.{index}");

@@ -111,6 +111,16 @@ fn every_operation_states_the_conventions() {
             "POST /v1/me/factors/totp/confirm",
             "POST /v1/staff/sessions",
             "POST /v1/auth/passkeys/challenges/{id}/verify",
+            "POST /v1/me/merchants/{id}/api-keys",
+            "POST /v1/me/merchants/{id}/webhook",
+            "POST /v1/me/payment-codes",
+        ]
+        .contains(&name.as_str());
+        // POSTs that change nothing (a scanned payload or a photo to check
+        // and preview travel in the body): no Idempotency-Key to take.
+        let read_only = [
+            "POST /v1/me/merchant-payments/scan",
+            "POST /v1/me/merchant-payments/scan-image",
         ]
         .contains(&name.as_str());
         // Connector callbacks carry no Idempotency-Key (a network sends
@@ -131,7 +141,10 @@ fn every_operation_states_the_conventions() {
             for code in ["401", "403", "500"] {
                 assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
             }
-        } else if path.starts_with("/v1/me") || name == "DELETE /v1/auth/sessions/current" {
+        } else if path == "/v1/me"
+            || path.starts_with("/v1/me/")
+            || name == "DELETE /v1/auth/sessions/current"
+        {
             assert_eq!(
                 operation["security"],
                 serde_json::json!([{ "session": [] }]),
@@ -149,6 +162,16 @@ fn every_operation_states_the_conventions() {
             for code in ["401", "403", "500"] {
                 assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
             }
+        } else if path == "/v1/merchant" || path.starts_with("/v1/merchant/") {
+            // A merchant's systems: an API key with a `merchant:<id>` scope.
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{ "api_key": [] }]),
+                "{name}: security"
+            );
+            for code in ["401", "403", "500"] {
+                assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
+            }
         } else if path.starts_with("/v1/") {
             assert!(operation.get("security").is_none(), "{name}: public");
         }
@@ -159,7 +182,7 @@ fn every_operation_states_the_conventions() {
             for code in ["400", "401", "413", "422", "503"] {
                 assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
             }
-        } else if method == "POST" && !issues_secrets {
+        } else if method == "POST" && !issues_secrets && !read_only {
             let key = idempotency_key.unwrap_or_else(|| panic!("{name}: Idempotency-Key"));
             assert_eq!(key["in"], "header");
             assert_eq!(key["required"], true);

@@ -206,6 +206,7 @@ pub async fn load_funding(
         state.funding.clone(),
     );
     let simulators = state.connectors.simulators.clone();
+    let merchants = state.merchants.clone();
     let now = state.clock.now().as_nanos();
     let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
         use coffer_core::Secret;
@@ -313,6 +314,7 @@ pub async fn load_funding(
             "demo",
         )?;
         deliver()?;
+        load_merchants(&merchants, &customer.id, &key)?;
         Ok(Some(customer.id))
     })
     .await??;
@@ -321,6 +323,7 @@ pub async fn load_funding(
             "demo: customer {DEMO_CUSTOMER_PHONE} (password \"{DEMO_CUSTOMER_PASSWORD}\") with a card, a bank account, top-ups and a withdrawal"
         );
         println!("  try: POST /v1/auth/sessions, then GET /v1/me/top-ups and /v1/me/withdrawals (README: Funding the wallet)");
+        println!("  and GET /v1/me/merchants, /v1/me/merchant-payments (README: Merchants)");
     }
     Ok(loaded)
 }
@@ -540,5 +543,100 @@ pub async fn load_p2p(
         );
         println!("  try: GET /v1/me/p2p/payments, /v1/me/payment-requests, /v1/me/incoming-payment-requests (README: P2P payments)");
     }
+    Ok(())
+}
+
+/// Two merchants owned by the demo customer (a coffee shop and a book
+/// shop), approved by a demo reviewer, and a realistic history: a static QR
+/// payment, a checkout paid through its dynamic QR code, a payment by code,
+/// and a partial refund.
+fn load_merchants(
+    merchants: &coffer_payments::Merchants,
+    customer_id: &str,
+    key: &dyn Fn(&str) -> coffer_payments::ClientKey,
+) -> anyhow::Result<()> {
+    use coffer_core::Secret;
+    use coffer_payments::{ChargeRequest, MerchantConfirmation as Confirmation, NewMerchant};
+    let reviewer = coffer_identity::StaffInfo {
+        staff_id: "demo-reviewer".into(),
+        username: "demo.reviewer".into(),
+        roles: vec![coffer_identity::Role::ComplianceOfficer],
+        session_id: "demo".into(),
+    };
+    let mut opened = Vec::new();
+    for (name, mcc, account) in [
+        ("Lotus Coffee", "5814", "6222000000005814"),
+        ("Harbour Books", "5942", "6222000000005942"),
+    ] {
+        let applied = merchants.apply(
+            customer_id,
+            &NewMerchant {
+                display_name: name.into(),
+                city: "Shanghai".into(),
+                mcc: mcc.into(),
+                bank_code: "ICBC".into(),
+                account_number: Secret::new(account.into()),
+            },
+            "demo",
+        )?;
+        merchants.review(
+            &reviewer,
+            &applied.id,
+            true,
+            None,
+            "demo: documents checked",
+            "demo",
+        )?;
+        opened.push(merchants.get(&applied.id)?);
+    }
+    let (coffee, books) = (&opened[0], &opened[1]);
+    let payload = merchants.static_qr(coffee)?;
+    merchants.pay_qr(
+        customer_id,
+        &key("pay-coffee"),
+        &payload,
+        &Confirmation {
+            amount: Some(3_800),
+            step_up_challenge_id: None,
+        },
+        "demo",
+    )?;
+    let order = merchants.create_checkout(
+        &books.id,
+        &key("checkout-books"),
+        &ChargeRequest {
+            amount: 12_900,
+            currency: "CNY".into(),
+            order_reference: Some("HB-20261125-01".into()),
+        },
+        Some("https://harbour-books.example/thanks"),
+    )?;
+    let dynamic = merchants.dynamic_qr(&books.id, &order.id)?;
+    merchants.pay_qr(
+        customer_id,
+        &key("pay-books"),
+        &dynamic,
+        &Confirmation::default(),
+        "demo",
+    )?;
+    let code = merchants.issue_code(customer_id)?;
+    merchants.charge_code(
+        &coffee.id,
+        &key("charge-coffee"),
+        &code.code,
+        &ChargeRequest {
+            amount: 1_500,
+            currency: "CNY".into(),
+            order_reference: Some("TILL-1".into()),
+        },
+        "demo",
+    )?;
+    merchants.refund(
+        &books.id,
+        &key("refund-books"),
+        &order.id,
+        2_900,
+        Some("one book was damaged"),
+    )?;
     Ok(())
 }

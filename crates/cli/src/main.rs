@@ -125,6 +125,27 @@ enum Top {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Merchants' daily settlement: run it for a day that has ended, or list
+    /// the latest settlements.
+    #[command(
+        after_help = "`coffer serve` settles every ended day by itself, and staff can run it with\n\
+        POST /v1/staff/settlements while the service runs. This command moves money through its own\n\
+        ledger writer: run it only while no `coffer serve` uses the database (as with `coffer migrate`).\n\
+        Idempotent per merchant and day. Exits 1 when a merchant's settlement could not run.\n\n\
+        Examples:\n  \
+        coffer settle --list\n  \
+        coffer settle --date 2026-11-24 --config /etc/coffer/coffer.toml"
+    )]
+    Settle {
+        /// The day, YYYY-MM-DD in the bank's time zone [default: yesterday].
+        #[arg(long)]
+        date: Option<String>,
+        /// List the latest settlements (read only; safe while the service runs).
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Inspect the configuration.
     #[command(
         subcommand,
@@ -278,6 +299,9 @@ fn main() -> ExitCode {
                 stuck_after_minutes,
                 &config,
             )
+        }),
+        Top::Settle { date, list, config } => configured(&config.flags(), &env, |config| {
+            settle(date.as_deref(), list, &config)
         }),
         Top::Apikey(Apikey::Create {
             name,
@@ -492,6 +516,86 @@ fn reconcile(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn settle(date: Option<&str>, list: bool, config: &Config) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    let database = config.database.url.value.clone();
+    let clock = coffer_app::system_clock();
+    database.migrate()?;
+    let engine = Arc::new(coffer_app::Engine::start(&database, clock.clone())?);
+    let reader = database.open_reader(1)?;
+    let service: Arc<dyn coffer_store::service::ServiceStore> =
+        Arc::from(coffer_store::service::open(&database, 1)?);
+    let customers = coffer_api::CustomerServices::open_with(
+        &database,
+        clock.clone(),
+        config.vault.key_provider()?,
+        Vec::new(),
+        coffer_identity::Policy::default(),
+        coffer_identity::PasswordPolicy::new(None),
+        &config.passkeys.settings(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let state = coffer_api::AppState::new(
+        engine.clone(),
+        reader,
+        service,
+        Arc::new(coffer_core::CurrencyRegistry::default()),
+        clock.clone(),
+        &customers,
+    );
+    let merchants = state.merchants.clone();
+    let print = |view: &coffer_payments::SettlementView| {
+        let payout = merchants
+            .settlement_payout(view)
+            .ok()
+            .flatten()
+            .map_or("-", |f| f.state.as_str());
+        println!(
+            "{} {} {}: gross {} refunds {} fee {} ({} bps) net {} {} - {} (payout {payout})",
+            coffer_payments::settlement::date_of_day(view.day),
+            view.merchant_id,
+            view.id,
+            view.gross,
+            view.refunds,
+            view.fee,
+            view.discount_rate_bps,
+            view.net,
+            view.currency,
+            view.status
+        );
+    };
+    let mut failed = false;
+    if list {
+        for view in merchants.settlements(None, coffer_payments::merchants::MERCHANT_PAGE_MAX)? {
+            print(&view);
+        }
+    } else {
+        let today = merchants.day_of(clock.now().as_nanos());
+        let day = match date {
+            None => today - 1,
+            Some(text) => coffer_payments::settlement::day_of_date(text)
+                .filter(|day| *day < today)
+                .ok_or_else(|| anyhow::anyhow!("--date: a day that has ended, as YYYY-MM-DD"))?,
+        };
+        state.funding.open_accounts()?;
+        for result in merchants.settle_all(day)? {
+            match result {
+                Ok(view) => print(&view),
+                Err((merchant_id, error)) => {
+                    failed = true;
+                    println!("{merchant_id}: not settled: {error}");
+                }
+            }
+        }
+    }
+    engine.shutdown();
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

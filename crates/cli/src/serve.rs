@@ -23,6 +23,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const SERVICE_CONNECTIONS: usize = 8;
 const NANOS_PER_HOUR: i64 = 3_600 * 1_000_000_000;
 /// How often simulated callbacks are delivered and overdue operations looked at.
+/// How often `serve` resolves pending merchant payments and looks whether
+/// a day has ended and needs settling.
+const MERCHANT_TASKS_INTERVAL: Duration = Duration::from_secs(30);
 const CONNECTOR_TASKS_INTERVAL: Duration = Duration::from_millis(250);
 /// How often pending P2P payments a crash left behind are looked at (each
 /// only after `RESOLVE_GRACE_SECONDS`).
@@ -192,6 +195,13 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             state.bills.clone(),
             state.fx.clone(),
             CONNECTOR_TASKS_INTERVAL,
+        ));
+        // Merchant payments a crash left pending are carried forward, and
+        // each ended day is settled to merchants' bank accounts.
+        tokio::spawn(coffer_api::merchant_routes::run_merchant_tasks(
+            state.merchants.clone(),
+            clock.clone(),
+            MERCHANT_TASKS_INTERVAL,
         ));
         match &config.server.tls {
             Some(tls) => {

@@ -75,10 +75,14 @@ pub enum Permission {
     Reconcile,
     /// Lift a sign-in lock-out (after checking it is the customer calling).
     UnlockCustomers,
+    /// Review merchant applications (know-your-business) and approve or reject them.
+    ReviewMerchants,
+    /// Run and list merchants' daily settlements.
+    SettleMerchants,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -87,6 +91,8 @@ impl Permission {
         Permission::ApproveSensitive,
         Permission::Reconcile,
         Permission::UnlockCustomers,
+        Permission::ReviewMerchants,
+        Permission::SettleMerchants,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +105,8 @@ impl Permission {
             Permission::ApproveSensitive => "approve_sensitive",
             Permission::Reconcile => "reconcile",
             Permission::UnlockCustomers => "unlock_customers",
+            Permission::ReviewMerchants => "review_merchants",
+            Permission::SettleMerchants => "settle_merchants",
         }
     }
 }
@@ -116,7 +124,12 @@ pub fn permits(role: Role, permission: Permission) -> bool {
             )
             | (
                 ComplianceOfficer,
-                ViewCustomers | ReviewKyc | ReadAudit | ApproveSensitive | Reconcile
+                ViewCustomers
+                    | ReviewKyc
+                    | ReadAudit
+                    | ApproveSensitive
+                    | Reconcile
+                    | ReviewMerchants
             )
             | (ProductManager, ProposeSensitive)
             | (
@@ -127,6 +140,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ApproveSensitive
                     | Reconcile
                     | UnlockCustomers
+                    | SettleMerchants
             )
     )
 }

@@ -25,6 +25,9 @@ pub use simulator::{Delivered, SimulatedTransport, FAILING_SUFFIX};
 pub enum Channel {
     Sms,
     Email,
+    /// An HTTPS POST to a merchant's endpoint: the recipient is the URL, the
+    /// subject names whose signing key the transport signs the body with.
+    Webhook,
 }
 
 impl Channel {
@@ -32,6 +35,7 @@ impl Channel {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
+            Channel::Webhook => "webhook",
         }
     }
 
@@ -39,6 +43,7 @@ impl Channel {
         match text {
             "sms" => Some(Channel::Sms),
             "email" => Some(Channel::Email),
+            "webhook" => Some(Channel::Webhook),
             _ => None,
         }
     }

@@ -803,6 +803,53 @@ impl Funding {
         Ok(advanced.view)
     }
 
+    /// Pays a merchant's settlement out of its own settlement wallet
+    /// (`wallet:<merchant id>:…`) to its settlement bank account: the same
+    /// hold → core banking payout → callback path as a withdrawal, without
+    /// a customer's tier limits or step-up (the bank itself initiates it).
+    /// Idempotent per `client` (one payout per settlement).
+    pub fn settlement_payout(
+        &self,
+        merchant_id: &str,
+        client: &ClientKey,
+        bank_account_id: &str,
+        amount: i64,
+    ) -> Result<FundingView, FundingError> {
+        let amount = Self::parse_amount(amount, FUNDING_CURRENCY)?;
+        if let Some(existing) = self.existing(merchant_id, FundingKind::Withdrawal, client)? {
+            return self.advance(existing).map(|r| r.view);
+        }
+        let account = self.bank_accounts.get(merchant_id, bank_account_id)?;
+        self.open_wallet(merchant_id)?;
+        let now = self.now();
+        let funding_id = Self::new_id();
+        let label = account.label();
+        self.sql.transaction(|db| -> Result<(), FundingError> {
+            insert_record(
+                db,
+                &NewRecord {
+                    id: &funding_id,
+                    customer_id: merchant_id,
+                    kind: FundingKind::Withdrawal,
+                    client,
+                    method: "bank_account",
+                    method_id: &account.id,
+                    label: &label,
+                    connector: ConnectorKind::CoreBanking,
+                    amount: amount.minor_units(),
+                    limit_periods: None,
+                    now,
+                    check_at: now + self.policy.status_query_after_ms * NANOS_PER_MILLI,
+                },
+            )?;
+            Ok(())
+        })?;
+        let created = self
+            .existing(merchant_id, FundingKind::Withdrawal, client)?
+            .ok_or(FundingError::NotFound("funding"))?;
+        self.advance(created).map(|r| r.view)
+    }
+
     /// Passes the cardholder's 3-D Secure answer to the card network.
     pub fn authenticate(
         &self,

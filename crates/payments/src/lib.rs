@@ -6,32 +6,42 @@
 //! simulators), top-ups and withdrawals through ledger holds, and the
 //! reconciliation of connector reports against the ledger; bill payment,
 //! multi-currency wallets and FX conversion, and the activity feed every
-//! payment kind writes beside its record.
+//! payment kind writes beside its record; P2P payments, requests and splits,
+//! the fee schedule and limit counters; merchants (onboarding, EMVCo QR
+//! codes, payment codes, checkout, refunds, webhooks, daily settlement).
 
 pub mod activity;
 pub mod bank_accounts;
 pub mod bills;
 pub mod cards;
 pub mod connectors;
+pub mod emv;
 pub mod fees;
 pub mod funding;
 pub mod fx;
 pub mod limits;
+pub mod mcc;
+pub mod merchant_payments;
+pub mod merchants;
 pub mod p2p;
+pub mod qr_image;
 pub mod reconcile;
+pub mod settlement;
 pub mod simulator;
+pub mod webhooks;
 
 pub use bank_accounts::{BankAccountError, BankAccountView, BankAccounts, BANKS};
 pub use cards::{Brand, CardError, CardView, Cards, NewCard};
 
 /// Every encrypted column this crate owns (card and bank account numbers,
-/// P2P notes).
-pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 5] = [
+/// P2P notes, merchants' settlement details).
+pub const ENCRYPTED_COLUMNS: [coffer_vault::EncryptedColumn; 6] = [
     cards::ENCRYPTED_COLUMNS[0],
     bank_accounts::ENCRYPTED_COLUMNS[0],
     p2p::ENCRYPTED_COLUMNS[0],
     p2p::ENCRYPTED_COLUMNS[1],
     p2p::ENCRYPTED_COLUMNS[2],
+    merchants::ENCRYPTED_COLUMNS[0],
 ];
 pub use activity::{Activity, ActivityKind, ActivityStatus, ActivityView, Category};
 pub use bills::{
@@ -52,9 +62,18 @@ pub use fx::{
     WalletView,
 };
 pub use limits::{LimitError, LimitExceeded};
+pub use merchant_payments::{
+    ChargeRequest, Confirmation as MerchantConfirmation, PaymentCode, PaymentMethod,
+    PaymentView as MerchantPaymentView, Preview, RefundView,
+};
+pub use merchants::{
+    MerchantError, MerchantPolicy, MerchantStatus, MerchantView, Merchants, NewMerchant,
+};
 pub use p2p::{
     Confirmation, GroupView, NewRequest, P2p, P2pError, P2pPolicy, PayeeView, PaymentState,
     PaymentView, QuoteFor, QuoteView, RequestState, RequestView, Shares,
 };
 pub use reconcile::{Break, BreakKind, Reconciliation};
+pub use settlement::SettlementView;
 pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
+pub use webhooks::WebhookTransport;

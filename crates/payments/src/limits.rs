@@ -181,7 +181,7 @@ pub fn balance_cap_check(
 
 /// (year, month 1–12) of a day counted from 1970-01-01 (proleptic Gregorian;
 /// Howard Hinnant's civil_from_days).
-fn civil_year_month(days: i64) -> (i64, i64) {
+pub(crate) fn civil_year_month(days: i64) -> (i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

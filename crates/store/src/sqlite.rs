@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("migrations/sqlite_0012_funding.sql")),
     (13, include_str!("migrations/sqlite_0013_ledger_log.sql")),
     (14, include_str!("migrations/sqlite_0014_p2p.sql")),
+    (15, include_str!("migrations/sqlite_0015_merchants.sql")),
     (
         16,
         include_str!("migrations/sqlite_0016_bills_fx_activity.sql"),
