@@ -462,6 +462,20 @@ pub async fn load_p2p(
             },
             "demo",
         )?;
+        // The first customer has spent on bills, FX and merchants by now:
+        // a top-up of their own for the payments to friends.
+        if let Some(zhang_card) = cards.list(&zhang)?.into_iter().next() {
+            funding.top_up(
+                &zhang,
+                &key("zhang-top-up-p2p"),
+                &TopUpRequest {
+                    source: Source::Card(zhang_card.id),
+                    amount: 50_000,
+                    currency: "CNY".into(),
+                },
+                "demo",
+            )?;
+        }
         for simulator in &simulators {
             for callback in simulator.take_due(i64::MAX)? {
                 let body: coffer_payments::Callback = serde_json::from_str(&callback.body)?;
