@@ -464,7 +464,8 @@ pub async fn load_p2p(
         )?;
         // The first customer has spent on bills, FX and merchants by now:
         // a top-up of their own for the payments to friends.
-        if let Some(zhang_card) = cards.list(&zhang)?.into_iter().next() {
+        // The approving test card (the other one is the declining 4000…0002).
+        if let Some(zhang_card) = cards.list(&zhang)?.into_iter().find(|c| c.last4 == "1111") {
             funding.top_up(
                 &zhang,
                 &key("zhang-top-up-p2p"),
