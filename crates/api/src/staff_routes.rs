@@ -636,6 +636,11 @@ pub(crate) async fn propose(
             if action == SensitiveAction::AdjustBalance {
                 adjustment(&request.params)?;
             }
+            if action == SensitiveAction::OverrideLimit {
+                coffer_identity::limit_override_fields(
+                    &serde_json::Value::Object(request.params.clone()).to_string(),
+                )?;
+            }
             Identifier::parse(&request.subject)
                 .map_err(|_| ApiError::invalid("subject", "a customer id"))?;
             let params = serde_json::Value::Object(request.params).to_string();
@@ -780,7 +785,12 @@ async fn execute(
             identity_call(move || identity.unfreeze_customer(&approval, &context)).await?;
             Ok("unfrozen".into())
         }
-        SensitiveAction::OverrideLimit => Ok("recorded; the payment layer applies it".into()),
+        SensitiveAction::OverrideLimit => {
+            let identity = state.identity.clone();
+            let (approval, context) = (approval.clone(), context.clone());
+            identity_call(move || identity.apply_limit_override(&approval, &context)).await?;
+            Ok("limits overridden".into())
+        }
         SensitiveAction::AdjustBalance => {
             let params: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(&approval.params).map_err(ApiError::internal)?;

@@ -1601,6 +1601,54 @@ async fn sensitive_actions_need_a_second_staff_member() {
             "{actor} {action} in {actions:?}"
         );
     }
+
+    // A limit override: a malformed one is refused at the proposal; an
+    // approved one is what every payment kind reads from then on.
+    let tier_limits = app.customers.identity.policy().tiers.limits(0);
+    let (status, body, _) = app
+        .send(Method::POST, "/v1/staff/approvals", &[("Authorization", &both), ("Idempotency-Key", "p-lim-bad")], Some(json!({"action": "override_limit", "subject": customer, "params": {"daily": -5}, "reason": "x"})))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("params")),
+        "{body}"
+    );
+    let raised = tier_limits.daily + 1_000_000;
+    let (status, proposal, _) = app
+        .send(Method::POST, "/v1/staff/approvals", &[("Authorization", &both), ("Idempotency-Key", "p-lim")], Some(json!({"action": "override_limit", "subject": customer, "params": {"daily": raised}, "reason": "business owner, documents checked"})))
+        .await;
+    assert_eq!(status, 201, "{proposal}");
+    let identity = app.customers.identity.clone();
+    let who = customer.clone();
+    let before = tokio::task::spawn_blocking(move || identity.limits_for(&who, 0))
+        .await
+        .expect("join")
+        .expect("limits");
+    assert_eq!(before, tier_limits, "nothing changes before the approval");
+    let decide = format!(
+        "/v1/staff/approvals/{}/decide",
+        proposal["id"].as_str().expect("id")
+    );
+    let (status, decided, _) = app
+        .send(
+            Method::POST,
+            &decide,
+            &[("Authorization", &checker), ("Idempotency-Key", "d-lim")],
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    let identity = app.customers.identity.clone();
+    let who = customer.clone();
+    let after = tokio::task::spawn_blocking(move || identity.limits_for(&who, 0))
+        .await
+        .expect("join")
+        .expect("limits");
+    assert_eq!(after.daily, raised);
+    assert_eq!(
+        after.per_payment, tier_limits.per_payment,
+        "fields not named keep the tier's"
+    );
 }
 
 /// Registers `phone` over HTTP; returns the `Authorization` header value.

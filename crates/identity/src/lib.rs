@@ -53,7 +53,8 @@ pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGT
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use session::{NewSession, SessionInfo, SessionView};
 pub use staff::{
-    permits, Approval, NewStaff, Permission, Role, SensitiveAction, StaffInfo, STAFF_TOKEN_PREFIX,
+    limit_override_fields, permits, Approval, NewStaff, Permission, Role, SensitiveAction,
+    StaffInfo, STAFF_TOKEN_PREFIX,
 };
 pub use webauthn_rs::prelude as webauthn;
 

@@ -730,6 +730,75 @@ impl Identity {
         })
     }
 
+    /// Applies an approved limit override: `approval.params` is a JSON object
+    /// with any of `balance_cap`, `per_payment`, `daily`, `monthly` (minor
+    /// units, ≥ 0); fields not named keep the customer's tier limit. Payments
+    /// read it through `limits_for`.
+    pub fn apply_limit_override(
+        &self,
+        approval: &Approval,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        if approval.action != SensitiveAction::OverrideLimit || approval.state != "approved" {
+            return Err(IdentityError::Forbidden("override_without_approval"));
+        }
+        let fields = limit_override_fields(&approval.params)?;
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            db.execute(
+                "DELETE FROM limit_overrides WHERE customer_id = $1",
+                sql_params![approval.subject.as_str()],
+            )?;
+            db.execute(
+                "INSERT INTO limit_overrides (customer_id, balance_cap, per_payment, daily, monthly, approval_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                sql_params![
+                    approval.subject.as_str(),
+                    fields[0],
+                    fields[1],
+                    fields[2],
+                    fields[3],
+                    approval.id.as_str(),
+                    now
+                ],
+            )?;
+            let checker = format!("staff:{}", approval.checker.clone().unwrap_or_default());
+            self.staff_audit(db, &checker, ("limit_overridden", Some(&approval.subject)), context, Outcome::Ok, &approval.params)
+        })
+    }
+
+    /// The limits a customer's payments are held to: their KYC tier's, with
+    /// any approved override applied.
+    pub fn limits_for(
+        &self,
+        customer_id: &str,
+        tier: i64,
+    ) -> Result<crate::TierLimits, IdentityError> {
+        let mut limits = self.policy().tiers.limits(tier);
+        let row = self.sql.run(|db| {
+            db.query_opt(
+                "SELECT balance_cap, per_payment, daily, monthly FROM limit_overrides WHERE customer_id = $1",
+                sql_params![customer_id],
+            )
+        })?;
+        if let Some(row) = row {
+            let field = |i: usize| -> Result<Option<i64>, IdentityError> { Ok(row.opt_int(i)?) };
+            if let Some(v) = field(0)? {
+                limits.balance_cap = v;
+            }
+            if let Some(v) = field(1)? {
+                limits.per_payment = v;
+            }
+            if let Some(v) = field(2)? {
+                limits.daily = v;
+            }
+            if let Some(v) = field(3)? {
+                limits.monthly = v;
+            }
+        }
+        Ok(limits)
+    }
+
     /// The audit log, for staff who may read it; the reading is audited too.
     pub fn staff_audit_log(
         &self,
@@ -775,4 +844,36 @@ impl Identity {
         staff.require(Permission::ReviewKyc)?;
         self.decide_review(review_id, &staff.actor(), approve, note, context)
     }
+}
+
+/// The fields of an `override_limit` proposal, in the order balance_cap,
+/// per_payment, daily, monthly; at least one, each a whole number ≥ 0.
+pub fn limit_override_fields(params: &str) -> Result<[Option<i64>; 4], IdentityError> {
+    let value: serde_json::Value = serde_json::from_str(params)
+        .map_err(|_| IdentityError::invalid("params", "a JSON object"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| IdentityError::invalid("params", "a JSON object"))?;
+    const NAMES: [&str; 4] = ["balance_cap", "per_payment", "daily", "monthly"];
+    if object.keys().any(|k| !NAMES.contains(&k.as_str())) {
+        return Err(IdentityError::invalid(
+            "params",
+            "only balance_cap, per_payment, daily, monthly",
+        ));
+    }
+    let mut fields = [None; 4];
+    for (slot, name) in fields.iter_mut().zip(NAMES) {
+        if let Some(v) = object.get(name) {
+            *slot = Some(v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+                IdentityError::invalid("params", "limits are whole minor units, 0 or more")
+            })?);
+        }
+    }
+    if fields.iter().all(Option::is_none) {
+        return Err(IdentityError::invalid(
+            "params",
+            "name at least one of balance_cap, per_payment, daily, monthly",
+        ));
+    }
+    Ok(fields)
 }

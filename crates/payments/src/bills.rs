@@ -756,7 +756,7 @@ impl Bills {
         })?;
         let minor = amount.minor_units();
         let tier = self.identity.customer(customer_id)?.tier;
-        let per_payment = self.identity.policy().tiers.limits(tier).per_payment;
+        let per_payment = self.identity.limits_for(customer_id, tier)?.per_payment;
         if minor > per_payment {
             return Err(BillError::LimitExceeded { max: per_payment });
         }

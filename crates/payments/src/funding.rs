@@ -624,7 +624,7 @@ impl Funding {
             }
         };
         let tier = self.identity.customer(customer_id)?.tier;
-        let cap = self.identity.policy().tiers.limits(tier).balance_cap;
+        let cap = self.identity.limits_for(customer_id, tier)?.balance_cap;
         let wallet = self.open_wallet(customer_id)?;
         let now = self.now();
         let funding_id = Self::new_id();
@@ -702,7 +702,7 @@ impl Funding {
             .bank_accounts
             .get(customer_id, &request.bank_account_id)?;
         let tier = self.identity.customer(customer_id)?.tier;
-        let limits = self.identity.policy().tiers.limits(tier);
+        let limits = self.identity.limits_for(customer_id, tier)?;
         let minor = amount.minor_units();
         if minor > limits.per_payment {
             return Err(FundingError::LimitExceeded {

@@ -615,7 +615,7 @@ impl Merchants {
         write: impl FnOnce(&mut dyn Sql, (i64, i64), i64) -> Result<bool, MerchantError>,
     ) -> Result<bool, MerchantError> {
         let tier = self.identity.customer(customer_id)?.tier;
-        let limits = self.identity.policy().tiers.limits(tier);
+        let limits = self.identity.limits_for(customer_id, tier)?;
         if amount > limits.per_payment {
             return Err(MerchantError::LimitExceeded {
                 limit: "per_payment",

@@ -992,9 +992,7 @@ impl P2p {
         };
         let limits = self
             .identity
-            .policy()
-            .tiers
-            .limits(self.identity.customer(payer_id)?.tier);
+            .limits_for(payer_id, self.identity.customer(payer_id)?.tier)?;
         if amount > limits.per_payment {
             return Err(LimitExceeded {
                 limit: "per_payment",
@@ -1144,10 +1142,13 @@ impl P2p {
             return Err(P2pError::QuoteExpired);
         }
         let payer = self.identity.customer(payer_id)?;
-        let tiers = &self.identity.policy().tiers;
-        let payer_limits = tiers.limits(payer.tier);
-        let payee_cap = tiers
-            .limits(self.identity.customer(&quote.payee_id)?.tier)
+        let payer_limits = self.identity.limits_for(payer_id, payer.tier)?;
+        let payee_cap = self
+            .identity
+            .limits_for(
+                &quote.payee_id,
+                self.identity.customer(&quote.payee_id)?.tier,
+            )?
             .balance_cap;
         let amount = quote.view.amount;
         if amount > payer_limits.per_payment {

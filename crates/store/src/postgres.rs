@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("migrations/postgres_0016_bills_fx_activity.sql"),
     ),
+    (
+        17,
+        include_str!("migrations/postgres_0017_limit_overrides.sql"),
+    ),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         16,
         include_str!("migrations/sqlite_0016_bills_fx_activity.sql"),
     ),
+    (
+        17,
+        include_str!("migrations/sqlite_0017_limit_overrides.sql"),
+    ),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
