@@ -25,6 +25,7 @@ use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
+use crate::respond::blocking_call;
 use crate::respond::{json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
@@ -87,17 +88,6 @@ impl From<FundingError> for ApiError {
             None => api,
         }
     }
-}
-
-/// A payments call on a blocking thread (the database and the ledger
-/// writer answer synchronously), its error mapped to the API's.
-pub(crate) async fn payments_call<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(Into::into)
 }
 
 /// The Idempotency-Key and a fingerprint of the request, for the funding
@@ -315,7 +305,7 @@ pub(crate) async fn link_bank_account(
             let accounts = state.bank_accounts.clone();
             let now = state.clock.now().as_nanos();
             let session = session.clone();
-            let account = payments_call(move || {
+            let account = blocking_call(move || {
                 accounts.link(
                     &session.info.customer_id,
                     &request.bank_code,
@@ -349,7 +339,7 @@ pub(crate) async fn list_bank_accounts(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let accounts = state.bank_accounts.clone();
-    let list = payments_call(move || accounts.list(&session.info.customer_id)).await?;
+    let list = blocking_call(move || accounts.list(&session.info.customer_id)).await?;
     Ok(json_response(
         StatusCode::OK,
         &BankAccountsResponse {
@@ -398,7 +388,7 @@ pub(crate) async fn remove_bank_account(
             let accounts = state.bank_accounts.clone();
             let now = state.clock.now().as_nanos();
             let session = session.clone();
-            payments_call(move || {
+            blocking_call(move || {
                 accounts.remove(&session.info.customer_id, &id, &session.context.ip, now)
             })
             .await?;
@@ -462,7 +452,7 @@ pub(crate) async fn create_top_up(
             };
             let funding = state.funding.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 funding.top_up(
                     &session.info.customer_id,
                     &client,
@@ -511,7 +501,7 @@ async fn list(
     limit: i64,
 ) -> Result<Response, ApiError> {
     let funding = state.funding.clone();
-    let list = payments_call(move || funding.list(&session.info.customer_id, kind, limit)).await?;
+    let list = blocking_call(move || funding.list(&session.info.customer_id, kind, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &FundingsResponse {
@@ -527,7 +517,7 @@ async fn one(
     id: String,
 ) -> Result<Response, ApiError> {
     let funding = state.funding.clone();
-    let view = payments_call(move || funding.get(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || funding.get(&session.info.customer_id, &id)).await?;
     if view.kind != kind {
         return Err(ApiError::not_found(kind.as_str()));
     }
@@ -599,7 +589,7 @@ pub(crate) async fn authenticate_top_up(
             let request: AuthenticateBody = parse(&body)?;
             let funding = state.funding.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 funding.authenticate(&session.info.customer_id, &id, &Secret::new(request.answer))
             })
             .await?;
@@ -653,7 +643,7 @@ pub(crate) async fn create_withdrawal(
             let request: WithdrawalBody = parse(&body)?;
             let funding = state.funding.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 funding.withdraw(
                     &session.info.customer_id,
                     &client,
@@ -819,7 +809,7 @@ async fn webhook(
     }
     let callback: Callback = parse(body)?;
     let funding = state.funding.clone();
-    let outcome = payments_call(move || funding.apply_callback(kind, &callback)).await?;
+    let outcome = blocking_call(move || funding.apply_callback(kind, &callback)).await?;
     Ok(json_response(
         StatusCode::OK,
         &WebhookAnswer {

@@ -25,6 +25,7 @@ use crate::openapi::fields;
 use crate::openapi::params::{AccountId, HoldId, IdempotencyKey, TransferId};
 use crate::openapi::{BadRequest, BodyTooLarge, Forbidden, Internal, Unauthorized, Unavailable};
 use crate::path_id::PathId;
+use crate::respond::blocking_call;
 use crate::respond::to_json;
 use crate::route_table::RouteTable;
 use crate::{idempotency, AppState};
@@ -596,15 +597,6 @@ fn render_batch(outcome: &Outcome) -> Result<(StatusCode, String), ApiError> {
     to_json(StatusCode::OK, &BatchResponse { ok, results })
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, coffer_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
-}
-
 // ---- handlers ---------------------------------------------------------------------
 
 #[utoipa::path(
@@ -763,13 +755,13 @@ pub(crate) async fn get_account(
         .transpose()?;
     let reader = state.reader.clone();
     let lookup = id.clone();
-    let account = blocking(move || reader.account(&lookup))
+    let account = blocking_call(move || reader.account(&lookup))
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     let mut view = account_view(&account);
     if let Some(at) = as_of {
         let reader = state.reader.clone();
-        let balances = blocking(move || reader.balances_as_of(&id, at))
+        let balances = blocking_call(move || reader.balances_as_of(&id, at))
             .await?
             .unwrap_or_default();
         view.balances = balances_view(&account, balances);
@@ -847,12 +839,12 @@ pub(crate) async fn entries(
     };
     let reader = state.reader.clone();
     let lookup = id.clone();
-    let account = blocking(move || reader.account(&lookup))
+    let account = blocking_call(move || reader.account(&lookup))
         .await?
         .ok_or_else(|| ApiError::not_found("account"))?;
     let reader = state.reader.clone();
     let lookup = id.clone();
-    let mut found = blocking(move || reader.entries(&lookup, &filter)).await?;
+    let mut found = blocking_call(move || reader.entries(&lookup, &filter)).await?;
     let more = found.len() > limit;
     found.truncate(limit);
     let side = account.spec.kind.normal_side();
@@ -1201,7 +1193,7 @@ pub(crate) async fn get_transfer(
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;
     let reader = state.reader.clone();
-    let transfer = blocking(move || reader.transfer(&id))
+    let transfer = blocking_call(move || reader.transfer(&id))
         .await?
         .ok_or_else(|| ApiError::not_found("transfer"))?;
     Ok(Json(transfer_view(&transfer, None)))
@@ -1231,7 +1223,7 @@ pub(crate) async fn get_hold(
     principal.require(SCOPE_LEDGER_READ)?;
     let id = identifier("id", &id)?;
     let reader = state.reader.clone();
-    let hold = blocking(move || reader.hold(&id))
+    let hold = blocking_call(move || reader.hold(&id))
         .await?
         .ok_or_else(|| ApiError::not_found("hold"))?;
     Ok(Json(hold_view(&hold)))

@@ -35,6 +35,7 @@ use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
+use crate::respond::blocking_call;
 use crate::respond::{json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::staff_routes::StaffSession;
@@ -124,15 +125,6 @@ impl From<MerchantError> for ApiError {
             None => api,
         }
     }
-}
-
-async fn call<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, MerchantError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(Into::into)
 }
 
 fn client_key(headers: &HeaderMap, route: &str, body: &[u8]) -> Result<ClientKey, ApiError> {
@@ -724,7 +716,7 @@ pub(crate) async fn apply(
             let request: ApplyRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let session = session.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.apply(
                     &session.info.customer_id,
                     &NewMerchant {
@@ -761,7 +753,7 @@ pub(crate) async fn my_merchants(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let list = call(move || merchants.list_owned(&session.info.customer_id)).await?;
+    let list = blocking_call(move || merchants.list_owned(&session.info.customer_id)).await?;
     Ok(json_response(
         StatusCode::OK,
         &MerchantsResponse {
@@ -791,7 +783,7 @@ pub(crate) async fn my_merchant(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let view = call(move || merchants.owned(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || merchants.owned(&session.info.customer_id, &id)).await?;
     Ok(json_response(StatusCode::OK, &merchant_body(view)))
 }
 
@@ -821,7 +813,7 @@ pub(crate) async fn create_merchant_key(
     let merchants = state.merchants.clone();
     let owner = session.info.customer_id.clone();
     let merchant_id = id.clone();
-    let view = call(move || merchants.owned(&owner, &merchant_id)).await?;
+    let view = blocking_call(move || merchants.owned(&owner, &merchant_id)).await?;
     if view.status != MerchantStatus::Approved {
         return Err(MerchantError::MerchantNotActive.into());
     }
@@ -896,7 +888,7 @@ pub(crate) async fn set_webhook(
 ) -> Result<Response, ApiError> {
     let request: WebhookRequest = parse(&body)?;
     let merchants = state.merchants.clone();
-    let (view, secret) = call(move || {
+    let (view, secret) = blocking_call(move || {
         merchants.set_webhook(
             &session.info.customer_id,
             &id,
@@ -942,7 +934,7 @@ pub(crate) async fn scan(
 ) -> Result<Response, ApiError> {
     let request: ScanRequest = parse(&body)?;
     let merchants = state.merchants.clone();
-    let preview = call(move || merchants.preview(&request.payload)).await?;
+    let preview = blocking_call(move || merchants.preview(&request.payload)).await?;
     Ok(json_response(StatusCode::OK, &preview_body(preview)))
 }
 
@@ -970,10 +962,10 @@ pub(crate) async fn scan_image(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let (payload, preview) = call(move || {
+    let (payload, preview) = blocking_call(move || {
         let payload = coffer_payments::qr_image::decode(&body)?;
         let preview = merchants.preview(&payload)?;
-        Ok((payload, preview))
+        Ok::<_, MerchantError>((payload, preview))
     })
     .await?;
     Ok(json_response(
@@ -1027,7 +1019,7 @@ pub(crate) async fn pay(
             let request: PayRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let session = session.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.pay_qr(
                     &session.info.customer_id,
                     &client,
@@ -1067,7 +1059,8 @@ pub(crate) async fn my_payments(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let merchants = state.merchants.clone();
-    let list = call(move || merchants.customer_payments(&session.info.customer_id, limit)).await?;
+    let list = blocking_call(move || merchants.customer_payments(&session.info.customer_id, limit))
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &PaymentsResponse {
@@ -1079,7 +1072,7 @@ pub(crate) async fn my_payments(
 async fn with_refunds(state: &AppState, view: PaymentView) -> Result<PaymentBody, ApiError> {
     let merchants = state.merchants.clone();
     let id = view.id.clone();
-    let refunds = call(move || merchants.refunds_of(&id)).await?;
+    let refunds = blocking_call(move || merchants.refunds_of(&id)).await?;
     let mut body = payment_body(view);
     body.refunds = Some(refunds.into_iter().map(refund_body).collect());
     Ok(body)
@@ -1106,7 +1099,8 @@ pub(crate) async fn my_payment(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let view = call(move || merchants.customer_payment(&session.info.customer_id, &id)).await?;
+    let view =
+        blocking_call(move || merchants.customer_payment(&session.info.customer_id, &id)).await?;
     Ok(json_response(
         StatusCode::OK,
         &with_refunds(&state, view).await?,
@@ -1136,7 +1130,8 @@ pub(crate) async fn view_checkout(
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
     let view =
-        call(move || merchants.checkout_for_customer(&session.info.customer_id, &id)).await?;
+        blocking_call(move || merchants.checkout_for_customer(&session.info.customer_id, &id))
+            .await?;
     Ok(json_response(StatusCode::OK, &payment_body(view)))
 }
 
@@ -1182,7 +1177,7 @@ pub(crate) async fn confirm_checkout(
             let request: ConfirmRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let session = session.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.confirm_checkout(
                     &session.info.customer_id,
                     &id,
@@ -1219,7 +1214,7 @@ pub(crate) async fn issue_payment_code(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let code = call(move || merchants.issue_code(&session.info.customer_id)).await?;
+    let code = blocking_call(move || merchants.issue_code(&session.info.customer_id)).await?;
     let qr_svg = coffer_payments::qr_image::svg(code.code.expose()).map_err(MerchantError::from)?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -1251,7 +1246,7 @@ pub(crate) async fn merchant_profile(
     caller: MerchantCaller,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let view = call(move || merchants.get(&caller.merchant_id)).await?;
+    let view = blocking_call(move || merchants.get(&caller.merchant_id)).await?;
     Ok(json_response(StatusCode::OK, &merchant_body(view)))
 }
 
@@ -1278,7 +1273,7 @@ pub(crate) async fn static_qr(
     query: Result<Query<QrQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let payload = call(move || {
+    let payload = blocking_call(move || {
         let merchant = merchants.active(&caller.merchant_id)?;
         merchants.static_qr(&merchant)
     })
@@ -1326,7 +1321,7 @@ pub(crate) async fn create_checkout(
             let request: CheckoutRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let merchant_id = caller.merchant_id.clone();
-            let (view, payload) = call(move || {
+            let (view, payload) = blocking_call(move || {
                 let view = merchants.create_checkout(
                     &merchant_id,
                     &client,
@@ -1338,7 +1333,7 @@ pub(crate) async fn create_checkout(
                     request.return_url.as_deref(),
                 )?;
                 let payload = merchants.dynamic_qr(&merchant_id, &view.id)?;
-                Ok((view, payload))
+                Ok::<_, MerchantError>((view, payload))
             })
             .await?;
             to_json(
@@ -1401,7 +1396,7 @@ pub(crate) async fn charge_code(
             let request: ChargeRequestBody = parse(&body)?;
             let merchants = state.merchants.clone();
             let merchant_id = caller.merchant_id.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.charge_code(
                     &merchant_id,
                     &client,
@@ -1443,7 +1438,8 @@ pub(crate) async fn merchant_payments(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let merchants = state.merchants.clone();
-    let list = call(move || merchants.merchant_payments(&caller.merchant_id, limit)).await?;
+    let list =
+        blocking_call(move || merchants.merchant_payments(&caller.merchant_id, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &PaymentsResponse {
@@ -1474,7 +1470,7 @@ pub(crate) async fn merchant_payment(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let view = call(move || merchants.merchant_payment(&caller.merchant_id, &id)).await?;
+    let view = blocking_call(move || merchants.merchant_payment(&caller.merchant_id, &id)).await?;
     Ok(json_response(
         StatusCode::OK,
         &with_refunds(&state, view).await?,
@@ -1505,7 +1501,7 @@ pub(crate) async fn dynamic_qr(
     query: Result<Query<QrQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let merchants = state.merchants.clone();
-    let payload = call(move || merchants.dynamic_qr(&caller.merchant_id, &id)).await?;
+    let payload = blocking_call(move || merchants.dynamic_qr(&caller.merchant_id, &id)).await?;
     qr_response(query, payload)
 }
 
@@ -1552,7 +1548,7 @@ pub(crate) async fn refund(
             let request: RefundRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let merchant_id = caller.merchant_id.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.refund(
                     &merchant_id,
                     &client,
@@ -1573,13 +1569,13 @@ async fn settlement_bodies(
     list: Vec<SettlementView>,
 ) -> Result<Vec<SettlementBody>, ApiError> {
     let merchants = state.merchants.clone();
-    call(move || {
+    blocking_call(move || {
         list.into_iter()
             .map(|view| {
                 let payout = merchants
                     .settlement_payout(&view)?
                     .map(|f| f.state.as_str());
-                Ok(settlement_body(view, payout))
+                Ok::<_, MerchantError>(settlement_body(view, payout))
             })
             .collect()
     })
@@ -1608,7 +1604,8 @@ pub(crate) async fn merchant_settlements(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let merchants = state.merchants.clone();
-    let list = call(move || merchants.settlements(Some(&caller.merchant_id), limit)).await?;
+    let list =
+        blocking_call(move || merchants.settlements(Some(&caller.merchant_id), limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &SettlementsResponse {
@@ -1654,7 +1651,7 @@ pub(crate) async fn staff_merchants(
         .transpose()?;
     let limit = list_limit(Ok(Query(ListQuery { limit: query.limit })))?;
     let merchants = state.merchants.clone();
-    let list = call(move || merchants.list_by_status(status, limit)).await?;
+    let list = blocking_call(move || merchants.list_by_status(status, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &MerchantsResponse {
@@ -1714,7 +1711,7 @@ pub(crate) async fn review_merchant(
             let request: ReviewRequest = parse(&body)?;
             let merchants = state.merchants.clone();
             let session = session.clone();
-            let view = call(move || {
+            let view = blocking_call(move || {
                 merchants.review(
                     &session.info,
                     &id,
@@ -1794,7 +1791,7 @@ pub(crate) async fn run_settlements(
                 session.context.ip.clone(),
             );
             let now = state.clock.now().as_nanos();
-            let results = call(move || {
+            let results = blocking_call(move || {
                 let results = merchants.settle_all(day)?;
                 sql.transaction(|db| {
                     coffer_audit::append(
@@ -1814,7 +1811,7 @@ pub(crate) async fn run_settlements(
                         },
                     )
                 })?;
-                Ok(results)
+                Ok::<_, MerchantError>(results)
             })
             .await?;
             let mut done = Vec::new();
@@ -1869,7 +1866,7 @@ pub(crate) async fn staff_settlements(
     let limit = list_limit(Ok(Query(ListQuery { limit: query.limit })))?;
     let merchants = state.merchants.clone();
     let merchant_id = query.merchant_id;
-    let list = call(move || merchants.settlements(merchant_id.as_deref(), limit)).await?;
+    let list = blocking_call(move || merchants.settlements(merchant_id.as_deref(), limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &SettlementsResponse {

@@ -24,6 +24,7 @@ use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
+use crate::respond::blocking_call;
 use crate::respond::{json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
@@ -79,17 +80,6 @@ impl From<P2pError> for ApiError {
             None => api,
         }
     }
-}
-
-/// A P2P call on a blocking thread (the database and the ledger writer
-/// answer synchronously), its error mapped to the API's.
-async fn p2p_call<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, P2pError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(Into::into)
 }
 
 /// The Idempotency-Key and a keyed hash of the request, for the record
@@ -464,7 +454,7 @@ pub(crate) async fn set_handle(
             let request: HandleRequest = parse(&body)?;
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let handle = p2p_call(move || {
+            let handle = blocking_call(move || {
                 p2p.set_handle(
                     &session.info.customer_id,
                     &request.handle,
@@ -500,7 +490,7 @@ pub(crate) async fn get_handle(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let p2p = state.p2p.clone();
-    let handle = p2p_call(move || p2p.handle(&session.info.customer_id)).await?;
+    let handle = blocking_call(move || p2p.handle(&session.info.customer_id)).await?;
     Ok(json_response(StatusCode::OK, &HandleBody { handle }))
 }
 
@@ -549,7 +539,8 @@ pub(crate) async fn lookup_payee(
             let p2p = state.p2p.clone();
             let session = session.clone();
             let payee =
-                p2p_call(move || p2p.lookup(&session.info.customer_id, &request.payee)).await?;
+                blocking_call(move || p2p.lookup(&session.info.customer_id, &request.payee))
+                    .await?;
             to_json(
                 StatusCode::OK,
                 &PayeeBody {
@@ -628,7 +619,7 @@ pub(crate) async fn create_quote(
             };
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let quote = p2p_call(move || p2p.quote(&session.info.customer_id, &what)).await?;
+            let quote = blocking_call(move || p2p.quote(&session.info.customer_id, &what)).await?;
             to_json(StatusCode::CREATED, &quote_body(quote))
         },
     )
@@ -679,7 +670,7 @@ pub(crate) async fn create_payment(
             let request: PaymentRequestBody = parse(&body)?;
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let view = p2p_call(move || {
+            let view = blocking_call(move || {
                 p2p.pay(
                     &session.info.customer_id,
                     &client,
@@ -726,7 +717,7 @@ pub(crate) async fn list_payments(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let p2p = state.p2p.clone();
-    let list = p2p_call(move || p2p.payments(&session.info.customer_id, limit)).await?;
+    let list = blocking_call(move || p2p.payments(&session.info.customer_id, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &PaymentsResponse {
@@ -756,7 +747,7 @@ pub(crate) async fn get_payment(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let p2p = state.p2p.clone();
-    let view = p2p_call(move || p2p.view_for(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || p2p.view_for(&session.info.customer_id, &id)).await?;
     Ok(json_response(StatusCode::OK, &payment_body(view)))
 }
 
@@ -806,7 +797,7 @@ pub(crate) async fn create_request(
             let new = new_request(request)?;
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let group = p2p_call(move || {
+            let group = blocking_call(move || {
                 p2p.request(
                     &session.info.customer_id,
                     &client,
@@ -914,7 +905,7 @@ pub(crate) async fn list_requests(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let p2p = state.p2p.clone();
-    let list = p2p_call(move || p2p.groups(&session.info.customer_id, limit)).await?;
+    let list = blocking_call(move || p2p.groups(&session.info.customer_id, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &GroupsResponse {
@@ -944,7 +935,7 @@ pub(crate) async fn get_request(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let p2p = state.p2p.clone();
-    let view = p2p_call(move || p2p.group(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || p2p.group(&session.info.customer_id, &id)).await?;
     Ok(json_response(StatusCode::OK, &group_body(view)))
 }
 
@@ -970,7 +961,7 @@ pub(crate) async fn list_incoming(
 ) -> Result<Response, ApiError> {
     let limit = list_limit(query)?;
     let p2p = state.p2p.clone();
-    let list = p2p_call(move || p2p.incoming(&session.info.customer_id, limit)).await?;
+    let list = blocking_call(move || p2p.incoming(&session.info.customer_id, limit)).await?;
     Ok(json_response(
         StatusCode::OK,
         &RequestsResponse {
@@ -1018,9 +1009,10 @@ pub(crate) async fn decline_request(
         || async {
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let view =
-                p2p_call(move || p2p.decline(&session.info.customer_id, &id, &session.context.ip))
-                    .await?;
+            let view = blocking_call(move || {
+                p2p.decline(&session.info.customer_id, &id, &session.context.ip)
+            })
+            .await?;
             let mut body = request_body(view);
             body.note = None;
             to_json(StatusCode::OK, &body)

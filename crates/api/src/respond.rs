@@ -31,8 +31,17 @@ pub fn to_json<T: Serialize>(
 pub async fn identity_call<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    blocking_call(work).await
+}
+
+/// Runs a synchronous domain call (database, ledger writer) on a blocking
+/// thread, its error mapped to the API's: the one place every route module
+/// uses for that.
+pub(crate) async fn blocking_call<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
+        .map_err(Into::into)
 }

@@ -24,11 +24,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::body::{parse, RawBody};
 use crate::customer_routes::{customer_principal, CustomerSession};
 use crate::error::ApiError;
-use crate::funding_routes::{client_key, payments_call};
+use crate::funding_routes::client_key;
 use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
+use crate::respond::blocking_call;
 use crate::respond::{json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
@@ -222,7 +223,7 @@ pub(crate) async fn lookup_bill(
     let info = biller(&id).ok_or(BillError::UnknownBiller)?;
     let bills = state.bills.clone();
     let lookup_reference = reference.clone();
-    let bill = payments_call(move || bills.lookup(info.id, &lookup_reference)).await?;
+    let bill = blocking_call(move || bills.lookup(info.id, &lookup_reference)).await?;
     let digits = info.parse_reference(&reference).unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
@@ -335,7 +336,7 @@ pub(crate) async fn pay_bill(
             let request: PayBillBody = parse(&body)?;
             let bills = state.bills.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 bills.pay(
                     &session.info.customer_id,
                     &client,
@@ -377,7 +378,7 @@ pub(crate) async fn get_bill_payment(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let bills = state.bills.clone();
-    let view = payments_call(move || bills.get(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || bills.get(&session.info.customer_id, &id)).await?;
     Ok(json_response(StatusCode::OK, &bill_payment_body(view)))
 }
 
@@ -430,7 +431,7 @@ pub(crate) async fn list_wallets(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let fx = state.fx.clone();
-    let wallets = payments_call(move || fx.wallets(&session.info.customer_id)).await?;
+    let wallets = blocking_call(move || fx.wallets(&session.info.customer_id)).await?;
     Ok(json_response(
         StatusCode::OK,
         &WalletsResponse {
@@ -488,7 +489,7 @@ pub(crate) async fn open_wallet(
             let fx = state.fx.clone();
             let session = session.clone();
             let view =
-                payments_call(move || fx.open_wallet(&session.info.customer_id, &request.currency))
+                blocking_call(move || fx.open_wallet(&session.info.customer_id, &request.currency))
                     .await?;
             to_json(StatusCode::CREATED, &wallet_body(view))
         },
@@ -606,7 +607,7 @@ pub(crate) async fn create_quote(
             };
             let fx = state.fx.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 fx.quote(
                     &session.info.customer_id,
                     &request.sell_currency,
@@ -642,7 +643,7 @@ pub(crate) async fn get_quote(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let fx = state.fx.clone();
-    let view = payments_call(move || fx.get(&session.info.customer_id, &id)).await?;
+    let view = blocking_call(move || fx.get(&session.info.customer_id, &id)).await?;
     Ok(json_response(StatusCode::OK, &quote_body(view)))
 }
 
@@ -695,7 +696,7 @@ pub(crate) async fn convert(
             let request: ConvertBody = parse(&body)?;
             let fx = state.fx.clone();
             let session = session.clone();
-            let view = payments_call(move || {
+            let view = blocking_call(move || {
                 fx.convert(
                     &session.info.customer_id,
                     &client,
@@ -923,7 +924,7 @@ pub(crate) async fn list_activity(
 ) -> Result<Response, ApiError> {
     let (filter, cursor, limit) = parse_filter(query_or_invalid(query)?)?;
     let activity = state.activity.clone();
-    let page = payments_call(move || {
+    let page = blocking_call(move || {
         activity.list(&session.info.customer_id, &filter, cursor.as_ref(), limit)
     })
     .await?;
@@ -958,7 +959,7 @@ pub(crate) async fn get_activity(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let activity = state.activity.clone();
-    let found = payments_call(move || activity.get(&session.info.customer_id, &id)).await?;
+    let found = blocking_call(move || activity.get(&session.info.customer_id, &id)).await?;
     let view = found.ok_or_else(|| ApiError::not_found("transaction"))?;
     Ok(json_response(StatusCode::OK, &activity_body(view)))
 }
@@ -1022,7 +1023,7 @@ pub(crate) async fn receipt(
         state.clock.now().as_nanos(),
     );
     let customer_id = session.info.customer_id.clone();
-    let (view, bill) = payments_call(move || -> Result<_, ApiError> {
+    let (view, bill) = blocking_call(move || -> Result<_, ApiError> {
         let view = activity
             .get(&customer_id, &id)?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
@@ -1130,7 +1131,7 @@ pub(crate) async fn activity_summary(
     };
     let activity = state.activity.clone();
     let totals =
-        payments_call(move || activity.monthly_summary(&session.info.customer_id, year, month))
+        blocking_call(move || activity.monthly_summary(&session.info.customer_id, year, month))
             .await?
             .ok_or_else(|| invalid("month", "YYYY-MM with a month 01 to 12, from 1970"))?;
     Ok(json_response(
@@ -1173,7 +1174,7 @@ pub(crate) async fn export_activity(
     let (filter, _, _) = parse_filter(query_or_invalid(query)?)?;
     let activity = state.activity.clone();
     let csv =
-        payments_call(move || activity.export_csv(&session.info.customer_id, &filter)).await?;
+        blocking_call(move || activity.export_csv(&session.info.customer_id, &filter)).await?;
     Ok((
         StatusCode::OK,
         [
