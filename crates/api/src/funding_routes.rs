@@ -12,7 +12,8 @@ use axum::response::Response;
 use coffer_core::{Secret, Timestamp};
 use coffer_payments::{
     BankAccountError, BankAccountView, Callback, ClientKey, ConnectorKind, FundingError,
-    FundingKind, FundingView, SignatureError, Source, TopUpRequest, WithdrawalRequest,
+    FundingKind, FundingView, SignatureError, Source, TopUpRequest, WithdrawalQuote,
+    WithdrawalRequest,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -40,6 +41,7 @@ pub fn routes() -> RouteTable {
         .get("/v1/me/top-ups/{id}", get_top_up)
         .post("/v1/me/top-ups/{id}/authenticate", authenticate_top_up)
         .post("/v1/me/withdrawals", create_withdrawal)
+        .get("/v1/me/withdrawals/quote", quote_withdrawal)
         .get("/v1/me/withdrawals", list_withdrawals)
         .get("/v1/me/withdrawals/{id}", get_withdrawal)
         .post("/v1/webhooks/card-network", card_network_webhook)
@@ -71,6 +73,7 @@ impl From<FundingError> for ApiError {
             | FundingError::KeyReused
             | FundingError::LimitExceeded { .. }
             | FundingError::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
+            FundingError::FeeChanged { .. } => StatusCode::CONFLICT,
             FundingError::NotFound(_) => StatusCode::NOT_FOUND,
             FundingError::StepUpRequired => StatusCode::FORBIDDEN,
             FundingError::NotAwaitingAuthentication => StatusCode::CONFLICT,
@@ -171,6 +174,46 @@ pub(crate) struct WithdrawalBody {
     /// currency, and payee `bank_account:<bank_account_id>`.
     #[serde(default)]
     step_up_challenge_id: Option<String>,
+    /// The fee from GET /v1/me/withdrawals/quote that the customer agreed
+    /// to: the withdrawal goes ahead only at exactly this fee (otherwise
+    /// `fee_changed`, nothing moves). Send it whenever a fee was shown.
+    #[serde(default)]
+    fee: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WithdrawalQuoteQuery {
+    /// Minor units (fen), positive.
+    #[param(value_type = i64, minimum = 1)]
+    amount: String,
+    /// CNY, the wallet's currency.
+    currency: String,
+}
+
+/// What a withdrawal would cost now.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WithdrawalQuoteBody {
+    amount: i64,
+    /// Charged on top of the amount, to the bank's fee income.
+    fee: i64,
+    /// Why the fee is 0 although the schedule has one: `first_free` or `monthly_free_quota`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee_waiver: Option<&'static str>,
+    /// Amount plus fee: what leaves the wallet.
+    total: i64,
+    currency: String,
+}
+
+fn quote_body(quote: WithdrawalQuote, currency: String) -> WithdrawalQuoteBody {
+    WithdrawalQuoteBody {
+        amount: quote.amount,
+        fee: quote.fee,
+        fee_waiver: quote.waiver.map(|w| w.as_str()),
+        total: quote.total,
+        currency,
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -195,6 +238,11 @@ pub(crate) struct FundingBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     next_action: Option<String>,
     amount: i64,
+    /// Charged on top of the amount (withdrawals; 0 for top-ups).
+    fee: i64,
+    /// Why the fee is 0 although the schedule has one: `first_free` or `monthly_free_quota`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee_waiver: Option<&'static str>,
     currency: String,
     /// `card` or `bank_account`.
     method: String,
@@ -220,6 +268,8 @@ fn funding_body(view: FundingView) -> FundingBody {
         reason: view.reason,
         next_action: view.next_action,
         amount: view.amount,
+        fee: view.fee,
+        fee_waiver: view.fee_waiver.map(|w| w.as_str()),
         currency: view.currency,
         method: view.method,
         method_id: view.method_id,
@@ -606,7 +656,7 @@ pub(crate) async fn authenticate_top_up(
     path = "/v1/me/withdrawals",
     tag = "funding",
     summary = "Withdraw to a bank account",
-    description = "Holds the amount in the wallet at once (it is no longer available), then asks the core banking system to pay it out; `succeeded` or `failed` with a reason follows by callback, and a failure gives the money back. Checked against the KYC tier's per-payment, daily and monthly limits (atomically: concurrent withdrawals cannot together pass a limit). At or above the step-up threshold it needs a verified step-up challenge bound to the amount and the account.",
+    description = "Holds the amount and its fee (the fee schedule's `withdrawal` rule, waivers counted; see GET /v1/me/withdrawals/quote) in the wallet at once, in one linked batch (neither is available any more), then asks the core banking system to pay the amount out; `succeeded` (the fee goes to the bank's fee income) or `failed` with a reason follows by callback, and a failure gives amount and fee back. With `fee`, it goes ahead only at that fee. Checked against the KYC tier's per-payment, daily and monthly limits (atomically: concurrent withdrawals cannot together pass a limit). At or above the step-up threshold it needs a verified step-up challenge bound to the amount and the account.",
     params(IdempotencyKey),
     request_body = WithdrawalBody,
     responses(
@@ -615,9 +665,9 @@ pub(crate) async fn authenticate_top_up(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`step_up_required`, `csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such bank account.", body = crate::error::ErrorBody),
-        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`fee_changed` (the fee differs from `fee`: quote again), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
-        (status = 422, description = "`invalid_field` (`amount`, `currency`), `limit_exceeded` (per payment, daily, monthly), `insufficient_funds`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`amount`, `currency`), `limit_exceeded` (per payment, daily, monthly), `insufficient_funds` (for amount plus fee), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
         (status = 503, description = "`unavailable`, `overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
@@ -652,6 +702,7 @@ pub(crate) async fn create_withdrawal(
                         amount: request.amount,
                         currency: request.currency,
                         step_up_challenge_id: request.step_up_challenge_id,
+                        expected_fee: request.fee,
                     },
                     &session.context.ip,
                 )
@@ -661,6 +712,40 @@ pub(crate) async fn create_withdrawal(
         },
     )
     .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/me/withdrawals/quote",
+    tag = "funding",
+    summary = "Quote a withdrawal",
+    description = "The fee a withdrawal of this amount carries now (fixed plus percentage, bounded, or waived: the first withdrawals each month may be free) and the total leaving the wallet. Confirm with POST /v1/me/withdrawals and `fee` set to the quoted fee.",
+    params(WithdrawalQuoteQuery),
+    responses(
+        (status = 200, description = "The fee and total.", body = WithdrawalQuoteBody),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`amount`, `currency`).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("session" = []))
+)]
+pub(crate) async fn quote_withdrawal(
+    State(state): State<AppState>,
+    session: CustomerSession,
+    query: Result<Query<WithdrawalQuoteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid("amount", e.body_text()))?;
+    let amount = query
+        .amount
+        .parse::<i64>()
+        .map_err(|_| ApiError::invalid("amount", "a positive integer of minor units"))?;
+    let funding = state.funding.clone();
+    let currency = query.currency.clone();
+    let quote = blocking_call(move || {
+        funding.withdrawal_quote(&session.info.customer_id, amount, &currency)
+    })
+    .await?;
+    to_json(StatusCode::OK, &quote_body(quote, query.currency))
 }
 
 #[utoipa::path(

@@ -11,7 +11,9 @@ use coffer_app::Engine;
 use coffer_core::CurrencyRegistry;
 use coffer_identity::{PasswordPolicy, Policy, TierLimits, Tiers};
 use coffer_notify::{Channel, SimulatedTransport, Transport};
-use coffer_payments::{ConnectorKind, FundingPolicy, SignedCallback};
+use coffer_payments::{
+    ConnectorKind, FeeOperation, FeeRule, FeeSchedule, FundingPolicy, SignedCallback,
+};
 use coffer_testkit::TestDatabase;
 use coffer_vault::LocalMasterKey;
 use reqwest::Method;
@@ -100,12 +102,35 @@ async fn spawn_app(db: TestDatabase, policy: FundingPolicy) -> App {
     }
 }
 
-/// Callbacks answer at once and status queries may ask at once.
+/// Callbacks answer at once and status queries may ask at once; no fees
+/// (the fee tests set their own schedule).
 fn test_policy() -> FundingPolicy {
     FundingPolicy {
         withdrawal_step_up_threshold: 40_000,
         status_query_after_ms: 0,
+        fees: FeeSchedule::free(),
         ..FundingPolicy::default()
+    }
+}
+
+/// Withdrawals cost 1 % (at least CNY 1.00, at most CNY 50.00); the first
+/// each month is free.
+fn fee_policy() -> FundingPolicy {
+    FundingPolicy {
+        fees: FeeSchedule::free()
+            .with(
+                FeeOperation::Withdrawal,
+                FeeRule {
+                    fixed: 0,
+                    percent_bps: 100,
+                    minimum: 100,
+                    maximum: Some(5_000),
+                    free_per_month: 1,
+                    first_free: false,
+                },
+            )
+            .expect("rule"),
+        ..test_policy()
     }
 }
 
@@ -281,6 +306,17 @@ impl App {
             balances["posted"].as_i64().expect("posted"),
             balances["available"].as_i64().expect("available"),
         )
+    }
+
+    /// What the bank's fee income account has received.
+    async fn fee_income(&self) -> i64 {
+        let reader = self.state.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let id = coffer_core::Identifier::parse("bank:fee-income:cny").expect("id");
+            reader.account(&id).expect("read").map_or(0, |a| a.posted())
+        })
+        .await
+        .expect("join")
     }
 
     async fn verify_ledger(&self) {
@@ -1118,4 +1154,288 @@ async fn new_staff(app: &App, username: &str, role: coffer_identity::Role) -> St
         .await;
     assert_eq!(status, 201, "{body}");
     format!("Bearer {}", body["token"].as_str().expect("token"))
+}
+
+async fn withdrawal_fee_flows(app: &App) {
+    let (_, bearer) = app.customer("+8613700137300").await;
+    let card = app.card(&bearer, "4111111111111111").await;
+    let good = app.bank_account(&bearer, "6222000000000001").await;
+    let closed = app.bank_account(&bearer, "6222000000000002").await;
+    app.post(
+        &bearer,
+        "fund",
+        "/v1/me/top-ups",
+        json!({"amount": 100_000, "currency": "CNY", "card_id": card}),
+    )
+    .await;
+    app.deliver_all().await;
+    assert_eq!(app.balance(&bearer).await, (100_000, 100_000));
+    let income = app.fee_income().await;
+
+    // The month's free withdrawal: quoted free, and free.
+    let (status, quote) = app
+        .get(
+            &bearer,
+            "/v1/me/withdrawals/quote?amount=20000&currency=CNY",
+        )
+        .await;
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(
+        (&quote["fee"], &quote["fee_waiver"], &quote["total"]),
+        (&json!(0), &json!("monthly_free_quota"), &json!(20_000))
+    );
+    // A failure gives the free one back.
+    let (status, failed) = app
+        .post(
+            &bearer,
+            "wd-free-fails",
+            "/v1/me/withdrawals",
+            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": closed, "fee": 0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{failed}");
+    assert_eq!(failed["fee_waiver"], "monthly_free_quota");
+    app.deliver_all().await;
+    let (_, quote) = app
+        .get(
+            &bearer,
+            "/v1/me/withdrawals/quote?amount=20000&currency=CNY",
+        )
+        .await;
+    assert_eq!(quote["fee"], 0, "{quote}");
+    let (status, free) = app
+        .post(
+            &bearer,
+            "wd-free",
+            "/v1/me/withdrawals",
+            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good, "fee": 0}),
+        )
+        .await;
+    assert_eq!((status, &free["fee"]), (201, &json!(0)), "{free}");
+    app.deliver_all().await;
+    assert_eq!(app.balance(&bearer).await, (80_000, 80_000));
+
+    // The next one pays 1 %: a confirmation at the stale fee moves nothing.
+    let (_, quote) = app
+        .get(
+            &bearer,
+            "/v1/me/withdrawals/quote?amount=10000&currency=CNY",
+        )
+        .await;
+    assert_eq!(
+        (&quote["fee"], quote.get("fee_waiver"), &quote["total"]),
+        (&json!(100), None, &json!(10_100)),
+        "{quote}"
+    );
+    let (status, body) = app
+        .post(
+            &bearer,
+            "wd-stale",
+            "/v1/me/withdrawals",
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": good, "fee": 0}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (409, (Some("fee_changed"), Some("fee"))),
+        "{body}"
+    );
+    assert_eq!(app.balance(&bearer).await, (80_000, 80_000));
+    // Amount and fee are held together, and both posted on success.
+    let (status, paid) = app
+        .post(
+            &bearer,
+            "wd-fee",
+            "/v1/me/withdrawals",
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": good, "fee": 100}),
+        )
+        .await;
+    assert_eq!((status, &paid["fee"]), (201, &json!(100)), "{paid}");
+    assert_eq!(app.balance(&bearer).await, (80_000, 69_900));
+    assert_eq!(app.fee_income().await, income);
+    app.deliver_all().await;
+    assert_eq!(app.balance(&bearer).await, (69_900, 69_900));
+    assert_eq!(app.fee_income().await, income + 100);
+    // A failed one gives amount and fee back; the bank keeps no fee.
+    let (status, body) = app
+        .post(
+            &bearer,
+            "wd-fee-fails",
+            "/v1/me/withdrawals",
+            json!({"amount": 30_000, "currency": "CNY", "bank_account_id": closed, "fee": 300}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(app.balance(&bearer).await, (69_900, 39_600));
+    app.deliver_all().await;
+    let (_, done) = app
+        .get(
+            &bearer,
+            &format!("/v1/me/withdrawals/{}", body["id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(status_of(&done), ("failed", Some("account_closed")));
+    assert_eq!(app.balance(&bearer).await, (69_900, 69_900));
+    assert_eq!(app.fee_income().await, income + 100);
+    // A withdrawal the wallet covers but not with its fee: refused, nothing held.
+    let (status, big) = app
+        .post(
+            &bearer,
+            "wd-big",
+            "/v1/me/withdrawals",
+            json!({"amount": 60_000, "currency": "CNY", "bank_account_id": good, "fee": 600}),
+        )
+        .await;
+    assert_eq!(status, 201, "{big}");
+    assert_eq!(app.balance(&bearer).await, (69_900, 9_300));
+    let (status, body) = app
+        .post(
+            &bearer,
+            "wd-all",
+            "/v1/me/withdrawals",
+            json!({"amount": 9_300, "currency": "CNY", "bank_account_id": good}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("insufficient_funds")),
+        "{body}"
+    );
+    assert_eq!(app.balance(&bearer).await, (69_900, 9_300));
+    app.deliver_all().await;
+    assert_eq!(app.balance(&bearer).await, (9_300, 9_300));
+    assert_eq!(app.fee_income().await, income + 100 + 600);
+    // The history shows the fee beside the amount.
+    let (status, row) = app
+        .get(
+            &bearer,
+            &format!("/v1/me/activity/act_{}", paid["id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(status, 200, "{row}");
+    assert_eq!(row["fee"], 100, "{row}");
+    app.verify_ledger().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_withdrawal_fees_on_sqlite() {
+    withdrawal_fee_flows(&spawn_app(TestDatabase::sqlite(), fee_policy()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_withdrawal_fees_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    withdrawal_fee_flows(&spawn_app(db, fee_policy()).await).await;
+}
+
+/// Top-ups count against the tier's daily limit when the policy says so
+/// for the tier: atomically (parallel top-ups cannot together pass it), and
+/// a failed top-up gives its share back.
+async fn top_up_limits(app: App) {
+    let app = Arc::new(app);
+    let (_, bearer) = app.customer("+8613700137400").await;
+    let card = app.card(&bearer, "4111111111111111").await;
+    let declining = app.card(&bearer, "4000000000000002").await;
+    // Eight top-ups of 60,000 at once against a daily limit of 100,000
+    // (and a balance cap of 200,000): exactly one gets through.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (app, bearer, card) = (app.clone(), bearer.clone(), card.clone());
+        tasks.push(tokio::spawn(async move {
+            app.post(
+                &bearer,
+                &format!("tu-race-{n}"),
+                "/v1/me/top-ups",
+                json!({"amount": 60_000, "currency": "CNY", "card_id": card}),
+            )
+            .await
+        }));
+    }
+    let mut passed = 0;
+    for task in tasks {
+        let (status, body) = task.await.expect("join");
+        if status == 201 {
+            passed += 1;
+        } else {
+            assert_eq!(
+                (status, error_of(&body)),
+                (422, (Some("limit_exceeded"), Some("amount"))),
+                "{body}"
+            );
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("daily"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(passed, 1);
+    app.deliver_all().await;
+    // 40,000 left today: a declined top-up of 40,000 takes it, then gives it back.
+    let (status, declined) = app
+        .post(
+            &bearer,
+            "tu-declined",
+            "/v1/me/top-ups",
+            json!({"amount": 40_000, "currency": "CNY", "card_id": declining}),
+        )
+        .await;
+    assert_eq!(status, 201, "{declined}");
+    let (status, body) = app
+        .post(
+            &bearer,
+            "tu-over",
+            "/v1/me/top-ups",
+            json!({"amount": 1, "currency": "CNY", "card_id": card}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (422, Some("limit_exceeded")),
+        "{body}"
+    );
+    app.deliver_all().await;
+    let (_, done) = app
+        .get(
+            &bearer,
+            &format!("/v1/me/top-ups/{}", declined["id"].as_str().expect("id")),
+        )
+        .await;
+    assert_eq!(status_of(&done), ("failed", Some("card_declined")));
+    let (status, body) = app
+        .post(
+            &bearer,
+            "tu-rest",
+            "/v1/me/top-ups",
+            json!({"amount": 40_000, "currency": "CNY", "card_id": card}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.deliver_all().await;
+    assert_eq!(app.balance(&bearer).await, (100_000, 100_000));
+    app.verify_ledger().await;
+}
+
+fn limited_top_ups() -> FundingPolicy {
+    FundingPolicy {
+        top_ups_limited: [true, true, true],
+        ..test_policy()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_top_ups_count_against_daily_limits_on_sqlite() {
+    top_up_limits(spawn_app(TestDatabase::sqlite(), limited_top_ups()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn funding_top_ups_count_against_daily_limits_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    top_up_limits(spawn_app(db, limited_top_ups()).await).await;
 }

@@ -302,25 +302,31 @@ pub async fn load_funding(
             )?;
         }
         deliver()?;
-        funding.withdraw(
-            &customer.id,
-            &key("withdrawal"),
-            &WithdrawalRequest {
-                bank_account_id: account.id.clone(),
-                amount: 15_000,
-                currency: "CNY".into(),
-                step_up_challenge_id: None,
-            },
-            "demo",
-        )?;
-        deliver()?;
+        // Two withdrawals, each confirmed at its quoted fee: the month's
+        // free one, then one that pays the schedule's fee.
+        for (name, amount) in [("withdrawal", 15_000), ("withdrawal-with-fee", 8_000)] {
+            let quote = funding.withdrawal_quote(&customer.id, amount, "CNY")?;
+            funding.withdraw(
+                &customer.id,
+                &key(name),
+                &WithdrawalRequest {
+                    bank_account_id: account.id.clone(),
+                    amount,
+                    currency: "CNY".into(),
+                    step_up_challenge_id: None,
+                    expected_fee: Some(quote.fee),
+                },
+                "demo",
+            )?;
+            deliver()?;
+        }
         load_merchants(&merchants, &customer.id, &key)?;
         Ok(Some(customer.id))
     })
     .await??;
     if loaded.is_some() {
         println!(
-            "demo: customer {DEMO_CUSTOMER_PHONE} (password \"{DEMO_CUSTOMER_PASSWORD}\") with a card, a bank account, top-ups and a withdrawal"
+            "demo: customer {DEMO_CUSTOMER_PHONE} (password \"{DEMO_CUSTOMER_PASSWORD}\") with a card, a bank account, top-ups and two withdrawals (one free, one with a fee)"
         );
         println!("  try: POST /v1/auth/sessions, then GET /v1/me/top-ups and /v1/me/withdrawals (README: Funding the wallet)");
         println!("  and GET /v1/me/merchants, /v1/me/merchant-payments (README: Merchants)");

@@ -49,7 +49,10 @@ use crate::cards::{CardError, Cards};
 use crate::connectors::{
     CardNetwork, ConnectorError, ConnectorKind, CoreBanking, Instruction, Status, Submission,
 };
+use crate::fees::{FeeOperation, FeeQuote, FeeSchedule, FeeUsage, Waiver};
 use crate::limits::{self, LimitError, LimitExceeded};
+// Withdrawal fees go where P2P fees go.
+use crate::p2p::FEE_INCOME_ACCOUNT;
 
 /// The wallet currency every funding is in, for now.
 pub const FUNDING_CURRENCY: &str = "CNY";
@@ -84,6 +87,14 @@ pub struct FundingPolicy {
     pub hold_timeout_ms: u64,
     /// Daily limits reset at midnight at this offset from UTC (China: +8 h).
     pub limit_day_utc_offset_seconds: i64,
+    /// The fee schedule; its `withdrawal` rule prices withdrawals (the same
+    /// schedule P2P uses, from the `[fees]` configuration).
+    pub fees: FeeSchedule,
+    /// Per KYC tier (index = tier): whether top-ups count against the
+    /// tier's daily and monthly limits (counters `top_up.day`/`.month`),
+    /// as money coming into an unverified wallet is capped per period, not
+    /// only by the balance cap.
+    pub top_ups_limited: [bool; 3],
 }
 
 impl Default for FundingPolicy {
@@ -94,6 +105,10 @@ impl Default for FundingPolicy {
             stuck_after_ms: 60 * 60 * 1000,
             hold_timeout_ms: 7 * 24 * 3600 * 1000,
             limit_day_utc_offset_seconds: 8 * 3600,
+            fees: FeeSchedule::default(),
+            // Off unless the bank's configuration says so (PBoC class II/III
+            // style accounts turn it on for the lowest tiers).
+            top_ups_limited: [false, false, false],
         }
     }
 }
@@ -166,6 +181,10 @@ pub struct FundingView {
     /// "visa ••1111", "CMB ••0001".
     pub method_label: String,
     pub amount: i64,
+    /// Charged on top of the amount (withdrawals only; 0 for top-ups).
+    pub fee: i64,
+    /// Why the fee is 0 when the schedule has one (`first_free`, `monthly_free_quota`).
+    pub fee_waiver: Option<Waiver>,
     pub currency: String,
     pub state: FundingState,
     /// Why it failed: a stable code (`card_declined`, `insufficient_funds`, `timeout`…).
@@ -200,6 +219,8 @@ pub enum FundingError {
     StepUpRequired,
     #[error("this top-up is not waiting for a 3-D Secure answer")]
     NotAwaitingAuthentication,
+    #[error("the fee is now {fee} (minor units), not the {expected} quoted (a free withdrawal was used meanwhile); ask for a new quote")]
+    FeeChanged { expected: i64, fee: i64 },
     #[error("the ledger refused: {0}")]
     Rejected(Rejection),
     #[error("the ledger: {0}")]
@@ -280,6 +301,7 @@ impl FundingError {
             FundingError::InsufficientFunds => "insufficient_funds",
             FundingError::StepUpRequired => "step_up_required",
             FundingError::NotAwaitingAuthentication => "not_awaiting_authentication",
+            FundingError::FeeChanged { .. } => "fee_changed",
             FundingError::Rejected(rejection) => rejection.code(),
             FundingError::Engine(error) => error.code(),
             FundingError::Identity(error) => error.code(),
@@ -295,6 +317,7 @@ impl FundingError {
             FundingError::Invalid { field, .. } => Some(field),
             FundingError::LimitExceeded { .. } | FundingError::InsufficientFunds => Some("amount"),
             FundingError::StepUpRequired => Some("step_up_challenge_id"),
+            FundingError::FeeChanged { .. } => Some("fee"),
             FundingError::KeyReused => Some("Idempotency-Key"),
             _ => None,
         }
@@ -348,6 +371,19 @@ pub struct WithdrawalRequest {
     pub amount: i64,
     pub currency: String,
     pub step_up_challenge_id: Option<String>,
+    /// The fee the customer was shown (`withdrawal_quote`): when given, the
+    /// withdrawal goes ahead only at exactly this fee.
+    pub expected_fee: Option<i64>,
+}
+
+/// What a withdrawal of an amount would cost now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WithdrawalQuote {
+    pub amount: i64,
+    pub fee: i64,
+    pub waiver: Option<Waiver>,
+    /// Amount plus fee: what leaves the wallet.
+    pub total: i64,
 }
 
 /// The request's idempotency key and fingerprint, from the API layer: the
@@ -373,7 +409,7 @@ pub struct Funding {
 }
 
 const SELECT_FUNDING: &str = "SELECT id, kind, method, method_id, method_label, amount, currency, state, reason, next_action, created_at, updated_at, resolved_at, \
-     customer_id, stage, connector, limit_day, limit_month FROM fundings";
+     customer_id, stage, connector, limit_day, limit_month, fee, fee_waiver FROM fundings";
 
 /// A record with what only this module needs besides the view.
 struct Record {
@@ -395,6 +431,11 @@ fn record(row: &Row) -> Result<Record, FundingError> {
             method_id: row.text(3)?,
             method_label: row.text(4)?,
             amount: row.int(5)?,
+            fee: row.int(18)?,
+            fee_waiver: match row.opt_text(19)? {
+                Some(text) => Some(Waiver::parse(&text).ok_or_else(|| corrupt("fee waiver"))?),
+                None => None,
+            },
             currency: row.text(6)?,
             state: FundingState::parse(&row.text(7)?).ok_or_else(|| corrupt("funding state"))?,
             reason: row.opt_text(8)?,
@@ -425,6 +466,12 @@ fn currency() -> Result<Currency, FundingError> {
 
 fn hold_id(funding_id: &str) -> Result<Identifier, FundingError> {
     id(&format!("fund:{funding_id}"))
+}
+
+/// The hold of a withdrawal's fee, placed, captured and released in the same
+/// linked batch as the amount's hold.
+fn fee_hold_id(funding_id: &str) -> Result<Identifier, FundingError> {
+    id(&format!("fund:{funding_id}:fee"))
 }
 
 /// The ledger transfer that captured a funding's hold.
@@ -474,6 +521,7 @@ impl Funding {
             (CARD_CLEARING_ACCOUNT, AccountKind::Asset),
             (CORE_SETTLEMENT_ACCOUNT, AccountKind::Asset),
             (PAYOUT_CLEARING_ACCOUNT, AccountKind::Liability),
+            (FEE_INCOME_ACCOUNT, AccountKind::Income),
         ] {
             self.open(AccountSpec {
                 id: id(account)?,
@@ -624,9 +672,16 @@ impl Funding {
             }
         };
         let tier = self.identity.customer(customer_id)?.tier;
-        let cap = self.identity.limits_for(customer_id, tier)?.balance_cap;
+        let limits = self.identity.limits_for(customer_id, tier)?;
+        let cap = limits.balance_cap;
+        let limited = usize::try_from(tier)
+            .ok()
+            .and_then(|t| self.policy.top_ups_limited.get(t).copied())
+            .unwrap_or(false);
+        let minor = amount.minor_units();
         let wallet = self.open_wallet(customer_id)?;
         let now = self.now();
+        let (day, month) = self.limit_periods(now);
         let funding_id = Self::new_id();
         let inserted = self.sql.transaction(|db| -> Result<bool, FundingError> {
             // Serializes this customer's top-ups until commit (a row lock on
@@ -643,6 +698,28 @@ impl Funding {
                 .map_or(0, |account| account.posted());
             limits::balance_cap_check(cap, posted, reserved, amount.minor_units())
                 .map_err(|e| FundingError::from(LimitError::Exceeded(e)))?;
+            if limited {
+                // In this transaction, by conditional update: two top-ups
+                // at once cannot both squeeze under the limit.
+                limits::reserve(
+                    db,
+                    customer_id,
+                    "top_up.day",
+                    day,
+                    minor,
+                    limits.daily,
+                    "daily",
+                )?;
+                limits::reserve(
+                    db,
+                    customer_id,
+                    "top_up.month",
+                    month,
+                    minor,
+                    limits.monthly,
+                    "monthly",
+                )?;
+            }
             let inserted = insert_record(
                 db,
                 &NewRecord {
@@ -655,23 +732,31 @@ impl Funding {
                     label: &label,
                     connector,
                     amount: amount.minor_units(),
-                    limit_periods: None,
+                    fee: NO_FEE,
+                    limit_periods: limited.then_some((day, month)),
                     now,
                     check_at: now + self.policy.status_query_after_ms * NANOS_PER_MILLI,
                 },
             )?;
-            if inserted {
-                audit(
-                    db,
-                    now,
-                    customer_id,
-                    ip,
-                    "top_up_started",
-                    &format!("{funding_id} {} {label}", amount.minor_units()),
-                )?;
+            if !inserted {
+                // Rolls back the limit reservation.
+                return Err(FundingError::KeyReused);
             }
-            Ok(inserted)
-        })?;
+            audit(
+                db,
+                now,
+                customer_id,
+                ip,
+                "top_up_started",
+                &format!("{funding_id} {} {label}", amount.minor_units()),
+            )?;
+            Ok(true)
+        });
+        let inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(FundingError::KeyReused) => false,
+            Err(error) => return Err(error),
+        };
         if !inserted {
             // The same key raced in from another request: that one is ours.
             let existing = self
@@ -683,6 +768,77 @@ impl Funding {
             .load(&funding_id)?
             .ok_or(FundingError::NotFound("funding"))?;
         self.advance(created).map(|r| r.view)
+    }
+
+    /// What the customer has used that bears on the withdrawal fee.
+    fn fee_usage(db: &mut dyn Sql, customer_id: &str, month: i64) -> Result<FeeUsage, StoreError> {
+        let op = FeeOperation::Withdrawal;
+        Ok(FeeUsage {
+            free_used_this_month: limits::used(db, customer_id, &op.free_span(), month)?,
+            first_used: limits::used(db, customer_id, &op.first_span(), 0)? > 0,
+        })
+    }
+
+    /// The fee a withdrawal of `amount` would carry now (waivers counted):
+    /// what the customer is shown before confirming.
+    pub fn withdrawal_quote(
+        &self,
+        customer_id: &str,
+        amount: i64,
+        currency_text: &str,
+    ) -> Result<WithdrawalQuote, FundingError> {
+        let amount = Self::parse_amount(amount, currency_text)?.minor_units();
+        let (_, month) = self.limit_periods(self.now());
+        let rule = self.policy.fees.rule(FeeOperation::Withdrawal);
+        let usage = self.sql.run(|db| Self::fee_usage(db, customer_id, month))?;
+        let FeeQuote { fee, waiver } = rule.quote(amount, usage);
+        Ok(WithdrawalQuote {
+            amount,
+            fee,
+            waiver,
+            total: amount.checked_add(fee).ok_or_else(|| {
+                FundingError::invalid("amount", "the amount and fee are too large")
+            })?,
+        })
+    }
+
+    /// Decides the fee inside the withdrawal's transaction and reserves the
+    /// waiver it uses, so two withdrawals cannot both take the last free one.
+    fn reserve_fee(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        amount: i64,
+        month: i64,
+    ) -> Result<FeeQuote, FundingError> {
+        let op = FeeOperation::Withdrawal;
+        let rule = self.policy.fees.rule(op);
+        let quote = rule.quote(amount, Self::fee_usage(db, customer_id, month)?);
+        let reserved = match quote.waiver {
+            Some(Waiver::First) => {
+                limits::reserve(db, customer_id, &op.first_span(), 0, 1, 1, "first_free")
+            }
+            Some(Waiver::MonthlyQuota) => limits::reserve(
+                db,
+                customer_id,
+                &op.free_span(),
+                month,
+                1,
+                rule.free_per_month,
+                "free_per_month",
+            ),
+            None => Ok(()),
+        };
+        match reserved {
+            Ok(()) => Ok(quote),
+            // A concurrent withdrawal took the free one between the read
+            // and the reservation: this one pays.
+            Err(LimitError::Exceeded(_)) => Ok(FeeQuote {
+                fee: rule.charge(amount),
+                waiver: None,
+            }),
+            Err(LimitError::Store(e)) => Err(FundingError::Store(e)),
+        }
     }
 
     /// Starts a withdrawal; returns it pending, or an error when a limit, the
@@ -749,6 +905,16 @@ impl Funding {
                 limits.monthly,
                 "monthly",
             )?;
+            let fee = self.reserve_fee(db, customer_id, minor, month)?;
+            if let Some(expected) = request.expected_fee {
+                if expected != fee.fee {
+                    // Rolls back every reservation above.
+                    return Err(FundingError::FeeChanged {
+                        expected,
+                        fee: fee.fee,
+                    });
+                }
+            }
             let inserted = insert_record(
                 db,
                 &NewRecord {
@@ -761,6 +927,7 @@ impl Funding {
                     label: &label,
                     connector: ConnectorKind::CoreBanking,
                     amount: minor,
+                    fee,
                     limit_periods: Some((day, month)),
                     now,
                     check_at: now + self.policy.status_query_after_ms * NANOS_PER_MILLI,
@@ -776,7 +943,7 @@ impl Funding {
                 customer_id,
                 ip,
                 "withdrawal_started",
-                &format!("{funding_id} {minor} {label}"),
+                &format!("{funding_id} {minor} fee {} {label}", fee.fee),
             )?;
             Ok(true)
         });
@@ -837,6 +1004,7 @@ impl Funding {
                     label: &label,
                     connector: ConnectorKind::CoreBanking,
                     amount: amount.minor_units(),
+                    fee: NO_FEE,
                     limit_periods: None,
                     now,
                     check_at: now + self.policy.status_query_after_ms * NANOS_PER_MILLI,
@@ -959,10 +1127,10 @@ impl Funding {
         };
         let amount =
             Amount::new(current.view.amount).map_err(|e| FundingError::Internal(e.to_string()))?;
-        let command = TransferCommand {
+        let mut transfers = vec![TransferCommand {
             id: hold_id(&current.view.id)?,
             op: TransferOp::Hold {
-                debit,
+                debit: debit.clone(),
                 credit,
                 amount,
                 currency: currency()?,
@@ -970,14 +1138,85 @@ impl Funding {
             },
             code: code(transfer_code)?,
             metadata: funding_metadata(&current.view)?,
+        }];
+        if current.view.fee > 0 {
+            // Both holds or neither: the amount cannot leave without its fee.
+            transfers.push(TransferCommand {
+                id: fee_hold_id(&current.view.id)?,
+                op: TransferOp::Hold {
+                    debit,
+                    credit: id(FEE_INCOME_ACCOUNT)?,
+                    amount: Amount::new(current.view.fee)
+                        .map_err(|e| FundingError::Internal(e.to_string()))?,
+                    currency: currency()?,
+                    timeout_ms: self.policy.hold_timeout_ms,
+                },
+                code: code("fee.withdrawal")?,
+                metadata: funding_metadata(&current.view)?,
+            });
+        }
+        let linked = transfers.len() > 1;
+        match self
+            .engine
+            .execute_blocking(Command::Transfers { transfers, linked })?
+        {
+            // The first refusal is the cause; a linked partner says only
+            // `linked_transfer_failed`.
+            Outcome::Transfers(results) => {
+                if results.is_empty() {
+                    return Err(FundingError::Internal("no result".into()));
+                }
+                let errors: Vec<Rejection> = results.into_iter().filter_map(Result::err).collect();
+                Ok(
+                    match errors
+                        .iter()
+                        .find(|r| **r != Rejection::LinkedTransferFailed)
+                        .or(errors.first())
+                    {
+                        Some(rejection) => Err(*rejection),
+                        None => Ok(()),
+                    },
+                )
+            }
+            Outcome::Account(_) => Err(FundingError::Internal("unexpected outcome".into())),
+        }
+    }
+
+    /// Captures or releases a withdrawal's fee hold the way its amount's hold
+    /// went; a no-op when it went that way already (the linked batch moved both).
+    fn follow_fee_hold(&self, current: &Record, captured: bool) -> Result<(), FundingError> {
+        if current.view.fee == 0 {
+            return Ok(());
+        }
+        let hold = fee_hold_id(&current.view.id)?;
+        let command = TransferCommand {
+            id: id(&format!(
+                "fund:{}:fee:{}",
+                current.view.id,
+                if captured { "capture" } else { "release" }
+            ))?,
+            op: if captured {
+                TransferOp::Capture { hold, amount: None }
+            } else {
+                TransferOp::Release { hold }
+            },
+            code: code(if captured {
+                "fee.withdrawal"
+            } else {
+                "funding.release"
+            })?,
+            metadata: funding_metadata(&current.view)?,
         };
         match self.engine.execute_blocking(Command::Transfers {
             transfers: vec![command],
             linked: false,
         })? {
             Outcome::Transfers(results) => match results.into_iter().next() {
-                Some(Ok(_)) => Ok(Ok(())),
-                Some(Err(rejection)) => Ok(Err(rejection)),
+                Some(Ok(_))
+                | Some(Err(Rejection::HoldNotPending | Rejection::HoldExpired))
+                // Never placed: the amount's hold was refused with it.
+                | Some(Err(Rejection::HoldNotFound)) => Ok(()),
+                Some(Err(rejection)) => Err(FundingError::Rejected(rejection)),
                 None => Err(FundingError::Internal("no result".into())),
             },
             Outcome::Account(_) => Err(FundingError::Internal("unexpected outcome".into())),
@@ -1038,7 +1277,7 @@ impl Funding {
                 TransferOp::Release { hold: hold.clone() },
             ),
         };
-        let command = TransferCommand {
+        let mut transfers = vec![TransferCommand {
             id: id(&transfer_id)?,
             op,
             code: code(match verdict {
@@ -1046,11 +1285,37 @@ impl Funding {
                 Verdict::Failed { .. } => "funding.release",
             })?,
             metadata: funding_metadata(&current.view)?,
-        };
-        let result = match self.engine.execute_blocking(Command::Transfers {
-            transfers: vec![command],
-            linked: false,
-        })? {
+        }];
+        if current.view.fee > 0 {
+            // The fee is captured or released with the amount, in one batch.
+            let fee_hold = fee_hold_id(funding_id)?;
+            let succeeded = matches!(verdict, Verdict::Succeeded);
+            transfers.push(TransferCommand {
+                id: id(&format!(
+                    "fund:{funding_id}:fee:{}",
+                    if succeeded { "capture" } else { "release" }
+                ))?,
+                op: if succeeded {
+                    TransferOp::Capture {
+                        hold: fee_hold,
+                        amount: None,
+                    }
+                } else {
+                    TransferOp::Release { hold: fee_hold }
+                },
+                code: code(if succeeded {
+                    "fee.withdrawal"
+                } else {
+                    "funding.release"
+                })?,
+                metadata: funding_metadata(&current.view)?,
+            });
+        }
+        let linked = transfers.len() > 1;
+        let result = match self
+            .engine
+            .execute_blocking(Command::Transfers { transfers, linked })?
+        {
             Outcome::Transfers(results) => results
                 .into_iter()
                 .next()
@@ -1076,6 +1341,9 @@ impl Funding {
             }
             (Err(rejection), _) => return Err(FundingError::Rejected(rejection)),
         };
+        // When someone else resolved the amount's hold, they moved the fee
+        // with it; this only makes sure (an expiry moves both too).
+        self.follow_fee_hold(&current, state == FundingState::Succeeded)?;
         self.finish(&current, state, reason.as_deref())
     }
 
@@ -1113,14 +1381,28 @@ impl Funding {
                 reason,
                 now,
             )?;
-            if view.kind == FundingKind::Withdrawal && state == FundingState::Failed {
+            if state == FundingState::Failed {
+                let (day_span, month_span) = match view.kind {
+                    FundingKind::Withdrawal => ("withdrawal.day", "withdrawal.month"),
+                    FundingKind::TopUp => ("top_up.day", "top_up.month"),
+                };
                 for (span, period) in [
-                    ("withdrawal.day", current.limit_day),
-                    ("withdrawal.month", current.limit_month),
+                    (day_span, current.limit_day),
+                    (month_span, current.limit_month),
                 ] {
                     if let Some(period) = period {
                         limits::release(db, &current.customer_id, span, period, view.amount)?;
                     }
+                }
+                let op = FeeOperation::Withdrawal;
+                match (view.fee_waiver, current.limit_month) {
+                    (Some(Waiver::First), _) => {
+                        limits::release(db, &current.customer_id, &op.first_span(), 0, 1)?
+                    }
+                    (Some(Waiver::MonthlyQuota), Some(month)) => {
+                        limits::release(db, &current.customer_id, &op.free_span(), month, 1)?
+                    }
+                    _ => {}
                 }
             }
             let action = format!("{}_{}", view.kind.as_str(), state.as_str());
@@ -1296,6 +1578,11 @@ fn funding_metadata(view: &FundingView) -> Result<Metadata, FundingError> {
     Metadata::new(entries).map_err(|e| FundingError::Internal(e.to_string()))
 }
 
+const NO_FEE: FeeQuote = FeeQuote {
+    fee: 0,
+    waiver: None,
+};
+
 struct NewRecord<'a> {
     id: &'a str,
     customer_id: &'a str,
@@ -1306,6 +1593,7 @@ struct NewRecord<'a> {
     label: &'a str,
     connector: ConnectorKind,
     amount: i64,
+    fee: FeeQuote,
     limit_periods: Option<(i64, i64)>,
     now: i64,
     check_at: i64,
@@ -1315,8 +1603,8 @@ struct NewRecord<'a> {
 fn insert_record(db: &mut dyn Sql, new: &NewRecord<'_>) -> Result<bool, FundingError> {
     let inserted = db.execute(
         "INSERT INTO fundings (id, customer_id, kind, client_key, request_hash, method, method_id, method_label, connector, amount, currency, \
-         state, stage, reason, next_action, connector_reference, limit_day, limit_month, created_at, updated_at, resolved_at, check_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 'recorded', NULL, NULL, NULL, $12, $13, $14, $14, NULL, $15) \
+         state, stage, reason, next_action, connector_reference, limit_day, limit_month, created_at, updated_at, resolved_at, check_at, fee, fee_waiver) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 'recorded', NULL, NULL, NULL, $12, $13, $14, $14, NULL, $15, $16, $17) \
          ON CONFLICT DO NOTHING",
         sql_params![
             new.id,
@@ -1333,7 +1621,9 @@ fn insert_record(db: &mut dyn Sql, new: &NewRecord<'_>) -> Result<bool, FundingE
             new.limit_periods.map(|p| p.0),
             new.limit_periods.map(|p| p.1),
             new.now,
-            new.check_at
+            new.check_at,
+            new.fee.fee,
+            new.fee.waiver.map(Waiver::as_str)
         ],
     )?;
     if inserted == 1 {
@@ -1364,7 +1654,7 @@ fn insert_record(db: &mut dyn Sql, new: &NewRecord<'_>) -> Result<bool, FundingE
                 reference: new.id,
                 amount: new.amount,
                 currency: FUNDING_CURRENCY,
-                fee: 0,
+                fee: new.fee.fee,
                 fx: None,
                 at: new.now,
             },

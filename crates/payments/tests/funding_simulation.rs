@@ -1,7 +1,10 @@
 //! A seeded simulation of funding: random top-ups and withdrawals by several
 //! customers, with every kind of connector failure, callbacks delivered
 //! twice, late or never (the resolver's status query then decides), and
-//! 3-D Secure answered right or wrong. After every step each resolved
+//! 3-D Secure answered right or wrong. Withdrawals carry the schedule's fee
+//! (the first two each month free), which the model predicts, the quote
+//! must show, and the bank's fee income must receive exactly when the
+//! withdrawal succeeds. After every step each resolved
 //! operation must have the outcome its test number promises, each wallet
 //! must hold exactly what a simple model says (posted, and available net of
 //! held withdrawals), and at the end `coffer verify`'s audit of the ledger
@@ -14,9 +17,9 @@ use coffer_core::{Identifier, Secret};
 use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
 use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_payments::{
-    BankAccounts, Callback, Cards, ClientKey, ConnectorKind, Funding, FundingError, FundingPolicy,
-    FundingState, NewCard, Simulator, SimulatorSettings, Source, TopUpRequest, WebhookSecret,
-    WithdrawalRequest, CHALLENGE_ANSWER,
+    BankAccounts, Callback, Cards, ClientKey, ConnectorKind, FeeOperation, FeeRule, FeeSchedule,
+    Funding, FundingError, FundingPolicy, FundingState, NewCard, Simulator, SimulatorSettings,
+    Source, TopUpRequest, WebhookSecret, WithdrawalRequest, CHALLENGE_ANSWER,
 };
 use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
@@ -26,6 +29,15 @@ use rand::{Rng, SeedableRng};
 
 const CUSTOMERS: usize = 3;
 const STEPS: usize = 80;
+/// 0.5 % + CNY 0.30, at least CNY 1.00, at most CNY 20.00; two free a month.
+const WITHDRAWAL_FEE: FeeRule = FeeRule {
+    fixed: 30,
+    percent_bps: 50,
+    minimum: 100,
+    maximum: Some(2_000),
+    free_per_month: 2,
+    first_free: false,
+};
 
 struct World {
     funding: Funding,
@@ -113,6 +125,9 @@ fn world(database: &coffer_store::Database) -> World {
         clock,
         FundingPolicy {
             status_query_after_ms: 0,
+            fees: FeeSchedule::free()
+                .with(FeeOperation::Withdrawal, WITHDRAWAL_FEE)
+                .expect("fee rule"),
             ..FundingPolicy::default()
         },
     );
@@ -158,6 +173,8 @@ struct Customer {
     accounts: Vec<String>,
     posted: i64,
     held_out: i64,
+    /// Monthly free withdrawals taken by pending or succeeded withdrawals.
+    free_used: i64,
 }
 
 struct Open {
@@ -165,6 +182,8 @@ struct Open {
     customer: usize,
     withdrawal: bool,
     amount: i64,
+    fee: i64,
+    waived: bool,
     expect: Expect,
 }
 
@@ -238,11 +257,13 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 accounts,
                 posted: 0,
                 held_out: 0,
+                free_used: 0,
             }
         })
         .collect();
     let mut open: Vec<Open> = Vec::new();
     let mut answers: Vec<(String, bool)> = Vec::new();
+    let mut fee_income = 0;
     for step in 0..STEPS {
         let context = format!("seed {seed}, step {step}");
         let who = rng.random_range(0..CUSTOMERS);
@@ -297,6 +318,8 @@ fn run(seed: u64, database: &coffer_store::Database) {
                     customer: who,
                     withdrawal: false,
                     amount,
+                    fee: 0,
+                    waived: false,
                     expect,
                 });
             }
@@ -304,6 +327,40 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 let pick = rng.random_range(0..ACCOUNTS.len());
                 let available = customers[who].posted - customers[who].held_out;
                 let amount = rng.random_range(1..=25_000);
+                let waived = customers[who].free_used < WITHDRAWAL_FEE.free_per_month;
+                let fee = if waived {
+                    0
+                } else {
+                    WITHDRAWAL_FEE.charge(amount)
+                };
+                let quote = world
+                    .funding
+                    .withdrawal_quote(&customers[who].id, amount, "CNY")
+                    .unwrap_or_else(|e| panic!("{context}: quote {e}"));
+                assert_eq!((quote.fee, quote.total), (fee, amount + fee), "{context}");
+                // Now and then a client confirms a fee it was never quoted:
+                // refused, and nothing moves or is reserved.
+                if rng.random_bool(0.1) {
+                    let wrong = world.funding.withdraw(
+                        &customers[who].id,
+                        &ClientKey {
+                            key: format!("wd-wrong-{step}"),
+                            request_hash: format!("h-wrong-{step}"),
+                        },
+                        &WithdrawalRequest {
+                            bank_account_id: customers[who].accounts[pick].clone(),
+                            amount,
+                            currency: "CNY".into(),
+                            step_up_challenge_id: None,
+                            expected_fee: Some(fee + 1),
+                        },
+                        "sim",
+                    );
+                    assert!(
+                        matches!(wrong, Err(FundingError::FeeChanged { .. })),
+                        "{context}: {wrong:?}"
+                    );
+                }
                 let result = world.funding.withdraw(
                     &customers[who].id,
                     &ClientKey {
@@ -315,22 +372,29 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         amount,
                         currency: "CNY".into(),
                         step_up_challenge_id: None,
+                        expected_fee: rng.random_bool(0.5).then_some(fee),
                     },
                     "sim",
                 );
-                if amount > available {
+                if amount + fee > available {
                     assert!(
                         matches!(result, Err(FundingError::InsufficientFunds)),
                         "{context}: {amount} of {available}: {result:?}"
                     );
                 } else {
                     let view = result.unwrap_or_else(|e| panic!("{context}: withdraw {e}"));
-                    customers[who].held_out += amount;
+                    assert_eq!(view.fee, fee, "{context}");
+                    customers[who].held_out += amount + fee;
+                    if waived {
+                        customers[who].free_used += 1;
+                    }
                     open.push(Open {
                         funding_id: view.id,
                         customer: who,
                         withdrawal: true,
                         amount,
+                        fee,
+                        waived,
                         expect: ACCOUNTS[pick].1.clone(),
                     });
                 }
@@ -357,8 +421,8 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 world.funding.resolve_pending().expect("resolve");
             }
         }
-        settle_model(&world, &mut customers, &mut open, &context);
-        check_balances(&world, &customers, &context);
+        settle_model(&world, &mut customers, &mut open, &mut fee_income, &context);
+        check_balances(&world, &customers, fee_income, &context);
     }
     // Answer every challenge, deliver everything, resolve the rest.
     while let Some((funding_id, right)) = answers.pop() {
@@ -381,9 +445,9 @@ fn run(seed: u64, database: &coffer_store::Database) {
         world.funding.resolve_pending().expect("resolve");
     }
     let context = format!("seed {seed}, at the end");
-    settle_model(&world, &mut customers, &mut open, &context);
+    settle_model(&world, &mut customers, &mut open, &mut fee_income, &context);
     assert!(open.is_empty(), "{context}: still pending: {}", open.len());
-    check_balances(&world, &customers, &context);
+    check_balances(&world, &customers, fee_income, &context);
     let report = coffer_app::verify(world.reader.as_ref(), &mut |_| {}).expect("verify");
     assert!(report.is_clean(), "{context}: {:?}", report.violations);
 }
@@ -415,7 +479,13 @@ fn deliver(world: &World, rng: &mut StdRng) {
 }
 
 /// Applies every newly resolved operation to the model, checking its outcome.
-fn settle_model(world: &World, customers: &mut [Customer], open: &mut Vec<Open>, context: &str) {
+fn settle_model(
+    world: &World,
+    customers: &mut [Customer],
+    open: &mut Vec<Open>,
+    fee_income: &mut i64,
+    context: &str,
+) {
     open.retain(|op| {
         let customer = &mut customers[op.customer];
         let view = world
@@ -436,9 +506,13 @@ fn settle_model(world: &World, customers: &mut [Customer], open: &mut Vec<Open>,
         };
         assert_eq!(outcome, op.expect, "{context}: {}", op.funding_id);
         if op.withdrawal {
-            customer.held_out -= op.amount;
+            customer.held_out -= op.amount + op.fee;
             if outcome == Expect::Succeeds {
-                customer.posted -= op.amount;
+                customer.posted -= op.amount + op.fee;
+                *fee_income += op.fee;
+            } else if op.waived {
+                // A failed withdrawal gives its free one back.
+                customer.free_used -= 1;
             }
         } else if outcome == Expect::Succeeds {
             customer.posted += op.amount;
@@ -447,7 +521,14 @@ fn settle_model(world: &World, customers: &mut [Customer], open: &mut Vec<Open>,
     });
 }
 
-fn check_balances(world: &World, customers: &[Customer], context: &str) {
+fn check_balances(world: &World, customers: &[Customer], fee_income: i64, context: &str) {
+    let income = Identifier::parse("bank:fee-income:cny").expect("id");
+    let posted = world
+        .reader
+        .account(&income)
+        .expect("read")
+        .map_or(0, |a| a.posted());
+    assert_eq!(posted, fee_income, "{context}: fee income");
     for customer in customers {
         let wallet = Identifier::parse(&format!("wallet:{}:cny", customer.id)).expect("id");
         // The wallet opens with the customer's first funding.

@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/postgres_0017_limit_overrides.sql"),
     ),
+    (
+        24,
+        include_str!("migrations/postgres_0024_payments_gaps.sql"),
+    ),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
