@@ -538,9 +538,11 @@ pub(crate) async fn lookup_payee(
             let request: LookupRequest = parse(&body)?;
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let payee =
-                blocking_call(move || p2p.lookup(&session.info.customer_id, &request.payee))
-                    .await?;
+            let payee = blocking_call(move || {
+                p2p.spend_ip_lookups(&session.context.ip, 1)?;
+                p2p.lookup(&session.info.customer_id, &request.payee)
+            })
+            .await?;
             to_json(
                 StatusCode::OK,
                 &PayeeBody {
@@ -619,7 +621,14 @@ pub(crate) async fn create_quote(
             };
             let p2p = state.p2p.clone();
             let session = session.clone();
-            let quote = blocking_call(move || p2p.quote(&session.info.customer_id, &what)).await?;
+            let quote = blocking_call(move || {
+                // A quote to a payee looks the payee up.
+                if matches!(what, QuoteFor::Payee { .. }) {
+                    p2p.spend_ip_lookups(&session.context.ip, 1)?;
+                }
+                p2p.quote(&session.info.customer_id, &what)
+            })
+            .await?;
             to_json(StatusCode::CREATED, &quote_body(quote))
         },
     )

@@ -61,11 +61,17 @@ fn test_policy() -> P2pPolicy {
         exempt_daily_total_max: 7_000,
         exempt_daily_count_max: 2,
         lookups_per_hour_max: 60,
+        // Every customer in these tests comes from 127.0.0.1.
+        lookups_per_ip_per_hour_max: 1_000,
         ..P2pPolicy::default()
     }
 }
 
 async fn spawn_app(db: TestDatabase) -> App {
+    spawn_app_with(db, test_policy()).await
+}
+
+async fn spawn_app_with(db: TestDatabase, policy: P2pPolicy) -> App {
     let database = db.database.clone();
     let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
     let transports: Vec<Arc<dyn Transport>> = vec![sms.clone()];
@@ -102,7 +108,7 @@ async fn spawn_app(db: TestDatabase) -> App {
             status_query_after_ms: 0,
             ..FundingPolicy::default()
         })
-        .with_p2p_policy(test_policy());
+        .with_p2p_policy(policy);
         state.funding.open_accounts().expect("funding accounts");
         state.p2p.open_accounts().expect("fee account");
         (state, customers)
@@ -597,6 +603,51 @@ async fn payments_and_refusals(app: &App) {
         (&sent["status"], &sent["reason"]),
         (&json!("failed"), &json!("insufficient_funds"))
     );
+    // The history says the same at once: failed with its reason, a transfer;
+    // the payee never sees a payment that did not happen.
+    let (_, history) = app.get(&li, "/v1/me/activity?type=p2p_transfer").await;
+    let rows: Vec<&Value> = history["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["direction"] == "out")
+        .collect();
+    assert_eq!(rows.len(), 1, "{history}");
+    assert_eq!(
+        (
+            &rows[0]["status"],
+            &rows[0]["reason"],
+            &rows[0]["category"],
+            &rows[0]["direction"]
+        ),
+        (
+            &json!("failed"),
+            &json!("insufficient_funds"),
+            &json!("transfers"),
+            &json!("out")
+        ),
+        "{history}"
+    );
+    // John's history: every payment received, with the payer's masked name.
+    let (_, history) = app.get(&john, "/v1/me/activity?type=p2p_transfer").await;
+    let rows = history["data"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{history}");
+    assert!(
+        rows.iter().all(|r| r["direction"] == "in"
+            && r["status"] == "succeeded"
+            && r["counterparty"] == "张*明"
+            && r["fee"] == 0),
+        "{history}"
+    );
+    // Zhang's: sent, with the fee.
+    let (_, history) = app.get(&zhang, "/v1/me/activity?type=p2p_transfer").await;
+    let fees: Vec<i64> = history["data"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["fee"].as_i64())
+        .collect();
+    assert_eq!(fees, [30, 100, 0], "{history}");
     let (status, quote) = app.quote(&li, "q-li", "@johnd", 3_000).await;
     assert_eq!(
         (status, &quote["fee"], &quote["step_up_required"]),
@@ -925,6 +976,83 @@ async fn lookups_are_throttled(app: &App) {
         )
         .await;
     assert_eq!((status, error_of(&body).0), (404, Some("payee_not_found")));
+}
+
+/// Look-ups are throttled per client address too: two accounts probing
+/// from one address share its budget (10 an hour here), whether they look
+/// up, quote or split.
+async fn lookups_are_throttled_per_address(app: &App) {
+    let first = app.customer("+8613900139041", "First Prober").await;
+    let second = app.customer("+8613900139042", "Second Prober").await;
+    for i in 0..6 {
+        let (status, body) = app
+            .post(
+                &first,
+                &format!("ip-a-{i}"),
+                "/v1/me/p2p/lookups",
+                json!({"payee": format!("+86139001{:05}", 50_000 + i)}),
+            )
+            .await;
+        assert_eq!(status, 404, "{body}");
+    }
+    // Two by quotes (the look-up inside a quote counts), then two more.
+    for i in 0..2 {
+        let (status, body) = app
+            .quote(&second, &format!("ip-q-{i}"), "+8613900139041", 100)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for i in 0..2 {
+        let (status, body) = app
+            .post(
+                &second,
+                &format!("ip-b-{i}"),
+                "/v1/me/p2p/lookups",
+                json!({"payee": "+8613900139041"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The eleventh from this address: refused, for both customers, though
+    // neither has used a quarter of their own 60.
+    for (who, key) in [(&second, "ip-b-x"), (&first, "ip-a-x")] {
+        let (status, body) = app
+            .post(
+                who,
+                key,
+                "/v1/me/p2p/lookups",
+                json!({"payee": "+8613900139041"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_of(&body).0),
+            (429, Some("too_many_lookups")),
+            "{body}"
+        );
+    }
+}
+
+fn per_address_policy() -> P2pPolicy {
+    P2pPolicy {
+        lookups_per_ip_per_hour_max: 10,
+        ..test_policy()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_lookups_are_throttled_per_address_on_sqlite() {
+    lookups_are_throttled_per_address(
+        &spawn_app_with(TestDatabase::sqlite(), per_address_policy()).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_lookups_are_throttled_per_address_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("postgres");
+    lookups_are_throttled_per_address(&spawn_app_with(db, per_address_policy()).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The customer's activity feed: one row per thing the wallet did (a top-up,
-//! a withdrawal, a bill payment, a conversion; P2P and merchant payments plug
-//! in the same way), with what the customer sees of it: type, counterparty,
-//! amount, fee, FX, status, category and reference.
+//! a withdrawal, a bill payment, a conversion, a P2P payment sent or
+//! received, a merchant payment, a refund), with what the customer sees of
+//! it: type, counterparty, amount, fee, FX, status, category and reference.
 //!
 //! **How a payment kind plugs in**: in the same SQL transaction that writes
 //! its own record, call [`record`] with a [`NewActivity`]; in the same

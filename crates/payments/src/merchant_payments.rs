@@ -23,6 +23,7 @@ use coffer_store::sql::{Row, Sql};
 use coffer_store::{sql_params, StoreError};
 use rand::Rng;
 
+use crate::activity::{self, ActivityKind, ActivityStatus, Category, Direction, NewActivity};
 use crate::emv::{Initiation, MerchantQr};
 use crate::funding::{wallet_account_id, FundingError, FUNDING_CURRENCY};
 use crate::limits::{civil_year_month, reserve};
@@ -623,6 +624,8 @@ impl Merchants {
                 available: limits.per_payment,
             });
         }
+        let merchant = self.get(merchant_id)?;
+        let category = Category::from_mcc(merchant.mcc.parse().unwrap_or(0));
         let now = self.now();
         let (day, month) = self.limit_periods(now);
         let result = self.sql.transaction(|db| -> Result<bool, MerchantError> {
@@ -663,6 +666,33 @@ impl Merchants {
                 // Rolls back the reservations and the step-up consumption.
                 return Err(MerchantError::KeyReused);
             }
+            // The customer's history shows it at once, pending, in the
+            // transaction that made it theirs.
+            let order = db
+                .query_one(
+                    "SELECT order_reference FROM merchant_payments WHERE id = $1",
+                    sql_params![payment_id],
+                )?
+                .opt_text(0)?;
+            activity::record(
+                db,
+                &NewActivity {
+                    customer_id,
+                    kind: ActivityKind::MerchantPayment,
+                    source_id: payment_id,
+                    direction: Direction::Out,
+                    status: ActivityStatus::Pending,
+                    reason: None,
+                    counterparty: &merchant.display_name,
+                    category,
+                    reference: order.as_deref().unwrap_or(payment_id),
+                    amount,
+                    currency: FUNDING_CURRENCY,
+                    fee: 0,
+                    fx: None,
+                    at: now,
+                },
+            )?;
             audit(
                 db,
                 now,
@@ -729,6 +759,18 @@ impl Merchants {
             if state == "failed" {
                 release_limits(db, &customer_id, &record, view.amount)?;
             }
+            activity::set_status(
+                db,
+                ActivityKind::MerchantPayment,
+                &view.id,
+                if state == "succeeded" {
+                    ActivityStatus::Succeeded
+                } else {
+                    ActivityStatus::Failed
+                },
+                reason,
+                now,
+            )?;
             coffer_audit::append(
                 db,
                 &coffer_audit::Entry {
@@ -936,17 +978,25 @@ impl Merchants {
             .transpose()?;
         let now = self.now();
         let minute = now.div_euclid(60 * NANOS_PER_SECOND);
-        let failures = self.sql.run(|db| {
-            db.query_opt(
-                "SELECT failures FROM payment_code_failures WHERE merchant_id = $1 AND period = $2",
+        // Every attempt takes a slot of the minute's failure budget first,
+        // by one conditional update, and a right code gives it back: a
+        // burst of concurrent guesses cannot all pass a read of the count
+        // (the budget could be overshot by the number in flight).
+        let slot = self.sql.transaction(|db| -> Result<u64, MerchantError> {
+            db.execute(
+                "INSERT INTO payment_code_failures (merchant_id, period, failures) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
                 sql_params![merchant_id, minute],
-            )
+            )?;
+            Ok(db.execute(
+                "UPDATE payment_code_failures SET failures = failures + 1 WHERE merchant_id = $1 AND period = $2 AND failures < $3",
+                sql_params![
+                    merchant_id,
+                    minute,
+                    self.policy.payment_code_failures_per_minute_max
+                ],
+            )?)
         })?;
-        if failures
-            .map(|r| r.int(0))
-            .transpose()?
-            .is_some_and(|n| n >= self.policy.payment_code_failures_per_minute_max)
-        {
+        if slot != 1 {
             return Err(MerchantError::CodeThrottled);
         }
         let text = code_text.expose();
@@ -973,19 +1023,15 @@ impl Merchants {
             None
         };
         let Some(customer_id) = owner else {
-            self.sql.transaction(|db| -> Result<(), MerchantError> {
-                db.execute(
-                    "INSERT INTO payment_code_failures (merchant_id, period, failures) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
-                    sql_params![merchant_id, minute],
-                )?;
-                db.execute(
-                    "UPDATE payment_code_failures SET failures = failures + 1 WHERE merchant_id = $1 AND period = $2",
-                    sql_params![merchant_id, minute],
-                )?;
-                Ok(())
-            })?;
+            // The slot taken above is this failure.
             return Err(MerchantError::CodeInvalid);
         };
+        self.sql.run(|db| {
+            db.execute(
+                "UPDATE payment_code_failures SET failures = failures - 1 WHERE merchant_id = $1 AND period = $2 AND failures > 0",
+                sql_params![merchant_id, minute],
+            )
+        })?;
         // The code is spent from here on, whatever the limits say: a
         // customer whose payment is refused shows a new code.
         self.start_payment(
@@ -1095,6 +1141,27 @@ impl Merchants {
                 // The same key raced in: roll our claim back.
                 return Err(MerchantError::KeyReused);
             }
+            let category =
+                Category::parse(&refund_category(db, payment_id)?).unwrap_or(Category::Other);
+            activity::record(
+                db,
+                &NewActivity {
+                    customer_id: &customer_id,
+                    kind: ActivityKind::Refund,
+                    source_id: &refund_id,
+                    direction: Direction::In,
+                    status: ActivityStatus::Pending,
+                    reason: None,
+                    counterparty: &found.view.merchant_name,
+                    category,
+                    reference: payment_id,
+                    amount,
+                    currency: FUNDING_CURRENCY,
+                    fee: 0,
+                    fx: None,
+                    at: now,
+                },
+            )?;
             audit(
                 db,
                 now,
@@ -1169,6 +1236,18 @@ impl Merchants {
             if changed != 1 {
                 return Ok(());
             }
+            activity::set_status(
+                db,
+                ActivityKind::Refund,
+                &view.id,
+                if state == "succeeded" {
+                    ActivityStatus::Succeeded
+                } else {
+                    ActivityStatus::Failed
+                },
+                failure,
+                now,
+            )?;
             if state == "failed" {
                 // The money did not move: give the claim back.
                 db.execute(
@@ -1176,6 +1255,14 @@ impl Merchants {
                     sql_params![view.payment_id.as_str(), view.amount],
                 )?;
             } else {
+                // The payment's own row: partially refunded, or refunded.
+                activity::add_refund(
+                    db,
+                    ActivityKind::MerchantPayment,
+                    &view.payment_id,
+                    view.amount,
+                    now,
+                )?;
                 self.enqueue_webhook(
                     db,
                     &view.merchant_id,
@@ -1269,6 +1356,19 @@ impl Merchants {
 }
 
 /// A failed payment for want of money is the request's error (nothing moved).
+/// A refund is filed under its payment's category (so a month's spending
+/// nets out), or `other` when the payment has no row.
+fn refund_category(db: &mut dyn Sql, payment_id: &str) -> Result<String, StoreError> {
+    Ok(db
+        .query_opt(
+            "SELECT category FROM activity WHERE kind = $1 AND source_id = $2",
+            sql_params![ActivityKind::MerchantPayment.as_str(), payment_id],
+        )?
+        .map(|row| row.text(0))
+        .transpose()?
+        .unwrap_or_else(|| Category::Other.as_str().to_string()))
+}
+
 fn finished(view: PaymentView) -> Result<PaymentView, MerchantError> {
     if view.status == "failed" && view.reason.as_deref() == Some("insufficient_funds") {
         return Err(MerchantError::InsufficientFunds);

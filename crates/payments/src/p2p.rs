@@ -37,6 +37,7 @@ use coffer_store::{sql_params, LedgerReader, StoreError};
 use coffer_vault::{EncryptedColumn, Vault, VaultError};
 use rand::RngCore;
 
+use crate::activity::{self, ActivityKind, ActivityStatus, Category, Direction, NewActivity};
 use crate::fees::{FeeOperation, FeeQuote, FeeSchedule, FeeUsage, Waiver};
 use crate::funding::{wallet_account_id, ClientKey, FUNDING_CURRENCY};
 use crate::limits::{self, LimitError, LimitExceeded};
@@ -96,6 +97,9 @@ pub struct P2pPolicy {
     pub exempt_daily_count_max: i64,
     /// Payee look-ups per customer and hour.
     pub lookups_per_hour_max: i64,
+    /// Payee look-ups per client IP address and hour, whoever is signed in:
+    /// one scraper with many accounts is still one address.
+    pub lookups_per_ip_per_hour_max: i64,
     /// How long a payment request stays payable.
     pub request_ttl_seconds: i64,
     /// Daily limits reset at midnight at this offset from UTC (China: +8 h).
@@ -112,6 +116,7 @@ impl Default for P2pPolicy {
             exempt_daily_total_max: 80_000,
             exempt_daily_count_max: 5,
             lookups_per_hour_max: 30,
+            lookups_per_ip_per_hour_max: 100,
             request_ttl_seconds: 7 * 24 * 3600,
             limit_day_utc_offset_seconds: 8 * 3600,
         }
@@ -145,6 +150,9 @@ impl P2pPolicy {
         }
         if !(1..=10_000).contains(&self.lookups_per_hour_max) {
             return Err(("lookups_per_hour_max", "from 1 to 10000".into()));
+        }
+        if !(1..=100_000).contains(&self.lookups_per_ip_per_hour_max) {
+            return Err(("lookups_per_ip_per_hour_max", "from 1 to 100000".into()));
         }
         if !(60..=90 * 24 * 3600).contains(&self.request_ttl_seconds) {
             return Err(("request_ttl_seconds", "from 60 s to 90 days".into()));
@@ -627,6 +635,12 @@ fn record(row: &Row) -> Result<Record, P2pError> {
     })
 }
 
+/// The payee's activity row of a payment (the payer's has the payment's id:
+/// rows are unique per kind and source).
+pub fn received_source_id(payment_id: &str) -> String {
+    format!("{payment_id}:received")
+}
+
 fn id(text: &str) -> Result<Identifier, P2pError> {
     Identifier::parse(text).map_err(|e| P2pError::Internal(format!("identifier {text}: {e}")))
 }
@@ -823,6 +837,34 @@ impl P2p {
                     count,
                     max,
                     "lookups_per_hour",
+                )
+            })
+            .map_err(|e| match e {
+                LimitError::Exceeded(_) => P2pError::TooManyLookups,
+                LimitError::Store(e) => P2pError::Store(e),
+            })
+    }
+
+    /// Spends `count` of the client address's hourly look-ups (the address
+    /// is kept only as a keyed hash). The API calls it before every
+    /// look-up, quote to a payee and split, beside the per-customer count.
+    pub fn spend_ip_lookups(&self, ip: &str, count: i64) -> Result<(), P2pError> {
+        if ip.is_empty() {
+            return Ok(());
+        }
+        let key = format!("ip:{}", self.vault.keyed_hash("p2p_lookup_ip", ip));
+        let hour = self.periods(self.now()).hour;
+        let max = self.policy.lookups_per_ip_per_hour_max;
+        self.sql
+            .transaction(|db| {
+                limits::reserve(
+                    db,
+                    &key,
+                    "p2p.lookup.ip",
+                    hour,
+                    count,
+                    max,
+                    "lookups_per_ip_per_hour",
                 )
             })
             .map_err(|e| match e {
@@ -1294,6 +1336,26 @@ impl P2p {
                 // above rolls back with this.
                 return Err(P2pError::KeyReused);
             }
+            // The payer's history shows it at once, pending.
+            activity::record(
+                db,
+                &NewActivity {
+                    customer_id: payer_id,
+                    kind: ActivityKind::P2pTransfer,
+                    source_id: &payment_id,
+                    direction: Direction::Out,
+                    status: ActivityStatus::Pending,
+                    reason: None,
+                    counterparty: &quote.view.payee_name_masked,
+                    category: Category::Transfers,
+                    reference: quote.view.request_id.as_deref().unwrap_or(&payment_id),
+                    amount,
+                    currency: &quote.view.currency,
+                    fee: quote.view.fee,
+                    fx: None,
+                    at: now,
+                },
+            )?;
             audit(
                 db,
                 now,
@@ -1408,8 +1470,40 @@ impl P2p {
                 return Ok(());
             }
             let payer = current.payer_id.as_str();
+            activity::set_status(
+                db,
+                ActivityKind::P2pTransfer,
+                &current.id,
+                match state {
+                    PaymentState::Succeeded => ActivityStatus::Succeeded,
+                    PaymentState::Failed => ActivityStatus::Failed,
+                    PaymentState::Pending => ActivityStatus::Pending,
+                },
+                reason,
+                now,
+            )?;
             match state {
                 PaymentState::Succeeded => {
+                    // The payee sees it once the money is theirs.
+                    activity::record(
+                        db,
+                        &NewActivity {
+                            customer_id: &current.payee_id,
+                            kind: ActivityKind::P2pTransfer,
+                            source_id: &received_source_id(&current.id),
+                            direction: Direction::In,
+                            status: ActivityStatus::Succeeded,
+                            reason: None,
+                            counterparty: &payer_name,
+                            category: Category::Transfers,
+                            reference: current.request_id.as_deref().unwrap_or(&current.id),
+                            amount: current.amount,
+                            currency: FUNDING_CURRENCY,
+                            fee: 0,
+                            fx: None,
+                            at: now,
+                        },
+                    )?;
                     if let Some(request_id) = &current.request_id {
                         db.execute(
                             "UPDATE payment_requests SET state = 'paid', updated_at = $3 WHERE id = $1 AND payment_id = $2",
@@ -1569,6 +1663,7 @@ impl P2p {
             .collect::<Result<Vec<_>, _>>()?;
         let count = i64::try_from(payees.len()).unwrap_or(i64::MAX);
         self.spend_lookups(organizer_id, count)?;
+        self.spend_ip_lookups(ip, count)?;
         let mut payers = Vec::with_capacity(payees.len());
         for payee in &payees {
             let payer_id = self.resolve(organizer_id, payee)?;

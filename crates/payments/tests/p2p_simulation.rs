@@ -102,6 +102,7 @@ fn world_with(database: &coffer_store::Database, clock: Arc<dyn coffer_core::Clo
         exempt_daily_total_max: i64::MAX / 2,
         exempt_daily_count_max: i64::MAX / 2,
         lookups_per_hour_max: i64::MAX / 2,
+        lookups_per_ip_per_hour_max: i64::MAX / 2,
         ..P2pPolicy::default()
     };
     let p2p = P2p::new(
