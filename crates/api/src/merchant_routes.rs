@@ -488,7 +488,7 @@ pub(crate) struct SettlementBody {
     /// Payments taken by this settlement.
     gross: i64,
     refunds: i64,
-    /// The merchant discount fee (gross × rate / 10 000, rounded half up).
+    /// The merchant discount fee (gross × rate / 10 000, rounded half up, within the fee schedule's minimum and maximum for the merchant).
     fee: i64,
     /// Paid out: gross − refunds − fee.
     net: i64,
@@ -496,7 +496,7 @@ pub(crate) struct SettlementBody {
     discount_rate_bps: i64,
     payment_count: i64,
     refund_count: i64,
-    /// `paying`, `settled`, `empty`, `carried_forward`, `failed` (or `recorded`/`moved` while in progress).
+    /// `paying` (a payout in flight), `paid`, `payout_retrying` (the last payout failed; the next is due at `next_payout_at`), `payout_failed` (retries used up: staff must act), `settled` (nothing to pay out), `empty`, `carried_forward`, `failed` (or `recorded`/`moved` while in progress).
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -506,6 +506,10 @@ pub(crate) struct SettlementBody {
     /// The payout's own status: `pending`, `succeeded` or `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     payout_status: Option<&'static str>,
+    /// Payouts tried so far.
+    payout_attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_payout_at: Option<String>,
 }
 
 fn settlement_body(view: SettlementView, payout: Option<&'static str>) -> SettlementBody {
@@ -526,6 +530,10 @@ fn settlement_body(view: SettlementView, payout: Option<&'static str>) -> Settle
         reason: view.reason,
         payout_id: view.funding_id,
         payout_status: payout,
+        payout_attempts: view.payout_attempts,
+        next_payout_at: view
+            .next_payout_at
+            .map(|at| Timestamp::from_nanos(at).to_rfc3339()),
     }
 }
 
@@ -1892,6 +1900,13 @@ pub async fn run_merchant_tasks(
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, "merchant resolver pass failed"),
             Err(error) => tracing::warn!(%error, "merchant resolver task failed"),
+        }
+        // Payouts in flight: paid, or retried with back-off when they failed.
+        let worker = merchants.clone();
+        match tokio::task::spawn_blocking(move || worker.follow_payouts()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "settlement payout pass failed"),
+            Err(error) => tracing::warn!(%error, "settlement payout task failed"),
         }
         let yesterday = merchants.day_of(clock.now().as_nanos()) - 1;
         if settled_through.is_some_and(|day| day >= yesterday) {

@@ -203,10 +203,79 @@ impl FeeRule {
     }
 }
 
+/// The merchant discount rate (MDR): what the bank keeps of a merchant's
+/// day's takings at settlement, as a percentage bounded by a minimum and a
+/// maximum per settlement. Never more than the takings themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscountRule {
+    pub percent_bps: i64,
+    pub minimum: i64,
+    /// `None`: no maximum.
+    pub maximum: Option<i64>,
+}
+
+/// Highest merchant discount rate a rule may set (10 %).
+pub const DISCOUNT_BPS_MAX: i64 = 1_000;
+
+impl DiscountRule {
+    /// A plain percentage, no bounds.
+    pub const fn percent(bps: i64) -> DiscountRule {
+        DiscountRule {
+            percent_bps: bps,
+            minimum: 0,
+            maximum: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), FeeRuleError> {
+        FeeRule {
+            percent_bps: self.percent_bps,
+            minimum: self.minimum,
+            maximum: self.maximum,
+            ..FeeRule::FREE
+        }
+        .validate()?;
+        if self.percent_bps > DISCOUNT_BPS_MAX {
+            return Err(FeeRuleError {
+                field: "percent_bps",
+                message: format!("basis points from 0 to {DISCOUNT_BPS_MAX} (10 %)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The fee on a day's `gross` takings: the percentage rounded half up,
+    /// clamped to `[minimum, maximum]`, and never above `gross` (a day with
+    /// no takings pays nothing).
+    pub fn charge(&self, gross: i64) -> i64 {
+        if gross <= 0 {
+            return 0;
+        }
+        let fee = FeeRule {
+            percent_bps: self.percent_bps,
+            minimum: self.minimum,
+            maximum: self.maximum,
+            ..FeeRule::FREE
+        }
+        .charge(gross);
+        fee.min(gross)
+    }
+}
+
+/// Whose merchant discount rule: one merchant's, or every merchant's of a
+/// merchant category code.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DiscountScope {
+    Merchant(String),
+    Mcc(String),
+}
+
 /// Every operation's rule; an operation without one is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeeSchedule {
     rules: BTreeMap<FeeOperation, FeeRule>,
+    /// Merchant discount rules over the shipped MCC defaults (`mcc.rs`).
+    discounts: BTreeMap<DiscountScope, DiscountRule>,
 }
 
 impl Default for FeeSchedule {
@@ -242,6 +311,7 @@ impl Default for FeeSchedule {
             (FeeOperation::BillPayment, FeeRule::FREE),
         ])
         .unwrap_or_else(|_| unreachable!("the default schedule is valid"))
+        // The merchant discount rates are the shipped MCC table's.
     }
 }
 
@@ -255,14 +325,50 @@ impl FeeSchedule {
             rule.validate().map_err(|e| (operation, e))?;
             map.insert(operation, rule);
         }
-        Ok(FeeSchedule { rules: map })
+        Ok(FeeSchedule {
+            rules: map,
+            discounts: BTreeMap::new(),
+        })
     }
 
-    /// No fees at all (tests that are not about fees).
+    /// No fees at all for customers (tests that are not about fees); the
+    /// merchant discount rates stay the MCC table's.
     pub fn free() -> FeeSchedule {
         FeeSchedule {
             rules: BTreeMap::new(),
+            discounts: BTreeMap::new(),
         }
+    }
+
+    /// This schedule with a merchant discount rule for one merchant or MCC.
+    pub fn with_discount(
+        mut self,
+        scope: DiscountScope,
+        rule: DiscountRule,
+    ) -> Result<FeeSchedule, FeeRuleError> {
+        rule.validate()?;
+        self.discounts.insert(scope, rule);
+        Ok(self)
+    }
+
+    /// The configured discount rules, by scope.
+    pub fn discounts(&self) -> impl Iterator<Item = (&DiscountScope, &DiscountRule)> {
+        self.discounts.iter()
+    }
+
+    /// The discount rule a merchant settles under: its own rule, else its
+    /// MCC's configured one, else the MCC table's default rate (0 for a code
+    /// not in the table, which cannot be onboarded).
+    pub fn merchant_discount(&self, merchant_id: &str, mcc: &str) -> DiscountRule {
+        self.discounts
+            .get(&DiscountScope::Merchant(merchant_id.to_string()))
+            .or_else(|| self.discounts.get(&DiscountScope::Mcc(mcc.to_string())))
+            .copied()
+            .unwrap_or_else(|| {
+                DiscountRule::percent(
+                    crate::mcc::category(mcc).map_or(0, |c| i64::from(c.discount_rate_bps)),
+                )
+            })
     }
 
     pub fn rule(&self, operation: FeeOperation) -> FeeRule {
@@ -379,5 +485,38 @@ mod tests {
             FeeSchedule::free().rule(FeeOperation::Withdrawal),
             FeeRule::FREE
         );
+    }
+
+    #[test]
+    fn merchant_discounts_come_from_the_merchant_then_the_mcc_then_the_table() {
+        let schedule = FeeSchedule::default()
+            .with_discount(
+                DiscountScope::Mcc("5814".into()),
+                DiscountRule {
+                    percent_bps: 50,
+                    minimum: 100,
+                    maximum: Some(10_000),
+                },
+            )
+            .expect("mcc")
+            .with_discount(
+                DiscountScope::Merchant("mer_a".into()),
+                DiscountRule::percent(20),
+            )
+            .expect("merchant");
+        assert_eq!(schedule.merchant_discount("mer_a", "5814").percent_bps, 20);
+        assert_eq!(schedule.merchant_discount("mer_b", "5814").percent_bps, 50);
+        // 4111 in the shipped table: 0.30 %.
+        assert_eq!(
+            schedule.merchant_discount("mer_b", "4111"),
+            DiscountRule::percent(30)
+        );
+        let rule = schedule.merchant_discount("mer_b", "5814");
+        assert_eq!(rule.charge(0), 0);
+        assert_eq!(rule.charge(50), 50, "never more than the takings");
+        assert_eq!(rule.charge(1_000), 100, "the minimum");
+        assert_eq!(rule.charge(100_000), 500);
+        assert_eq!(rule.charge(10_000_000), 10_000, "the maximum");
+        assert!(DiscountRule::percent(1_001).validate().is_err());
     }
 }

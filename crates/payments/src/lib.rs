@@ -52,10 +52,13 @@ pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
 };
-pub use fees::{FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule, FeeUsage, Waiver};
+pub use fees::{
+    DiscountRule, DiscountScope, FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule,
+    FeeUsage, Waiver,
+};
 pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
-    FundingView, Source, TopUpRequest, Verdict, WithdrawalRequest,
+    FundingView, Source, TopUpRequest, Verdict, WithdrawalQuote, WithdrawalRequest,
 };
 pub use fx::{
     FixedSide, Fx, FxError, FxPolicy, QuoteView as FxQuoteView, RateSource, SimulatedRateSource,

@@ -85,6 +85,17 @@ pub struct MerchantPolicy {
     /// was left by a crash between its record and its transfer: the
     /// resolver carries it forward.
     pub resolve_after_ms: i64,
+    /// The fee schedule: its merchant discount rules (per merchant or MCC,
+    /// basis points, minimum and maximum) price settlements.
+    pub fees: crate::fees::FeeSchedule,
+    /// A failed settlement payout is retried after this long, doubling
+    /// with each further failure (at most a day).
+    pub payout_retry_base_ms: i64,
+    /// After this many failed payouts a settlement is `payout_failed`.
+    pub payout_attempts_max: i64,
+    /// Webhook endpoints may be `http://` on a literal loopback host
+    /// (development and tests only; `webhooks::check_destination`).
+    pub webhook_allow_loopback: bool,
 }
 
 impl Default for MerchantPolicy {
@@ -96,6 +107,10 @@ impl Default for MerchantPolicy {
             payment_code_failures_per_minute_max: 10,
             day_utc_offset_seconds: 8 * 3600,
             resolve_after_ms: 30_000,
+            fees: crate::fees::FeeSchedule::default(),
+            payout_retry_base_ms: 5 * 60 * 1000,
+            payout_attempts_max: 6,
+            webhook_allow_loopback: false,
         }
     }
 }
@@ -303,8 +318,12 @@ pub struct MerchantView {
     pub mcc: String,
     /// The customer-facing spending category of the MCC.
     pub category: &'static str,
-    /// The discount rate charged at settlement (the merchant's own, else the MCC's).
+    /// The discount rate charged at settlement (the rate staff set at review,
+    /// else the fee schedule's for this merchant or its MCC).
     pub discount_rate_bps: u32,
+    /// The whole rule settlement applies: that rate within the schedule's
+    /// minimum and maximum per settlement.
+    pub discount: crate::fees::DiscountRule,
     pub status: MerchantStatus,
     pub settlement_bank_account_id: String,
     pub webhook_url: Option<String>,
@@ -326,23 +345,26 @@ pub struct NewMerchant {
 const SELECT_MERCHANT: &str = "SELECT id, owner_customer_id, display_name, city, mcc, discount_rate_bps, status, settlement_bank_account_id, \
      webhook_url, review_note, reviewed_at, created_at FROM merchants";
 
-fn merchant(row: &Row) -> Result<MerchantView, MerchantError> {
+fn merchant(row: &Row, fees: &crate::fees::FeeSchedule) -> Result<MerchantView, MerchantError> {
     let corrupt = |what: &str| MerchantError::Store(StoreError::Corrupt(what.to_string()));
+    let id = row.text(0)?;
     let mcc_code = row.text(4)?;
     let category = mcc::category(&mcc_code).ok_or_else(|| corrupt("merchant category code"))?;
-    let own_rate = row.opt_int(5)?;
-    let discount_rate_bps = match own_rate {
-        Some(rate) => u32::try_from(rate).map_err(|_| corrupt("discount rate"))?,
-        None => category.discount_rate_bps,
-    };
+    let mut discount = fees.merchant_discount(&id, &mcc_code);
+    if let Some(rate) = row.opt_int(5)? {
+        discount.percent_bps = rate;
+    }
+    let discount_rate_bps =
+        u32::try_from(discount.percent_bps).map_err(|_| corrupt("discount rate"))?;
     Ok(MerchantView {
-        id: row.text(0)?,
+        id,
         owner_customer_id: row.text(1)?,
         display_name: row.text(2)?,
         city: row.text(3)?,
         mcc: mcc_code,
         category: category.category,
         discount_rate_bps,
+        discount,
         status: MerchantStatus::parse(&row.text(6)?).ok_or_else(|| corrupt("merchant status"))?,
         settlement_bank_account_id: row.text(7)?,
         webhook_url: row.opt_text(8)?,
@@ -660,7 +682,7 @@ impl Merchants {
                 )
             })?
             .ok_or(MerchantError::NotFound("merchant"))?;
-        merchant(&row)
+        merchant(&row, &self.policy.fees)
     }
 
     /// A merchant its owner may manage (another customer's is "not found").
@@ -688,7 +710,9 @@ impl Merchants {
                 sql_params![owner],
             )
         })?;
-        rows.iter().map(merchant).collect()
+        rows.iter()
+            .map(|r| merchant(r, &self.policy.fees))
+            .collect()
     }
 
     /// Merchants for staff, by status, oldest first (a review queue).
@@ -705,7 +729,9 @@ impl Merchants {
                 sql_params![status.map(MerchantStatus::as_str), limit.clamp(1, MERCHANT_PAGE_MAX)],
             )
         })?;
-        rows.iter().map(merchant).collect()
+        rows.iter()
+            .map(|r| merchant(r, &self.policy.fees))
+            .collect()
     }
 
     /// Every approved merchant's id (for the settlement run).
@@ -800,7 +826,19 @@ impl Merchants {
         ip: &str,
     ) -> Result<(MerchantView, Secret<String>), MerchantError> {
         self.owned(owner, merchant_id)?;
-        let url = web_url("url", url, WEBHOOK_URL_LENGTH_MAX)?;
+        if url.len() > WEBHOOK_URL_LENGTH_MAX
+            || !url.bytes().all(|b| b.is_ascii_graphic())
+            || url.contains('#')
+        {
+            return Err(MerchantError::invalid(
+                "url",
+                format!("an https:// URL of at most {WEBHOOK_URL_LENGTH_MAX} characters"),
+            ));
+        }
+        crate::webhooks::check_destination(url, self.policy.webhook_allow_loopback).map_err(
+            |why| MerchantError::invalid("url", format!("not a webhook destination: {why}")),
+        )?;
+        let url = url.to_string();
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let secret = Secret::new(format!("whsec_{}", hex::encode(bytes)));

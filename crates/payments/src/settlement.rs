@@ -18,9 +18,19 @@
 //! 3. *paying*: the net is paid out from the settlement wallet by the
 //!    funding module (hold → core banking payout → signed callback), whose
 //!    record (`funding_id`) then carries the payout's own status.
+//! 4. `follow_payouts` (every pass of `serve`'s merchant tasks) reads that
+//!    status: *paid* once it succeeded; when it failed (the money is back
+//!    in the settlement wallet) *payout_retrying* with `next_payout_at`
+//!    backing off exponentially from `MerchantPolicy::payout_retry_base_ms`,
+//!    then a new payout (its own idempotency key `…:payout:<n>`, so a crash
+//!    never pays twice); after `payout_attempts_max` failures
+//!    *payout_failed*, which needs staff (the bank account is wrong).
 //!
-//! The fee is `gross × rate / 10 000` in basis points, rounded half up to
-//! the fen, on the day's gross payments; refunds do not return the fee
+//! The fee is the fee schedule's merchant discount rule for the merchant
+//! (its own rule, else its MCC's; `fees::DiscountRule`): `gross × rate /
+//! 10 000` in basis points, rounded half up to the fen, on the day's gross
+//! payments, within the rule's minimum and maximum and never above the
+//! gross; refunds do not return the fee
 //! (as with most acquirers). A day whose refunds and fee exceed its
 //! payments settles nothing and is `carried_forward`: its items stay open
 //! for the next day.
@@ -30,7 +40,8 @@ use coffer_store::{sql_params, StoreError};
 
 use crate::funding::{wallet_account_id, ClientKey, FundingView, FUNDING_CURRENCY};
 use crate::merchants::{
-    receivable_account_id, MerchantError, Merchants, MERCHANT_FEE_INCOME_ACCOUNT, MERCHANT_PAGE_MAX,
+    receivable_account_id, MerchantError, Merchants, MERCHANT_FEE_INCOME_ACCOUNT,
+    MERCHANT_PAGE_MAX, NANOS_PER_MILLI,
 };
 
 /// The merchant discount fee on `gross` at `rate_bps`, rounded half up to
@@ -102,17 +113,22 @@ pub struct SettlementView {
     pub discount_rate_bps: i64,
     pub payment_count: i64,
     pub refund_count: i64,
-    /// `recorded`, `moved`, `paying`, `settled` (nothing to pay out),
-    /// `empty`, `carried_forward` or `failed`.
+    /// `recorded`, `moved`, `paying`, `paid`, `payout_retrying`,
+    /// `payout_failed`, `settled` (nothing to pay out), `empty`,
+    /// `carried_forward` or `failed`.
     pub status: String,
     pub reason: Option<String>,
     pub funding_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Payouts tried so far (0 before the first).
+    pub payout_attempts: i64,
+    /// When `payout_retrying`: the next payout is due then.
+    pub next_payout_at: Option<i64>,
 }
 
 const SELECT_SETTLEMENT: &str = "SELECT id, merchant_id, day, attempt, gross, refunds, fee, net, currency, discount_rate_bps, payment_count, refund_count, \
-     state, reason, funding_id, created_at, updated_at FROM merchant_settlements";
+     state, reason, funding_id, created_at, updated_at, payout_attempts, next_payout_at FROM merchant_settlements";
 
 fn settlement(row: &Row) -> Result<SettlementView, MerchantError> {
     Ok(SettlementView {
@@ -133,6 +149,8 @@ fn settlement(row: &Row) -> Result<SettlementView, MerchantError> {
         funding_id: row.opt_text(14)?,
         created_at: row.int(15)?,
         updated_at: row.int(16)?,
+        payout_attempts: row.int(17)?,
+        next_payout_at: row.opt_int(18)?,
     })
 }
 
@@ -171,7 +189,7 @@ impl Merchants {
             previous => self.record_settlement(
                 merchant_id,
                 day,
-                merchant.discount_rate_bps,
+                merchant.discount,
                 previous.map_or(1, |p| p.attempt + 1),
             )?,
         };
@@ -182,6 +200,9 @@ impl Merchants {
         };
         if current.status == "moved" {
             return self.pay_settlement(current, &merchant.settlement_bank_account_id);
+        }
+        if matches!(current.status.as_str(), "paying" | "payout_retrying") {
+            return self.follow_payout(current, &merchant.settlement_bank_account_id);
         }
         Ok(current)
     }
@@ -203,7 +224,7 @@ impl Merchants {
         &self,
         merchant_id: &str,
         day: i64,
-        rate_bps: u32,
+        discount: crate::fees::DiscountRule,
         attempt: i64,
     ) -> Result<SettlementView, MerchantError> {
         let settlement_id = format!("stl_{}_{day}", merchant_id.trim_start_matches("mer_"));
@@ -231,7 +252,7 @@ impl Merchants {
             let (gross, payment_count) = (payments.int(0)?, payments.int(1)?);
             let (refunded, refund_count) = (refunds.int(0)?, refunds.int(1)?);
             let overflow = || MerchantError::Internal("settlement arithmetic overflow".into());
-            let fee = discount_fee(gross, rate_bps).ok_or_else(overflow)?;
+            let fee = discount.charge(gross);
             let net = gross
                 .checked_sub(refunded)
                 .and_then(|n| n.checked_sub(fee))
@@ -252,7 +273,7 @@ impl Merchants {
                  payment_count, refund_count, state, reason, funding_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, $14, $14) \
                  ON CONFLICT (id) DO UPDATE SET attempt = $4, gross = $5, refunds = $6, fee = $7, net = $8, discount_rate_bps = $10, \
-                 payment_count = $11, refund_count = $12, state = $13, reason = NULL, updated_at = $14",
+                 payment_count = $11, refund_count = $12, state = $13, reason = NULL, funding_id = NULL, payout_attempts = 0, next_payout_at = NULL, updated_at = $14",
                 sql_params![
                     settlement_id.as_str(),
                     merchant_id,
@@ -263,7 +284,7 @@ impl Merchants {
                     fee,
                     net,
                     FUNDING_CURRENCY,
-                    i64::from(rate_bps),
+                    discount.percent_bps,
                     payment_count,
                     refund_count,
                     state,
@@ -335,7 +356,16 @@ impl Merchants {
         current: SettlementView,
         bank_account_id: &str,
     ) -> Result<SettlementView, MerchantError> {
-        let reference = format!("settlement:{}:{}", current.id, current.attempt);
+        // The first payout keeps the key it always had; retries their own.
+        let reference = match current.payout_attempts {
+            0 => format!("settlement:{}:{}", current.id, current.attempt),
+            n => format!(
+                "settlement:{}:{}:payout:{}",
+                current.id,
+                current.attempt,
+                n + 1
+            ),
+        };
         let payout = self.funding.settlement_payout(
             &current.merchant_id,
             &ClientKey {
@@ -348,12 +378,111 @@ impl Merchants {
         let now = self.now();
         self.sql.run(|db| {
             db.execute(
-                "UPDATE merchant_settlements SET state = 'paying', funding_id = $2, updated_at = $3 WHERE id = $1 AND state = 'moved'",
-                sql_params![current.id.as_str(), payout.id.as_str(), now],
+                "UPDATE merchant_settlements SET state = 'paying', funding_id = $2, payout_attempts = $4, next_payout_at = NULL, updated_at = $3 \
+                 WHERE id = $1 AND state IN ('moved', 'payout_retrying') AND payout_attempts = $5",
+                sql_params![
+                    current.id.as_str(),
+                    payout.id.as_str(),
+                    now,
+                    current.payout_attempts + 1,
+                    current.payout_attempts
+                ],
             )
         })?;
         self.load_settlement(&current.merchant_id, current.day)?
             .ok_or(MerchantError::NotFound("settlement"))
+    }
+
+    /// Carries a settlement's payout forward from its funding record:
+    /// `paid`, a retry scheduled with back-off, a due retry made, or
+    /// `payout_failed` once the attempts are used up.
+    fn follow_payout(
+        &self,
+        current: SettlementView,
+        bank_account_id: &str,
+    ) -> Result<SettlementView, MerchantError> {
+        let now = self.now();
+        if current.status == "payout_retrying" {
+            if current.next_payout_at.is_some_and(|at| at <= now) {
+                return self.pay_settlement(current, bank_account_id);
+            }
+            return Ok(current);
+        }
+        let Some(payout) = self.settlement_payout(&current)? else {
+            return Ok(current);
+        };
+        let (state, reason, next) = match payout.state {
+            crate::funding::FundingState::Pending => return Ok(current),
+            crate::funding::FundingState::Succeeded => ("paid", None, None),
+            crate::funding::FundingState::Failed
+                if current.payout_attempts < self.policy.payout_attempts_max =>
+            {
+                (
+                    "payout_retrying",
+                    payout.reason.clone(),
+                    Some(
+                        now.saturating_add(
+                            payout_backoff_ms(
+                                self.policy.payout_retry_base_ms,
+                                current.payout_attempts,
+                            )
+                            .saturating_mul(NANOS_PER_MILLI),
+                        ),
+                    ),
+                )
+            }
+            crate::funding::FundingState::Failed => ("payout_failed", payout.reason.clone(), None),
+        };
+        self.sql.transaction(|db| -> Result<(), MerchantError> {
+            let changed = db.execute(
+                "UPDATE merchant_settlements SET state = $2, reason = $3, next_payout_at = $4, updated_at = $5 \
+                 WHERE id = $1 AND state = 'paying' AND payout_attempts = $6",
+                sql_params![current.id.as_str(), state, reason.as_deref(), next, now, current.payout_attempts],
+            )?;
+            if changed == 1 && state == "payout_failed" {
+                // Staff must act (the account is wrong): on the record.
+                coffer_audit::append(
+                    db,
+                    &coffer_audit::Entry {
+                        at: now,
+                        actor: coffer_audit::ACTOR_SYSTEM,
+                        action: "settlement_payout_failed",
+                        subject: Some(&current.merchant_id),
+                        ip: "",
+                        outcome: coffer_audit::Outcome::Ok,
+                        detail: &format!("{} {}", current.id, reason.as_deref().unwrap_or("")),
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        self.load_settlement(&current.merchant_id, current.day)?
+            .ok_or(MerchantError::NotFound("settlement"))
+    }
+
+    /// One pass over every settlement whose payout is in flight or due for
+    /// a retry; returns how many it looked at. Failures are logged and left
+    /// for the next pass.
+    pub fn follow_payouts(&self) -> Result<usize, MerchantError> {
+        let rows = self.sql.run(|db| {
+            db.query(
+                &format!(
+                    "{SELECT_SETTLEMENT} WHERE state IN ('paying', 'payout_retrying') ORDER BY updated_at, id LIMIT $1"
+                ),
+                sql_params![MERCHANT_PAGE_MAX],
+            )
+        })?;
+        for row in &rows {
+            let current = settlement(row)?;
+            let id = current.id.clone();
+            let result = self.get(&current.merchant_id).and_then(|merchant| {
+                self.follow_payout(current, &merchant.settlement_bank_account_id)
+            });
+            if let Err(error) = result {
+                tracing::warn!(settlement = %id, %error, "settlement payout not followed yet");
+            }
+        }
+        Ok(rows.len())
     }
 
     /// The payout of a settlement (its funding record), if it has one.
@@ -384,6 +513,14 @@ impl Merchants {
         })?;
         rows.iter().map(settlement).collect()
     }
+}
+
+/// The wait before retry `attempts + 1` after `attempts` failed payouts:
+/// `base × 2^(attempts − 1)`, at most a day.
+pub fn payout_backoff_ms(base_ms: i64, attempts: i64) -> i64 {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let shift = u32::try_from((attempts - 1).clamp(0, 30)).unwrap_or(30);
+    base_ms.saturating_mul(1_i64 << shift).min(DAY_MS)
 }
 
 fn release_items(
@@ -421,6 +558,15 @@ mod tests {
         ] {
             assert_eq!(day_of_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn payout_retries_back_off_exponentially_up_to_a_day() {
+        assert_eq!(payout_backoff_ms(60_000, 1), 60_000);
+        assert_eq!(payout_backoff_ms(60_000, 2), 120_000);
+        assert_eq!(payout_backoff_ms(60_000, 4), 480_000);
+        assert_eq!(payout_backoff_ms(60_000, 40), 24 * 3600 * 1000);
+        assert_eq!(payout_backoff_ms(i64::MAX, 3), 24 * 3600 * 1000);
     }
 
     #[test]

@@ -289,6 +289,7 @@ pub(super) struct FileP2p {
     pub exempt_daily_total_max: Option<i64>,
     pub exempt_daily_count_max: Option<i64>,
     pub lookups_per_hour_max: Option<i64>,
+    pub lookups_per_ip_per_hour_max: Option<i64>,
     pub request_ttl_seconds: Option<i64>,
 }
 
@@ -301,6 +302,25 @@ pub(super) struct FileFees {
     pub withdrawal: Option<FileFeeRule>,
     pub merchant_payment: Option<FileFeeRule>,
     pub bill_payment: Option<FileFeeRule>,
+    /// `[fees.merchant_discount.mcc.<code>]` and
+    /// `[fees.merchant_discount.merchant.<merchant id>]`: the merchant
+    /// discount rate settlements charge.
+    pub merchant_discount: FileMerchantDiscount,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FileMerchantDiscount {
+    pub mcc: BTreeMap<String, FileDiscountRule>,
+    pub merchant: BTreeMap<String, FileDiscountRule>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FileDiscountRule {
+    pub percent_bps: Option<i64>,
+    pub minimum: Option<i64>,
+    pub maximum: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]

@@ -531,7 +531,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
 fn parse_payments(
     raw: Option<Sourced<layer::FilePayments>>,
 ) -> Result<Sourced<coffer_payments::P2pPolicy>, ConfigError> {
-    use coffer_payments::{FeeOperation, FeeRule};
+    use coffer_payments::{DiscountRule, DiscountScope, FeeOperation, FeeRule};
     let Some(raw) = raw else {
         return Ok(Sourced::default_value(coffer_payments::P2pPolicy::default()));
     };
@@ -559,6 +559,10 @@ fn parse_payments(
         p2p.exempt_daily_count_max,
     );
     set(&mut policy.lookups_per_hour_max, p2p.lookups_per_hour_max);
+    set(
+        &mut policy.lookups_per_ip_per_hour_max,
+        p2p.lookups_per_ip_per_hour_max,
+    );
     set(&mut policy.request_ttl_seconds, p2p.request_ttl_seconds);
     policy
         .validate()
@@ -587,6 +591,49 @@ fn parse_payments(
                 e.message,
             )
         })?;
+    }
+    let discounts = &fees.merchant_discount;
+    for (scope, key, given) in discounts
+        .mcc
+        .iter()
+        .map(|(code, rule)| {
+            (
+                DiscountScope::Mcc(code.clone()),
+                format!("mcc.{code}"),
+                rule,
+            )
+        })
+        .chain(discounts.merchant.iter().map(|(id, rule)| {
+            (
+                DiscountScope::Merchant(id.clone()),
+                format!("merchant.{id}"),
+                rule,
+            )
+        }))
+    {
+        let dotted = format!("fees.merchant_discount.{key}");
+        let base = match &scope {
+            DiscountScope::Mcc(code) => match coffer_payments::mcc::category(code) {
+                Some(category) => DiscountRule::percent(i64::from(category.discount_rate_bps)),
+                None => return Err(error(
+                    dotted,
+                    "not a merchant category code Coffer accepts (see GET /v1/merchant-categories)"
+                        .into(),
+                )),
+            },
+            DiscountScope::Merchant(_) => match given.percent_bps {
+                Some(_) => DiscountRule::percent(0),
+                None => return Err(error(format!("{dotted}.percent_bps"), "required".into())),
+            },
+        };
+        let rule = DiscountRule {
+            percent_bps: given.percent_bps.unwrap_or(base.percent_bps),
+            minimum: given.minimum.unwrap_or(base.minimum),
+            maximum: given.maximum.or(base.maximum),
+        };
+        schedule = schedule
+            .with_discount(scope, rule)
+            .map_err(|e| error(format!("{dotted}.{}", e.field), e.message))?;
     }
     policy.fees = schedule;
     Ok(Sourced::new(policy, raw.origin))

@@ -168,6 +168,11 @@ pub fn render(config: &Config) -> String {
                 origin,
             ),
             line(
+                "lookups_per_ip_per_hour_max",
+                policy.lookups_per_ip_per_hour_max.to_string(),
+                origin,
+            ),
+            line(
                 "request_ttl_seconds",
                 policy.request_ttl_seconds.to_string(),
                 origin,

@@ -912,6 +912,62 @@ fn the_fee_schedule_and_p2p_policy_come_from_the_file() {
 }
 
 #[test]
+fn merchant_discount_rates_come_from_the_fee_schedule() {
+    use coffer_payments::DiscountRule;
+    let dir = dir();
+    let path = write(
+        dir.path(),
+        "coffer.toml",
+        "[fees.merchant_discount.mcc.5814]\npercent_bps = 45\nminimum = 100\nmaximum = 5000\n\n\
+         [fees.merchant_discount.mcc.5812]\nmaximum = 2000\n\n\
+         [fees.merchant_discount.merchant.mer_0123456789abcdef]\npercent_bps = 20\n",
+    );
+    let config = load(&with_file(&path), &Env::from_pairs(&[])).expect("config");
+    let fees = &config.payments.value.fees;
+    assert_eq!(
+        fees.merchant_discount("mer_x", "5814"),
+        DiscountRule {
+            percent_bps: 45,
+            minimum: 100,
+            maximum: Some(5_000)
+        }
+    );
+    // Fields not named keep the MCC table's rate.
+    assert_eq!(
+        fees.merchant_discount("mer_x", "5812"),
+        DiscountRule {
+            percent_bps: 38,
+            minimum: 0,
+            maximum: Some(2_000)
+        }
+    );
+    assert_eq!(
+        fees.merchant_discount("mer_0123456789abcdef", "5814"),
+        DiscountRule::percent(20)
+    );
+    for (text, key) in [
+        (
+            "[fees.merchant_discount.mcc.7995]\npercent_bps = 45\n",
+            "fees.merchant_discount.mcc.7995",
+        ),
+        (
+            "[fees.merchant_discount.mcc.5814]\npercent_bps = 1001\n",
+            "fees.merchant_discount.mcc.5814.percent_bps",
+        ),
+        (
+            "[fees.merchant_discount.merchant.mer_a]\nminimum = 1\n",
+            "fees.merchant_discount.merchant.mer_a.percent_bps",
+        ),
+    ] {
+        let path = write(dir.path(), "bad.toml", text);
+        let error = load(&with_file(&path), &Env::from_pairs(&[]))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(key), "{key}: {error}");
+    }
+}
+
+#[test]
 fn a_bad_fee_rule_or_p2p_setting_names_the_key() {
     assert_eq!(
         error_in_file("[fees.p2p]\npercent_bps = 20000\n"),
