@@ -91,6 +91,13 @@ impl ApiKeyCache {
             .map(|(record, _)| record.clone())
     }
 
+    /// Drops a key, so the next request with it reads the database (where
+    /// a revocation has just been written).
+    pub fn forget(&self, id: &str) {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(id);
+    }
+
     fn put(&self, record: ApiKeyRecord) {
         let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= API_KEY_CACHE_ENTRIES_MAX {

@@ -1026,7 +1026,7 @@ pub(crate) async fn sign_out(State(state): State<AppState>, session: CustomerSes
     path = "/v1/me",
     tag = "customers",
     summary = "The signed-in customer",
-    description = "Profile (name, masked contact, KYC tier) and wallet balances in minor units.",
+    description = "Profile (name, masked contact, KYC tier) and the balances, in minor units, of every wallet the customer has: CNY first, then each other currency's wallet opened (POST /v1/me/wallets).",
     responses(
         (status = 200, description = "The customer and their wallets.", body = MeResponse),
         (status = 401, description = "`unauthenticated`: no live session (bearer `cs_…` token or `coffer_session` cookie).", body = crate::error::ErrorBody),
@@ -1045,10 +1045,33 @@ pub(crate) async fn me(State(state): State<AppState>, session: CustomerSession) 
         Ok(wallet) => wallet,
         Err(error) => return error.into_response(),
     };
+    // The CNY wallet first (always there), then one per other currency the
+    // customer has opened, in the bank's order of enabled currencies.
     let reader = state.reader.clone();
-    let account = match tokio::task::spawn_blocking(move || reader.account(&wallet)).await {
-        Ok(Ok(Some(account))) => account,
-        Ok(Ok(None)) => return ApiError::internal("wallet vanished").into_response(),
+    let ids: Vec<Identifier> = std::iter::once(wallet)
+        .chain(
+            state
+                .fx
+                .policy()
+                .enabled_currencies
+                .iter()
+                .filter(|code| code.as_str() != DEFAULT_WALLET_CURRENCY)
+                .filter_map(|code| wallet_account(&customer.id, code).ok()),
+        )
+        .collect();
+    let accounts = match tokio::task::spawn_blocking(move || {
+        let mut accounts = Vec::new();
+        for id in &ids {
+            if let Some(account) = reader.account(id)? {
+                accounts.push(account);
+            }
+        }
+        Ok::<_, coffer_store::StoreError>(accounts)
+    })
+    .await
+    {
+        Ok(Ok(accounts)) if !accounts.is_empty() => accounts,
+        Ok(Ok(_)) => return ApiError::internal("wallet vanished").into_response(),
         Ok(Err(error)) => return ApiError::from(error).into_response(),
         Err(error) => return ApiError::internal(error).into_response(),
     };
@@ -1056,11 +1079,14 @@ pub(crate) async fn me(State(state): State<AppState>, session: CustomerSession) 
         StatusCode::OK,
         &MeResponse {
             customer: customer_body(&customer),
-            wallets: vec![WalletBody {
-                account_id: account.id().to_string(),
-                currency: account.spec.currency.as_str().to_string(),
-                balances: balances_view(&account, account.balances),
-            }],
+            wallets: accounts
+                .iter()
+                .map(|account| WalletBody {
+                    account_id: account.id().to_string(),
+                    currency: account.spec.currency.as_str().to_string(),
+                    balances: balances_view(account, account.balances),
+                })
+                .collect(),
             limits: {
                 let limits = state.identity.policy().tiers.limits(customer.tier);
                 LimitsBody {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod funding_routes;
 pub mod idempotency;
 pub mod ledger_routes;
+pub mod merchant_key_routes;
 pub mod merchant_routes;
 pub mod metrics;
 pub mod openapi;
@@ -459,6 +460,7 @@ pub fn routes() -> RouteTable {
         .merge(p2p_routes::routes())
         .merge(wallet_routes::routes())
         .merge(merchant_routes::routes())
+        .merge(merchant_key_routes::routes())
         .merge(staff_routes::routes())
 }
 

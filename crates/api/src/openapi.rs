@@ -20,8 +20,8 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
-    wallet_routes,
+    customer_routes, funding_routes, ledger_routes, merchant_key_routes, merchant_routes,
+    p2p_routes, staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -87,6 +87,9 @@ pub const SESSION_SCHEME: &str = "session";
         funding_routes::get_top_up,
         funding_routes::authenticate_top_up,
         funding_routes::create_withdrawal,
+        funding_routes::quote_withdrawal,
+        merchant_key_routes::list_merchant_keys,
+        merchant_key_routes::revoke_merchant_key,
         funding_routes::list_withdrawals,
         funding_routes::get_withdrawal,
         funding_routes::card_network_webhook,

@@ -60,6 +60,21 @@ fn merchant_policy() -> MerchantPolicy {
         payment_code_lifetime_ms: 2_000,
         payment_code_failures_per_minute_max: 3,
         resolve_after_ms: 0,
+        // Cafés (MCC 5814) pay the table's 0.38 %, at most CNY 2.00 a day.
+        fees: coffer_payments::FeeSchedule::default()
+            .with_discount(
+                coffer_payments::DiscountScope::Mcc("5814".into()),
+                coffer_payments::DiscountRule {
+                    percent_bps: 38,
+                    minimum: 0,
+                    maximum: Some(200),
+                },
+            )
+            .expect("discount rule"),
+        payout_retry_base_ms: 60_000,
+        payout_attempts_max: 2,
+        // The test's receiver listens on 127.0.0.1 over http.
+        webhook_allow_loopback: true,
         ..MerchantPolicy::default()
     }
 }
@@ -210,6 +225,13 @@ impl App {
     async fn get(&self, bearer: &str, path: &str) -> (u16, Value) {
         self.send(Method::GET, path, &[("Authorization", bearer)], None)
             .await
+    }
+
+    async fn get_text(&self, bearer: &str, path: &str) -> (u16, String) {
+        let (status, bytes) = self
+            .send_raw(Method::GET, path, &[("Authorization", bearer)], None)
+            .await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     async fn dispatch(&self) {
@@ -512,6 +534,33 @@ async fn merchant_flows(app: &App) {
     let (merchant_id, merchant, merchant_owner) = app
         .merchant("+8613900139001", "Lotus Coffee", "5814", &compliance)
         .await;
+    // Never into the bank's network: private, link-local, CGNAT addresses
+    // (and plain http to anything but loopback) are refused.
+    for (n, url) in [
+        "https://10.0.0.5/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00::1]/hook",
+        "https://100.64.1.1/hook",
+        "http://8.8.8.8/hook",
+        "https://hooks.shop.invalid/hook",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, body) = app
+            .post(
+                &merchant_owner,
+                &format!("hook-bad-{n}"),
+                &format!("/v1/me/merchants/{merchant_id}/webhook"),
+                json!({"url": url}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_of(&body)),
+            (422, (Some("invalid_field"), Some("url"))),
+            "{url}: {body}"
+        );
+    }
     let (hook_url, received) = webhook_receiver().await;
     let (status, hook) = app
         .post(
@@ -864,6 +913,41 @@ async fn merchant_flows(app: &App) {
         )
         .await;
     assert_eq!((status, &replay), (201, &partial));
+    // Alice's history shows the payment, its category (MCC 5814: food),
+    // partly refunded at once, and the refund itself coming in.
+    let (status, row) = app
+        .get(
+            &alice,
+            &format!("/v1/me/activity/act_merchant_payment_{coffee}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{row}");
+    assert_eq!(
+        (
+            &row["status"],
+            &row["category"],
+            &row["counterparty"],
+            &row["refunded"]
+        ),
+        (
+            &json!("partially_refunded"),
+            &json!("food"),
+            &json!("Lotus Coffee"),
+            &json!(1_000)
+        ),
+        "{row}"
+    );
+    let (_, refunds) = app.get(&alice, "/v1/me/activity?type=refund").await;
+    let refund_rows = refunds["data"].as_array().expect("rows");
+    assert_eq!(refund_rows.len(), 1, "{refunds}");
+    assert_eq!(
+        (
+            &refund_rows[0]["direction"],
+            &refund_rows[0]["status"],
+            &refund_rows[0]["amount"]
+        ),
+        (&json!("in"), &json!("succeeded"), &json!(1_000))
+    );
     let (status, body) = app
         .post(
             &merchant,
@@ -893,6 +977,23 @@ async fn merchant_flows(app: &App) {
         (&json!("refunded"), &json!(3_800))
     );
     assert_eq!(after["refunds"].as_array().expect("refunds").len(), 2);
+    let (_, row) = app
+        .get(
+            &alice,
+            &format!("/v1/me/activity/act_merchant_payment_{coffee}"),
+        )
+        .await;
+    assert_eq!(row["status"], "refunded", "{row}");
+    // Alice's merchant payments are all in her history, with their categories.
+    let (_, history) = app
+        .get(&alice, "/v1/me/activity?type=merchant_payment")
+        .await;
+    let rows = history["data"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "{history}");
+    assert!(rows.iter().all(|r| r["category"] == "food"), "{history}");
+    let (status, csv) = app.get_text(&alice, "/v1/me/activity/export").await;
+    assert_eq!(status, 200);
+    assert!(csv.contains("merchant_payment,refunded"), "{csv}");
     // Another merchant cannot refund it.
     let (other_id, other, _) = app
         .merchant("+8613900139002", "Green Grocer", "5411", &compliance)
@@ -967,7 +1068,9 @@ async fn merchant_flows(app: &App) {
         .expect("settled")
         .clone();
     let gross = 3_800 + 60_000 + 2_500 + 1_200;
-    let fee = (gross * 38 + 5_000) / 10_000;
+    // 0.38 % of the day's gross is 257: the schedule's maximum caps it.
+    assert_eq!((gross * 38 + 5_000) / 10_000, 257);
+    let fee = 200;
     assert_eq!(ours["gross"], gross);
     assert_eq!(ours["refunds"], 3_800);
     assert_eq!(ours["fee"], fee);
@@ -1160,4 +1263,286 @@ async fn concurrent_refunds_never_exceed_the_payment_on_postgres() {
         .await
         .expect("pg");
     concurrent_refunds(spawn_app(db).await).await;
+}
+
+async fn merchant_key_revocation(app: &App) {
+    let compliance = app.staff("keys.officer", Role::ComplianceOfficer).await;
+    let (merchant_id, merchant, owner) = app
+        .merchant("+8613900139500", "Key Street Cafe", "5814", &compliance)
+        .await;
+    let (status, keys) = app
+        .get(&owner, &format!("/v1/me/merchants/{merchant_id}/api-keys"))
+        .await;
+    assert_eq!(status, 200, "{keys}");
+    let listed = keys["data"].as_array().expect("keys");
+    assert_eq!(listed.len(), 1, "{keys}");
+    assert!(listed[0].get("revoked_at").is_none());
+    let key_id = listed[0]["id"].as_str().expect("id").to_string();
+    assert!(
+        merchant.contains(&key_id),
+        "the id is the key's visible part"
+    );
+    assert!(!keys
+        .to_string()
+        .contains(&merchant["Bearer coffer_".len() + 17..]));
+    let (status, _) = app.get(&merchant, "/v1/merchant").await;
+    assert_eq!(status, 200);
+    // Someone else's session cannot see or revoke it.
+    let (_, stranger) = app.customer("+8613900139501").await;
+    let revoke_path = format!("/v1/me/merchants/{merchant_id}/api-keys/{key_id}/revoke");
+    let (status, _) = app.post(&stranger, "rv-x", &revoke_path, json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .get(
+            &stranger,
+            &format!("/v1/me/merchants/{merchant_id}/api-keys"),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Revoked: refused at once (the key was used, so it sat in the cache).
+    let (status, revoked) = app.post(&owner, "rv-1", &revoke_path, json!({})).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let (status, _) = app.get(&merchant, "/v1/merchant").await;
+    assert_eq!(status, 401);
+    // Again: the same answer, one audit record.
+    let (status, again) = app.post(&owner, "rv-2", &revoke_path, json!({})).await;
+    assert_eq!((status, &again), (200, &revoked));
+    let (status, _) = app
+        .post(
+            &owner,
+            "rv-3",
+            &format!("/v1/me/merchants/{merchant_id}/api-keys/0123456789abcdef/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let sql = app.state.sql.clone();
+    let audited = tokio::task::spawn_blocking(move || {
+        sql.run(|db| {
+            db.query_one(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'merchant_api_key_revoked' AND detail = $1",
+                coffer_store::sql_params![key_id.as_str()],
+            )
+        })
+        .expect("count")
+        .int(0)
+        .expect("int")
+    })
+    .await
+    .expect("join");
+    assert_eq!(audited, 1);
+    // A new key works; the revoked one still does not.
+    let (status, fresh) = app
+        .post(
+            &owner,
+            "key-2",
+            &format!("/v1/me/merchants/{merchant_id}/api-keys"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fresh}");
+    let fresh = format!("Bearer {}", fresh["api_key"].as_str().expect("key"));
+    assert_eq!(app.get(&fresh, "/v1/merchant").await.0, 200);
+    assert_eq!(app.get(&merchant, "/v1/merchant").await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_keys_are_revocable_on_sqlite() {
+    merchant_key_revocation(&spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_keys_are_revocable_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    merchant_key_revocation(&spawn_app(db).await).await;
+}
+
+/// A settlement payout the bank refuses is retried after a back-off with a
+/// payout of its own, and given up (audited) after the policy's attempts;
+/// each failure returns the money to the merchant's settlement wallet.
+async fn settlement_payout_retries(app: &App) {
+    let compliance = app.staff("payout.officer", Role::ComplianceOfficer).await;
+    // Its settlement account (6222 00130002) ends in 0002: payouts fail.
+    let (merchant_id, merchant, _) = app
+        .merchant("+8613900130002", "Closed Account Cafe", "5814", &compliance)
+        .await;
+    let (_, alice) = app.customer("+8613900130100").await;
+    app.fund(&alice, 50_000).await;
+    let (_, qr) = app.get(&merchant, "/v1/merchant/qr").await;
+    let (status, paid) = app
+        .post(
+            &alice,
+            "pay-closed",
+            "/v1/me/merchant-payments",
+            json!({"payload": qr["payload"], "amount": 10_000}),
+        )
+        .await;
+    assert_eq!(status, 201, "{paid}");
+    app.clock
+        .0
+        .fetch_add(86_400 * NANOS_PER_SECOND, Ordering::SeqCst);
+    // Signed in after the clock moved (sessions from before have expired).
+    let administrator = app.staff("payout.admin", Role::Administrator).await;
+    let (status, run) = app
+        .post(
+            &administrator,
+            "run-closed",
+            "/v1/staff/settlements",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    let settlement = |list: &Value| {
+        list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|s| s["merchant_id"] == merchant_id.as_str())
+            .cloned()
+            .expect("settlement")
+    };
+    let first = settlement(&run);
+    assert_eq!(
+        (&first["status"], &first["payout_attempts"]),
+        (&json!("paying"), &json!(1)),
+        "{first}"
+    );
+    let net = first["net"].as_i64().expect("net");
+    let follow = || async {
+        let merchants = app.state.merchants.clone();
+        tokio::task::spawn_blocking(move || merchants.follow_payouts())
+            .await
+            .expect("join")
+            .expect("follow");
+        let (_, list) = app.get(&merchant, "/v1/merchant/settlements").await;
+        list["data"][0].clone()
+    };
+    app.deliver_all().await;
+    let retrying = follow().await;
+    assert_eq!(
+        (
+            &retrying["status"],
+            &retrying["reason"],
+            &retrying["payout_attempts"]
+        ),
+        (
+            &json!("payout_retrying"),
+            &json!("account_closed"),
+            &json!(1)
+        ),
+        "{retrying}"
+    );
+    assert!(retrying["next_payout_at"].is_string(), "{retrying}");
+    // The money is back in the settlement wallet, waiting.
+    assert_eq!(
+        app.account_posted(&format!("wallet:{merchant_id}:cny"))
+            .await,
+        net
+    );
+    // Not due yet: nothing happens.
+    assert_eq!(follow().await["status"], "payout_retrying");
+    app.clock
+        .0
+        .fetch_add(61 * NANOS_PER_SECOND, Ordering::SeqCst);
+    let second = follow().await;
+    assert_eq!(
+        (&second["status"], &second["payout_attempts"]),
+        (&json!("paying"), &json!(2)),
+        "{second}"
+    );
+    assert_ne!(second["payout_id"], first["payout_id"]);
+    app.deliver_all().await;
+    let given_up = follow().await;
+    assert_eq!(
+        (&given_up["status"], &given_up["payout_attempts"]),
+        (&json!("payout_failed"), &json!(2)),
+        "{given_up}"
+    );
+    assert_eq!(
+        app.account_posted(&format!("wallet:{merchant_id}:cny"))
+            .await,
+        net
+    );
+    let sql = app.state.sql.clone();
+    let audited = tokio::task::spawn_blocking(move || {
+        sql.run(|db| {
+            db.query_one(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'settlement_payout_failed'",
+                &[],
+            )
+        })
+        .expect("count")
+        .int(0)
+        .expect("int")
+    })
+    .await
+    .expect("join");
+    assert_eq!(audited, 1);
+    app.verify_ledger().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_payouts_are_retried_on_sqlite() {
+    settlement_payout_retries(&spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_payouts_are_retried_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    settlement_payout_retries(&spawn_app(db).await).await;
+}
+
+/// Eight wrong payment codes at once against a budget of three a minute:
+/// exactly three are judged (`payment_code_invalid`), the rest throttled,
+/// however they interleave.
+async fn concurrent_code_guesses(app: App) {
+    let app = Arc::new(app);
+    let compliance = app.staff("guess.officer", Role::ComplianceOfficer).await;
+    let (_, merchant, _) = app
+        .merchant("+8613900139700", "Guess Shop", "5999", &compliance)
+        .await;
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (app, merchant) = (app.clone(), merchant.clone());
+        tasks.push(tokio::spawn(async move {
+            app.post(
+                &merchant,
+                &format!("guess-burst-{n}"),
+                "/v1/merchant/charges",
+                json!({"code": format!("28{:016}", 900 + n), "amount": 100, "currency": "CNY"}),
+            )
+            .await
+        }));
+    }
+    let mut judged = 0;
+    for task in tasks {
+        let (status, body) = task.await.expect("join");
+        match status {
+            422 => {
+                assert_eq!(error_of(&body).0, Some("payment_code_invalid"));
+                judged += 1;
+            }
+            429 => assert_eq!(error_of(&body).0, Some("too_many_attempts"), "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(judged, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_code_guesses_never_pass_the_budget_on_sqlite() {
+    concurrent_code_guesses(spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_code_guesses_never_pass_the_budget_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    concurrent_code_guesses(spawn_app(db).await).await;
 }

@@ -40,6 +40,11 @@ fn tiers() -> Tiers {
 }
 
 async fn spawn_app(db: TestDatabase) -> App {
+    spawn_app_with(db, BillPolicy::default().step_up_threshold).await
+}
+
+/// The app with bills needing a step-up from `bill_step_up_threshold` on.
+async fn spawn_app_with(db: TestDatabase, bill_step_up_threshold: i64) -> App {
     let database = db.database.clone();
     let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
     let transports: Vec<Arc<dyn Transport>> = vec![sms.clone()];
@@ -78,6 +83,7 @@ async fn spawn_app(db: TestDatabase) -> App {
         .with_wallet_policies(
             BillPolicy {
                 status_query_after_ms: 0,
+                step_up_threshold: bill_step_up_threshold,
                 ..BillPolicy::default()
             },
             FxPolicy {
@@ -539,6 +545,16 @@ async fn fx_flows(app: &App) {
         .post(&bearer, "w-1", "/v1/me/wallets", json!({"currency": "JPY"}))
         .await;
     assert_eq!((status, usd["exponent"].as_i64()), (201, Some(0)), "{usd}");
+    // /v1/me lists every wallet the customer has, CNY first.
+    let (status, me) = app.get(&bearer, "/v1/me").await;
+    assert_eq!(status, 200, "{me}");
+    let currencies: Vec<&str> = me["wallets"]
+        .as_array()
+        .expect("wallets")
+        .iter()
+        .filter_map(|w| w["currency"].as_str())
+        .collect();
+    assert_eq!(currencies, ["CNY", "JPY"], "{me}");
     let (status, body) = app
         .post(&bearer, "w-2", "/v1/me/wallets", json!({"currency": "CHF"}))
         .await;
@@ -971,4 +987,102 @@ async fn history_on_postgres() {
         .await
         .expect("pg");
     history_flows(&spawn_app(db).await).await;
+}
+
+/// At or above the threshold a bill payment needs a verified step-up bound
+/// to its amount and bill; a challenge for anything else does not pass, nor
+/// does a used one.
+async fn bill_step_up(app: &App) {
+    let phone = "+8613700137090";
+    let bearer = funded_customer(app, phone).await;
+    let (status, due) = bill(app, &bearer, "state-grid-electricity", "3100204657").await;
+    assert_eq!(status, 200, "{due}");
+    let amount_due = due["amount_due"].as_i64().expect("amount");
+    let pay = |challenge: Option<&str>| {
+        let mut body = json!({"biller_id": "state-grid-electricity", "account_reference": "3100204657", "amount": amount_due, "currency": "CNY"});
+        if let Some(challenge) = challenge {
+            body["step_up_challenge_id"] = json!(challenge);
+        }
+        body
+    };
+    let (status, body) = app
+        .post(&bearer, "bsu-1", "/v1/me/bill-payments", pay(None))
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (
+            403,
+            (Some("step_up_required"), Some("step_up_challenge_id"))
+        ),
+        "{body}"
+    );
+    let challenge = |key: &'static str, amount: i64| {
+        let bearer = bearer.clone();
+        async move {
+            let (status, started) = app
+                .post(
+                    &bearer,
+                    key,
+                    "/v1/me/step-up",
+                    json!({"operation": "bill_payment", "amount": amount, "currency": "CNY", "payee": "biller:state-grid-electricity:3100204657", "method": "code"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{started}");
+            let id = started["challenge_id"].as_str().expect("id").to_string();
+            let code = app.code_for(phone).await;
+            let (status, verified) = app
+                .post(
+                    &bearer,
+                    &format!("{key}-verify"),
+                    &format!("/v1/me/step-up/{id}/verify"),
+                    json!({"code": code}),
+                )
+                .await;
+            assert_eq!(status, 200, "{verified}");
+            id
+        }
+    };
+    // Bound to another amount: refused, nothing moves.
+    let other = challenge("bsu-c1", amount_due - 1).await;
+    let (status, body) = app
+        .post(&bearer, "bsu-2", "/v1/me/bill-payments", pay(Some(&other)))
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
+    assert_eq!(app.balance(&bearer).await, (100_000, 100_000));
+    let right = challenge("bsu-c2", amount_due).await;
+    let (status, paid) = app
+        .post(&bearer, "bsu-3", "/v1/me/bill-payments", pay(Some(&right)))
+        .await;
+    assert_eq!(
+        (status, &paid["status"]),
+        (201, &json!("succeeded")),
+        "{paid}"
+    );
+    assert_eq!(
+        app.balance(&bearer).await,
+        (100_000 - amount_due, 100_000 - amount_due)
+    );
+    // Used once: another bill needs another challenge.
+    let (_, second) = bill(app, &bearer, "state-grid-electricity", "3100204658").await;
+    let (status, body) = app
+        .post(&bearer, "bsu-4", "/v1/me/bill-payments", json!({"biller_id": "state-grid-electricity", "account_reference": "3100204658", "amount": second["amount_due"], "currency": "CNY", "step_up_challenge_id": right}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_step_up_on_sqlite() {
+    bill_step_up(&spawn_app_with(TestDatabase::sqlite(), 1).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bill_step_up_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    bill_step_up(&spawn_app_with(db, 1).await).await;
 }

@@ -6,6 +6,7 @@ mod config;
 mod crash_load;
 mod demo;
 mod keys;
+mod lease;
 mod progress;
 mod serve;
 mod tls;
@@ -130,7 +131,7 @@ enum Top {
     #[command(
         after_help = "`coffer serve` settles every ended day by itself, and staff can run it with\n\
         POST /v1/staff/settlements while the service runs. This command moves money through its own\n\
-        ledger writer: run it only while no `coffer serve` uses the database (as with `coffer migrate`).\n\
+        ledger writer, so it refuses (exit 2) while a `coffer serve` holds the database's ledger-writer lease.\n\
         Idempotent per merchant and day. Exits 1 when a merchant's settlement could not run.\n\n\
         Examples:\n  \
         coffer settle --list\n  \
@@ -524,6 +525,20 @@ fn settle(date: Option<&str>, list: bool, config: &Config) -> anyhow::Result<Exi
     let database = config.database.url.value.clone();
     let clock = coffer_app::system_clock();
     database.migrate()?;
+    // Settling runs a ledger writer: never beside a `coffer serve` on the
+    // same database (listing only reads).
+    let lease = if list {
+        None
+    } else {
+        let sql = Arc::new(coffer_store::sql::SqlStore::open(&database, 1)?);
+        match lease::Lease::acquire(sql, &lease::holder("settle")) {
+            Ok(lease) => Some(lease),
+            Err(error) => {
+                eprintln!("coffer settle: not run: {error} (a running `coffer serve` settles by itself; staff can also POST /v1/staff/settlements)");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    };
     let engine = Arc::new(coffer_app::Engine::start(&database, clock.clone())?);
     let reader = database.open_reader(1)?;
     let service: Arc<dyn coffer_store::service::ServiceStore> =
@@ -592,6 +607,9 @@ fn settle(date: Option<&str>, list: bool, config: &Config) -> anyhow::Result<Exi
         }
     }
     engine.shutdown();
+    if let Some(lease) = lease {
+        lease.release()?;
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {

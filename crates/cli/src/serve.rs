@@ -76,6 +76,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
     let version = database
         .migrate()
         .with_context(|| format!("migrate {}", database.redacted()))?;
+    let lease = take_lease(&database)?;
     let engine = Arc::new(Engine::start(&database, clock.clone())?);
     let reader = database.open_reader(config.database.reader_connections.value)?;
     let service: Arc<dyn coffer_store::service::ServiceStore> =
@@ -134,6 +135,18 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         )
         .with_rate_limits(config.server.rate_limits())
         .with_trusted_proxies(config.server.trusted_proxies.value.clone())
+        .with_funding_policy(coffer_payments::FundingPolicy {
+            // One fee schedule: its `withdrawal` rule prices withdrawals.
+            fees: config.payments.value.fees.clone(),
+            ..coffer_payments::FundingPolicy::default()
+        })
+        .with_merchant_policy(coffer_payments::MerchantPolicy {
+            // Settlements charge the schedule's merchant discount rules.
+            fees: config.payments.value.fees.clone(),
+            // The demo runs on one machine: its merchants may use a local endpoint.
+            webhook_allow_loopback: args.demo,
+            ..coffer_payments::MerchantPolicy::default()
+        })
         .with_p2p_policy(config.payments.value.clone());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -171,6 +184,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         );
         println!("  health: {base_url}/healthz   metrics: {base_url}/metrics");
         tracing::info!(%address, scheme, database = %database.redacted(), "listening");
+        let lease = Arc::new(lease);
+        tokio::spawn(renew_lease(lease.clone()));
         tokio::spawn(refresh_data_keys(customers.vault.clone(), clock.clone()));
         tokio::spawn(purge_idempotency_keys(
             service.clone(),
@@ -215,9 +230,56 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || engine_for_shutdown.shutdown()).await?;
         customers.dispatcher.stop();
         let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+        // The ledger is flushed: another writer may start at once.
+        let _ = tokio::task::spawn_blocking(move || lease.release()).await;
         println!("Coffer stopped cleanly");
         Ok(())
     })
+}
+
+/// Takes the database's ledger-writer lease before the engine starts,
+/// waiting out a lapsing one (a holder that crashed) but not a live one.
+fn take_lease(database: &coffer_store::Database) -> anyhow::Result<crate::lease::Lease> {
+    use crate::lease::{holder, Lease, LeaseError, LEASE_TTL_SECONDS};
+    let sql = Arc::new(coffer_store::sql::SqlStore::open(database, 1)?);
+    let me = holder("serve");
+    let deadline = std::time::Instant::now()
+        + Duration::from_secs(u64::try_from(LEASE_TTL_SECONDS + 5).unwrap_or(35));
+    loop {
+        match Lease::acquire(sql.clone(), &me) {
+            Ok(lease) => return Ok(lease),
+            Err(LeaseError::Held { holder, until }) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%holder, %until, "another process holds this database's ledger-writer lease; waiting for it to lapse");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(error) => return Err(anyhow::anyhow!(error).context(
+                "this database already has a ledger writer (a `coffer serve` or `coffer settle`)",
+            )),
+        }
+    }
+}
+
+/// Renews the lease well before it lapses; losing it (this process stalled
+/// past its lapse and another writer took over) stops the process, as two
+/// ledger writers must never run on one database.
+async fn renew_lease(lease: Arc<crate::lease::Lease>) {
+    let every =
+        Duration::from_secs(u64::try_from(crate::lease::LEASE_TTL_SECONDS / 3).unwrap_or(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let held = lease.clone();
+        match tokio::task::spawn_blocking(move || held.renew()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                tracing::error!("lost the ledger-writer lease to another process; stopping");
+                std::process::exit(3);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not renew the ledger-writer lease; retrying")
+            }
+            Err(error) => tracing::warn!(%error, "lease renewal task failed"),
+        }
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then stops accepting and lets in-flight

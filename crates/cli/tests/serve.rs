@@ -219,6 +219,46 @@ fn serves_plain_http_without_tls_settings() {
     server.line_containing("Coffer stopped cleanly");
 }
 
+/// `coffer settle` runs a ledger writer of its own: beside a running
+/// `coffer serve` on the same database it refuses (exit 2, naming the
+/// serve), and runs once the serve has stopped.
+#[test]
+fn settle_refuses_to_run_beside_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut command = coffer(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    let mut server = Server::start(command);
+    server.address("http");
+    let settle = |dir: &Path| {
+        let output = coffer(dir)
+            .args(["settle", "--data-dir"])
+            .arg(&data)
+            .output()
+            .expect("run coffer settle");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = settle(dir.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("coffer serve (pid"), "{stderr}");
+    // Listing only reads: fine beside it.
+    let listed = coffer(dir.path())
+        .args(["settle", "--list", "--data-dir"])
+        .arg(&data)
+        .status()
+        .expect("list");
+    assert!(listed.success());
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let (code, stderr) = settle(dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 /// Runs a command that must refuse its configuration: exit 2, the key named.
 fn assert_config_error(mut command: Command, expected: &[&str]) {
     let mut child = command

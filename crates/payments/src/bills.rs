@@ -407,6 +407,8 @@ pub struct BillPolicy {
     pub status_query_after_ms: i64,
     /// Holds live this long at most; far longer than a biller takes.
     pub hold_timeout_ms: u64,
+    /// Daily limits reset at midnight at this offset from UTC (China: +8 h).
+    pub limit_day_utc_offset_seconds: i64,
 }
 
 impl Default for BillPolicy {
@@ -415,6 +417,7 @@ impl Default for BillPolicy {
             step_up_threshold: 200_000,
             status_query_after_ms: 60_000,
             hold_timeout_ms: 7 * 24 * 3600 * 1000,
+            limit_day_utc_offset_seconds: 8 * 3600,
         }
     }
 }
@@ -490,8 +493,12 @@ pub enum BillError {
     NotFound,
     #[error("this Idempotency-Key was used with a different request")]
     KeyReused,
-    #[error("this would exceed your per-payment limit of {max} (minor units)")]
-    LimitExceeded { max: i64 },
+    #[error("this would exceed your {limit} limit of {max} (minor units); at most {available} more is possible now")]
+    LimitExceeded {
+        limit: &'static str,
+        max: i64,
+        available: i64,
+    },
     #[error("the wallet has insufficient available funds")]
     InsufficientFunds,
     #[error("this payment needs a step-up verification bound to its amount and bill")]
@@ -569,7 +576,7 @@ pub struct BillPaymentRequest {
 }
 
 const SELECT_PAYMENT: &str = "SELECT id, biller_id, account_reference, holder_masked, amount, currency, state, reason, confirmation, created_at, resolved_at, \
-     customer_id, stage, request_hash FROM bill_payments";
+     customer_id, stage, request_hash, limit_day, limit_month FROM bill_payments";
 
 struct Record {
     view: BillPaymentView,
@@ -577,6 +584,8 @@ struct Record {
     customer_id: String,
     stage: String,
     request_hash: String,
+    limit_day: Option<i64>,
+    limit_month: Option<i64>,
 }
 
 fn record(row: &Row) -> Result<Record, BillError> {
@@ -600,6 +609,8 @@ fn record(row: &Row) -> Result<Record, BillError> {
         customer_id: row.text(11)?,
         stage: row.text(12)?,
         request_hash: row.text(13)?,
+        limit_day: row.opt_int(14)?,
+        limit_month: row.opt_int(15)?,
     })
 }
 
@@ -756,9 +767,13 @@ impl Bills {
         })?;
         let minor = amount.minor_units();
         let tier = self.identity.customer(customer_id)?.tier;
-        let per_payment = self.identity.limits_for(customer_id, tier)?.per_payment;
-        if minor > per_payment {
-            return Err(BillError::LimitExceeded { max: per_payment });
+        let limits = self.identity.limits_for(customer_id, tier)?;
+        if minor > limits.per_payment {
+            return Err(BillError::LimitExceeded {
+                limit: "per_payment",
+                max: limits.per_payment,
+                available: limits.per_payment,
+            });
         }
         // Ask the biller first: nothing is recorded or held for a bill that
         // is not due, already paid, or of another amount.
@@ -782,6 +797,7 @@ impl Bills {
             crate::fx::EngineOrRejection::Internal(e) => BillError::Internal(e),
         })?;
         let now = self.now();
+        let periods = crate::limits::periods(now, self.policy.limit_day_utc_offset_seconds);
         let payment_id = {
             let mut bytes = [0u8; 8];
             rand::rng().fill_bytes(&mut bytes);
@@ -803,10 +819,27 @@ impl Bills {
                     },
                 )?;
             }
+            // Bills count against the tier's daily and monthly limits like
+            // every other payment, reserved by conditional update here.
+            for (span, period, max, name) in [
+                ("bill_payment.day", periods.day, limits.daily, "daily"),
+                ("bill_payment.month", periods.month, limits.monthly, "monthly"),
+            ] {
+                crate::limits::reserve(db, customer_id, span, period, minor, max, name).map_err(
+                    |e| match e {
+                        crate::limits::LimitError::Exceeded(e) => BillError::LimitExceeded {
+                            limit: e.limit,
+                            max: e.max,
+                            available: e.available,
+                        },
+                        crate::limits::LimitError::Store(e) => BillError::Store(e),
+                    },
+                )?;
+            }
             let inserted = db.execute(
                 "INSERT INTO bill_payments (id, customer_id, client_key, request_hash, biller_id, account_reference, holder_masked, amount, currency, \
-                 state, stage, reason, confirmation, created_at, updated_at, resolved_at, check_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'recorded', NULL, NULL, $10, $10, NULL, $11) ON CONFLICT DO NOTHING",
+                 state, stage, reason, confirmation, created_at, updated_at, resolved_at, check_at, limit_day, limit_month) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'recorded', NULL, NULL, $10, $10, NULL, $11, $12, $13) ON CONFLICT DO NOTHING",
                 sql_params![
                     payment_id.as_str(),
                     customer_id,
@@ -818,11 +851,13 @@ impl Bills {
                     minor,
                     BILL_CURRENCY,
                     now,
-                    now + self.policy.status_query_after_ms * NANOS_PER_MILLI
+                    now + self.policy.status_query_after_ms * NANOS_PER_MILLI,
+                    periods.day,
+                    periods.month
                 ],
             )?;
             if inserted != 1 {
-                // Rolls back the step-up consumption.
+                // Rolls back the step-up consumption and the reservations.
                 return Err(BillError::KeyReused);
             }
             activity::record(
@@ -1057,6 +1092,16 @@ impl Bills {
                 reason,
                 now,
             )?;
+            if state == BillState::Failed {
+                for (span, period) in [
+                    ("bill_payment.day", current.limit_day),
+                    ("bill_payment.month", current.limit_month),
+                ] {
+                    if let Some(period) = period {
+                        crate::limits::release(db, &current.customer_id, span, period, view.amount)?;
+                    }
+                }
+            }
             let action = format!("bill_payment_{}", state.as_str());
             let detail = format!("{} {}", view.id, reason.or(confirmation).unwrap_or(""));
             coffer_audit::append(

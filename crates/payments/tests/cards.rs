@@ -1,5 +1,5 @@
 //! Linked cards on both backends: validation, one card once, the number
-//! never back out in clear, removal.
+//! never back out in clear, removal, and linking a removed card again.
 
 use std::sync::Arc;
 
@@ -97,6 +97,28 @@ fn cards_link_once_show_only_the_last_four_and_can_be_removed() {
         assert!(matches!(
             cards.remove("cus_b", &linked.id, "ip", 5),
             Err(CardError::NotFound)
+        ));
+        // A removed card can be linked again, as a new card; once.
+        let relinked = cards
+            .link(
+                "cus_a",
+                card("4111111111111111", 12, 2031, "123"),
+                TODAY,
+                "ip",
+                6,
+            )
+            .expect("relink after removal");
+        assert_ne!(relinked.id, linked.id);
+        assert_eq!(cards.list("cus_a").expect("list").len(), 1);
+        assert!(matches!(
+            cards.link(
+                "cus_a",
+                card("4111111111111111", 12, 2031, "123"),
+                TODAY,
+                "ip",
+                7
+            ),
+            Err(CardError::AlreadyLinked)
         ));
     }
 }
