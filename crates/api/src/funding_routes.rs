@@ -75,12 +75,13 @@ impl From<FundingError> for ApiError {
             | FundingError::InsufficientFunds => StatusCode::UNPROCESSABLE_ENTITY,
             FundingError::FeeChanged { .. } => StatusCode::CONFLICT,
             FundingError::NotFound(_) => StatusCode::NOT_FOUND,
-            FundingError::StepUpRequired => StatusCode::FORBIDDEN,
+            FundingError::StepUpRequired | FundingError::RiskBlocked(_) => StatusCode::FORBIDDEN,
             FundingError::NotAwaitingAuthentication => StatusCode::CONFLICT,
             FundingError::Connector(_) => StatusCode::SERVICE_UNAVAILABLE,
             FundingError::Rejected(rejection) => return rejection.into(),
             FundingError::Engine(error) => return error.into(),
             FundingError::Identity(error) => return error.into(),
+            FundingError::Risk(error) => return error.into(),
             FundingError::Store(_) | FundingError::Audit(_) | FundingError::Internal(_) => {
                 return ApiError::internal(error)
             }

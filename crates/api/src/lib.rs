@@ -21,6 +21,7 @@ pub mod p2p_routes;
 pub mod path_id;
 pub mod rate_limit;
 pub mod respond;
+pub mod risk_routes;
 pub mod route_table;
 pub mod security_headers;
 pub mod staff_routes;
@@ -80,6 +81,9 @@ pub struct AppState {
     pub activity: Arc<coffer_payments::Activity>,
     pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
+    /// Real-time risk: the gate every payment passes, and its cases.
+    pub risk: Arc<coffer_payments::risk_gate::RiskGate>,
+    pub risk_cases: Arc<coffer_payments::risk_cases::RiskCases>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -176,6 +180,8 @@ pub struct CustomerServices {
     /// Simulated by default (`Connectors::simulated`).
     pub connectors: Connectors,
     pub sql: Arc<SqlStore>,
+    /// Risk rules, evaluations and cases (the shipped rules seeded at open).
+    pub risk: Arc<coffer_risk::Risk>,
 }
 
 impl CustomerServices {
@@ -240,6 +246,12 @@ impl CustomerServices {
             clock.clone(),
             transports,
         ));
+        let risk = Arc::new(coffer_risk::Risk::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+        ));
+        risk.seed_default().map_err(|e| e.to_string())?;
         let identity = Arc::new(
             Identity::new(sql, vault.clone(), clock, policy, passwords)
                 .with_passkeys(passkeys)
@@ -254,6 +266,7 @@ impl CustomerServices {
             bank_accounts,
             connectors,
             sql: sql_for_state,
+            risk,
         })
     }
 }
@@ -267,6 +280,12 @@ impl AppState {
         clock: Arc<dyn Clock>,
         customers: &CustomerServices,
     ) -> AppState {
+        // Every P2P payment, merchant payment and withdrawal passes the risk gate.
+        let risk = Arc::new(coffer_payments::risk_gate::RiskGate::new(
+            customers.risk.clone(),
+            customers.identity.clone(),
+            customers.sql.clone(),
+        ));
         let funding = Arc::new(coffer_payments::Funding::new(
             customers.sql.clone(),
             engine.clone(),
@@ -278,7 +297,7 @@ impl AppState {
             customers.connectors.core_banking.clone(),
             clock.clone(),
             coffer_payments::FundingPolicy::default(),
-        ));
+        ).with_risk(risk.clone()));
         let p2p = Arc::new(coffer_payments::P2p::new(
             customers.sql.clone(),
             engine.clone(),
@@ -287,7 +306,8 @@ impl AppState {
             customers.vault.clone(),
             clock.clone(),
             coffer_payments::P2pPolicy::default(),
-        ));
+        ).with_risk(risk.clone()));
+
         let activity = Arc::new(coffer_payments::Activity::new(
             customers.sql.clone(),
             currencies.clone(),
@@ -320,6 +340,13 @@ impl AppState {
             funding.clone(),
             clock.clone(),
             coffer_payments::MerchantPolicy::default(),
+        ).with_risk(risk.clone()));
+        let risk_cases = Arc::new(coffer_payments::risk_cases::RiskCases::new(
+            risk.clone(),
+            customers.sql.clone(),
+            p2p.clone(),
+            merchants.clone(),
+            customers.identity.clone(),
         ));
         AppState {
             engine,
@@ -343,6 +370,8 @@ impl AppState {
             fx,
             activity,
             merchants,
+            risk,
+            risk_cases,
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
@@ -362,7 +391,7 @@ impl AppState {
             self.connectors.core_banking.clone(),
             self.clock.clone(),
             policy,
-        ));
+        ).with_risk(self.risk.clone()));
         let merchant_policy = self.merchants.policy().clone();
         self.with_merchant_policy(merchant_policy)
     }
@@ -378,6 +407,18 @@ impl AppState {
             self.funding.clone(),
             self.clock.clone(),
             policy,
+        ).with_risk(self.risk.clone()));
+        self.rewire_risk_cases()
+    }
+
+    /// Points the case handling at the current P2P and merchant services.
+    fn rewire_risk_cases(mut self) -> AppState {
+        self.risk_cases = Arc::new(coffer_payments::risk_cases::RiskCases::new(
+            self.risk.clone(),
+            self.sql.clone(),
+            self.p2p.clone(),
+            self.merchants.clone(),
+            self.identity.clone(),
         ));
         self
     }
@@ -398,8 +439,8 @@ impl AppState {
             self.vault.clone(),
             self.clock.clone(),
             policy,
-        ));
-        self
+        ).with_risk(self.risk.clone()));
+        self.rewire_risk_cases()
     }
 
     /// Replaces the default bill payment and FX policies.
@@ -462,6 +503,7 @@ pub fn routes() -> RouteTable {
         .merge(merchant_routes::routes())
         .merge(merchant_key_routes::routes())
         .merge(staff_routes::routes())
+        .merge(risk_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

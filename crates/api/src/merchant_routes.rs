@@ -95,7 +95,12 @@ impl From<MerchantError> for ApiError {
             | MerchantError::NotRefundable
             | MerchantError::MerchantFundsInsufficient => StatusCode::CONFLICT,
             MerchantError::CodeThrottled => StatusCode::TOO_MANY_REQUESTS,
-            MerchantError::StepUpRequired => StatusCode::FORBIDDEN,
+            MerchantError::StepUpRequired | MerchantError::RiskBlocked(_) => StatusCode::FORBIDDEN,
+            MerchantError::NotHeld => StatusCode::CONFLICT,
+            MerchantError::Risk(_) => match error {
+                MerchantError::Risk(error) => return error.into(),
+                _ => return ApiError::internal("unreachable"),
+            },
             MerchantError::Rejected(rejection) => return (*rejection).into(),
             MerchantError::Engine(_) => match error {
                 MerchantError::Engine(error) => return error.into(),

@@ -21,7 +21,7 @@ use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
     customer_routes, funding_routes, ledger_routes, merchant_key_routes, merchant_routes,
-    p2p_routes, staff_routes, wallet_routes,
+    p2p_routes, risk_routes, staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -159,6 +159,19 @@ pub const SESSION_SCHEME: &str = "session";
         merchant_routes::review_merchant,
         merchant_routes::run_settlements,
         merchant_routes::staff_settlements,
+        risk_routes::list_cases,
+        risk_routes::get_case,
+        risk_routes::release_case,
+        risk_routes::reject_case,
+        risk_routes::escalate_case,
+        risk_routes::list_rule_sets,
+        risk_routes::create_draft,
+        risk_routes::dry_run,
+        risk_routes::activate,
+        risk_routes::list_blocklist,
+        risk_routes::add_blocklist,
+        risk_routes::my_cases,
+        risk_routes::answer_case,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -169,6 +182,7 @@ pub const SESSION_SCHEME: &str = "session";
     modifiers(&Conventions),
     tags(
         (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log, maker-checker approvals and reconciliation."),
+        (name = "risk", description = "Real-time risk: cases for held payments and freezes (release, reject, escalate), the blocklist, versioned rule sets with validation, dry-run and activation; the customer's \"was this you?\" answer."),
         (name = "funding", description = "Money in and out: linked bank accounts, top-ups from a card or bank account, withdrawals to a bank account, each with its status at once."),
         (name = "p2p", description = "Person-to-person payments to a phone number, e-mail or wallet handle: payee look-up with a masked name, quotes with fees, confirmation against the quote, payment requests and split bills."),
         (name = "bills", description = "Bill payment: the catalogue of billers, bill look-up by account reference, payment with the biller's confirmation number."),

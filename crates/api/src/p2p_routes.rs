@@ -60,7 +60,8 @@ impl From<P2pError> for ApiError {
             | P2pError::QuoteExpired => StatusCode::UNPROCESSABLE_ENTITY,
             P2pError::NotFound(_) | P2pError::PayeeNotFound => StatusCode::NOT_FOUND,
             P2pError::TooManyLookups => StatusCode::TOO_MANY_REQUESTS,
-            P2pError::StepUpRequired => StatusCode::FORBIDDEN,
+            P2pError::StepUpRequired | P2pError::RiskBlocked(_) => StatusCode::FORBIDDEN,
+            P2pError::NotHeld => StatusCode::CONFLICT,
             P2pError::QuoteUsed
             | P2pError::QuoteChanged
             | P2pError::RequestNotOpen(_)
@@ -69,6 +70,7 @@ impl From<P2pError> for ApiError {
             P2pError::Rejected(rejection) => return rejection.into(),
             P2pError::Engine(error) => return error.into(),
             P2pError::Identity(error) => return error.into(),
+            P2pError::Risk(error) => return error.into(),
             P2pError::Store(_)
             | P2pError::Vault(_)
             | P2pError::Audit(_)
@@ -649,7 +651,7 @@ pub(crate) async fn create_quote(
         (status = 201, description = "Paid: `succeeded`.", body = PaymentBody),
         (status = 400, response = BadRequest),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
-        (status = 403, description = "`step_up_required` (missing, wrong, used or for another operation), `csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`step_up_required` (missing, wrong, used or for another operation; risk may ask for one even where the quote did not), `risk_blocked` (the payment was refused and the wallet frozen), `csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such quote of yours.", body = crate::error::ErrorBody),
         (status = 409, description = "`quote_used`, `quote_changed` (a free payment was used meanwhile: quote again), `request_not_open`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),

@@ -137,8 +137,8 @@ fn ident(text: String) -> Identifier {
 }
 
 /// A benchmark database: a file under `dir`, or a database in a cluster.
-struct Target {
-    database: Database,
+pub(crate) struct Target {
+    pub(crate) database: Database,
     cleanup: Option<Box<dyn FnOnce()>>,
 }
 
@@ -150,7 +150,7 @@ impl Drop for Target {
     }
 }
 
-enum Server {
+pub(crate) enum Server {
     Sqlite(PathBuf),
     Postgres {
         admin: String,
@@ -159,7 +159,7 @@ enum Server {
 }
 
 impl Server {
-    fn target(&self, name: &str) -> anyhow::Result<Target> {
+    pub(crate) fn target(&self, name: &str) -> anyhow::Result<Target> {
         match self {
             Server::Sqlite(dir) => {
                 std::fs::create_dir_all(dir)?;

@@ -2,6 +2,7 @@
 
 mod bench_http;
 mod bench_ledger;
+mod bench_risk;
 mod config;
 mod crash_load;
 mod demo;
@@ -249,6 +250,8 @@ enum Bench {
     Ledger(bench_ledger::BenchLedger),
     /// A server over HTTP: N connections of transfers and balance reads.
     Http(bench_http::BenchHttp),
+    /// The time a risk evaluation adds to a payment (signals from the database + rules).
+    Risk(bench_risk::BenchRisk),
     /// Load for the crash test (kill it at will; see tests/crash.rs).
     #[command(
         hide = true,
@@ -325,6 +328,10 @@ fn main() -> ExitCode {
         Top::Bench(Bench::Http(args)) => {
             init_logging(None);
             bench_http::run(args).map(|()| ExitCode::SUCCESS)
+        }
+        Top::Bench(Bench::Risk(args)) => {
+            init_logging(None);
+            bench_risk::run(args).map(|()| ExitCode::SUCCESS)
         }
         Top::Bench(Bench::CrashLoad(args)) => {
             init_logging(None);

@@ -79,10 +79,13 @@ pub enum Permission {
     ReviewMerchants,
     /// Run and list merchants' daily settlements.
     SettleMerchants,
+    /// Work risk cases (release, reject, escalate held payments), manage
+    /// the blocklist, and draft, dry-run and activate risk rule sets.
+    ManageRisk,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -93,6 +96,7 @@ impl Permission {
         Permission::UnlockCustomers,
         Permission::ReviewMerchants,
         Permission::SettleMerchants,
+        Permission::ManageRisk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +111,7 @@ impl Permission {
             Permission::UnlockCustomers => "unlock_customers",
             Permission::ReviewMerchants => "review_merchants",
             Permission::SettleMerchants => "settle_merchants",
+            Permission::ManageRisk => "manage_risk",
         }
     }
 }
@@ -120,7 +125,12 @@ pub fn permits(role: Role, permission: Permission) -> bool {
         (Support, ViewCustomers | ProposeSensitive | UnlockCustomers)
             | (
                 RiskAnalyst,
-                ViewCustomers | FreezeCustomers | ProposeSensitive | ReadAudit | UnlockCustomers
+                ViewCustomers
+                    | FreezeCustomers
+                    | ProposeSensitive
+                    | ReadAudit
+                    | UnlockCustomers
+                    | ManageRisk
             )
             | (
                 ComplianceOfficer,
@@ -572,6 +582,62 @@ impl Identity {
                  为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
             )
         })
+    }
+
+    /// Freezes a customer inside the caller's transaction on a decision the
+    /// system made (risk's block, or the customer's own "that was not me"),
+    /// audited with `actor`; a customer already frozen stays so (no error).
+    pub fn freeze_in(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, IdentityError> {
+        let now = self.now();
+        let frozen = db.execute(
+            "UPDATE customers SET status = 'frozen', updated_at = $2 WHERE id = $1 AND status = 'active'",
+            sql_params![customer_id, now],
+        )?;
+        if frozen != 1 {
+            return Ok(false);
+        }
+        db.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
+            sql_params![customer_id, now],
+        )?;
+        coffer_audit::append(
+            db,
+            &Entry {
+                at: now,
+                actor,
+                action: "customer_frozen",
+                subject: Some(customer_id),
+                ip: "",
+                outcome: Outcome::Ok,
+                detail: reason,
+            },
+        )?;
+        self.security_alert(
+            db,
+            customer_id,
+            "account_frozen",
+            "Your Coffer wallet has been frozen for your protection. Please contact the bank. \
+             为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
+        )?;
+        Ok(true)
+    }
+
+    /// Queues a security alert (always sent, whatever the customer's
+    /// preferences) inside the caller's transaction.
+    pub fn alert_customer(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        template: &'static str,
+        text: &str,
+    ) -> Result<(), IdentityError> {
+        self.security_alert(db, customer_id, template, text)
     }
 
     /// Lifts a customer's sign-in lock-out (the customer called the bank and

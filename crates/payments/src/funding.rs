@@ -223,6 +223,10 @@ pub enum FundingError {
     FeeChanged { expected: i64, fee: i64 },
     #[error("the ledger refused: {0}")]
     Rejected(Rejection),
+    #[error("this withdrawal was blocked and the wallet frozen for your protection; please contact the bank")]
+    RiskBlocked(Box<coffer_risk::Assessment>),
+    #[error("risk: {0}")]
+    Risk(#[from] coffer_risk::RiskError),
     #[error("the ledger: {0}")]
     Engine(#[from] EngineError),
     #[error("identity: {0}")]
@@ -243,6 +247,16 @@ impl From<IdentityError> for FundingError {
             IdentityError::StepUpRequired => FundingError::StepUpRequired,
             IdentityError::Store(e) => FundingError::Store(e),
             other => FundingError::Identity(other),
+        }
+    }
+}
+
+impl From<crate::risk_gate::GateError> for FundingError {
+    fn from(error: crate::risk_gate::GateError) -> FundingError {
+        match error {
+            crate::risk_gate::GateError::Blocked(assessment) => FundingError::RiskBlocked(assessment),
+            crate::risk_gate::GateError::Risk(e) => FundingError::Risk(e),
+            crate::risk_gate::GateError::Identity(e) => e.into(),
         }
     }
 }
@@ -303,6 +317,8 @@ impl FundingError {
             FundingError::NotAwaitingAuthentication => "not_awaiting_authentication",
             FundingError::FeeChanged { .. } => "fee_changed",
             FundingError::Rejected(rejection) => rejection.code(),
+            FundingError::RiskBlocked(_) => "risk_blocked",
+            FundingError::Risk(_) => "internal",
             FundingError::Engine(error) => error.code(),
             FundingError::Identity(error) => error.code(),
             FundingError::Connector(_) => "unavailable",
@@ -406,6 +422,7 @@ pub struct Funding {
     core_banking: Arc<dyn CoreBanking>,
     clock: Arc<dyn Clock>,
     policy: FundingPolicy,
+    risk: Option<Arc<crate::risk_gate::RiskGate>>,
 }
 
 const SELECT_FUNDING: &str = "SELECT id, kind, method, method_id, method_label, amount, currency, state, reason, next_action, created_at, updated_at, resolved_at, \
@@ -504,7 +521,14 @@ impl Funding {
             core_banking,
             clock,
             policy,
+            risk: None,
         }
+    }
+
+    /// Every withdrawal passes this risk gate before it is recorded.
+    pub fn with_risk(mut self, gate: Arc<crate::risk_gate::RiskGate>) -> Funding {
+        self.risk = Some(gate);
+        self
     }
 
     pub fn policy(&self) -> &FundingPolicy {
@@ -873,7 +897,29 @@ impl Funding {
         let funding_id = Self::new_id();
         let label = account.label();
         let inserted = self.sql.transaction(|db| -> Result<bool, FundingError> {
-            if minor >= self.policy.withdrawal_step_up_threshold {
+            // Risk first. A withdrawal has no held stage (its record drives
+            // a connector), so a review is answered with the strongest
+            // check available before money leaves: a step-up.
+            let gate = match &self.risk {
+                Some(risk) => Some(risk.check(
+                    db,
+                    &coffer_risk::Attempt {
+                        customer_id,
+                        kind: Some(coffer_risk::Kind::Withdrawal),
+                        subject_id: Some(&funding_id),
+                        amount: Some(minor),
+                        currency: Some(FUNDING_CURRENCY),
+                        counterparty: Some(&account.id),
+                        ip: Some(ip),
+                        ..coffer_risk::Attempt::default()
+                    },
+                )?),
+                None => None,
+            };
+            let risk_step_up = gate.as_ref().is_some_and(|(g, _)| {
+                matches!(g, crate::risk_gate::Gate::StepUp | crate::risk_gate::Gate::Hold)
+            });
+            if minor >= self.policy.withdrawal_step_up_threshold || risk_step_up {
                 let challenge = request.step_up_challenge_id.as_deref().unwrap_or("");
                 self.identity.consume_step_up(
                     db,
@@ -949,6 +995,12 @@ impl Funding {
         });
         match inserted {
             Ok(_) => {}
+            Err(FundingError::RiskBlocked(assessment)) => {
+                if let Some(risk) = &self.risk {
+                    risk.block(&assessment)?;
+                }
+                return Err(FundingError::RiskBlocked(assessment));
+            }
             Err(FundingError::KeyReused) => {
                 // The same key raced in from another request: answer with that one.
                 let existing = self

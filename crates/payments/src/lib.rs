@@ -26,6 +26,8 @@ pub mod merchants;
 pub mod p2p;
 pub mod qr_image;
 pub mod reconcile;
+pub mod risk_cases;
+pub mod risk_gate;
 pub mod settlement;
 pub mod simulator;
 pub mod webhooks;

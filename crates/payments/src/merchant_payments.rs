@@ -25,6 +25,8 @@ use rand::Rng;
 
 use crate::activity::{self, ActivityKind, ActivityStatus, Category, Direction, NewActivity};
 use crate::emv::{Initiation, MerchantQr};
+use crate::risk_gate::{Gate, SUBJECT_MERCHANT_PAYMENT};
+use coffer_risk::{Attempt, Kind as RiskKind};
 use crate::funding::{wallet_account_id, FundingError, FUNDING_CURRENCY};
 use crate::limits::{civil_year_month, reserve};
 use crate::merchants::{
@@ -39,6 +41,9 @@ use crate::merchants::{
 /// miss at most `payment_code_failures_per_minute_max` a minute, so
 /// guessing one is out of reach.
 pub const PAYMENT_CODE_DIGITS: usize = 18;
+/// A merchant's refund ratio (a risk signal) is over this many of its
+/// latest paid payments.
+pub const REFUND_RATIO_PAYMENTS: i64 = 200;
 const PAYMENT_CODE_PREFIX: &str = "28";
 const PAYMENT_CODE_RANDOM_SPACE: u64 = 10_000_000_000_000_000;
 
@@ -628,8 +633,30 @@ impl Merchants {
         let category = Category::from_mcc(merchant.mcc.parse().unwrap_or(0));
         let now = self.now();
         let (day, month) = self.limit_periods(now);
+        let refunds = match &self.risk {
+            Some(_) => Some(self.refund_ratio(merchant_id)?),
+            None => None,
+        };
         let result = self.sql.transaction(|db| -> Result<bool, MerchantError> {
-            if amount >= self.policy.payment_step_up_threshold {
+            let gate = match &self.risk {
+                Some(risk) => Some(risk.check(
+                    db,
+                    &Attempt {
+                        customer_id,
+                        kind: Some(RiskKind::MerchantPayment),
+                        subject_id: Some(payment_id),
+                        amount: Some(amount),
+                        currency: Some(FUNDING_CURRENCY),
+                        counterparty: Some(merchant_id),
+                        ip: Some(ip),
+                        merchant_refunds: refunds,
+                        ..Attempt::default()
+                    },
+                )?),
+                None => None,
+            };
+            let risk_step_up = matches!(gate, Some((Gate::StepUp, _)));
+            if amount >= self.policy.payment_step_up_threshold || risk_step_up {
                 self.identity.consume_step_up(
                     db,
                     customer_id,
@@ -693,6 +720,13 @@ impl Merchants {
                     at: now,
                 },
             )?;
+            if let (Some(risk), Some((Gate::Hold, assessment))) = (&self.risk, &gate) {
+                db.execute(
+                    "UPDATE merchant_payments SET state = 'held', updated_at = $2 WHERE id = $1 AND state = 'pending'",
+                    sql_params![payment_id, now],
+                )?;
+                risk.hold(db, assessment, SUBJECT_MERCHANT_PAYMENT, payment_id)?;
+            }
             audit(
                 db,
                 now,
@@ -708,8 +742,85 @@ impl Merchants {
             Ok(_) => Ok(true),
             // The same key raced in from another request: the caller reloads it.
             Err(MerchantError::KeyReused) => Ok(false),
+            Err(MerchantError::RiskBlocked(assessment)) => {
+                if let Some(risk) = &self.risk {
+                    risk.block(&assessment)?;
+                }
+                Err(MerchantError::RiskBlocked(assessment))
+            }
             Err(other) => Err(other),
         }
+    }
+
+    /// The merchant's refunds over its last `REFUND_RATIO_PAYMENTS` paid
+    /// payments, in basis points, and how many payments that is: a bounded
+    /// read on (merchant_id, created_at).
+    fn refund_ratio(&self, merchant_id: &str) -> Result<(i64, i64), MerchantError> {
+        let row = self.sql.run(|db| {
+            db.query_one(
+                "SELECT COUNT(*), COALESCE(SUM(amount), 0), COALESCE(SUM(refunded), 0) FROM \
+                 (SELECT amount, refunded FROM merchant_payments WHERE merchant_id = $1 AND state = 'succeeded' \
+                 ORDER BY created_at DESC LIMIT $2) recent",
+                sql_params![merchant_id, REFUND_RATIO_PAYMENTS],
+            )
+        })?;
+        let (count, paid, refunded) = (row.int(0)?, row.int(1)?, row.int(2)?);
+        let bps = if paid > 0 {
+            i64::try_from(i128::from(refunded) * 10_000 / i128::from(paid)).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
+        Ok((bps, count))
+    }
+
+    /// Releases a held payment inside the caller's transaction (its case
+    /// was released); `carry_released` then runs it through the ledger.
+    pub fn release_held_in(&self, db: &mut dyn Sql, payment_id: &str) -> Result<(), MerchantError> {
+        let changed = db.execute(
+            "UPDATE merchant_payments SET state = 'pending', updated_at = $2 WHERE id = $1 AND state = 'held'",
+            sql_params![payment_id, self.now()],
+        )?;
+        if changed != 1 {
+            return Err(MerchantError::NotHeld);
+        }
+        Ok(())
+    }
+
+    /// After `release_held_in` committed: the ledger transfer, now.
+    pub fn carry_released(&self, payment_id: &str) -> Result<String, MerchantError> {
+        let record = self
+            .load_payment(payment_id)?
+            .ok_or(MerchantError::NotFound("payment"))?;
+        match self.carry(record) {
+            Ok(view) => Ok(view.status),
+            Err(MerchantError::InsufficientFunds) => Ok("failed".into()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Rejects a held payment inside the caller's transaction: failed with
+    /// `reason` and the limits given back (no money had moved).
+    pub fn reject_held_in(
+        &self,
+        db: &mut dyn Sql,
+        payment_id: &str,
+        reason: &str,
+    ) -> Result<(), MerchantError> {
+        let record = self
+            .load_payment(payment_id)?
+            .ok_or(MerchantError::NotFound("payment"))?;
+        let now = self.now();
+        let changed = db.execute(
+            "UPDATE merchant_payments SET state = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND state = 'held'",
+            sql_params![payment_id, reason, now],
+        )?;
+        if changed != 1 {
+            return Err(MerchantError::NotHeld);
+        }
+        if let Some(customer_id) = &record.view.customer_id {
+            release_limits(db, customer_id, &record, record.view.amount)?;
+        }
+        Ok(())
     }
 
     /// Carries a pending payment through the ledger and sets its final

@@ -162,6 +162,12 @@ pub enum MerchantError {
     StepUpRequired,
     #[error("the ledger refused: {0}")]
     Rejected(Rejection),
+    #[error("this payment was blocked and the wallet frozen for your protection; please contact the bank")]
+    RiskBlocked(Box<coffer_risk::Assessment>),
+    #[error("this payment is not held for review")]
+    NotHeld,
+    #[error("risk: {0}")]
+    Risk(#[from] coffer_risk::RiskError),
     #[error("the ledger: {0}")]
     Engine(#[from] EngineError),
     #[error("identity: {0}")]
@@ -188,6 +194,18 @@ impl From<IdentityError> for MerchantError {
             IdentityError::StepUpRequired => MerchantError::StepUpRequired,
             IdentityError::Store(e) => MerchantError::Store(e),
             other => MerchantError::Identity(other),
+        }
+    }
+}
+
+impl From<crate::risk_gate::GateError> for MerchantError {
+    fn from(error: crate::risk_gate::GateError) -> MerchantError {
+        match error {
+            crate::risk_gate::GateError::Blocked(assessment) => {
+                MerchantError::RiskBlocked(assessment)
+            }
+            crate::risk_gate::GateError::Risk(e) => MerchantError::Risk(e),
+            crate::risk_gate::GateError::Identity(e) => e.into(),
         }
     }
 }
@@ -248,6 +266,9 @@ impl MerchantError {
             MerchantError::InsufficientFunds => "insufficient_funds",
             MerchantError::StepUpRequired => "step_up_required",
             MerchantError::Rejected(rejection) => rejection.code(),
+            MerchantError::RiskBlocked(_) => "risk_blocked",
+            MerchantError::NotHeld => "not_held",
+            MerchantError::Risk(_) => "internal",
             MerchantError::Engine(error) => error.code(),
             MerchantError::Identity(error) => error.code(),
             MerchantError::Funding(error) => error.code(),
@@ -388,6 +409,7 @@ pub struct Merchants {
     pub(crate) funding: Arc<Funding>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: MerchantPolicy,
+    pub(crate) risk: Option<Arc<crate::risk_gate::RiskGate>>,
 }
 
 pub(crate) fn id(text: &str) -> Result<Identifier, MerchantError> {
@@ -497,7 +519,14 @@ impl Merchants {
             funding,
             clock,
             policy,
+            risk: None,
         }
+    }
+
+    /// Every customer payment passes this risk gate before it is recorded.
+    pub fn with_risk(mut self, gate: Arc<crate::risk_gate::RiskGate>) -> Merchants {
+        self.risk = Some(gate);
+        self
     }
 
     pub fn policy(&self) -> &MerchantPolicy {

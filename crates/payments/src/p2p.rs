@@ -41,6 +41,8 @@ use crate::activity::{self, ActivityKind, ActivityStatus, Category, Direction, N
 use crate::fees::{FeeOperation, FeeQuote, FeeSchedule, FeeUsage, Waiver};
 use crate::funding::{wallet_account_id, ClientKey, FUNDING_CURRENCY};
 use crate::limits::{self, LimitError, LimitExceeded};
+use crate::risk_gate::{Gate, GateError, RiskGate, SUBJECT_P2P};
+use coffer_risk::{Assessment, Attempt, Kind as RiskKind, RiskError};
 
 /// The bank's fee income in the wallet currency.
 pub const FEE_INCOME_ACCOUNT: &str = "bank:fee-income:cny";
@@ -206,6 +208,12 @@ pub enum P2pError {
     HandleTaken,
     #[error("the ledger refused: {0}")]
     Rejected(Rejection),
+    #[error("this payment was blocked and the wallet frozen for your protection; please contact the bank")]
+    RiskBlocked(Box<Assessment>),
+    #[error("this payment is not held for review")]
+    NotHeld,
+    #[error("risk: {0}")]
+    Risk(#[from] RiskError),
     #[error("the ledger: {0}")]
     Engine(#[from] EngineError),
     #[error("identity: {0}")]
@@ -226,6 +234,16 @@ impl From<IdentityError> for P2pError {
             IdentityError::StepUpRequired => P2pError::StepUpRequired,
             IdentityError::Store(e) => P2pError::Store(e),
             other => P2pError::Identity(other),
+        }
+    }
+}
+
+impl From<GateError> for P2pError {
+    fn from(error: GateError) -> P2pError {
+        match error {
+            GateError::Blocked(assessment) => P2pError::RiskBlocked(assessment),
+            GateError::Risk(e) => P2pError::Risk(e),
+            GateError::Identity(e) => e.into(),
         }
     }
 }
@@ -276,6 +294,9 @@ impl P2pError {
             P2pError::HandleAlreadySet(_) => "handle_already_set",
             P2pError::HandleTaken => "handle_taken",
             P2pError::Rejected(rejection) => rejection.code(),
+            P2pError::RiskBlocked(_) => "risk_blocked",
+            P2pError::NotHeld => "not_held",
+            P2pError::Risk(_) => "internal",
             P2pError::Engine(error) => error.code(),
             P2pError::Identity(error) => error.code(),
             P2pError::Store(_)
@@ -429,6 +450,9 @@ impl QuoteView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentState {
     Pending,
+    /// Held for a risk review: nothing moved yet; released (then pending
+    /// and carried out) or rejected (failed) by an analyst or the customer.
+    Held,
     Succeeded,
     Failed,
 }
@@ -437,6 +461,7 @@ impl PaymentState {
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentState::Pending => "pending",
+            PaymentState::Held => "held",
             PaymentState::Succeeded => "succeeded",
             PaymentState::Failed => "failed",
         }
@@ -445,6 +470,7 @@ impl PaymentState {
     fn parse(text: &str) -> Option<PaymentState> {
         match text {
             "pending" => Some(PaymentState::Pending),
+            "held" => Some(PaymentState::Held),
             "succeeded" => Some(PaymentState::Succeeded),
             "failed" => Some(PaymentState::Failed),
             _ => None,
@@ -688,6 +714,7 @@ pub struct P2p {
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     policy: P2pPolicy,
+    risk: Option<Arc<RiskGate>>,
 }
 
 impl P2p {
@@ -708,7 +735,14 @@ impl P2p {
             vault,
             clock,
             policy,
+            risk: None,
         }
+    }
+
+    /// Every payment passes this risk gate before it is recorded.
+    pub fn with_risk(mut self, gate: Arc<RiskGate>) -> P2p {
+        self.risk = Some(gate);
+        self
     }
 
     pub fn policy(&self) -> &P2pPolicy {
@@ -1261,7 +1295,27 @@ impl P2p {
                 periods.day,
                 true,
             )?;
-            if step_up == StepUp::Required {
+            // Risk decides before anything is reserved for good: a block
+            // rolls all of this back; a step-up it asks for is the same
+            // challenge the payment's own policy would ask.
+            let gate = match &self.risk {
+                Some(risk) => Some(risk.check(
+                    db,
+                    &Attempt {
+                        customer_id: payer_id,
+                        kind: Some(RiskKind::P2p),
+                        subject_id: Some(&payment_id),
+                        amount: Some(amount),
+                        currency: Some(&quote.view.currency),
+                        counterparty: Some(&quote.payee_id),
+                        ip: Some(ip),
+                        ..Attempt::default()
+                    },
+                )?),
+                None => None,
+            };
+            let risk_step_up = matches!(gate, Some((Gate::StepUp, _)));
+            if step_up == StepUp::Required || risk_step_up {
                 let challenge = confirmation.step_up_challenge_id.as_deref().unwrap_or("");
                 self.identity.consume_step_up(
                     db,
@@ -1356,6 +1410,13 @@ impl P2p {
                     at: now,
                 },
             )?;
+            if let (Some(risk), Some((Gate::Hold, assessment))) = (&self.risk, &gate) {
+                db.execute(
+                    "UPDATE p2p_payments SET state = 'held' WHERE id = $1 AND state = 'pending'",
+                    sql_params![payment_id.as_str()],
+                )?;
+                risk.hold(db, assessment, SUBJECT_P2P, &payment_id)?;
+            }
             audit(
                 db,
                 now,
@@ -1373,6 +1434,12 @@ impl P2p {
                     .ok_or(P2pError::QuoteUsed)?;
                 let applied = self.apply(existing)?;
                 return self.view_for(payer_id, &applied.id);
+            }
+            Err(P2pError::RiskBlocked(assessment)) => {
+                if let Some(risk) = &self.risk {
+                    risk.block(&assessment)?;
+                }
+                return Err(P2pError::RiskBlocked(assessment));
             }
             Err(error) => return Err(error),
         }
@@ -1455,19 +1522,35 @@ impl P2p {
     /// Writes the final state once; a failure gives back every reservation
     /// and reopens the request it was paying.
     fn finish(&self, current: &Record, outcome: Result<(), &str>) -> Result<(), P2pError> {
+        let payer_name = self.masked_name(&current.payer_id)?;
+        self.sql.transaction(|db| {
+            self.finish_in(db, current, outcome, PaymentState::Pending, &payer_name)
+                .map(|_| ())
+        })
+    }
+
+    /// `finish` inside the caller's transaction, from state `from`; false
+    /// when the payment was no longer in it.
+    fn finish_in(
+        &self,
+        db: &mut dyn Sql,
+        current: &Record,
+        outcome: Result<(), &str>,
+        from: PaymentState,
+        payer_name: &str,
+    ) -> Result<bool, P2pError> {
         let now = self.now();
         let (state, reason) = match outcome {
             Ok(()) => (PaymentState::Succeeded, None),
             Err(reason) => (PaymentState::Failed, Some(reason)),
         };
-        let payer_name = self.masked_name(&current.payer_id)?;
-        self.sql.transaction(|db| -> Result<(), P2pError> {
+        {
             let changed = db.execute(
-                "UPDATE p2p_payments SET state = $2, reason = $3, resolved_at = $4, updated_at = $4 WHERE id = $1 AND state = 'pending'",
-                sql_params![current.id.as_str(), state.as_str(), reason, now],
+                "UPDATE p2p_payments SET state = $2, reason = $3, resolved_at = $4, updated_at = $4 WHERE id = $1 AND state = $5",
+                sql_params![current.id.as_str(), state.as_str(), reason, now, from.as_str()],
             )?;
             if changed != 1 {
-                return Ok(());
+                return Ok(false);
             }
             let payer = current.payer_id.as_str();
             activity::set_status(
@@ -1520,7 +1603,7 @@ impl P2p {
                         ),
                     )?;
                 }
-                PaymentState::Failed | PaymentState::Pending => {
+                PaymentState::Failed | PaymentState::Pending | PaymentState::Held => {
                     limits::release(db, payer, "p2p.day", current.limit_day, current.amount)?;
                     limits::release(db, payer, "p2p.month", current.limit_month, current.amount)?;
                     if current.step_up == "exempt" {
@@ -1557,8 +1640,53 @@ impl P2p {
                     detail: detail.trim_end(),
                 },
             )?;
-            Ok(())
-        })
+        }
+        Ok(true)
+    }
+
+    /// Releases a held payment inside the caller's transaction (a case
+    /// released by an analyst or the customer): it becomes pending, and
+    /// `carry_released` then runs it through the ledger.
+    pub fn release_held_in(&self, db: &mut dyn Sql, payment_id: &str) -> Result<(), P2pError> {
+        let changed = db.execute(
+            "UPDATE p2p_payments SET state = 'pending', updated_at = $2 WHERE id = $1 AND state = 'held'",
+            sql_params![payment_id, self.now()],
+        )?;
+        if changed != 1 {
+            return Err(P2pError::NotHeld);
+        }
+        Ok(())
+    }
+
+    /// After `release_held_in` committed: the ledger batch, now (the
+    /// resolver carries it on if this fails half-way).
+    pub fn carry_released(&self, payment_id: &str) -> Result<PaymentState, P2pError> {
+        let found = self.load(payment_id)?.ok_or(P2pError::NotFound("payment"))?;
+        Ok(self.apply(found)?.state)
+    }
+
+    /// Rejects a held payment inside the caller's transaction: failed with
+    /// `reason`, every reservation given back (no money had moved).
+    pub fn reject_held_in(
+        &self,
+        db: &mut dyn Sql,
+        payment_id: &str,
+        reason: &str,
+    ) -> Result<(), P2pError> {
+        let row = db
+            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1"), sql_params![payment_id])?
+            .ok_or(P2pError::NotFound("payment"))?;
+        let current = record(&row)?;
+        let payer_name = mask_name(
+            self.identity
+                .customer(&current.payer_id)?
+                .display_name
+                .expose(),
+        );
+        if !self.finish_in(db, &current, Err(reason), PaymentState::Held, &payer_name)? {
+            return Err(P2pError::NotHeld);
+        }
+        Ok(())
     }
 
     /// Carries forward payments a crash left pending between their record

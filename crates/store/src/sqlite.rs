@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/sqlite_0017_limit_overrides.sql"),
     ),
+    (18, include_str!("migrations/sqlite_0018_risk.sql")),
     (24, include_str!("migrations/sqlite_0024_payments_gaps.sql")),
 ];
 
