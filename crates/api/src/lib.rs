@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod client_addr;
+pub mod compliance_routes;
 pub mod connector_tasks;
 pub mod customer_routes;
 mod docs_page;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub activity: Arc<coffer_payments::Activity>,
     pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
+    /// Watch-list screening, the compliance queue and regulatory reports.
+    pub compliance: Arc<coffer_compliance::Compliance>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -159,6 +162,7 @@ pub fn encrypted_columns() -> Vec<coffer_vault::EncryptedColumn> {
         .into_iter()
         .chain(coffer_notify::ENCRYPTED_COLUMNS)
         .chain(coffer_payments::ENCRYPTED_COLUMNS)
+        .chain(coffer_compliance::ENCRYPTED_COLUMNS)
         .collect()
 }
 
@@ -175,6 +179,9 @@ pub struct CustomerServices {
     /// Simulated by default (`Connectors::simulated`).
     pub connectors: Connectors,
     pub sql: Arc<SqlStore>,
+    /// Screens KYC names, payees and merchants against the watch list
+    /// (identity and payments call it through `coffer_identity::Screening`).
+    pub screener: Arc<coffer_compliance::Screener>,
 }
 
 impl CustomerServices {
@@ -239,10 +246,16 @@ impl CustomerServices {
             clock.clone(),
             transports,
         ));
+        let screener = Arc::new(coffer_compliance::Screener::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+        ));
         let identity = Arc::new(
             Identity::new(sql, vault.clone(), clock, policy, passwords)
                 .with_passkeys(passkeys)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_screening(screener.clone()),
         );
         Ok(CustomerServices {
             identity,
@@ -253,6 +266,7 @@ impl CustomerServices {
             bank_accounts,
             connectors,
             sql: sql_for_state,
+            screener,
         })
     }
 }
@@ -320,6 +334,16 @@ impl AppState {
             clock.clone(),
             coffer_payments::MerchantPolicy::default(),
         ));
+        let compliance = Arc::new(coffer_compliance::Compliance::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            customers.identity.clone(),
+            customers.screener.clone(),
+            currencies.clone(),
+            coffer_compliance::ReportSettings::default(),
+        )
+        .with_merchants(merchants.clone()));
         AppState {
             engine,
             reader,
@@ -343,6 +367,7 @@ impl AppState {
             activity,
             merchants,
             sql: customers.sql.clone(),
+            compliance,
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
         }
@@ -378,6 +403,24 @@ impl AppState {
             self.clock.clone(),
             policy,
         ));
+        self
+    }
+
+    /// Replaces the compliance report rules' settings (`ReportSettings::default()`).
+    pub fn with_compliance_settings(
+        mut self,
+        settings: coffer_compliance::ReportSettings,
+    ) -> AppState {
+        self.compliance = Arc::new(coffer_compliance::Compliance::new(
+            self.sql.clone(),
+            self.vault.clone(),
+            self.clock.clone(),
+            self.identity.clone(),
+            self.compliance.screener().clone(),
+            self.currencies.clone(),
+            settings,
+        )
+        .with_merchants(self.merchants.clone()));
         self
     }
 
@@ -460,6 +503,7 @@ pub fn routes() -> RouteTable {
         .merge(wallet_routes::routes())
         .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
+        .merge(compliance_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -79,10 +79,13 @@ pub enum Permission {
     ReviewMerchants,
     /// Run and list merchants' daily settlements.
     SettleMerchants,
+    /// Work the compliance queue (watch-list hits), load watch lists, run,
+    /// review and export regulatory reports.
+    ManageCompliance,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -93,6 +96,7 @@ impl Permission {
         Permission::UnlockCustomers,
         Permission::ReviewMerchants,
         Permission::SettleMerchants,
+        Permission::ManageCompliance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +111,7 @@ impl Permission {
             Permission::UnlockCustomers => "unlock_customers",
             Permission::ReviewMerchants => "review_merchants",
             Permission::SettleMerchants => "settle_merchants",
+            Permission::ManageCompliance => "manage_compliance",
         }
     }
 }
@@ -130,6 +135,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ApproveSensitive
                     | Reconcile
                     | ReviewMerchants
+                    | ManageCompliance
             )
             | (ProductManager, ProposeSensitive)
             | (
@@ -550,28 +556,47 @@ impl Identity {
         context: &Context,
     ) -> Result<(), IdentityError> {
         staff.require(Permission::FreezeCustomers)?;
-        let now = self.now();
         self.sql.transaction(|db| -> Result<(), IdentityError> {
-            let frozen = db.execute(
-                "UPDATE customers SET status = 'frozen', updated_at = $2 WHERE id = $1 AND status = 'active'",
-                sql_params![customer_id, now],
-            )?;
-            if frozen != 1 {
+            if !self.freeze_within(db, &staff.actor(), customer_id, reason, context)? {
                 return Err(IdentityError::NotFound("active customer"));
             }
-            db.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
-                sql_params![customer_id, now],
-            )?;
-            self.staff_audit(db, &staff.actor(), ("customer_frozen", Some(customer_id)), context, Outcome::Ok, reason)?;
-            self.security_alert(
-                db,
-                customer_id,
-                "account_frozen",
-                "Your Coffer wallet has been frozen for your protection. Please contact the bank. \
-                 为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
-            )
+            Ok(())
         })
+    }
+
+    /// Freezes a customer inside the caller's transaction (a compliance
+    /// officer confirming a sanctions hit freezes in the transaction that
+    /// confirms it); `false` when there is no active customer to freeze.
+    /// The caller has checked the actor's permission.
+    pub fn freeze_within(
+        &self,
+        db: &mut dyn Sql,
+        actor: &str,
+        customer_id: &str,
+        reason: &str,
+        context: &Context,
+    ) -> Result<bool, IdentityError> {
+        let now = self.now();
+        let frozen = db.execute(
+            "UPDATE customers SET status = 'frozen', updated_at = $2 WHERE id = $1 AND status = 'active'",
+            sql_params![customer_id, now],
+        )?;
+        if frozen != 1 {
+            return Ok(false);
+        }
+        db.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
+            sql_params![customer_id, now],
+        )?;
+        self.staff_audit(db, actor, ("customer_frozen", Some(customer_id)), context, Outcome::Ok, reason)?;
+        self.security_alert(
+            db,
+            customer_id,
+            "account_frozen",
+            "Your Coffer wallet has been frozen for your protection. Please contact the bank. \
+             为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
+        )?;
+        Ok(true)
     }
 
     /// Lifts a customer's sign-in lock-out (the customer called the bank and

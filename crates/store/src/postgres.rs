@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/postgres_0017_limit_overrides.sql"),
     ),
+    (20, include_str!("migrations/postgres_0020_compliance.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

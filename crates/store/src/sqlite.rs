@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/sqlite_0017_limit_overrides.sql"),
     ),
+    (20, include_str!("migrations/sqlite_0020_compliance.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
