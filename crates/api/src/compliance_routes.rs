@@ -557,7 +557,12 @@ pub(crate) async fn load_watchlist(
             let compliance = state.compliance.clone();
             let session = session.clone();
             let version = blocking_call(move || {
-                compliance.staff_load_list(&session.info, format, &request.content, &session.context)
+                compliance.staff_load_list(
+                    &session.info,
+                    format,
+                    &request.content,
+                    &session.context,
+                )
             })
             .await?;
             to_json(StatusCode::CREATED, &version_body(version))
@@ -637,7 +642,10 @@ pub(crate) async fn list_reports(
     let kind = query
         .kind
         .as_deref()
-        .map(|k| ReportKind::parse(k).ok_or_else(|| ApiError::invalid("kind", "large_value or suspicious")))
+        .map(|k| {
+            ReportKind::parse(k)
+                .ok_or_else(|| ApiError::invalid("kind", "large_value or suspicious"))
+        })
         .transpose()?;
     let compliance = state.compliance.clone();
     let reports = blocking_call(move || {

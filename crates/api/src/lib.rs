@@ -334,16 +334,18 @@ impl AppState {
             clock.clone(),
             coffer_payments::MerchantPolicy::default(),
         ));
-        let compliance = Arc::new(coffer_compliance::Compliance::new(
-            customers.sql.clone(),
-            customers.vault.clone(),
-            clock.clone(),
-            customers.identity.clone(),
-            customers.screener.clone(),
-            currencies.clone(),
-            coffer_compliance::ReportSettings::default(),
-        )
-        .with_merchants(merchants.clone()));
+        let compliance = Arc::new(
+            coffer_compliance::Compliance::new(
+                customers.sql.clone(),
+                customers.vault.clone(),
+                clock.clone(),
+                customers.identity.clone(),
+                customers.screener.clone(),
+                currencies.clone(),
+                coffer_compliance::ReportSettings::default(),
+            )
+            .with_merchants(merchants.clone()),
+        );
         AppState {
             engine,
             reader,
@@ -411,16 +413,18 @@ impl AppState {
         mut self,
         settings: coffer_compliance::ReportSettings,
     ) -> AppState {
-        self.compliance = Arc::new(coffer_compliance::Compliance::new(
-            self.sql.clone(),
-            self.vault.clone(),
-            self.clock.clone(),
-            self.identity.clone(),
-            self.compliance.screener().clone(),
-            self.currencies.clone(),
-            settings,
-        )
-        .with_merchants(self.merchants.clone()));
+        self.compliance = Arc::new(
+            coffer_compliance::Compliance::new(
+                self.sql.clone(),
+                self.vault.clone(),
+                self.clock.clone(),
+                self.identity.clone(),
+                self.compliance.screener().clone(),
+                self.currencies.clone(),
+                settings,
+            )
+            .with_merchants(self.merchants.clone()),
+        );
         self
     }
 

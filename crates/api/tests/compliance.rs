@@ -89,7 +89,13 @@ async fn spawn_app(db: TestDatabase) -> App {
 }
 
 impl App {
-    async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, String, Value) {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, String, Value) {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -115,18 +121,29 @@ impl App {
 
     async fn post(&self, bearer: &str, key: &str, path: &str, body: Value) -> (u16, Value) {
         let (status, _, value) = self
-            .send(Method::POST, path, &[("Authorization", bearer), ("Idempotency-Key", key)], Some(body))
+            .send(
+                Method::POST,
+                path,
+                &[("Authorization", bearer), ("Idempotency-Key", key)],
+                Some(body),
+            )
             .await;
         (status, value)
     }
 
     async fn get(&self, bearer: &str, path: &str) -> (u16, String, Value) {
-        self.send(Method::GET, path, &[("Authorization", bearer)], None).await
+        self.send(Method::GET, path, &[("Authorization", bearer)], None)
+            .await
     }
 
     async fn customer(&self, phone: &str, name: &str) -> (String, String) {
         let (status, _, started) = self
-            .send(Method::POST, "/v1/auth/registrations", &[("Idempotency-Key", phone)], Some(json!({"contact": phone})))
+            .send(
+                Method::POST,
+                "/v1/auth/registrations",
+                &[("Idempotency-Key", phone)],
+                Some(json!({"contact": phone})),
+            )
             .await;
         assert_eq!(status, 202, "{started}");
         let customers = self.customers.clone();
@@ -146,8 +163,14 @@ impl App {
             .await;
         assert_eq!(status, 201, "{registered}");
         (
-            registered["customer"]["id"].as_str().expect("id").to_string(),
-            format!("Bearer {}", registered["session"]["token"].as_str().expect("token")),
+            registered["customer"]["id"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+            format!(
+                "Bearer {}",
+                registered["session"]["token"].as_str().expect("token")
+            ),
         )
     }
 
@@ -155,7 +178,15 @@ impl App {
         let identity = self.customers.identity.clone();
         let name = username.to_string();
         let created = tokio::task::spawn_blocking(move || {
-            identity.create_staff(&name, "Staff", &[role], &coffer_identity::Context { ip: "test".into(), device: "test".into() })
+            identity.create_staff(
+                &name,
+                "Staff",
+                &[role],
+                &coffer_identity::Context {
+                    ip: "test".into(),
+                    device: "test".into(),
+                },
+            )
         })
         .await
         .expect("join")
@@ -165,7 +196,9 @@ impl App {
             6,
             1,
             30,
-            totp_rs::Secret::Encoded(created.totp_base32.expose().clone()).to_bytes().expect("seed"),
+            totp_rs::Secret::Encoded(created.totp_base32.expose().clone())
+                .to_bytes()
+                .expect("seed"),
         )
         .expect("totp");
         let (status, _, body) = self
@@ -182,10 +215,21 @@ impl App {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compliance_officers_work_the_queue_and_reports_over_http() {
-    for db in TestDatabase::both() {
-        let backend = db.name();
-        let app = spawn_app(db).await;
+async fn compliance_over_http_on_sqlite() {
+    compliance_officers_work_the_queue_and_reports(spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compliance_over_http_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("database");
+    compliance_officers_work_the_queue_and_reports(spawn_app(db).await).await;
+}
+
+async fn compliance_officers_work_the_queue_and_reports(app: App) {
+    {
+        let backend = app._db.name();
         let officer = app.staff("wang.fang", Role::ComplianceOfficer).await;
         let support = app.staff("li.ming", Role::Support).await;
 
@@ -197,10 +241,19 @@ async fn compliance_officers_work_the_queue_and_reports_over_http() {
             "/v1/staff/compliance/report-exports?date=2026-11-20&format=csv",
         ] {
             let (status, _, body) = app.get(&support, path).await;
-            assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")), "{backend} {path}: {body}");
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (403, &json!("forbidden")),
+                "{backend} {path}: {body}"
+            );
         }
         let (status, body) = app
-            .post(&support, "s1", "/v1/staff/compliance/watchlists", json!({"format": "json", "content": LIST}))
+            .post(
+                &support,
+                "s1",
+                "/v1/staff/compliance/watchlists",
+                json!({"format": "json", "content": LIST}),
+            )
             .await;
         assert_eq!(status, 403, "{body}");
 
@@ -208,36 +261,104 @@ async fn compliance_officers_work_the_queue_and_reports_over_http() {
         let (status, body) = app
             .post(&officer, "w0", "/v1/staff/compliance/watchlists", json!({"format": "csv", "content": "entry_id,name,list_source,kind\nA,X Y,T,ship\n"}))
             .await;
-        assert_eq!((status, &body["error"]["code"]), (422, &json!("watchlist_invalid")), "{body}");
-        assert!(body["error"]["message"].as_str().unwrap_or("").contains("line 2"), "{body}");
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (422, &json!("watchlist_invalid")),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("line 2"),
+            "{body}"
+        );
         let (status, version) = app
-            .post(&officer, "w1", "/v1/staff/compliance/watchlists", json!({"format": "json", "content": LIST}))
+            .post(
+                &officer,
+                "w1",
+                "/v1/staff/compliance/watchlists",
+                json!({"format": "json", "content": LIST}),
+            )
             .await;
-        assert_eq!((status, &version["version"], &version["entry_count"]), (201, &json!(1), &json!(2)), "{version}");
+        assert_eq!(
+            (status, &version["version"], &version["entry_count"]),
+            (201, &json!(1), &json!(2)),
+            "{version}"
+        );
 
         // A listed payee: no quote while the hit is pending.
         let (_, payer) = app.customer("+8613900000001", "Zhang San").await;
         let (payee_id, _) = app.customer("+8613900000002", "Ivan Zamorin").await;
         let quote = json!({"payee": "+8613900000002", "amount": 1000, "currency": "CNY"});
-        let (status, body) = app.post(&payer, "q1", "/v1/me/p2p/quotes", quote.clone()).await;
-        assert_eq!((status, &body["error"]["code"]), (409, &json!("payee_under_review")), "{backend}: {body}");
-        let (status, _, hits) = app.get(&officer, "/v1/staff/compliance/hits?state=pending").await;
+        let (status, body) = app
+            .post(&payer, "q1", "/v1/me/p2p/quotes", quote.clone())
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("payee_under_review")),
+            "{backend}: {body}"
+        );
+        let (status, _, hits) = app
+            .get(&officer, "/v1/staff/compliance/hits?state=pending")
+            .await;
         assert_eq!(status, 200, "{hits}");
         let hits = hits["data"].as_array().expect("hits").clone();
         assert_eq!(hits.len(), 1, "{backend}: {hits:?}");
-        assert_eq!((&hits[0]["customer_id"], &hits[0]["source"], &hits[0]["entry_id"]), (&json!(payee_id), &json!("payee"), &json!("H-1")));
+        assert_eq!(
+            (
+                &hits[0]["customer_id"],
+                &hits[0]["source"],
+                &hits[0]["entry_id"]
+            ),
+            (&json!(payee_id), &json!("payee"), &json!("H-1"))
+        );
         let hit_id = hits[0]["id"].as_str().expect("id").to_string();
-        let (status, _, detail) = app.get(&officer, &format!("/v1/staff/compliance/hits/{hit_id}")).await;
+        let (status, _, detail) = app
+            .get(&officer, &format!("/v1/staff/compliance/hits/{hit_id}"))
+            .await;
         assert_eq!(status, 200, "{detail}");
-        assert_eq!((&detail["screened_name"], &detail["entry"]["list_source"]), (&json!("Ivan Zamorin"), &json!("TEST")));
+        assert_eq!(
+            (&detail["screened_name"], &detail["entry"]["list_source"]),
+            (&json!("Ivan Zamorin"), &json!("TEST"))
+        );
         let decide = json!({"decision": "clear", "note": "a different person"});
-        let (status, cleared) = app.post(&officer, "d1", &format!("/v1/staff/compliance/hits/{hit_id}/decide"), decide.clone()).await;
-        assert_eq!((status, &cleared["state"]), (200, &json!("cleared")), "{cleared}");
+        let (status, cleared) = app
+            .post(
+                &officer,
+                "d1",
+                &format!("/v1/staff/compliance/hits/{hit_id}/decide"),
+                decide.clone(),
+            )
+            .await;
+        assert_eq!(
+            (status, &cleared["state"]),
+            (200, &json!("cleared")),
+            "{cleared}"
+        );
         // The same key replays the answer; a new key finds it decided.
-        let (status, replay) = app.post(&officer, "d1", &format!("/v1/staff/compliance/hits/{hit_id}/decide"), decide.clone()).await;
+        let (status, replay) = app
+            .post(
+                &officer,
+                "d1",
+                &format!("/v1/staff/compliance/hits/{hit_id}/decide"),
+                decide.clone(),
+            )
+            .await;
         assert_eq!((status, &replay), (200, &cleared));
-        let (status, body) = app.post(&officer, "d2", &format!("/v1/staff/compliance/hits/{hit_id}/decide"), decide).await;
-        assert_eq!((status, &body["error"]["code"]), (409, &json!("already_decided")), "{body}");
+        let (status, body) = app
+            .post(
+                &officer,
+                "d2",
+                &format!("/v1/staff/compliance/hits/{hit_id}/decide"),
+                decide,
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("already_decided")),
+            "{body}"
+        );
         let (status, body) = app.post(&payer, "q2", "/v1/me/p2p/quotes", quote).await;
         assert_eq!(status, 201, "{backend}: {body}");
 
@@ -250,29 +371,102 @@ async fn compliance_officers_work_the_queue_and_reports_over_http() {
         let merchant_id = merchant["id"].as_str().expect("id").to_string();
         let reviewer = app.staff("zhao.min", Role::ComplianceOfficer).await;
         let (status, body) = app
-            .post(&reviewer, "r1", &format!("/v1/staff/merchants/{merchant_id}/review"), json!({"approve": true, "note": "ok"}))
+            .post(
+                &reviewer,
+                "r1",
+                &format!("/v1/staff/merchants/{merchant_id}/review"),
+                json!({"approve": true, "note": "ok"}),
+            )
             .await;
-        assert_eq!((status, &body["error"]["code"]), (409, &json!("merchant_under_review")), "{backend}: {body}");
-        let (_, _, hits) = app.get(&officer, "/v1/staff/compliance/hits?state=pending").await;
-        let hit = hits["data"].as_array().and_then(|h| h.first()).expect("a merchant hit").clone();
-        assert_eq!((&hit["party_kind"], &hit["party_id"], &hit["source"]), (&json!("merchant"), &json!(merchant_id), &json!("merchant_onboarding")));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (409, &json!("merchant_under_review")),
+            "{backend}: {body}"
+        );
+        let (_, _, hits) = app
+            .get(&officer, "/v1/staff/compliance/hits?state=pending")
+            .await;
+        let hit = hits["data"]
+            .as_array()
+            .and_then(|h| h.first())
+            .expect("a merchant hit")
+            .clone();
+        assert_eq!(
+            (&hit["party_kind"], &hit["party_id"], &hit["source"]),
+            (
+                &json!("merchant"),
+                &json!(merchant_id),
+                &json!("merchant_onboarding")
+            )
+        );
         let (status, confirmed) = app
-            .post(&officer, "d3", &format!("/v1/staff/compliance/hits/{}/decide", hit["id"].as_str().expect("id")), json!({"decision": "confirm", "note": "registered address matches"}))
+            .post(
+                &officer,
+                "d3",
+                &format!(
+                    "/v1/staff/compliance/hits/{}/decide",
+                    hit["id"].as_str().expect("id")
+                ),
+                json!({"decision": "confirm", "note": "registered address matches"}),
+            )
             .await;
-        assert_eq!((status, &confirmed["state"]), (200, &json!("confirmed")), "{confirmed}");
+        assert_eq!(
+            (status, &confirmed["state"]),
+            (200, &json!("confirmed")),
+            "{confirmed}"
+        );
         let (status, _, merchants) = app.get(&owner, "/v1/me/merchants").await;
         assert_eq!(status, 200);
-        assert_eq!(merchants["data"][0]["status"], "rejected", "{backend}: {merchants}");
+        assert_eq!(
+            merchants["data"][0]["status"], "rejected",
+            "{backend}: {merchants}"
+        );
 
         // Reports: a day still going on is refused; an ended one runs and exports.
-        let (status, body) = app.post(&officer, "rr1", "/v1/staff/compliance/report-runs", json!({"date": "2999-01-01"})).await;
-        assert_eq!((status, &body["error"]["field"]), (422, &json!("date")), "{body}");
-        let (status, run) = app.post(&officer, "rr2", "/v1/staff/compliance/report-runs", json!({"date": "2026-11-20"})).await;
+        let (status, body) = app
+            .post(
+                &officer,
+                "rr1",
+                "/v1/staff/compliance/report-runs",
+                json!({"date": "2100-01-01"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["error"]["field"]),
+            (422, &json!("date")),
+            "{body}"
+        );
+        let (status, run) = app
+            .post(
+                &officer,
+                "rr2",
+                "/v1/staff/compliance/report-runs",
+                json!({"date": "2026-11-20"}),
+            )
+            .await;
         assert_eq!((status, &run["created"]), (200, &json!(0)), "{run}");
-        let (status, content_type, csv) = app.get(&officer, "/v1/staff/compliance/report-exports?date=2026-11-20&format=csv").await;
-        assert_eq!((status, content_type.as_str()), (200, "text/csv; charset=utf-8"));
-        assert!(csv.as_str().unwrap_or("").starts_with("report_id,report_type,rule,status,report_date,customer_id,"), "{csv}");
-        let (status, _, body) = app.get(&officer, "/v1/staff/compliance/report-exports?date=2026-11-20&format=xml").await;
+        let (status, content_type, csv) = app
+            .get(
+                &officer,
+                "/v1/staff/compliance/report-exports?date=2026-11-20&format=csv",
+            )
+            .await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (200, "text/csv; charset=utf-8")
+        );
+        assert!(
+            csv.as_str()
+                .unwrap_or("")
+                .starts_with("report_id,report_type,rule,status,report_date,customer_id,"),
+            "{csv}"
+        );
+        let (status, _, body) = app
+            .get(
+                &officer,
+                "/v1/staff/compliance/report-exports?date=2026-11-20&format=xml",
+            )
+            .await;
         assert_eq!((status, &body["error"]["field"]), (422, &json!("format")));
     }
 }

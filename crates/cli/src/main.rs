@@ -594,8 +594,9 @@ fn compliance_reports(
     );
     let date = match date {
         None => LocalDate::from_days(LocalDate::of(clock.now().as_nanos(), offset).days() - 1),
-        Some(text) => LocalDate::parse(text)
-            .ok_or_else(|| anyhow::anyhow!("--date: a day as YYYY-MM-DD"))?,
+        Some(text) => {
+            LocalDate::parse(text).ok_or_else(|| anyhow::anyhow!("--date: a day as YYYY-MM-DD"))?
+        }
     };
     let context = coffer_identity::Context {
         ip: "cli".into(),

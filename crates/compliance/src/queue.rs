@@ -171,7 +171,10 @@ impl Compliance {
         context: &Context,
         detail: &str,
     ) -> Result<(), ComplianceError> {
-        let detail: String = detail.chars().take(coffer_audit::DETAIL_BYTES_MAX / 4).collect();
+        let detail: String = detail
+            .chars()
+            .take(coffer_audit::DETAIL_BYTES_MAX / 4)
+            .collect();
         coffer_audit::append(
             db,
             &Entry {
@@ -204,7 +207,14 @@ impl Compliance {
                 return self.audit(db, &staff.actor(), action, None, context, "nothing listed");
             }
             for (customer, items) in &seen {
-                self.audit(db, &staff.actor(), action, Some(customer), context, &items.join(" "))?;
+                self.audit(
+                    db,
+                    &staff.actor(),
+                    action,
+                    Some(customer),
+                    context,
+                    &items.join(" "),
+                )?;
             }
             Ok(())
         })
@@ -233,7 +243,14 @@ impl Compliance {
         staff.require(Permission::ManageCompliance)?;
         let versions = self.screener.versions(100)?;
         self.sql.transaction(|db| {
-            self.audit(db, &staff.actor(), "watchlist_versions_viewed", None, context, "")
+            self.audit(
+                db,
+                &staff.actor(),
+                "watchlist_versions_viewed",
+                None,
+                context,
+                "",
+            )
         })?;
         Ok(versions)
     }
@@ -298,7 +315,14 @@ impl Compliance {
             .clone();
         let entry = self.screener.entry(view.list_version, &view.entry_id)?;
         self.sql.transaction(|db| {
-            self.audit(db, &staff.actor(), "screening_hit_viewed", Some(&view.customer_id), context, &view.id)
+            self.audit(
+                db,
+                &staff.actor(),
+                "screening_hit_viewed",
+                Some(&view.customer_id),
+                context,
+                &view.id,
+            )
         })?;
         Ok(HitDetail {
             hit: view,
@@ -319,7 +343,10 @@ impl Compliance {
     ) -> Result<HitView, ComplianceError> {
         staff.require(Permission::ManageCompliance)?;
         let note = note.trim();
-        if note.is_empty() || note.chars().count() > NOTE_LENGTH_MAX || note.chars().any(char::is_control) {
+        if note.is_empty()
+            || note.chars().count() > NOTE_LENGTH_MAX
+            || note.chars().any(char::is_control)
+        {
             return Err(ComplianceError::invalid(
                 "note",
                 format!("say why, in 1 to {NOTE_LENGTH_MAX} characters"),

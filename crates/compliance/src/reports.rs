@@ -44,6 +44,8 @@ use crate::queue::Compliance;
 use crate::{ComplianceError, NANOS_PER_SECOND};
 
 const SECONDS_PER_DAY: i64 = 86_400;
+/// The last year a report date may name (i64 nanoseconds reach 2262).
+const YEAR_MAX: i64 = 2200;
 pub const REPORT_PAGE_MAX: i64 = 500;
 pub const REVIEW_NOTE_LENGTH_MAX: usize = 1_000;
 
@@ -132,8 +134,10 @@ impl LocalDate {
             month: m.parse().ok()?,
             day: d.parse().ok()?,
         };
-        // Round-trips only when the day exists (no 30 February).
-        (date.year >= 1970 && LocalDate::from_days(date.days()) == date).then_some(date)
+        // Round-trips only when the day exists (no 30 February); nanosecond
+        // timestamps end in 2262.
+        ((1970..=YEAR_MAX).contains(&date.year) && LocalDate::from_days(date.days()) == date)
+            .then_some(date)
     }
 
     /// Days since 1970-01-01.
@@ -148,7 +152,9 @@ impl LocalDate {
 
     /// The date a moment falls on in a zone `offset_seconds` from UTC.
     pub fn of(at: i64, offset_seconds: i64) -> LocalDate {
-        LocalDate::from_days((at.div_euclid(NANOS_PER_SECOND) + offset_seconds).div_euclid(SECONDS_PER_DAY))
+        LocalDate::from_days(
+            (at.div_euclid(NANOS_PER_SECOND) + offset_seconds).div_euclid(SECONDS_PER_DAY),
+        )
     }
 }
 
@@ -257,9 +263,16 @@ pub fn evaluate(settings: &ReportSettings, day_movements: &[Movement]) -> Vec<Fi
     }
     let mut found = Vec::new();
     for ((customer, currency), mut group) in groups {
-        group.sort_by(|a, b| a.at.cmp(&b.at).then(a.transaction_id.cmp(&b.transaction_id)));
+        group.sort_by(|a, b| {
+            a.at.cmp(&b.at)
+                .then(a.transaction_id.cmp(&b.transaction_id))
+        });
         let side = |direction: &str| -> Vec<&Movement> {
-            group.iter().copied().filter(|m| m.direction == direction).collect()
+            group
+                .iter()
+                .copied()
+                .filter(|m| m.direction == direction)
+                .collect()
         };
         let (incoming, outgoing) = (side("in"), side("out"));
         let sum = |ms: &[&Movement]| ms.iter().map(|m| i128::from(m.amount)).sum::<i128>();
@@ -270,7 +283,12 @@ pub fn evaluate(settings: &ReportSettings, day_movements: &[Movement]) -> Vec<Fi
                     continue;
                 }
                 if sum(ms) >= i128::from(threshold) {
-                    found.extend(finding(ReportKind::LargeValue, "large_value_daily", (customer, currency, direction), ms));
+                    found.extend(finding(
+                        ReportKind::LargeValue,
+                        "large_value_daily",
+                        (customer, currency, direction),
+                        ms,
+                    ));
                 }
                 let near: Vec<&Movement> = ms
                     .iter()
@@ -278,14 +296,24 @@ pub fn evaluate(settings: &ReportSettings, day_movements: &[Movement]) -> Vec<Fi
                     .filter(|m| m.amount >= floor && m.amount < threshold)
                     .collect();
                 if near.len() >= settings.structuring_count_min {
-                    found.extend(finding(ReportKind::Suspicious, "structuring", (customer, currency, direction), &near));
+                    found.extend(finding(
+                        ReportKind::Suspicious,
+                        "structuring",
+                        (customer, currency, direction),
+                        &near,
+                    ));
                 }
             }
             let (money_in, money_out) = (sum(&incoming), sum(&outgoing));
             if money_in >= i128::from(floor)
                 && money_out * 10_000 >= money_in * i128::from(settings.rapid_out_share_bps)
             {
-                found.extend(finding(ReportKind::Suspicious, "rapid_in_out", (customer, currency, "both"), &group));
+                found.extend(finding(
+                    ReportKind::Suspicious,
+                    "rapid_in_out",
+                    (customer, currency, "both"),
+                    &group,
+                ));
             }
         }
         let with_counterparty: Vec<&Movement> = outgoing
@@ -298,7 +326,12 @@ pub fn evaluate(settings: &ReportSettings, day_movements: &[Movement]) -> Vec<Fi
             .filter_map(|m| m.counterparty_id.as_deref())
             .collect();
         if counterparties.len() >= settings.counterparties_min {
-            found.extend(finding(ReportKind::Suspicious, "many_counterparties", (customer, currency, "out"), &with_counterparty));
+            found.extend(finding(
+                ReportKind::Suspicious,
+                "many_counterparties",
+                (customer, currency, "out"),
+                &with_counterparty,
+            ));
         }
     }
     found
@@ -357,7 +390,8 @@ fn report(row: &Row) -> Result<ReportView, ComplianceError> {
         direction: row.text(6)?,
         total_amount: row.int(7)?,
         transaction_count: row.int(8)?,
-        transaction_ids: serde_json::from_str(&row.text(9)?).map_err(|_| corrupt("transaction ids"))?,
+        transaction_ids: serde_json::from_str(&row.text(9)?)
+            .map_err(|_| corrupt("transaction ids"))?,
         first_at: row.int(10)?,
         last_at: row.int(11)?,
         state: ReportState::parse(&row.text(12)?).ok_or_else(|| corrupt("state"))?,
@@ -369,7 +403,10 @@ fn report(row: &Row) -> Result<ReportView, ComplianceError> {
 }
 
 fn report_id(day: i64, f: &Finding) -> String {
-    let key = format!("{day}|{}|{}|{}|{}", f.rule, f.customer_id, f.currency, f.direction);
+    let key = format!(
+        "{day}|{}|{}|{}|{}",
+        f.rule, f.customer_id, f.currency, f.direction
+    );
     format!("rpt_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..20])
 }
 
@@ -429,21 +466,32 @@ pub const EXPORT_COLUMNS: [&str; 22] = [
 
 impl Compliance {
     fn day_bounds(&self, date: LocalDate) -> (i64, i64) {
-        let start = (date.days() * SECONDS_PER_DAY - self.settings.day_utc_offset_seconds) * NANOS_PER_SECOND;
+        let start = (date.days() * SECONDS_PER_DAY - self.settings.day_utc_offset_seconds)
+            * NANOS_PER_SECOND;
         (start, start + SECONDS_PER_DAY * NANOS_PER_SECOND)
     }
 
     /// Runs the rules over a day that has ended and stores what they find
     /// (`actor` is audited: a staff member, or `system` for the CLI job).
     /// Running a day again stores nothing new.
-    pub fn generate(&self, actor: &str, date: LocalDate, context: &Context) -> Result<ReportRun, ComplianceError> {
+    pub fn generate(
+        &self,
+        actor: &str,
+        date: LocalDate,
+        context: &Context,
+    ) -> Result<ReportRun, ComplianceError> {
         let (start, end) = self.day_bounds(date);
         let now = self.now();
         if end > now {
-            return Err(ComplianceError::invalid("date", format!("{date} has not ended yet in the bank's time zone")));
+            return Err(ComplianceError::invalid(
+                "date",
+                format!("{date} has not ended yet in the bank's time zone"),
+            ));
         }
         let day = date.days();
-        let day_movements = self.sql.run(|db| movements::completed_between(db, start, end))?;
+        let day_movements = self
+            .sql
+            .run(|db| movements::completed_between(db, start, end))?;
         let findings = evaluate(&self.settings, &day_movements);
         let created = self.sql.transaction(|db| -> Result<usize, ComplianceError> {
             let mut created = 0;
@@ -501,7 +549,12 @@ impl Compliance {
     }
 
     /// The report job run by a compliance officer through the API.
-    pub fn staff_generate(&self, staff: &StaffInfo, date: LocalDate, context: &Context) -> Result<ReportRun, ComplianceError> {
+    pub fn staff_generate(
+        &self,
+        staff: &StaffInfo,
+        date: LocalDate,
+        context: &Context,
+    ) -> Result<ReportRun, ComplianceError> {
         staff.require(Permission::ManageCompliance)?;
         self.generate(&staff.actor(), date, context)
     }
@@ -539,7 +592,9 @@ impl Compliance {
         self.audit_views(
             staff,
             "compliance_reports_listed",
-            reports.iter().map(|r| (r.customer_id.as_str(), r.id.clone())),
+            reports
+                .iter()
+                .map(|r| (r.customer_id.as_str(), r.id.clone())),
             context,
         )?;
         Ok(reports)
@@ -553,11 +608,23 @@ impl Compliance {
         report(&row)
     }
 
-    pub fn staff_report(&self, staff: &StaffInfo, id: &str, context: &Context) -> Result<ReportView, ComplianceError> {
+    pub fn staff_report(
+        &self,
+        staff: &StaffInfo,
+        id: &str,
+        context: &Context,
+    ) -> Result<ReportView, ComplianceError> {
         staff.require(Permission::ManageCompliance)?;
         let view = self.load_report(id)?;
         self.sql.transaction(|db| {
-            self.audit(db, &staff.actor(), "compliance_report_viewed", Some(&view.customer_id), context, &view.id)
+            self.audit(
+                db,
+                &staff.actor(),
+                "compliance_report_viewed",
+                Some(&view.customer_id),
+                context,
+                &view.id,
+            )
         })?;
         Ok(view)
     }
@@ -574,13 +641,23 @@ impl Compliance {
         staff.require(Permission::ManageCompliance)?;
         let note = note.trim();
         if note.chars().count() > REVIEW_NOTE_LENGTH_MAX || note.chars().any(char::is_control) {
-            return Err(ComplianceError::invalid("note", format!("at most {REVIEW_NOTE_LENGTH_MAX} characters")));
+            return Err(ComplianceError::invalid(
+                "note",
+                format!("at most {REVIEW_NOTE_LENGTH_MAX} characters"),
+            ));
         }
         if !approve && note.is_empty() {
-            return Err(ComplianceError::invalid("note", "a dismissal needs a reason"));
+            return Err(ComplianceError::invalid(
+                "note",
+                "a dismissal needs a reason",
+            ));
         }
         let view = self.load_report(id)?;
-        let state = if approve { ReportState::Approved } else { ReportState::Dismissed };
+        let state = if approve {
+            ReportState::Approved
+        } else {
+            ReportState::Dismissed
+        };
         let now = self.now();
         self.sql.transaction(|db| -> Result<(), ComplianceError> {
             let changed = db.execute(
@@ -659,7 +736,10 @@ impl Compliance {
         context: &Context,
     ) -> Result<String, ComplianceError> {
         let reports = self.reports_of(Some(date.days()), state, None, REPORT_PAGE_MAX)?;
-        let rows = reports.iter().map(|r| self.export_row(r)).collect::<Result<Vec<_>, _>>()?;
+        let rows = reports
+            .iter()
+            .map(|r| self.export_row(r))
+            .collect::<Result<Vec<_>, _>>()?;
         let text = match format {
             ExportFormat::Json => serde_json::to_string_pretty(&serde_json::json!({
                 "report_date": date.to_string(),
@@ -670,13 +750,29 @@ impl Compliance {
         };
         let mut seen: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for r in &reports {
-            seen.entry(r.customer_id.as_str()).or_default().push(r.id.clone());
+            seen.entry(r.customer_id.as_str())
+                .or_default()
+                .push(r.id.clone());
         }
         self.sql.transaction(|db| -> Result<(), ComplianceError> {
             for (customer, ids) in &seen {
-                self.audit(db, actor, "compliance_report_exported", Some(customer), context, &ids.join(" "))?;
+                self.audit(
+                    db,
+                    actor,
+                    "compliance_report_exported",
+                    Some(customer),
+                    context,
+                    &ids.join(" "),
+                )?;
             }
-            self.audit(db, actor, "compliance_reports_exported", None, context, &format!("{date}: {} reports", rows.len()))
+            self.audit(
+                db,
+                actor,
+                "compliance_reports_exported",
+                None,
+                context,
+                &format!("{date}: {} reports", rows.len()),
+            )
         })?;
         Ok(text)
     }
@@ -711,7 +807,13 @@ fn export_csv(rows: &[ExportRow]) -> String {
             r.reviewed_at_utc.clone().unwrap_or_default(),
             r.review_note.clone().unwrap_or_default(),
         ];
-        out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+        out.push_str(
+            &cells
+                .iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         out.push_str("\r\n");
     }
     out
@@ -721,7 +823,13 @@ fn export_csv(rows: &[ExportRow]) -> String {
 mod tests {
     use super::*;
 
-    fn m(id: &str, customer: &str, direction: &str, amount: i64, counterparty: Option<&str>) -> Movement {
+    fn m(
+        id: &str,
+        customer: &str,
+        direction: &str,
+        amount: i64,
+        counterparty: Option<&str>,
+    ) -> Movement {
         Movement {
             transaction_id: id.into(),
             kind: "p2p_transfer".into(),
@@ -748,10 +856,19 @@ mod tests {
             m("c1", "cus_c", "out", 4_999_999, Some("cus_x")),
         ];
         for i in 0..10 {
-            day.push(m(&format!("d{i}"), "cus_d", "out", 100, Some(&format!("cus_{i}"))));
+            day.push(m(
+                &format!("d{i}"),
+                "cus_d",
+                "out",
+                100,
+                Some(&format!("cus_{i}")),
+            ));
         }
         let found = evaluate(&settings, &day);
-        let keys: Vec<(&str, &str, &str)> = found.iter().map(|f| (f.rule, f.customer_id.as_str(), f.direction)).collect();
+        let keys: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|f| (f.rule, f.customer_id.as_str(), f.direction))
+            .collect();
         assert_eq!(
             keys,
             vec![
@@ -774,12 +891,20 @@ mod tests {
         ];
         let found = evaluate(&ReportSettings::default(), &day);
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].rule, found[0].direction), ("rapid_in_out", "both"));
+        assert_eq!(
+            (found[0].rule, found[0].direction),
+            ("rapid_in_out", "both")
+        );
     }
 
     #[test]
     fn dates_parse_strictly() {
-        assert_eq!(LocalDate::parse("2026-12-05").map(|d| d.to_string()).as_deref(), Some("2026-12-05"));
+        assert_eq!(
+            LocalDate::parse("2026-12-05")
+                .map(|d| d.to_string())
+                .as_deref(),
+            Some("2026-12-05")
+        );
         assert!(LocalDate::parse("2026-02-30").is_none());
         assert!(LocalDate::parse("2026-2-3").is_none());
         assert!(LocalDate::parse("yesterday").is_none());

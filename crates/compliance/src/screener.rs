@@ -141,9 +141,9 @@ impl Screener {
     /// The active list, parsed; reloaded when a newer version was stored
     /// (by this instance or another).
     fn active(&self) -> Result<Option<Arc<ActiveList>>, ComplianceError> {
-        let newest = self.sql.run(|db| {
-            db.query_opt("SELECT MAX(version) FROM compliance_watchlists", &[])
-        })?;
+        let newest = self
+            .sql
+            .run(|db| db.query_opt("SELECT MAX(version) FROM compliance_watchlists", &[]))?;
         let Some(newest) = newest.map(|r| r.opt_int(0)).transpose()?.flatten() else {
             return Ok(None);
         };
@@ -223,7 +223,10 @@ impl Screener {
             Ok(version)
         })?;
         let stored = self.sql.run(|db| {
-            db.query_one(&format!("{SELECT_VERSION} WHERE version = $1"), sql_params![version])
+            db.query_one(
+                &format!("{SELECT_VERSION} WHERE version = $1"),
+                sql_params![version],
+            )
         })?;
         Ok(version_of(&stored)?)
     }
@@ -231,14 +234,23 @@ impl Screener {
     /// The list entries a name matches at or above the threshold, best
     /// first (nothing is recorded): customers are screened against persons,
     /// merchants against persons and entities.
-    pub fn matches(&self, name: &str, kind: PartyKind) -> Result<Vec<ScreeningMatch>, ComplianceError> {
+    pub fn matches(
+        &self,
+        name: &str,
+        kind: PartyKind,
+    ) -> Result<Vec<ScreeningMatch>, ComplianceError> {
         let Some(list) = self.active()? else {
             return Ok(Vec::new());
         };
         Ok(self.matches_in(&list, &normalize(name), kind))
     }
 
-    fn matches_in(&self, list: &ActiveList, name: &NormalizedName, kind: PartyKind) -> Vec<ScreeningMatch> {
+    fn matches_in(
+        &self,
+        list: &ActiveList,
+        name: &NormalizedName,
+        kind: PartyKind,
+    ) -> Vec<ScreeningMatch> {
         let threshold = self.threshold_bps();
         let mut found: Vec<ScreeningMatch> = list
             .entries
@@ -252,12 +264,20 @@ impl Screener {
                 })
             })
             .collect();
-        found.sort_by(|a, b| b.score_bps.cmp(&a.score_bps).then(a.entry.entry_id.cmp(&b.entry.entry_id)));
+        found.sort_by(|a, b| {
+            b.score_bps
+                .cmp(&a.score_bps)
+                .then(a.entry.entry_id.cmp(&b.entry.entry_id))
+        });
         found
     }
 
     /// The entry as it stood in a given list version.
-    pub(crate) fn entry(&self, version: i64, entry_id: &str) -> Result<Option<ListEntry>, ComplianceError> {
+    pub(crate) fn entry(
+        &self,
+        version: i64,
+        entry_id: &str,
+    ) -> Result<Option<ListEntry>, ComplianceError> {
         let row = self.sql.run(|db| {
             db.query_opt(
                 "SELECT entries FROM compliance_watchlists WHERE version = $1",
@@ -280,7 +300,9 @@ impl Screener {
         let Some(list) = self.active()?.filter(|_| !normalized.is_empty()) else {
             return Ok(self.sql.run(|db| self.standing(db, party.kind, party.id))?);
         };
-        let name_index = self.vault.keyed_hash(SCREENED_NAME_CONTEXT, &normalized.canonical());
+        let name_index = self
+            .vault
+            .keyed_hash(SCREENED_NAME_CONTEXT, &normalized.canonical());
         let found = self.matches_in(&list, &normalized, party.kind);
         // Encrypted before the transaction: only when there is something to keep.
         let name_enc = if found.is_empty() {
@@ -381,7 +403,10 @@ impl Screening for Screener {
             "SELECT DISTINCT state FROM screening_hits WHERE party_kind = $1 AND party_id = $2 AND state IN ('pending', 'confirmed')",
             sql_params![kind.as_str(), party_id],
         )?;
-        let states = rows.iter().map(|r| r.text(0)).collect::<Result<Vec<_>, _>>()?;
+        let states = rows
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(if states.iter().any(|s| s == "confirmed") {
             Standing::Confirmed
         } else if states.is_empty() {

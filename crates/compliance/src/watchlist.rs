@@ -118,7 +118,10 @@ enum JsonList {
 /// Parses and checks a list; entries come back trimmed, in the file's order.
 pub fn parse(format: ListFormat, text: &str) -> Result<Vec<ListEntry>, ListError> {
     if text.len() > LIST_BYTES_MAX {
-        return Err(refuse("list", format!("larger than {LIST_BYTES_MAX} bytes")));
+        return Err(refuse(
+            "list",
+            format!("larger than {LIST_BYTES_MAX} bytes"),
+        ));
     }
     let entries = match format {
         ListFormat::Json => match serde_json::from_str::<JsonList>(text) {
@@ -143,8 +146,14 @@ fn check(entries: Vec<ListEntry>) -> Result<Vec<ListEntry>, ListError> {
         let at = format!("entry {}", index + 1);
         let text = |field: &str, value: &str, max: usize| -> Result<String, ListError> {
             let value = value.trim();
-            if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-                return Err(refuse(&at, format!("{field}: 1 to {max} characters, no control characters")));
+            if value.is_empty()
+                || value.chars().count() > max
+                || value.chars().any(char::is_control)
+            {
+                return Err(refuse(
+                    &at,
+                    format!("{field}: 1 to {max} characters, no control characters"),
+                ));
             }
             Ok(value.to_string())
         };
@@ -157,7 +166,10 @@ fn check(entries: Vec<ListEntry>) -> Result<Vec<ListEntry>, ListError> {
             return Err(refuse(&at, "name: no letters to match"));
         }
         if entry.aliases.len() > ALIASES_PER_ENTRY_MAX {
-            return Err(refuse(&at, format!("at most {ALIASES_PER_ENTRY_MAX} aliases")));
+            return Err(refuse(
+                &at,
+                format!("at most {ALIASES_PER_ENTRY_MAX} aliases"),
+            ));
         }
         let aliases = entry
             .aliases
@@ -166,12 +178,24 @@ fn check(entries: Vec<ListEntry>) -> Result<Vec<ListEntry>, ListError> {
             .map(|a| text("aliases", a, NAME_LENGTH_MAX))
             .collect::<Result<Vec<_>, _>>()?;
         let list_source = text("list_source", &entry.list_source, ID_LENGTH_MAX)?;
-        let country = match entry.country.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        let country = match entry
+            .country
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
             None => None,
-            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => Some(c.to_string()),
+            Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
+                Some(c.to_string())
+            }
             Some(_) => return Err(refuse(&at, "country: an ISO 3166-1 alpha-2 code (CN, GB…)")),
         };
-        let date_of_birth = match entry.date_of_birth.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        let date_of_birth = match entry
+            .date_of_birth
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
             None => None,
             Some(d) if valid_date(d) => Some(d.to_string()),
             Some(_) => return Err(refuse(&at, "date_of_birth: YYYY-MM-DD or YYYY")),
@@ -250,7 +274,10 @@ fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, ListError> {
         }
     }
     if quoted {
-        return Err(refuse(format!("line {start_line}"), "a quoted field is not closed"));
+        return Err(refuse(
+            format!("line {start_line}"),
+            "a quoted field is not closed",
+        ));
     }
     fields.push(field);
     if fields.iter().any(|f| !f.is_empty()) {
@@ -271,25 +298,38 @@ const CSV_COLUMNS: [&str; 7] = [
 
 fn parse_csv(text: &str) -> Result<Vec<ListEntry>, ListError> {
     let mut records = csv_records(text)?.into_iter();
-    let (_, header) = records.next().ok_or_else(|| refuse("line 1", "no header row"))?;
-    let header: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let (_, header) = records
+        .next()
+        .ok_or_else(|| refuse("line 1", "no header row"))?;
+    let header: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     if let Some(unknown) = header.iter().find(|h| !CSV_COLUMNS.contains(&h.as_str())) {
         return Err(refuse("line 1", format!("unknown column {unknown}")));
     }
     let column = |name: &str| header.iter().position(|h| h == name);
-    let required = |name: &str| column(name).ok_or_else(|| refuse("line 1", format!("missing column {name}")));
+    let required =
+        |name: &str| column(name).ok_or_else(|| refuse("line 1", format!("missing column {name}")));
     let (id_at, name_at, source_at, kind_at) = (
         required("entry_id")?,
         required("name")?,
         required("list_source")?,
         required("kind")?,
     );
-    let (aliases_at, country_at, birth_at) = (column("aliases"), column("country"), column("date_of_birth"));
+    let (aliases_at, country_at, birth_at) = (
+        column("aliases"),
+        column("country"),
+        column("date_of_birth"),
+    );
     let mut entries = Vec::new();
     for (line, fields) in records {
         let at = format!("line {line}");
         if fields.len() != header.len() {
-            return Err(refuse(&at, format!("{} fields, the header has {}", fields.len(), header.len())));
+            return Err(refuse(
+                &at,
+                format!("{} fields, the header has {}", fields.len(), header.len()),
+            ));
         }
         let get = |index: usize| fields[index].clone();
         let optional = |index: Option<usize>| index.map(get).filter(|v| !v.trim().is_empty());
@@ -359,7 +399,10 @@ mod tests {
     fn bad_lists_are_refused_with_the_place() {
         let duplicate = r#"[{"entry_id":"A","name":"X Y","list_source":"T","kind":"person"},
                             {"entry_id":"A","name":"Z W","list_source":"T","kind":"person"}]"#;
-        assert_eq!(parse(ListFormat::Json, duplicate).unwrap_err().at, "entry 2");
+        assert_eq!(
+            parse(ListFormat::Json, duplicate).unwrap_err().at,
+            "entry 2"
+        );
         let bad_kind = "entry_id,name,list_source,kind\nA,X Y,T,ship\n";
         assert_eq!(parse(ListFormat::Csv, bad_kind).unwrap_err().at, "line 2");
         let bad_date = r#"[{"entry_id":"A","name":"X Y","list_source":"T","kind":"person","date_of_birth":"31/01/1970"}]"#;

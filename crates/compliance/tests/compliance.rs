@@ -107,7 +107,12 @@ fn world(db: TestDatabase) -> World {
     let app_clock: Arc<dyn Clock> = clock.clone();
     let sql = Arc::new(SqlStore::open(&database, 4).expect("sql"));
     let vault = Arc::new(
-        Vault::open(Arc::new(LocalMasterKey::from_bytes([7; 32])), sql.clone(), 0).expect("vault"),
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([7; 32])),
+            sql.clone(),
+            0,
+        )
+        .expect("vault"),
     );
     let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
     let dispatcher = Dispatcher::new(
@@ -156,6 +161,15 @@ fn world(db: TestDatabase) -> World {
         },
     );
     p2p.open_accounts().expect("fee account");
+    engine
+        .execute_blocking(Command::OpenAccount(AccountSpec {
+            id: id(SOURCE),
+            currency: cny(),
+            kind: AccountKind::Asset,
+            constraint: BalanceConstraint::None,
+            owner: id("bank"),
+        }))
+        .expect("source account");
     let compliance = Compliance::new(
         sql.clone(),
         vault,
@@ -211,7 +225,12 @@ fn customer(world: &World, phone: &str, name: &str, amount: i64) -> String {
         )
         .expect("complete");
     let wallet = id(&wallet_account_id(&customer.id, "CNY"));
-    let run = |command| world.engine.execute_blocking(command).expect("engine");
+    let run = |command| match world.engine.execute_blocking(command).expect("engine") {
+        coffer_ledger::Outcome::Account(result) => assert!(result.is_ok(), "{result:?}"),
+        coffer_ledger::Outcome::Transfers(results) => {
+            assert!(results.iter().all(Result::is_ok), "{results:?}")
+        }
+    };
     run(Command::OpenAccount(AccountSpec {
         id: wallet.clone(),
         currency: cny(),
@@ -262,7 +281,13 @@ fn verify(world: &World, customer_id: &str, name: &str, n: u32) {
         .expect("kyc");
 }
 
-fn pay(world: &World, payer: &str, payee_phone: &str, amount: i64, key: &str) -> Result<(), P2pError> {
+fn pay(
+    world: &World,
+    payer: &str,
+    payee_phone: &str,
+    amount: i64,
+    key: &str,
+) -> Result<(), P2pError> {
     let quote = world.p2p.quote(
         payer,
         &QuoteFor::Payee {
@@ -341,15 +366,25 @@ fn a_listed_name_at_kyc_is_queued_and_confirming_it_freezes_the_customer() {
         assert_eq!(hits.len(), 1, "{backend}: {hits:?}");
         let hit = &hits[0];
         assert_eq!(
-            (hit.customer_id.as_str(), hit.source.as_str(), hit.entry_id.as_str()),
+            (
+                hit.customer_id.as_str(),
+                hit.source.as_str(),
+                hit.entry_id.as_str()
+            ),
             (listed.as_str(), "kyc", "T-1"),
             "{backend}"
         );
         assert!(hit.score_bps >= i64::from(coffer_compliance::DEFAULT_THRESHOLD_BPS));
 
-        let detail = world.compliance.staff_hit(&officer, &hit.id, &context()).expect("hit");
+        let detail = world
+            .compliance
+            .staff_hit(&officer, &hit.id, &context())
+            .expect("hit");
         assert_eq!(detail.screened_name, "ZAMORIN, Ivan");
-        assert_eq!(detail.entry.as_ref().map(|e| e.name.as_str()), Some("Ivan Petrovsky-Zamorin"));
+        assert_eq!(
+            detail.entry.as_ref().map(|e| e.name.as_str()),
+            Some("Ivan Petrovsky-Zamorin")
+        );
 
         // A decision needs a reason.
         let refused = world
@@ -359,15 +394,34 @@ fn a_listed_name_at_kyc_is_queued_and_confirming_it_freezes_the_customer() {
         assert_eq!(refused.field(), Some("note"));
         let decided = world
             .compliance
-            .staff_decide_hit(&officer, &hit.id, Decision::Confirm, "same date of birth", &context())
+            .staff_decide_hit(
+                &officer,
+                &hit.id,
+                Decision::Confirm,
+                "same date of birth",
+                &context(),
+            )
             .expect("confirm");
         assert_eq!(decided.state, HitState::Confirmed);
-        assert_eq!(world.identity.customer(&listed).expect("customer").status, "frozen", "{backend}");
-        assert_eq!(world.identity.customer(&innocent).expect("customer").status, "active");
+        assert_eq!(
+            world.identity.customer(&listed).expect("customer").status,
+            "frozen",
+            "{backend}"
+        );
+        assert_eq!(
+            world.identity.customer(&innocent).expect("customer").status,
+            "active"
+        );
         // Once.
         let again = world
             .compliance
-            .staff_decide_hit(&officer, &hit.id, Decision::Clear, "changed my mind", &context())
+            .staff_decide_hit(
+                &officer,
+                &hit.id,
+                Decision::Clear,
+                "changed my mind",
+                &context(),
+            )
             .expect_err("decided");
         assert_eq!(again.code(), "already_decided");
 
@@ -379,7 +433,10 @@ fn a_listed_name_at_kyc_is_queued_and_confirming_it_freezes_the_customer() {
             "customer_frozen",
             "screening_hit_confirmed",
         ] {
-            assert!(actions.iter().any(|a| a == action), "{backend}: {action} not in {actions:?}");
+            assert!(
+                actions.iter().any(|a| a == action),
+                "{backend}: {action} not in {actions:?}"
+            );
         }
         world.engine.shutdown();
     }
@@ -396,21 +453,44 @@ fn a_listed_payee_cannot_be_paid_until_the_hit_is_cleared() {
         let payee = customer(&world, "+8613800000012", "Marguerite Oduya Lestrange", 0);
 
         let refused = pay(&world, &payer, "+8613800000012", 10_000, "k1").expect_err("blocked");
-        assert!(matches!(refused, P2pError::PayeeUnderReview), "{backend}: {refused:?}");
+        assert!(
+            matches!(refused, P2pError::PayeeUnderReview),
+            "{backend}: {refused:?}"
+        );
         assert_eq!(refused.code(), "payee_under_review");
-        assert_eq!((posted(&world, &payer), posted(&world, &payee)), (100_000, 0), "{backend}: nothing moved");
+        assert_eq!(
+            (posted(&world, &payer), posted(&world, &payee)),
+            (100_000, 0),
+            "{backend}: nothing moved"
+        );
         // Asking again queues nothing new.
         pay(&world, &payer, "+8613800000012", 10_000, "k2").expect_err("still blocked");
-        let hits = world.compliance.staff_hits(&officer, None, 100, &context()).expect("queue");
+        let hits = world
+            .compliance
+            .staff_hits(&officer, None, 100, &context())
+            .expect("queue");
         assert_eq!(hits.len(), 1, "{backend}");
-        assert_eq!((hits[0].source.as_str(), hits[0].entry_id.as_str()), ("payee", "T-2"));
+        assert_eq!(
+            (hits[0].source.as_str(), hits[0].entry_id.as_str()),
+            ("payee", "T-2")
+        );
 
         world
             .compliance
-            .staff_decide_hit(&officer, &hits[0].id, Decision::Clear, "different person: born 1990, local", &context())
+            .staff_decide_hit(
+                &officer,
+                &hits[0].id,
+                Decision::Clear,
+                "different person: born 1990, local",
+                &context(),
+            )
             .expect("clear");
         pay(&world, &payer, "+8613800000012", 10_000, "k3").expect("paid once cleared");
-        assert_eq!((posted(&world, &payer), posted(&world, &payee)), (90_000, 10_000), "{backend}");
+        assert_eq!(
+            (posted(&world, &payer), posted(&world, &payee)),
+            (90_000, 10_000),
+            "{backend}"
+        );
 
         // A new list version with the same entry does not raise the cleared
         // hit again; a new entry for the name does, and blocks payments again.
@@ -418,23 +498,48 @@ fn a_listed_payee_cannot_be_paid_until_the_hit_is_cleared() {
         grown.push(serde_json::json!({"entry_id": "T-9", "name": "Lestrange, Marguerite O.", "list_source": "TEST-2", "kind": "person"}));
         let version = world
             .compliance
-            .staff_load_list(&officer, ListFormat::Json, &serde_json::Value::from(grown).to_string(), &context())
+            .staff_load_list(
+                &officer,
+                ListFormat::Json,
+                &serde_json::Value::from(grown).to_string(),
+                &context(),
+            )
             .expect("load");
         assert_eq!(version.version, 2);
-        let refused = pay(&world, &payer, "+8613800000012", 10_000, "k4").expect_err("blocked again");
+        let refused =
+            pay(&world, &payer, "+8613800000012", 10_000, "k4").expect_err("blocked again");
         assert!(matches!(refused, P2pError::PayeeUnderReview), "{backend}");
         let pending = world
             .compliance
             .staff_hits(&officer, Some(HitState::Pending), 100, &context())
             .expect("queue");
-        assert_eq!(pending.iter().map(|h| h.entry_id.as_str()).collect::<Vec<_>>(), vec!["T-9"], "{backend}");
+        assert_eq!(
+            pending
+                .iter()
+                .map(|h| h.entry_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["T-9"],
+            "{backend}"
+        );
         // Loading the same list again stores nothing.
-        let current = world.screener.current_version().expect("read").expect("a list");
-        let reloaded = world
+        let current = world
             .screener
-            .load_list("staff:test", "again", ListFormat::Csv, &to_csv(&current), "test");
+            .current_version()
+            .expect("read")
+            .expect("a list");
+        let reloaded = world.screener.load_list(
+            "staff:test",
+            "again",
+            ListFormat::Csv,
+            &to_csv(&current),
+            "test",
+        );
         assert!(reloaded.is_ok());
-        assert_eq!(world.screener.versions(10).expect("versions").len(), 2, "{backend}");
+        assert_eq!(
+            world.screener.versions(10).expect("versions").len(),
+            2,
+            "{backend}"
+        );
         world.engine.shutdown();
     }
 }
@@ -462,32 +567,92 @@ fn the_report_job_finds_exactly_the_large_value_and_structuring_reports_once() {
 
         let day = LocalDate::of(world.clock.now().as_nanos(), 8 * 3600);
         assert_eq!(day.to_string(), "2026-11-20");
-        let early = world.compliance.generate("system", day, &context()).expect_err("day not over");
+        let early = world
+            .compliance
+            .generate("system", day, &context())
+            .expect_err("day not over");
         assert_eq!(early.field(), Some("date"));
         world.clock.advance(DAY_NANOS);
 
-        let run = world.compliance.generate("system", day, &context()).expect("run");
+        let run = world
+            .compliance
+            .generate("system", day, &context())
+            .expect("run");
         let mut found: Vec<(String, String, String, i64, i64)> = run
             .reports
             .iter()
-            .map(|r| (r.rule.clone(), r.customer_id.clone(), r.direction.clone(), r.total_amount, r.transaction_count))
+            .map(|r| {
+                (
+                    r.rule.clone(),
+                    r.customer_id.clone(),
+                    r.direction.clone(),
+                    r.total_amount,
+                    r.transaction_count,
+                )
+            })
             .collect();
         found.sort();
         let mut expected = vec![
-            ("large_value_daily".to_string(), a.clone(), "out".to_string(), 14_400_000, 3),
-            ("structuring".to_string(), a.clone(), "out".to_string(), 14_400_000, 3),
-            ("large_value_daily".to_string(), b.clone(), "in".to_string(), 14_400_000, 3),
-            ("structuring".to_string(), b.clone(), "in".to_string(), 14_400_000, 3),
-            ("large_value_daily".to_string(), c.clone(), "out".to_string(), 5_000_000, 1),
-            ("large_value_daily".to_string(), d.clone(), "in".to_string(), 5_000_000, 1),
+            (
+                "large_value_daily".to_string(),
+                a.clone(),
+                "out".to_string(),
+                14_400_000,
+                3,
+            ),
+            (
+                "structuring".to_string(),
+                a.clone(),
+                "out".to_string(),
+                14_400_000,
+                3,
+            ),
+            (
+                "large_value_daily".to_string(),
+                b.clone(),
+                "in".to_string(),
+                14_400_000,
+                3,
+            ),
+            (
+                "structuring".to_string(),
+                b.clone(),
+                "in".to_string(),
+                14_400_000,
+                3,
+            ),
+            (
+                "large_value_daily".to_string(),
+                c.clone(),
+                "out".to_string(),
+                5_000_000,
+                1,
+            ),
+            (
+                "large_value_daily".to_string(),
+                d.clone(),
+                "in".to_string(),
+                5_000_000,
+                1,
+            ),
         ];
         expected.sort();
         assert_eq!(found, expected, "{backend}");
-        assert_eq!((run.created, run.already_there, run.movements), (6, 0, 10), "{backend}");
-        assert!(run.reports.iter().all(|r| r.state == ReportState::PendingReview));
+        assert_eq!(
+            (run.created, run.already_there, run.movements),
+            (6, 0, 10),
+            "{backend}"
+        );
+        assert!(run
+            .reports
+            .iter()
+            .all(|r| r.state == ReportState::PendingReview));
 
         // Idempotent.
-        let again = world.compliance.generate("system", day, &context()).expect("rerun");
+        let again = world
+            .compliance
+            .generate("system", day, &context())
+            .expect("rerun");
         assert_eq!((again.created, again.already_there), (0, 6), "{backend}");
         assert_eq!(again.reports, run.reports);
 
@@ -506,7 +671,10 @@ fn the_report_job_finds_exactly_the_large_value_and_structuring_reports_once() {
             .compliance
             .staff_review_report(&officer, &lv_a.id, true, "", &context())
             .expect("approve");
-        assert_eq!((approved.state, approved.reviewer.as_deref()), (ReportState::Approved, Some("compliance.officer")));
+        assert_eq!(
+            (approved.state, approved.reviewer.as_deref()),
+            (ReportState::Approved, Some("compliance.officer"))
+        );
         let no_reason = world
             .compliance
             .staff_review_report(&officer, &structuring_b.id, false, "", &context())
@@ -514,7 +682,13 @@ fn the_report_job_finds_exactly_the_large_value_and_structuring_reports_once() {
         assert_eq!(no_reason.field(), Some("note"));
         world
             .compliance
-            .staff_review_report(&officer, &structuring_b.id, false, "payee is the payer's landlord", &context())
+            .staff_review_report(
+                &officer,
+                &structuring_b.id,
+                false,
+                "payee is the payer's landlord",
+                &context(),
+            )
             .expect("dismiss");
         assert_eq!(
             world
@@ -535,26 +709,54 @@ fn the_report_job_finds_exactly_the_large_value_and_structuring_reports_once() {
             .staff_export(&officer, day, None, ExportFormat::Csv, &context())
             .expect("csv");
         let mut lines = csv.split("\r\n");
-        assert_eq!(lines.next(), Some(coffer_compliance::EXPORT_COLUMNS.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some(coffer_compliance::EXPORT_COLUMNS.join(",").as_str())
+        );
         let row = csv
             .split("\r\n")
             .find(|line| line.starts_with(&lv_a.id))
             .expect("row");
         let cells: Vec<&str> = row.split(',').collect();
-        assert_eq!(cells.len(), coffer_compliance::EXPORT_COLUMNS.len(), "{row}");
-        assert_eq!(&cells[1..6], &["large_value", "large_value_daily", "approved", "2026-11-20", a.as_str()]);
+        assert_eq!(
+            cells.len(),
+            coffer_compliance::EXPORT_COLUMNS.len(),
+            "{row}"
+        );
+        assert_eq!(
+            &cells[1..6],
+            &[
+                "large_value",
+                "large_value_daily",
+                "approved",
+                "2026-11-20",
+                a.as_str()
+            ]
+        );
         let masked_id = coffer_identity::mask_id_number(&resident_id(21));
         assert_eq!(&cells[6..9], &["王*明", "cn_resident", masked_id.as_str()]);
         assert!(masked_id.starts_with("110105********"));
-        assert_eq!(&cells[9..15], &["CNY", "2", "out", "14400000", "144000.00", "3"]);
+        assert_eq!(
+            &cells[9..15],
+            &["CNY", "2", "out", "14400000", "144000.00", "3"]
+        );
         assert_eq!(cells[15].split(';').count(), 3);
-        assert!(cells[16].starts_with("2026-11-20T04:") && cells[16].ends_with('Z'), "{row}");
+        assert!(
+            cells[16].starts_with("2026-11-20T04:") && cells[16].ends_with('Z'),
+            "{row}"
+        );
         assert_eq!(cells[19], "compliance.officer");
         // JSON export: the same fields.
         let json: serde_json::Value = serde_json::from_str(
             &world
                 .compliance
-                .staff_export(&officer, day, Some(ReportState::Approved), ExportFormat::Json, &context())
+                .staff_export(
+                    &officer,
+                    day,
+                    Some(ReportState::Approved),
+                    ExportFormat::Json,
+                    &context(),
+                )
                 .expect("json"),
         )
         .expect("parse");
@@ -570,8 +772,15 @@ fn the_report_job_finds_exactly_the_large_value_and_structuring_reports_once() {
         assert_eq!(object["transaction_ids"].as_array().map(Vec::len), Some(3));
         // Unverified customers have no identity to mask.
         let actions = audit_actions(&world, &b);
-        for action in ["compliance_report_created", "compliance_report_dismissed", "compliance_report_exported"] {
-            assert!(actions.iter().any(|x| x == action), "{backend}: {action} not in {actions:?}");
+        for action in [
+            "compliance_report_created",
+            "compliance_report_dismissed",
+            "compliance_report_exported",
+        ] {
+            assert!(
+                actions.iter().any(|x| x == action),
+                "{backend}: {action} not in {actions:?}"
+            );
         }
         world.engine.shutdown();
     }
@@ -584,7 +793,10 @@ fn to_csv(_version: &coffer_compliance::ListVersion) -> String {
     entries.push(serde_json::json!({"entry_id": "T-9", "name": "Lestrange, Marguerite O.", "list_source": "TEST-2", "kind": "person"}));
     for e in entries {
         let text = |key: &str| e[key].as_str().unwrap_or("").replace('"', "\"\"");
-        let aliases: Vec<&str> = e["aliases"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+        let aliases: Vec<&str> = e["aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
         out.push_str(&format!(
             "\"{}\",\"{}\",\"{}\",\"{}\",{},{},{}\n",
             text("entry_id"),
@@ -601,9 +813,20 @@ fn to_csv(_version: &coffer_compliance::ListVersion) -> String {
 
 #[test]
 fn the_identity_layer_refuses_compliance_to_other_roles() {
-    assert!(coffer_identity::permits(Role::ComplianceOfficer, coffer_identity::Permission::ManageCompliance));
-    for role in [Role::Support, Role::RiskAnalyst, Role::ProductManager, Role::Administrator] {
-        assert!(!coffer_identity::permits(role, coffer_identity::Permission::ManageCompliance), "{role:?}");
+    assert!(coffer_identity::permits(
+        Role::ComplianceOfficer,
+        coffer_identity::Permission::ManageCompliance
+    ));
+    for role in [
+        Role::Support,
+        Role::RiskAnalyst,
+        Role::ProductManager,
+        Role::Administrator,
+    ] {
+        assert!(
+            !coffer_identity::permits(role, coffer_identity::Permission::ManageCompliance),
+            "{role:?}"
+        );
     }
     let _unused: Option<IdentityError> = None;
 }

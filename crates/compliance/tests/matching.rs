@@ -23,7 +23,11 @@ fn latin_names_match_through_case_accents_punctuation_order_initials_and_typos()
         // Punctuation: apostrophes join, hyphens and commas separate.
         ("Sean O'Brien", "Sean OBrien", HIT),
         ("Petrovsky, Ivan", "Ivan Petrovsky", HIT),
-        ("Marguerite Oduya-Lestrange", "Marguerite Oduya Lestrange", HIT),
+        (
+            "Marguerite Oduya-Lestrange",
+            "Marguerite Oduya Lestrange",
+            HIT,
+        ),
         // Token order.
         ("Petrovsky Ivan", "Ivan Petrovsky", HIT),
         // Initials.
@@ -75,14 +79,20 @@ fn chinese_names_match_exactly_across_scripts_and_one_character_apart() {
 
 #[test]
 fn scores_are_integer_basis_points_with_known_values() {
-    assert_eq!(name_similarity_bps("Ivan Petrovsky", "ivan petrovsky"), SCORE_MAX_BPS);
+    assert_eq!(
+        name_similarity_bps("Ivan Petrovsky", "ivan petrovsky"),
+        SCORE_MAX_BPS
+    );
     assert_eq!(name_similarity_bps("钱多朵", "钱多多"), 9_000);
     assert_eq!(name_similarity_bps("王伟", "王芳"), 5_000);
     assert_eq!(name_similarity_bps("", "Ivan"), 0);
     assert_eq!(name_similarity_bps("...", "Ivan"), 0);
     // The threshold is a bound, not a guess: just below and at it.
     let score = name_similarity_bps("Ivan Petrovsky", "Ivan Petrovski");
-    assert!(score >= DEFAULT_THRESHOLD_BPS && score < SCORE_MAX_BPS, "{score}");
+    assert!(
+        score >= DEFAULT_THRESHOLD_BPS && score < SCORE_MAX_BPS,
+        "{score}"
+    );
 }
 
 fn check(table: &[(&str, &str, bool)]) {
@@ -90,9 +100,16 @@ fn check(table: &[(&str, &str, bool)]) {
     for (screened, listed, hit) in table {
         let score = name_similarity_bps(screened, listed);
         // Symmetric: which side is the list must not matter.
-        assert_eq!(score, name_similarity_bps(listed, screened), "{screened} / {listed}");
+        assert_eq!(
+            score,
+            name_similarity_bps(listed, screened),
+            "{screened} / {listed}"
+        );
         if (score >= DEFAULT_THRESHOLD_BPS) != *hit {
-            wrong.push(format!("{screened:?} vs {listed:?}: {score} bps, expected {}", if *hit { "a hit" } else { "no hit" }));
+            wrong.push(format!(
+                "{screened:?} vs {listed:?}: {score} bps, expected {}",
+                if *hit { "a hit" } else { "no hit" }
+            ));
         }
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));

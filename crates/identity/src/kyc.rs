@@ -501,16 +501,17 @@ impl Identity {
             )
         })?;
         match row {
-            Some(row) => Ok(self
-                .vault
-                .decrypt_text(FULL_NAME_CONTEXT, &row.bytes(0)?)?),
+            Some(row) => Ok(self.vault.decrypt_text(FULL_NAME_CONTEXT, &row.bytes(0)?)?),
             None => Ok(self.customer(customer_id)?.display_name),
         }
     }
 
     /// The verified identity, masked, for compliance reports; `None` for a
     /// customer who never passed KYC tier 1.
-    pub fn masked_identity(&self, customer_id: &str) -> Result<Option<MaskedIdentity>, IdentityError> {
+    pub fn masked_identity(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<MaskedIdentity>, IdentityError> {
         let row = self.sql.run(|db| {
             db.query_opt(
                 "SELECT id_type, id_number_enc, full_name_enc FROM kyc_identities WHERE customer_id = $1",

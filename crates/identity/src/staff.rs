@@ -588,7 +588,14 @@ impl Identity {
             "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
             sql_params![customer_id, now],
         )?;
-        self.staff_audit(db, actor, ("customer_frozen", Some(customer_id)), context, Outcome::Ok, reason)?;
+        self.staff_audit(
+            db,
+            actor,
+            ("customer_frozen", Some(customer_id)),
+            context,
+            Outcome::Ok,
+            reason,
+        )?;
         self.security_alert(
             db,
             customer_id,

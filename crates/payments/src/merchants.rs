@@ -23,8 +23,7 @@ use coffer_app::{Engine, EngineError};
 use coffer_audit::{Entry, Outcome as AuditOutcome};
 use coffer_core::{Amount, Clock, Code, Currency, Identifier, Secret};
 use coffer_identity::{
-    Identity, IdentityError, Party, PartyKind, ScreeningError, ScreeningSource, Standing,
-    StaffInfo,
+    Identity, IdentityError, Party, PartyKind, ScreeningError, ScreeningSource, StaffInfo, Standing,
 };
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, Rejection,

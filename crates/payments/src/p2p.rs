@@ -785,7 +785,11 @@ impl P2p {
         };
         let name = self.identity.screening_name(payee_id)?;
         let standing = screening
-            .screen(Party::customer(payee_id), name.expose(), ScreeningSource::Payee)
+            .screen(
+                Party::customer(payee_id),
+                name.expose(),
+                ScreeningSource::Payee,
+            )
             .map_err(|e| match e {
                 ScreeningError::Store(e) => P2pError::Store(e),
                 other => P2pError::Internal(other.to_string()),

@@ -403,8 +403,14 @@ impl ComplianceConfig {
             return Ok(());
         };
         let path = &file.value;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{} = {} (from {})", WATCHLIST_FILE.name, path.display(), file.origin))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "{} = {} (from {})",
+                WATCHLIST_FILE.name,
+                path.display(),
+                file.origin
+            )
+        })?;
         let format = coffer_compliance::watchlist::ListFormat::of_path(path)
             .context("the watch list file must end in .json or .csv")?;
         let version = screener
@@ -416,7 +422,11 @@ impl ComplianceConfig {
                 "",
             )
             .map_err(|e| anyhow::anyhow!("{} = {}: {e}", WATCHLIST_FILE.name, path.display()))?;
-        tracing::info!(version = version.version, entries = version.entry_count, "watch list active");
+        tracing::info!(
+            version = version.version,
+            entries = version.entry_count,
+            "watch list active"
+        );
         Ok(())
     }
 }
@@ -573,13 +583,21 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
     let compliance = ComplianceConfig {
         watchlist_file: match layer.watchlist_file {
             None => None,
-            Some(raw) => match coffer_compliance::watchlist::ListFormat::of_path(Path::new(&raw.value)) {
-                _ if !Path::new(&raw.value).is_file() => {
-                    return Err(invalid(WATCHLIST_FILE, &raw, "no such file"))
+            Some(raw) => {
+                match coffer_compliance::watchlist::ListFormat::of_path(Path::new(&raw.value)) {
+                    _ if !Path::new(&raw.value).is_file() => {
+                        return Err(invalid(WATCHLIST_FILE, &raw, "no such file"))
+                    }
+                    None => {
+                        return Err(invalid(
+                            WATCHLIST_FILE,
+                            &raw,
+                            "expected a .json or .csv file",
+                        ))
+                    }
+                    Some(_) => Some(Sourced::new(PathBuf::from(raw.value), raw.origin)),
                 }
-                None => return Err(invalid(WATCHLIST_FILE, &raw, "expected a .json or .csv file")),
-                Some(_) => Some(Sourced::new(PathBuf::from(raw.value), raw.origin)),
-            },
+            }
         },
         match_threshold_bps: parse_bounded(
             MATCH_THRESHOLD,
