@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod client_addr;
+pub mod compliance_routes;
 pub mod connector_tasks;
 pub mod customer_routes;
 mod docs_page;
@@ -84,6 +85,8 @@ pub struct AppState {
     /// Real-time risk: the gate every payment passes, and its cases.
     pub risk: Arc<coffer_payments::risk_gate::RiskGate>,
     pub risk_cases: Arc<coffer_payments::risk_cases::RiskCases>,
+    /// Watch-list screening, the compliance queue and regulatory reports.
+    pub compliance: Arc<coffer_compliance::Compliance>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -164,6 +167,7 @@ pub fn encrypted_columns() -> Vec<coffer_vault::EncryptedColumn> {
         .into_iter()
         .chain(coffer_notify::ENCRYPTED_COLUMNS)
         .chain(coffer_payments::ENCRYPTED_COLUMNS)
+        .chain(coffer_compliance::ENCRYPTED_COLUMNS)
         .collect()
 }
 
@@ -182,6 +186,9 @@ pub struct CustomerServices {
     pub sql: Arc<SqlStore>,
     /// Risk rules, evaluations and cases (the shipped rules seeded at open).
     pub risk: Arc<coffer_risk::Risk>,
+    /// Screens KYC names, payees and merchants against the watch list
+    /// (identity and payments call it through `coffer_identity::Screening`).
+    pub screener: Arc<coffer_compliance::Screener>,
 }
 
 impl CustomerServices {
@@ -251,11 +258,17 @@ impl CustomerServices {
             vault.clone(),
             clock.clone(),
         ));
+        let screener = Arc::new(coffer_compliance::Screener::new(
+            sql.clone(),
+            vault.clone(),
+            clock.clone(),
+        ));
         risk.seed_default().map_err(|e| e.to_string())?;
         let identity = Arc::new(
             Identity::new(sql, vault.clone(), clock, policy, passwords)
                 .with_passkeys(passkeys)
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| e.to_string())?
+                .with_screening(screener.clone()),
         );
         Ok(CustomerServices {
             identity,
@@ -267,6 +280,7 @@ impl CustomerServices {
             connectors,
             sql: sql_for_state,
             risk,
+            screener,
         })
     }
 }
@@ -348,6 +362,18 @@ impl AppState {
             merchants.clone(),
             customers.identity.clone(),
         ));
+        let compliance = Arc::new(
+            coffer_compliance::Compliance::new(
+                customers.sql.clone(),
+                customers.vault.clone(),
+                clock.clone(),
+                customers.identity.clone(),
+                customers.screener.clone(),
+                currencies.clone(),
+                coffer_compliance::ReportSettings::default(),
+            )
+            .with_merchants(merchants.clone()),
+        );
         AppState {
             engine,
             reader,
@@ -373,6 +399,7 @@ impl AppState {
             risk,
             risk_cases,
             sql: customers.sql.clone(),
+            compliance,
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
         }
@@ -420,6 +447,26 @@ impl AppState {
             self.merchants.clone(),
             self.identity.clone(),
         ));
+        self
+    }
+
+    /// Replaces the compliance report rules' settings (`ReportSettings::default()`).
+    pub fn with_compliance_settings(
+        mut self,
+        settings: coffer_compliance::ReportSettings,
+    ) -> AppState {
+        self.compliance = Arc::new(
+            coffer_compliance::Compliance::new(
+                self.sql.clone(),
+                self.vault.clone(),
+                self.clock.clone(),
+                self.identity.clone(),
+                self.compliance.screener().clone(),
+                self.currencies.clone(),
+                settings,
+            )
+            .with_merchants(self.merchants.clone()),
+        );
         self
     }
 
@@ -504,6 +551,7 @@ pub fn routes() -> RouteTable {
         .merge(merchant_key_routes::routes())
         .merge(staff_routes::routes())
         .merge(risk_routes::routes())
+        .merge(compliance_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

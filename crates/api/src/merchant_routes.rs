@@ -91,6 +91,7 @@ impl From<MerchantError> for ApiError {
             MerchantError::TooMany
             | MerchantError::MerchantNotActive
             | MerchantError::AlreadyReviewed
+            | MerchantError::UnderReview
             | MerchantError::NotPayable
             | MerchantError::NotRefundable
             | MerchantError::MerchantFundsInsufficient => StatusCode::CONFLICT,

@@ -20,8 +20,8 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    customer_routes, funding_routes, ledger_routes, merchant_key_routes, merchant_routes,
-    p2p_routes, risk_routes, staff_routes, wallet_routes,
+    compliance_routes, customer_routes, funding_routes, ledger_routes, merchant_key_routes,
+    merchant_routes, p2p_routes, risk_routes, staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -132,6 +132,16 @@ pub const SESSION_SCHEME: &str = "session";
         staff_routes::list_approvals,
         staff_routes::decide_approval,
         staff_routes::reconciliation,
+        compliance_routes::list_hits,
+        compliance_routes::get_hit,
+        compliance_routes::decide_hit,
+        compliance_routes::list_watchlists,
+        compliance_routes::load_watchlist,
+        compliance_routes::run_reports,
+        compliance_routes::list_reports,
+        compliance_routes::get_report,
+        compliance_routes::review_report,
+        compliance_routes::export_reports,
         merchant_routes::merchant_categories,
         merchant_routes::apply,
         merchant_routes::my_merchants,
@@ -183,6 +193,7 @@ pub const SESSION_SCHEME: &str = "session";
     tags(
         (name = "staff", description = "The back office: staff sign-in with a second factor, customer look-up, freezing, KYC review, the audit log, maker-checker approvals and reconciliation."),
         (name = "risk", description = "Real-time risk: cases for held payments and freezes (release, reject, escalate), the blocklist, versioned rule sets with validation, dry-run and activation; the customer's \"was this you?\" answer."),
+        (name = "compliance", description = "Compliance officers: the queue of sanctions and watch-list hits (clear or confirm), watch-list versions, and large-value and suspicious-transaction reports (run, review, export as CSV or JSON)."),
         (name = "funding", description = "Money in and out: linked bank accounts, top-ups from a card or bank account, withdrawals to a bank account, each with its status at once."),
         (name = "p2p", description = "Person-to-person payments to a phone number, e-mail or wallet handle: payee look-up with a masked name, quotes with fees, confirmation against the quote, payment requests and split bills."),
         (name = "bills", description = "Bill payment: the catalogue of billers, bill look-up by account reference, payment with the biller's confirmation number."),

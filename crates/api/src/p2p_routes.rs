@@ -66,7 +66,8 @@ impl From<P2pError> for ApiError {
             | P2pError::QuoteChanged
             | P2pError::RequestNotOpen(_)
             | P2pError::HandleAlreadySet(_)
-            | P2pError::HandleTaken => StatusCode::CONFLICT,
+            | P2pError::HandleTaken
+            | P2pError::PayeeUnderReview => StatusCode::CONFLICT,
             P2pError::Rejected(rejection) => return rejection.into(),
             P2pError::Engine(error) => return error.into(),
             P2pError::Identity(error) => return error.into(),
@@ -570,7 +571,7 @@ pub(crate) async fn lookup_payee(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`payee_not_found`, `not_found` (the request).", body = crate::error::ErrorBody),
-        (status = 409, description = "`request_not_open`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`request_not_open`, `payee_under_review` (a watch-list hit on the payee waits for compliance), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`payee`, `amount`, `currency`, `note`, `request_id`), `self_payment`, `limit_exceeded` (`per_payment`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 429, description = "`too_many_lookups`, `rate_limited`.", body = crate::error::ErrorBody),
@@ -653,7 +654,7 @@ pub(crate) async fn create_quote(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`step_up_required` (missing, wrong, used or for another operation; risk may ask for one even where the quote did not), `risk_blocked` (the payment was refused and the wallet frozen), `csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such quote of yours.", body = crate::error::ErrorBody),
-        (status = 409, description = "`quote_used`, `quote_changed` (a free payment was used meanwhile: quote again), `request_not_open`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`quote_used`, `quote_changed` (a free payment was used meanwhile: quote again), `request_not_open`, `payee_under_review` (a watch-list hit on the payee waits for compliance: nothing moved), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`quote_mismatch` (`amount`, `fee`, `currency`), `quote_expired`, `limit_exceeded` (`per_payment`, `daily`, `monthly`, `payee_balance_cap`), `insufficient_funds`, `invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),

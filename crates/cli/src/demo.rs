@@ -661,3 +661,24 @@ fn load_merchants(
     )?;
     Ok(())
 }
+
+/// The demo watch list (fictional names only), shipped in the repository.
+pub const DEMO_WATCHLIST: &str = include_str!("../../../docs/compliance/demo-watchlist.json");
+
+/// Makes the demo watch list the active one (a new version only if it differs).
+pub fn load_watchlist(screener: &coffer_compliance::Screener) -> anyhow::Result<()> {
+    let version = screener
+        .load_list(
+            coffer_audit::ACTOR_SYSTEM,
+            "docs/compliance/demo-watchlist.json",
+            coffer_compliance::watchlist::ListFormat::Json,
+            DEMO_WATCHLIST,
+            "",
+        )
+        .map_err(|e| anyhow::anyhow!("demo watch list: {e}"))?;
+    println!(
+        "  watch list: demo list v{} ({} fictional entries)",
+        version.version, version.entry_count
+    );
+    Ok(())
+}

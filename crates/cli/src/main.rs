@@ -148,6 +148,12 @@ enum Top {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Compliance: regulatory reports (large-value and suspicious transactions).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  coffer compliance reports                          # yesterday\n  coffer compliance reports --date 2026-11-24 --export csv > reports-2026-11-24.csv"
+    )]
+    Compliance(ComplianceCommand),
     /// Inspect the configuration.
     #[command(
         subcommand,
@@ -189,6 +195,27 @@ impl ConfigArgs {
             ..Flags::default()
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum ComplianceCommand {
+    /// Run the report rules over a day that has ended and print what they found;
+    /// idempotent (a rerun adds nothing). Safe while `coffer serve` runs (it moves no money).
+    #[command(
+        after_help = "Prints one line per report of the day (new or already there); with --export, the day's\n\
+        reports as CSV or JSON on stdout instead (the same fields as GET /v1/staff/compliance/report-exports).\n\n\
+        Examples:\n  coffer compliance reports --date 2026-11-24\n  coffer compliance reports --date 2026-11-24 --export json --config /etc/coffer/coffer.toml"
+    )]
+    Reports {
+        /// The day, YYYY-MM-DD in the bank's time zone [default: yesterday].
+        #[arg(long)]
+        date: Option<String>,
+        /// csv or json: print the day's reports in this format.
+        #[arg(long)]
+        export: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +340,13 @@ fn main() -> ExitCode {
             config,
         }) => configured(&config.flags(), &env, |config| {
             create_api_key(&name, scopes, &config)
+        }),
+        Top::Compliance(ComplianceCommand::Reports {
+            date,
+            export,
+            config,
+        }) => configured(&config.flags(), &env, |config| {
+            compliance_reports(date.as_deref(), export.as_deref(), &config)
         }),
         Top::Config(ConfigCommand::Check { config }) => match config::load(&config.flags(), &env) {
             Ok(config) => {
@@ -525,6 +559,86 @@ fn reconcile(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `coffer compliance reports`: opens the domain services only (no ledger
+/// writer), so it can run beside the service.
+fn compliance_reports(
+    date: Option<&str>,
+    export: Option<&str>,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
+    use coffer_compliance::{Compliance, ExportFormat, LocalDate};
+    use std::sync::Arc;
+    let format = match export {
+        None => None,
+        Some("csv") => Some(ExportFormat::Csv),
+        Some("json") => Some(ExportFormat::Json),
+        Some(_) => anyhow::bail!("--export: csv or json"),
+    };
+    let database = config.database.url.value.clone();
+    let clock = coffer_app::system_clock();
+    database.migrate()?;
+    let customers = coffer_api::CustomerServices::open_with(
+        &database,
+        clock.clone(),
+        config.vault.key_provider()?,
+        Vec::new(),
+        coffer_identity::Policy::default(),
+        coffer_identity::PasswordPolicy::new(None),
+        &config.passkeys.settings(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let settings = config.compliance.report_settings();
+    let offset = settings.day_utc_offset_seconds;
+    let compliance = Compliance::new(
+        customers.sql.clone(),
+        customers.vault.clone(),
+        clock.clone(),
+        customers.identity.clone(),
+        customers.screener.clone(),
+        Arc::new(coffer_core::CurrencyRegistry::default()),
+        settings,
+    );
+    let date = match date {
+        None => LocalDate::from_days(LocalDate::of(clock.now().as_nanos(), offset).days() - 1),
+        Some(text) => {
+            LocalDate::parse(text).ok_or_else(|| anyhow::anyhow!("--date: a day as YYYY-MM-DD"))?
+        }
+    };
+    let context = coffer_identity::Context {
+        ip: "cli".into(),
+        device: "coffer compliance reports".into(),
+    };
+    let run = compliance
+        .generate(coffer_audit::ACTOR_SYSTEM, date, &context)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(format) = format {
+        let text = compliance
+            .export(coffer_audit::ACTOR_SYSTEM, date, None, format, &context)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{date}: {} payments read, {} new reports, {} already there",
+        run.movements, run.created, run.already_there
+    );
+    for report in &run.reports {
+        println!(
+            "{} {} {} {} {} {} {} in {} payments ({})",
+            report.id,
+            report.kind.as_str(),
+            report.rule,
+            report.customer_id,
+            report.direction,
+            report.total_amount,
+            report.currency,
+            report.transaction_count,
+            report.state.as_str()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn settle(date: Option<&str>, list: bool, config: &Config) -> anyhow::Result<ExitCode> {

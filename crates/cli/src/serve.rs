@@ -117,6 +117,10 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         &config.passkeys.settings(),
     )
     .map_err(anyhow::Error::msg)?;
+    config.compliance.apply(&customers.screener)?;
+    if args.demo && config.compliance.watchlist_file.is_none() {
+        demo::load_watchlist(&customers.screener)?;
+    }
     let dispatcher = customers
         .dispatcher
         .clone()
@@ -147,7 +151,8 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             webhook_allow_loopback: args.demo,
             ..coffer_payments::MerchantPolicy::default()
         })
-        .with_p2p_policy(config.payments.value.clone());
+        .with_p2p_policy(config.payments.value.clone())
+        .with_compliance_settings(config.compliance.report_settings());
         let listen = config.server.listen.value;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

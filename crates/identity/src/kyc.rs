@@ -222,6 +222,20 @@ impl Identity {
                 tier: customer.tier,
             });
         }
+        // Screened whatever the provider says: a listed person is flagged
+        // even when the verification itself fails.
+        if let Some(screening) = &self.screening {
+            screening
+                .screen(
+                    crate::Party::customer(&info.customer_id),
+                    name,
+                    crate::ScreeningSource::Kyc,
+                )
+                .map_err(|e| match e {
+                    crate::ScreeningError::Store(e) => IdentityError::Store(e),
+                    other => IdentityError::Internal(other.to_string()),
+                })?;
+        }
         let verdict = provider
             .verify(name, id_type, &number)
             .map_err(|e| IdentityError::Unavailable(e.to_string()))?;
@@ -425,6 +439,96 @@ impl Identity {
     }
 }
 
+/// A customer's verified identity as compliance exports show it: the name
+/// masked like a payee's (张*明, J*** D**) and the ID number to its first six
+/// and last four characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskedIdentity {
+    pub name_masked: String,
+    pub id_type: String,
+    pub id_number_masked: String,
+}
+
+/// A name with all but the first letter of each word hidden (CJK names: the
+/// first and, from three characters, the last character kept).
+pub fn mask_person_name(name: &str) -> String {
+    let words: Vec<&str> = name.split_whitespace().collect();
+    if words.is_empty() {
+        return "*".into();
+    }
+    if words.len() == 1 && !name.is_ascii() {
+        let chars: Vec<char> = words[0].chars().collect();
+        return match chars.len() {
+            1 => "*".into(),
+            2 => format!("{}*", chars[0]),
+            n => format!("{}{}{}", chars[0], "*".repeat(n - 2), chars[n - 1]),
+        };
+    }
+    words
+        .iter()
+        .map(|word| {
+            let mut chars = word.chars();
+            let first = chars.next().unwrap_or('*');
+            format!("{first}{}", "*".repeat(chars.count()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An ID number with only its first six (region) and last four characters shown.
+pub fn mask_id_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 10 {
+        return "*".repeat(chars.len());
+    }
+    let hidden = chars.len() - 10;
+    format!(
+        "{}{}{}",
+        chars[..6].iter().collect::<String>(),
+        "*".repeat(hidden),
+        chars[chars.len() - 4..].iter().collect::<String>()
+    )
+}
+
+impl Identity {
+    /// The name to screen a customer by: the legal name verified at KYC,
+    /// else (an unverified wallet) the display name they registered with.
+    pub fn screening_name(&self, customer_id: &str) -> Result<Secret<String>, IdentityError> {
+        let row = self.sql.run(|db| {
+            db.query_opt(
+                "SELECT full_name_enc FROM kyc_identities WHERE customer_id = $1",
+                sql_params![customer_id],
+            )
+        })?;
+        match row {
+            Some(row) => Ok(self.vault.decrypt_text(FULL_NAME_CONTEXT, &row.bytes(0)?)?),
+            None => Ok(self.customer(customer_id)?.display_name),
+        }
+    }
+
+    /// The verified identity, masked, for compliance reports; `None` for a
+    /// customer who never passed KYC tier 1.
+    pub fn masked_identity(
+        &self,
+        customer_id: &str,
+    ) -> Result<Option<MaskedIdentity>, IdentityError> {
+        let row = self.sql.run(|db| {
+            db.query_opt(
+                "SELECT id_type, id_number_enc, full_name_enc FROM kyc_identities WHERE customer_id = $1",
+                sql_params![customer_id],
+            )
+        })?;
+        let Some(row) = row else { return Ok(None) };
+        let number = self.vault.decrypt_text(ID_NUMBER_CONTEXT, &row.bytes(1)?)?;
+        let name = self.vault.decrypt_text(FULL_NAME_CONTEXT, &row.bytes(2)?)?;
+        Ok(Some(MaskedIdentity {
+            name_masked: mask_person_name(name.expose()),
+            id_type: row.text(0)?,
+            id_number_masked: mask_id_number(number.expose()),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +546,14 @@ mod tests {
         assert!(normalize_id(IdType::CnResident, "1101051949123100AX").is_none());
         assert!(normalize_id(IdType::Passport, "E1234567").is_some());
         assert!(normalize_id(IdType::Passport, "E12 4567").is_none());
+    }
+
+    #[test]
+    fn compliance_masks_keep_only_what_identifies_a_record() {
+        assert_eq!(mask_id_number("11010519491231002X"), "110105********002X");
+        assert_eq!(mask_id_number("E1234567"), "********");
+        assert_eq!(mask_person_name("张小明"), "张*明");
+        assert_eq!(mask_person_name("John Doe"), "J*** D**");
     }
 
     #[test]

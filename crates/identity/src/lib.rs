@@ -24,6 +24,7 @@ mod kyc;
 mod passkeys;
 mod password;
 mod profile;
+mod screening;
 mod session;
 mod staff;
 mod throttle;
@@ -45,12 +46,14 @@ pub use factors::{
     Challenge, Method, Operation, SignIn, TotpEnrollment, CHALLENGE_TTL_SECONDS, RECOVERY_CODES,
 };
 pub use kyc::{
-    normalize_id, resident_id_check, IdType, IdentityProvider, KycOutcome, ProviderError,
-    ProviderVerdict, Review, SimulatedIdentityProvider, TierLimits, Tiers,
+    mask_id_number, mask_person_name, normalize_id, resident_id_check, IdType, IdentityProvider,
+    KycOutcome, MaskedIdentity, ProviderError, ProviderVerdict, Review, SimulatedIdentityProvider,
+    TierLimits, Tiers,
 };
 pub use passkeys::{PasskeySettings, PasskeyView, PASSKEYS_PER_CUSTOMER_MAX};
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
+pub use screening::{Party, PartyKind, Screening, ScreeningError, ScreeningSource, Standing};
 pub use session::{NewSession, SessionInfo, SessionView};
 pub use staff::{
     limit_override_fields, permits, Approval, NewStaff, Permission, Role, SensitiveAction,
@@ -133,6 +136,8 @@ pub struct Identity {
     policy: Policy,
     passwords: PasswordPolicy,
     webauthn: Option<webauthn_rs::Webauthn>,
+    /// Watch-list screening of the legal name at KYC (compliance).
+    screening: Option<Arc<dyn Screening>>,
 }
 
 pub(crate) const CONTACT_CONTEXT: &str = "customer.contact";
@@ -246,7 +251,19 @@ impl Identity {
             policy,
             passwords,
             webauthn: None,
+            screening: None,
         }
+    }
+
+    /// Screens every legal name given at identity verification.
+    pub fn with_screening(mut self, screening: Arc<dyn Screening>) -> Identity {
+        self.screening = Some(screening);
+        self
+    }
+
+    /// The screening hook, when one is wired in.
+    pub fn screening(&self) -> Option<&Arc<dyn Screening>> {
+        self.screening.as_ref()
     }
 
     /// Turns passkeys on for this relying party (the bank's domain).

@@ -82,6 +82,9 @@ pub enum Permission {
     /// Work risk cases (release, reject, escalate held payments), manage
     /// the blocklist, and draft, dry-run and activate risk rule sets.
     ManageRisk,
+    /// Work the compliance queue (watch-list hits), load watch lists, run,
+    /// review and export regulatory reports.
+    ManageCompliance,
 }
 
 impl Permission {
@@ -97,6 +100,7 @@ impl Permission {
         Permission::ReviewMerchants,
         Permission::SettleMerchants,
         Permission::ManageRisk,
+        Permission::ManageCompliance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +116,7 @@ impl Permission {
             Permission::ReviewMerchants => "review_merchants",
             Permission::SettleMerchants => "settle_merchants",
             Permission::ManageRisk => "manage_risk",
+            Permission::ManageCompliance => "manage_compliance",
         }
     }
 }
@@ -140,6 +145,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ApproveSensitive
                     | Reconcile
                     | ReviewMerchants
+                    | ManageCompliance
             )
             | (ProductManager, ProposeSensitive)
             | (
@@ -560,27 +566,11 @@ impl Identity {
         context: &Context,
     ) -> Result<(), IdentityError> {
         staff.require(Permission::FreezeCustomers)?;
-        let now = self.now();
         self.sql.transaction(|db| -> Result<(), IdentityError> {
-            let frozen = db.execute(
-                "UPDATE customers SET status = 'frozen', updated_at = $2 WHERE id = $1 AND status = 'active'",
-                sql_params![customer_id, now],
-            )?;
-            if frozen != 1 {
+            if !self.freeze_within(db, &staff.actor(), customer_id, reason, context)? {
                 return Err(IdentityError::NotFound("active customer"));
             }
-            db.execute(
-                "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
-                sql_params![customer_id, now],
-            )?;
-            self.staff_audit(db, &staff.actor(), ("customer_frozen", Some(customer_id)), context, Outcome::Ok, reason)?;
-            self.security_alert(
-                db,
-                customer_id,
-                "account_frozen",
-                "Your Coffer wallet has been frozen for your protection. Please contact the bank. \
-                 为保护您的资金安全，您的 Coffer 钱包已被冻结，请联系银行。",
-            )
+            Ok(())
         })
     }
 
@@ -594,6 +584,25 @@ impl Identity {
         actor: &str,
         reason: &str,
     ) -> Result<bool, IdentityError> {
+        let context = Context {
+            ip: String::new(),
+            device: String::new(),
+        };
+        self.freeze_within(db, actor, customer_id, reason, &context)
+    }
+
+    /// Freezes a customer inside the caller's transaction (a compliance
+    /// officer confirming a sanctions hit freezes in the transaction that
+    /// confirms it); `false` when there is no active customer to freeze.
+    /// The caller has checked the actor's permission.
+    pub fn freeze_within(
+        &self,
+        db: &mut dyn Sql,
+        actor: &str,
+        customer_id: &str,
+        reason: &str,
+        context: &Context,
+    ) -> Result<bool, IdentityError> {
         let now = self.now();
         let frozen = db.execute(
             "UPDATE customers SET status = 'frozen', updated_at = $2 WHERE id = $1 AND status = 'active'",
@@ -606,17 +615,13 @@ impl Identity {
             "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
             sql_params![customer_id, now],
         )?;
-        coffer_audit::append(
+        self.staff_audit(
             db,
-            &Entry {
-                at: now,
-                actor,
-                action: "customer_frozen",
-                subject: Some(customer_id),
-                ip: "",
-                outcome: Outcome::Ok,
-                detail: reason,
-            },
+            actor,
+            ("customer_frozen", Some(customer_id)),
+            context,
+            Outcome::Ok,
+            reason,
         )?;
         self.security_alert(
             db,

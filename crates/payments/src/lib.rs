@@ -23,6 +23,7 @@ pub mod limits;
 pub mod mcc;
 pub mod merchant_payments;
 pub mod merchants;
+pub mod movements;
 pub mod p2p;
 pub mod qr_image;
 pub mod reconcile;

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use coffer_app::{Engine, EngineError};
 use coffer_audit::{Entry, Outcome as AuditOutcome};
 use coffer_core::{Amount, Clock, Code, Currency, Identifier, Secret};
-use coffer_identity::{Identity, IdentityError, StaffInfo};
+use coffer_identity::{
+    Identity, IdentityError, Party, PartyKind, ScreeningError, ScreeningSource, StaffInfo, Standing,
+};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, Rejection,
     TransferCommand, TransferOp,
@@ -132,6 +134,9 @@ pub enum MerchantError {
     MerchantNotActive,
     #[error("this merchant was already reviewed")]
     AlreadyReviewed,
+    /// A watch-list hit on the merchant waits for (or was confirmed by) compliance.
+    #[error("this merchant cannot be approved while compliance reviews a watch-list hit on it")]
+    UnderReview,
     #[error("{0}")]
     Qr(#[from] QrError),
     #[error("{0}")]
@@ -253,6 +258,7 @@ impl MerchantError {
             MerchantError::TooMany => "too_many_merchants",
             MerchantError::MerchantNotActive => "merchant_not_active",
             MerchantError::AlreadyReviewed => "already_reviewed",
+            MerchantError::UnderReview => "merchant_under_review",
             MerchantError::Qr(error) => error.code(),
             MerchantError::QrImage(error) => error.code(),
             MerchantError::QrMismatch => "qr_mismatch",
@@ -698,7 +704,48 @@ impl Merchants {
                 &format!("{} {}", request.mcc, account.label()),
             )
         })?;
+        // After the application commits (a hit is kept either way); a hit
+        // keeps the merchant from being approved until compliance decides.
+        if let Some(screening) = self.identity.screening() {
+            screening
+                .screen(
+                    Party {
+                        kind: PartyKind::Merchant,
+                        id: &merchant_id,
+                        customer_id: owner_customer_id,
+                    },
+                    &display_name,
+                    ScreeningSource::MerchantOnboarding,
+                )
+                .map_err(|e| match e {
+                    ScreeningError::Store(e) => MerchantError::Store(e),
+                    other => MerchantError::Internal(other.to_string()),
+                })?;
+        }
         self.get(&merchant_id)
+    }
+
+    /// Stops a merchant taking payments, inside the caller's transaction: a
+    /// compliance officer confirming a watch-list hit on it. `false` when it
+    /// was already rejected.
+    pub fn block_within(
+        &self,
+        db: &mut dyn Sql,
+        actor: &str,
+        merchant_id: &str,
+        reason: &str,
+        ip: &str,
+    ) -> Result<bool, MerchantError> {
+        let now = self.now();
+        let changed = db.execute(
+            "UPDATE merchants SET status = 'rejected', review_note = $2, updated_at = $3 WHERE id = $1 AND status <> 'rejected'",
+            sql_params![merchant_id, reason, now],
+        )?;
+        if changed != 1 {
+            return Ok(false);
+        }
+        audit(db, now, actor, merchant_id, ip, "merchant_blocked", reason)?;
+        Ok(true)
     }
 
     pub fn get(&self, merchant_id: &str) -> Result<MerchantView, MerchantError> {
@@ -813,6 +860,11 @@ impl Merchants {
         };
         let now = self.now();
         self.sql.transaction(|db| -> Result<(), MerchantError> {
+            if let (true, Some(screening)) = (approve, self.identity.screening()) {
+                if screening.standing(db, PartyKind::Merchant, merchant_id)? != Standing::Clear {
+                    return Err(MerchantError::UnderReview);
+                }
+            }
             let changed = db.execute(
                 "UPDATE merchants SET status = $2, discount_rate_bps = $3, review_note = $4, reviewed_by = $5, reviewed_at = $6, updated_at = $6 \
                  WHERE id = $1 AND status = 'pending_review'",

@@ -27,7 +27,10 @@ use std::sync::Arc;
 use coffer_app::{Engine, EngineError};
 use coffer_audit::{Entry, Outcome as AuditOutcome};
 use coffer_core::{Amount, Clock, Code, Currency, Identifier};
-use coffer_identity::{Contact, Identity, IdentityError, Operation as StepUpOperation};
+use coffer_identity::{
+    Contact, Identity, IdentityError, Operation as StepUpOperation, Party, PartyKind,
+    ScreeningError, ScreeningSource, Standing,
+};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, Rejection,
     TransferCommand, TransferOp,
@@ -174,6 +177,9 @@ pub enum P2pError {
     NotFound(&'static str),
     #[error("no wallet can be paid at this phone number, e-mail or handle")]
     PayeeNotFound,
+    /// A watch-list hit on the payee waits for a compliance officer.
+    #[error("this payee cannot be paid while the bank reviews it; try again later")]
+    PayeeUnderReview,
     #[error("you cannot pay or request money from yourself")]
     SelfPayment,
     #[error("too many payee look-ups; try again within the hour")]
@@ -280,6 +286,7 @@ impl P2pError {
             P2pError::Invalid { .. } => "invalid_field",
             P2pError::NotFound(_) => "not_found",
             P2pError::PayeeNotFound => "payee_not_found",
+            P2pError::PayeeUnderReview => "payee_under_review",
             P2pError::SelfPayment => "self_payment",
             P2pError::TooManyLookups => "too_many_lookups",
             P2pError::KeyReused => "idempotency_key_reused",
@@ -309,7 +316,9 @@ impl P2pError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             P2pError::Invalid { field, .. } => Some(field),
-            P2pError::PayeeNotFound | P2pError::SelfPayment => Some("payee"),
+            P2pError::PayeeNotFound | P2pError::SelfPayment | P2pError::PayeeUnderReview => {
+                Some("payee")
+            }
             P2pError::LimitExceeded { .. } | P2pError::InsufficientFunds => Some("amount"),
             P2pError::StepUpRequired => Some("step_up_challenge_id"),
             P2pError::QuoteMismatch(field) => Some(field),
@@ -815,6 +824,30 @@ impl P2p {
         Ok(mask_name(customer.display_name.expose()))
     }
 
+    /// Screens the payee against the watch list (a no-op when the name and
+    /// list were screened before); a pending or confirmed hit refuses the
+    /// payment before anything is reserved.
+    fn screen_payee(&self, payee_id: &str) -> Result<(), P2pError> {
+        let Some(screening) = self.identity.screening() else {
+            return Ok(());
+        };
+        let name = self.identity.screening_name(payee_id)?;
+        let standing = screening
+            .screen(
+                Party::customer(payee_id),
+                name.expose(),
+                ScreeningSource::Payee,
+            )
+            .map_err(|e| match e {
+                ScreeningError::Store(e) => P2pError::Store(e),
+                other => P2pError::Internal(other.to_string()),
+            })?;
+        match standing {
+            Standing::Clear => Ok(()),
+            Standing::UnderReview | Standing::Confirmed => Err(P2pError::PayeeUnderReview),
+        }
+    }
+
     // ---- handles ------------------------------------------------------------------
 
     /// Sets the customer's wallet handle, once.
@@ -1066,6 +1099,7 @@ impl P2p {
                 )
             }
         };
+        self.screen_payee(&payee_id)?;
         let limits = self
             .identity
             .limits_for(payer_id, self.identity.customer(payer_id)?.tier)?;
@@ -1235,6 +1269,7 @@ impl P2p {
             }
             .into());
         }
+        self.screen_payee(&quote.payee_id)?;
         self.open_wallet(payer_id)?;
         let payee_wallet = self.open_wallet(&quote.payee_id)?;
         let periods = self.periods(now);
@@ -1242,6 +1277,13 @@ impl P2p {
         let payer_name = mask_name(payer.display_name.expose());
         let fee_op = FeeOperation::P2p;
         let written = self.sql.transaction(|db| -> Result<(), P2pError> {
+            // A hit queued since the screening above (another payment, a
+            // new list) is seen here, in the transaction that would pay.
+            if let Some(screening) = self.identity.screening() {
+                if screening.standing(db, PartyKind::Customer, &quote.payee_id)? != Standing::Clear {
+                    return Err(P2pError::PayeeUnderReview);
+                }
+            }
             // The quote, once: a second confirmation finds it taken.
             let taken = db.execute(
                 "UPDATE p2p_quotes SET payment_id = $2 WHERE id = $1 AND payment_id IS NULL AND expires_at > $3",

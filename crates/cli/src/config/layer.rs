@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use super::{
     ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
-    DATABASE_URL_FILE, DATA_DIR, KEYS, LISTEN, LOG_FILTER, LOG_FORMAT, LOG_JSON_ENV,
-    MASTER_KEY_FILE, PASSKEYS_ORIGIN, PASSKEYS_RP_ID, PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT,
-    READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY, TRUSTED_PROXIES,
+    DATABASE_URL_FILE, DATA_DIR, KEYS, LARGE_VALUE_CNY, LISTEN, LOG_FILTER, LOG_FORMAT,
+    LOG_JSON_ENV, MASTER_KEY_FILE, MATCH_THRESHOLD, PASSKEYS_ORIGIN, PASSKEYS_RP_ID,
+    PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
+    TRUSTED_PROXIES, WATCHLIST_FILE,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -38,6 +39,9 @@ pub(super) struct Layer {
     pub previous_master_key_file: Option<Sourced<String>>,
     /// `[p2p]` and `[fees.…]`: tables that only the file sets.
     pub payments: Option<Sourced<FilePayments>>,
+    pub watchlist_file: Option<Sourced<String>>,
+    pub match_threshold_bps: Option<Sourced<String>>,
+    pub large_value_threshold_cny: Option<Sourced<String>>,
 }
 
 impl Layer {
@@ -65,6 +69,11 @@ impl Layer {
                 .previous_master_key_file
                 .or(lower.previous_master_key_file),
             payments: self.payments.or(lower.payments),
+            watchlist_file: self.watchlist_file.or(lower.watchlist_file),
+            match_threshold_bps: self.match_threshold_bps.or(lower.match_threshold_bps),
+            large_value_threshold_cny: self
+                .large_value_threshold_cny
+                .or(lower.large_value_threshold_cny),
         }
     }
 }
@@ -199,6 +208,9 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         previous_master_key_file: get(PREVIOUS_MASTER_KEY_FILE)?,
         // The payment tables are file-only: no variable per fee rule field.
         payments: None,
+        watchlist_file: get(WATCHLIST_FILE)?,
+        match_threshold_bps: get(MATCH_THRESHOLD)?,
+        large_value_threshold_cny: get(LARGE_VALUE_CNY)?,
     })
 }
 
@@ -271,6 +283,15 @@ struct FileConfig {
     vault: FileVault,
     p2p: FileP2p,
     fees: FileFees,
+    compliance: FileCompliance,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileCompliance {
+    watchlist_file: Option<String>,
+    match_threshold_bps: Option<u64>,
+    large_value_threshold_cny: Option<u64>,
 }
 
 /// The payment settings as the file gives them; checked in `validate`.
@@ -427,6 +448,9 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
         passkeys_origin: value(parsed.passkeys.origin),
         master_key_file: value(parsed.vault.master_key_file),
         previous_master_key_file: value(parsed.vault.previous_master_key_file),
+        watchlist_file: value(parsed.compliance.watchlist_file),
+        match_threshold_bps: number(parsed.compliance.match_threshold_bps),
+        large_value_threshold_cny: number(parsed.compliance.large_value_threshold_cny),
         // Only a file that names a payment table is its origin.
         payments: (parsed.p2p != FileP2p::default() || parsed.fees != FileFees::default()).then(
             || {

@@ -104,8 +104,24 @@ pub const PREVIOUS_MASTER_KEY_FILE: Key = Key {
     name: "vault.previous_master_key_file",
     env: "COFFER_VAULT_PREVIOUS_MASTER_KEY_FILE",
 };
+/// The watch list loaded at start (JSON or CSV, by its extension); a list
+/// that differs from the active one becomes the next version.
+pub const WATCHLIST_FILE: Key = Key {
+    name: "compliance.watchlist_file",
+    env: "COFFER_COMPLIANCE_WATCHLIST_FILE",
+};
+/// Name similarity (basis points) at which a screening hit is queued.
+pub const MATCH_THRESHOLD: Key = Key {
+    name: "compliance.match_threshold_bps",
+    env: "COFFER_COMPLIANCE_MATCH_THRESHOLD_BPS",
+};
+/// The large-value report threshold in CNY minor units (fen).
+pub const LARGE_VALUE_CNY: Key = Key {
+    name: "compliance.large_value_threshold_cny",
+    env: "COFFER_COMPLIANCE_LARGE_VALUE_THRESHOLD_CNY",
+};
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 17] = [
+pub const KEYS: [Key; 20] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
@@ -123,6 +139,9 @@ pub const KEYS: [Key; 17] = [
     PASSKEYS_ORIGIN,
     MASTER_KEY_FILE,
     PREVIOUS_MASTER_KEY_FILE,
+    WATCHLIST_FILE,
+    MATCH_THRESHOLD,
+    LARGE_VALUE_CNY,
 ];
 /// The older boolean spelling of `log.format = "json"`, kept working.
 pub const LOG_JSON_ENV: &str = "COFFER_LOG_JSON";
@@ -199,6 +218,7 @@ pub struct Config {
     pub vault: VaultConfig,
     /// `[p2p]` and `[fees.…]`: the P2P policy and the fee schedule.
     pub payments: Sourced<coffer_payments::P2pPolicy>,
+    pub compliance: ComplianceConfig,
     /// Things worth an operator's look that do not stop the start
     /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
     pub warnings: Vec<String>,
@@ -354,6 +374,63 @@ impl VaultConfig {
     }
 }
 
+/// Watch-list screening and regulatory reports.
+#[derive(Debug)]
+pub struct ComplianceConfig {
+    pub watchlist_file: Option<Sourced<PathBuf>>,
+    pub match_threshold_bps: Sourced<u32>,
+    pub large_value_threshold_cny: Sourced<i64>,
+}
+
+impl ComplianceConfig {
+    /// The report rules' settings by this configuration.
+    pub fn report_settings(&self) -> coffer_compliance::ReportSettings {
+        let mut settings = coffer_compliance::ReportSettings::default();
+        settings
+            .large_value_thresholds
+            .insert("CNY".to_string(), self.large_value_threshold_cny.value);
+        settings
+    }
+
+    /// Sets the threshold and loads the configured list (a new version only
+    /// when it differs from the active one).
+    pub fn apply(&self, screener: &coffer_compliance::Screener) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        screener
+            .set_threshold_bps(self.match_threshold_bps.value)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", MATCH_THRESHOLD.name))?;
+        let Some(file) = &self.watchlist_file else {
+            return Ok(());
+        };
+        let path = &file.value;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "{} = {} (from {})",
+                WATCHLIST_FILE.name,
+                path.display(),
+                file.origin
+            )
+        })?;
+        let format = coffer_compliance::watchlist::ListFormat::of_path(path)
+            .context("the watch list file must end in .json or .csv")?;
+        let version = screener
+            .load_list(
+                coffer_audit::ACTOR_SYSTEM,
+                &path.display().to_string(),
+                format,
+                &text,
+                "",
+            )
+            .map_err(|e| anyhow::anyhow!("{} = {}: {e}", WATCHLIST_FILE.name, path.display()))?;
+        tracing::info!(
+            version = version.version,
+            entries = version.entry_count,
+            "watch list active"
+        );
+        Ok(())
+    }
+}
+
 /// Why the configuration cannot be used; each message names the key and,
 /// where there is one, the layer the value came from.
 #[derive(Debug, thiserror::Error)]
@@ -503,6 +580,40 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         layer.previous_master_key_file,
     )?;
     let payments = parse_payments(layer.payments)?;
+    let compliance = ComplianceConfig {
+        watchlist_file: match layer.watchlist_file {
+            None => None,
+            Some(raw) => {
+                match coffer_compliance::watchlist::ListFormat::of_path(Path::new(&raw.value)) {
+                    _ if !Path::new(&raw.value).is_file() => {
+                        return Err(invalid(WATCHLIST_FILE, &raw, "no such file"))
+                    }
+                    None => {
+                        return Err(invalid(
+                            WATCHLIST_FILE,
+                            &raw,
+                            "expected a .json or .csv file",
+                        ))
+                    }
+                    Some(_) => Some(Sourced::new(PathBuf::from(raw.value), raw.origin)),
+                }
+            }
+        },
+        match_threshold_bps: parse_bounded(
+            MATCH_THRESHOLD,
+            layer.match_threshold_bps,
+            coffer_compliance::DEFAULT_THRESHOLD_BPS,
+            coffer_compliance::THRESHOLD_MIN_BPS,
+            10_000,
+        )?,
+        large_value_threshold_cny: parse_bounded(
+            LARGE_VALUE_CNY,
+            layer.large_value_threshold_cny,
+            5_000_000,
+            1,
+            i64::MAX / 4,
+        )?,
+    };
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -521,6 +632,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         passkeys,
         vault,
         payments,
+        compliance,
         warnings: Vec::new(),
     })
 }

@@ -130,6 +130,23 @@ pub fn render(config: &Config) -> String {
     }
     sections.push(("vault", vault_lines));
 
+    let compliance = &config.compliance;
+    let mut compliance_lines = Vec::new();
+    if let Some(file) = &compliance.watchlist_file {
+        compliance_lines.push(line("watchlist_file", path(&file.value), &file.origin));
+    }
+    compliance_lines.push(line(
+        "match_threshold_bps",
+        compliance.match_threshold_bps.value.to_string(),
+        &compliance.match_threshold_bps.origin,
+    ));
+    compliance_lines.push(line(
+        "large_value_threshold_cny",
+        compliance.large_value_threshold_cny.value.to_string(),
+        &compliance.large_value_threshold_cny.origin,
+    ));
+    sections.push(("compliance", compliance_lines));
+
     // The P2P policy and each operation's fee rule.
     let payments = &config.payments;
     let policy = &payments.value;
