@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ledger_routes;
 pub mod merchant_routes;
 pub mod metrics;
+pub mod notification_routes;
 pub mod openapi;
 pub mod p2p_routes;
 pub mod path_id;
@@ -79,6 +80,7 @@ pub struct AppState {
     pub activity: Arc<coffer_payments::Activity>,
     pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
+    pub campaigns: Arc<coffer_payments::Campaigns>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -320,7 +322,14 @@ impl AppState {
             clock.clone(),
             coffer_payments::MerchantPolicy::default(),
         ));
+        let campaigns = Arc::new(coffer_payments::Campaigns::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            customers.identity.clone(),
+            clock.clone(),
+        ));
         AppState {
+            campaigns,
             engine,
             reader,
             service,
@@ -460,6 +469,7 @@ pub fn routes() -> RouteTable {
         .merge(wallet_routes::routes())
         .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
+        .merge(notification_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -79,10 +79,14 @@ pub enum Permission {
     ReviewMerchants,
     /// Run and list merchants' daily settlements.
     SettleMerchants,
+    /// See the notification dead-letter list and re-queue from it.
+    ManageNotifications,
+    /// Create marketing campaigns, preview their audience and send them.
+    ManageCampaigns,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 12] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -93,6 +97,8 @@ impl Permission {
         Permission::UnlockCustomers,
         Permission::ReviewMerchants,
         Permission::SettleMerchants,
+        Permission::ManageNotifications,
+        Permission::ManageCampaigns,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +113,8 @@ impl Permission {
             Permission::UnlockCustomers => "unlock_customers",
             Permission::ReviewMerchants => "review_merchants",
             Permission::SettleMerchants => "settle_merchants",
+            Permission::ManageNotifications => "manage_notifications",
+            Permission::ManageCampaigns => "manage_campaigns",
         }
     }
 }
@@ -131,7 +139,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | Reconcile
                     | ReviewMerchants
             )
-            | (ProductManager, ProposeSensitive)
+            | (ProductManager, ProposeSensitive | ManageCampaigns)
             | (
                 Administrator,
                 ViewCustomers
@@ -141,6 +149,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | Reconcile
                     | UnlockCustomers
                     | SettleMerchants
+                    | ManageNotifications
             )
     )
 }
@@ -191,6 +200,8 @@ pub enum SensitiveAction {
     AdjustBalance,
     /// Raise a customer's limits above their tier.
     OverrideLimit,
+    /// Send a marketing campaign (the subject is the campaign id).
+    SendCampaign,
 }
 
 impl SensitiveAction {
@@ -199,6 +210,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze => "unfreeze",
             SensitiveAction::AdjustBalance => "adjust_balance",
             SensitiveAction::OverrideLimit => "override_limit",
+            SensitiveAction::SendCampaign => "send_campaign",
         }
     }
 
@@ -207,6 +219,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze,
             SensitiveAction::AdjustBalance,
             SensitiveAction::OverrideLimit,
+            SensitiveAction::SendCampaign,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)

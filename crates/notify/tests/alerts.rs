@@ -13,8 +13,8 @@ use coffer_notify::alerts::{self, Alert, Bilingual, Contact};
 use coffer_notify::preferences::{self, Category, Language, Update};
 use coffer_notify::smtp::{SmtpSettings, SmtpTls, SmtpTransport};
 use coffer_notify::{
-    attempts, dead_letters, entries, inbox, requeue, Channel, Dispatcher, NotifyError,
-    RetryPolicy, SimulatedTransport, Transport,
+    attempts, dead_letters, entries, inbox, requeue, Channel, Dispatcher, NotifyError, RetryPolicy,
+    SimulatedTransport, Transport,
 };
 use coffer_store::sql::SqlStore;
 use coffer_testkit::smtp_sink::SmtpSink;
@@ -93,11 +93,23 @@ fn alerts_fan_out_once_per_key_and_follow_preferences() {
         let contact = email("alice@example.com");
         // Inbox and e-mail; the same event again writes nothing.
         assert_eq!(
-            send(&w, "c-1", "p2p:pay_1:received", Category::PaymentReceived, &contact),
+            send(
+                &w,
+                "c-1",
+                "p2p:pay_1:received",
+                Category::PaymentReceived,
+                &contact
+            ),
             2
         );
         assert_eq!(
-            send(&w, "c-1", "p2p:pay_1:received", Category::PaymentReceived, &contact),
+            send(
+                &w,
+                "c-1",
+                "p2p:pay_1:received",
+                Category::PaymentReceived,
+                &contact
+            ),
             0
         );
         // Switched off by e-mail: inbox only. Security ignores the switch.
@@ -115,13 +127,16 @@ fn alerts_fan_out_once_per_key_and_follow_preferences() {
             })
             .expect("update");
         assert_eq!(
-            send(&w, "c-1", "p2p:pay_2:received", Category::PaymentReceived, &contact),
+            send(
+                &w,
+                "c-1",
+                "p2p:pay_2:received",
+                Category::PaymentReceived,
+                &contact
+            ),
             1
         );
-        assert_eq!(
-            send(&w, "c-1", "sec:1", Category::Security, &contact),
-            2
-        );
+        assert_eq!(send(&w, "c-1", "sec:1", Category::Security, &contact), 2);
         // Security cannot be switched off; an unknown channel is refused.
         for bad in [
             (Category::Security, "email"),
@@ -330,7 +345,13 @@ fn email_goes_through_a_real_smtp_server_with_a_keyed_message_id_and_no_secrets(
         );
         let before = sink.messages().len();
         let to = format!("bob-{}@example.com", w.sql.backend_name());
-        send(&w, "c-9", "p2p:pay_9:received", Category::PaymentReceived, &email(&to));
+        send(
+            &w,
+            "c-9",
+            "p2p:pay_9:received",
+            Category::PaymentReceived,
+            &email(&to),
+        );
         assert_eq!(dispatcher.run_once().expect("run"), 1);
         let mail = sink.wait_for(before + 1);
         let mail = mail
@@ -338,12 +359,18 @@ fn email_goes_through_a_real_smtp_server_with_a_keyed_message_id_and_no_secrets(
             .find(|m| m.header("to").is_some_and(|t| t.contains(&to)))
             .expect("the mail to this recipient");
         assert_eq!(mail.header("subject"), Some("Money received"));
-        assert!(mail.body.contains("You received CNY 12.50 from Z**."), "{}", mail.raw);
+        assert!(
+            mail.body.contains("You received CNY 12.50 from Z**."),
+            "{}",
+            mail.raw
+        );
         assert_eq!(
             mail.header("message-id"),
             Some("<p2p.pay_9.received.email@notifications.coffer>")
         );
-        assert!(mail.header("from").is_some_and(|f| f.contains("no-reply@bank.example")));
+        assert!(mail
+            .header("from")
+            .is_some_and(|f| f.contains("no-reply@bank.example")));
         // Delivered: the stored copy of the body is erased.
         let rows = w
             .sql
@@ -355,14 +382,24 @@ fn email_goes_through_a_real_smtp_server_with_a_keyed_message_id_and_no_secrets(
 
         // The relay down: the message waits, then goes when it is back.
         sink.stop();
-        send(&w, "c-9", "p2p:pay_10:received", Category::PaymentReceived, &email(&to));
+        send(
+            &w,
+            "c-9",
+            "p2p:pay_10:received",
+            Category::PaymentReceived,
+            &email(&to),
+        );
         assert_eq!(dispatcher.run_once().expect("run"), 0);
         let rows = w
             .sql
             .run(|db| Ok(entries(db, Some("c-9"))))
             .expect("e")
             .expect("e");
-        let waiting = rows.iter().rev().find(|e| e.channel == "email").expect("row");
+        let waiting = rows
+            .iter()
+            .rev()
+            .find(|e| e.channel == "email")
+            .expect("row");
         assert_eq!(waiting.state, "pending");
         assert!(waiting
             .last_error

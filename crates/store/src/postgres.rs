@@ -47,7 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/postgres_0017_limit_overrides.sql"),
     ),
-    (19, include_str!("migrations/postgres_0019_notifications.sql")),
+    (
+        19,
+        include_str!("migrations/postgres_0019_notifications.sql"),
+    ),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {
