@@ -17,6 +17,7 @@ pub mod ledger_routes;
 pub mod merchant_key_routes;
 pub mod merchant_routes;
 pub mod metrics;
+pub mod notification_routes;
 pub mod openapi;
 pub mod p2p_routes;
 pub mod path_id;
@@ -87,6 +88,7 @@ pub struct AppState {
     pub risk_cases: Arc<coffer_payments::risk_cases::RiskCases>,
     /// Watch-list screening, the compliance queue and regulatory reports.
     pub compliance: Arc<coffer_compliance::Compliance>,
+    pub campaigns: Arc<coffer_payments::Campaigns>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -374,7 +376,14 @@ impl AppState {
             )
             .with_merchants(merchants.clone()),
         );
+        let campaigns = Arc::new(coffer_payments::Campaigns::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            customers.identity.clone(),
+            clock.clone(),
+        ));
         AppState {
+            campaigns,
             engine,
             reader,
             service,
@@ -552,6 +561,7 @@ pub fn routes() -> RouteTable {
         .merge(staff_routes::routes())
         .merge(risk_routes::routes())
         .merge(compliance_routes::routes())
+        .merge(notification_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -21,7 +21,7 @@ use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
     compliance_routes, customer_routes, funding_routes, ledger_routes, merchant_key_routes,
-    merchant_routes, p2p_routes, risk_routes, staff_routes, wallet_routes,
+    merchant_routes, notification_routes, p2p_routes, risk_routes, staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -182,6 +182,18 @@ pub const SESSION_SCHEME: &str = "session";
         risk_routes::add_blocklist,
         risk_routes::my_cases,
         risk_routes::answer_case,
+        notification_routes::list_notifications,
+        notification_routes::unread_count,
+        notification_routes::mark_read,
+        notification_routes::mark_all_read,
+        notification_routes::get_preferences,
+        notification_routes::update_preferences,
+        notification_routes::list_dead_letters,
+        notification_routes::requeue_dead_letter,
+        notification_routes::webhook_deliveries,
+        notification_routes::create_campaign,
+        notification_routes::list_campaigns,
+        notification_routes::get_campaign,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -203,6 +215,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "webhooks", description = "Signed callbacks from the card network and the core banking system (HMAC-SHA256 over timestamp and body)."),
         (name = "customers", description = "Registration, sign-in, sessions, profile and contact changes, password change and reset, second factors, step-up verification and KYC for the bank's customers."),
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
+        (name = "notifications", description = "The in-app inbox (read/unread, cursor pages, in English or Chinese) and alert preferences per category and channel; marketing only with explicit consent; security alerts always sent."),
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
         (name = "reference", description = "This document and its browsable rendering."),
     )

@@ -25,7 +25,7 @@ use crate::idempotency;
 use crate::openapi::params::IdempotencyKey;
 use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
-use crate::respond::{identity_call, json_response, to_json};
+use crate::respond::{blocking_call, identity_call, json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
 
@@ -182,9 +182,9 @@ pub(crate) struct AuditResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProposalRequest {
-    /// `unfreeze`, `adjust_balance` or `override_limit`.
+    /// `unfreeze`, `adjust_balance`, `override_limit` or `send_campaign`.
     action: String,
-    /// The customer id the action is for.
+    /// The customer id the action is for (for `send_campaign`: the campaign id).
     subject: String,
     /// For `adjust_balance`: `{"amount": 1000, "direction": "credit"}` (minor units of CNY;
     /// `credit` adds to the wallet, `debit` takes from it). For `override_limit`:
@@ -631,7 +631,10 @@ pub(crate) async fn propose(
         || async {
             let request: ProposalRequest = parse(&body)?;
             let action = SensitiveAction::parse(&request.action).ok_or_else(|| {
-                ApiError::invalid("action", "unfreeze, adjust_balance or override_limit")
+                ApiError::invalid(
+                    "action",
+                    "unfreeze, adjust_balance, override_limit or send_campaign",
+                )
             })?;
             if action == SensitiveAction::AdjustBalance {
                 adjustment(&request.params)?;
@@ -643,6 +646,15 @@ pub(crate) async fn propose(
             }
             Identifier::parse(&request.subject)
                 .map_err(|_| ApiError::invalid("subject", "a customer id"))?;
+            if action == SensitiveAction::SendCampaign {
+                // The subject is the campaign: it must exist and be unsent.
+                let campaigns = state.campaigns.clone();
+                let id = request.subject.clone();
+                let campaign = blocking_call(move || campaigns.get(&id)).await?;
+                if campaign.state == "sent" {
+                    return Err(coffer_payments::CampaignError::AlreadySent.into());
+                }
+            }
             let params = serde_json::Value::Object(request.params).to_string();
             let identity = state.identity.clone();
             let session = session.clone();
@@ -844,6 +856,14 @@ async fn execute(
                 },
                 Outcome::Account(_) => Err(ApiError::internal("unexpected outcome")),
             }
+        }
+        SensitiveAction::SendCampaign => {
+            let campaigns = state.campaigns.clone();
+            let checker = format!("staff:{}", approval.checker.clone().unwrap_or_default());
+            let (id, ip) = (approval.subject.clone(), context.ip.clone());
+            let reached = blocking_call(move || campaigns.send(&id, &checker, &ip)).await?;
+            state.dispatcher.nudge();
+            Ok(format!("sent to {reached} customers"))
         }
     }
 }

@@ -105,7 +105,14 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         } else {
             simulator(coffer_notify::Channel::Sms)
         },
-        simulator(coffer_notify::Channel::Email),
+        match &config.smtp {
+            // A configured relay replaces the e-mail simulator.
+            Some(smtp) => Arc::new(
+                coffer_notify::smtp::SmtpTransport::new(&smtp.settings)
+                    .map_err(anyhow::Error::msg)?,
+            ) as Arc<dyn coffer_notify::Transport>,
+            None => simulator(coffer_notify::Channel::Email),
+        },
     ];
     let customers = coffer_api::CustomerServices::open_with(
         &database,

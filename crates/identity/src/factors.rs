@@ -487,7 +487,8 @@ impl Identity {
         Ok(())
     }
 
-    /// A security alert to the customer's contact; always sent.
+    /// A security alert to the inbox and the customer's contact; always
+    /// sent, whatever the preferences say.
     pub(crate) fn security_alert(
         &self,
         db: &mut dyn Sql,
@@ -496,18 +497,26 @@ impl Identity {
         text: &str,
     ) -> Result<(), IdentityError> {
         let contact = self.contact_of(db, customer_id)?;
-        enqueue(
+        let (en, zh) = crate::split_bilingual(text);
+        let mut key = [0u8; 8];
+        rand::rng().fill_bytes(&mut key);
+        let key = format!("sec:{template}:{}", hex::encode(key));
+        coffer_notify::alerts::send(
             db,
             &self.vault,
-            &Message {
-                channel: contact.kind().channel(),
-                recipient: Secret::new(contact.as_str().to_string()),
-                recipient_masked: contact.masked(),
-                customer_id: Some(customer_id),
+            &coffer_notify::alerts::Alert {
+                customer_id,
+                key: &key,
+                category: coffer_notify::preferences::Category::Security,
                 template,
-                subject: "Coffer security alert".into(),
-                body: Secret::new(text.to_string()),
+                text: coffer_notify::alerts::Bilingual::new(
+                    "Coffer security alert",
+                    en,
+                    "Coffer 安全提醒",
+                    zh,
+                ),
             },
+            Some(&crate::alert_contact(&contact)),
             self.now(),
         )?;
         Ok(())

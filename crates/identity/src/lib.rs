@@ -202,6 +202,26 @@ pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 9] = [
     },
 ];
 
+/// The customer's contact as an alert's SMS or e-mail destination.
+pub(crate) fn alert_contact(contact: &Contact) -> coffer_notify::alerts::Contact {
+    coffer_notify::alerts::Contact {
+        channel: contact.kind().channel(),
+        address: Secret::new(contact.as_str().to_string()),
+        masked: contact.masked(),
+    }
+}
+
+/// Splits an "English 中文" text at its first CJK character.
+pub(crate) fn split_bilingual(text: &str) -> (String, String) {
+    match text
+        .char_indices()
+        .find(|(_, c)| ('\u{3000}'..='\u{9fff}').contains(c))
+    {
+        Some((i, _)) => (text[..i].trim().to_string(), text[i..].trim().to_string()),
+        None => (text.to_string(), text.to_string()),
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buffer);
@@ -576,21 +596,24 @@ impl Identity {
                     detail: "too many failed sign-ins",
                 },
             )?;
-            enqueue(
+            let key = format!("sec:account_locked:{}", random_hex(8));
+            coffer_notify::alerts::send(
                 db,
                 &self.vault,
-                &Message {
-                    channel: contact.kind().channel(),
-                    recipient: Secret::new(contact.as_str().to_string()),
-                    recipient_masked: contact.masked(),
-                    customer_id: Some(customer_id),
+                &coffer_notify::alerts::Alert {
+                    customer_id,
+                    key: &key,
+                    category: coffer_notify::preferences::Category::Security,
                     template: "account_locked",
-                    subject: "Coffer security alert".into(),
-                    body: Secret::new(format!(
-                        "Too many wrong passwords: sign-in to your Coffer wallet is locked for {minutes} minutes. \
-                         If this was not you, contact the bank. 密码错误次数过多，您的 Coffer 钱包登录已锁定 {minutes} 分钟；如非本人操作，请联系银行。"
-                    )),
+                    text: coffer_notify::alerts::Bilingual::new(
+                        "Coffer security alert",
+                        format!("Too many wrong passwords: sign-in to your Coffer wallet is locked for {minutes} minutes. \
+                         If this was not you, contact the bank."),
+                        "Coffer 安全提醒",
+                        format!("密码错误次数过多，您的 Coffer 钱包登录已锁定 {minutes} 分钟；如非本人操作，请联系银行。"),
+                    ),
                 },
+                Some(&alert_contact(contact)),
                 now,
             )?;
             Ok(())
@@ -691,27 +714,33 @@ impl Identity {
             .transpose()?)
     }
 
-    /// Queues a message to a customer's own contact inside the caller's
-    /// transaction (a payment request, a payment received): it is sent
-    /// exactly when the change that causes it commits.
+    /// Alerts a customer inside the caller's transaction (a payment request,
+    /// a payment received): to the inbox and their contact as their
+    /// preferences allow, once per `key`, exactly when the change commits.
     pub fn notify_customer(
         &self,
         db: &mut dyn Sql,
         customer_id: &str,
+        key: &str,
+        category: coffer_notify::preferences::Category,
         template: &'static str,
-        body: String,
+        text: coffer_notify::alerts::Bilingual,
     ) -> Result<(), IdentityError> {
-        let Some(row) = db.query_opt(
-            "SELECT contact_enc FROM customers WHERE id = $1",
-            sql_params![customer_id],
-        )?
-        else {
-            return Err(IdentityError::NotFound("customer"));
-        };
-        let text = self.vault.decrypt_text(CONTACT_CONTEXT, &row.bytes(0)?)?;
-        let contact = Contact::parse(text.expose())
-            .ok_or_else(|| IdentityError::Internal("stored contact does not parse".into()))?;
-        self.send_to(db, &contact, customer_id, template, body)
+        let contact = self.contact_of(db, customer_id)?;
+        coffer_notify::alerts::send(
+            db,
+            &self.vault,
+            &coffer_notify::alerts::Alert {
+                customer_id,
+                key,
+                category,
+                template,
+                text,
+            },
+            Some(&alert_contact(&contact)),
+            self.now(),
+        )?;
+        Ok(())
     }
 
     /// The last 100 security events about a customer, newest first, from the

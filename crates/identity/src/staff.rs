@@ -85,10 +85,14 @@ pub enum Permission {
     /// Work the compliance queue (watch-list hits), load watch lists, run,
     /// review and export regulatory reports.
     ManageCompliance,
+    /// See the notification dead-letter list and re-queue from it.
+    ManageNotifications,
+    /// Create marketing campaigns, preview their audience and send them.
+    ManageCampaigns,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 13] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -101,6 +105,8 @@ impl Permission {
         Permission::SettleMerchants,
         Permission::ManageRisk,
         Permission::ManageCompliance,
+        Permission::ManageNotifications,
+        Permission::ManageCampaigns,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +123,8 @@ impl Permission {
             Permission::SettleMerchants => "settle_merchants",
             Permission::ManageRisk => "manage_risk",
             Permission::ManageCompliance => "manage_compliance",
+            Permission::ManageNotifications => "manage_notifications",
+            Permission::ManageCampaigns => "manage_campaigns",
         }
     }
 }
@@ -147,7 +155,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ReviewMerchants
                     | ManageCompliance
             )
-            | (ProductManager, ProposeSensitive)
+            | (ProductManager, ProposeSensitive | ManageCampaigns)
             | (
                 Administrator,
                 ViewCustomers
@@ -157,6 +165,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | Reconcile
                     | UnlockCustomers
                     | SettleMerchants
+                    | ManageNotifications
             )
     )
 }
@@ -207,6 +216,8 @@ pub enum SensitiveAction {
     AdjustBalance,
     /// Raise a customer's limits above their tier.
     OverrideLimit,
+    /// Send a marketing campaign (the subject is the campaign id).
+    SendCampaign,
 }
 
 impl SensitiveAction {
@@ -215,6 +226,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze => "unfreeze",
             SensitiveAction::AdjustBalance => "adjust_balance",
             SensitiveAction::OverrideLimit => "override_limit",
+            SensitiveAction::SendCampaign => "send_campaign",
         }
     }
 
@@ -223,6 +235,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze,
             SensitiveAction::AdjustBalance,
             SensitiveAction::OverrideLimit,
+            SensitiveAction::SendCampaign,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)

@@ -13,6 +13,7 @@
 pub mod activity;
 pub mod bank_accounts;
 pub mod bills;
+pub mod campaigns;
 pub mod cards;
 pub mod connectors;
 pub mod emv;
@@ -51,6 +52,7 @@ pub use bills::{
     Bill, BillError, BillPaymentRequest, BillPaymentView, BillPolicy, BillState, Biller,
     BillerSimulator, Bills, BILLERS,
 };
+pub use campaigns::{CampaignError, CampaignView, Campaigns, Segment};
 pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,

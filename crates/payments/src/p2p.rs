@@ -35,6 +35,8 @@ use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, Rejection,
     TransferCommand, TransferOp,
 };
+use coffer_notify::alerts::Bilingual;
+use coffer_notify::preferences::Category;
 use coffer_store::sql::{Row, Sql, SqlStore};
 use coffer_store::{sql_params, LedgerReader, StoreError};
 use coffer_vault::{EncryptedColumn, Vault, VaultError};
@@ -61,6 +63,9 @@ pub const HANDLE_LENGTH_MAX: usize = 30;
 /// A pending payment the resolver leaves alone for this long: the request
 /// that recorded it is still applying it (see `resolve_pending`).
 pub const RESOLVE_GRACE_SECONDS: i64 = 60;
+/// A payment at or above this (CNY 5,000.00) also sends the payer a
+/// security alert, which preferences cannot switch off.
+pub const LARGE_PAYMENT_ALERT_MINOR: i64 = 500_000;
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 const NOTE_CONTEXT: &str = "p2p.note";
 
@@ -1565,8 +1570,9 @@ impl P2p {
     /// and reopens the request it was paying.
     fn finish(&self, current: &Record, outcome: Result<(), &str>) -> Result<(), P2pError> {
         let payer_name = self.masked_name(&current.payer_id)?;
+        let payee_name = self.masked_name(&current.payee_id)?;
         self.sql.transaction(|db| {
-            self.finish_in(db, current, outcome, PaymentState::Pending, &payer_name)
+            self.finish_in(db, current, outcome, PaymentState::Pending, (&payer_name, &payee_name))
                 .map(|_| ())
         })
     }
@@ -1579,7 +1585,7 @@ impl P2p {
         current: &Record,
         outcome: Result<(), &str>,
         from: PaymentState,
-        payer_name: &str,
+        (payer_name, payee_name): (&str, &str),
     ) -> Result<bool, P2pError> {
         let now = self.now();
         let (state, reason) = match outcome {
@@ -1619,7 +1625,7 @@ impl P2p {
                             direction: Direction::In,
                             status: ActivityStatus::Succeeded,
                             reason: None,
-                            counterparty: &payer_name,
+                            counterparty: payer_name,
                             category: Category::Transfers,
                             reference: current.request_id.as_deref().unwrap_or(&current.id),
                             amount: current.amount,
@@ -1635,15 +1641,7 @@ impl P2p {
                             sql_params![request_id.as_str(), current.id.as_str(), now],
                         )?;
                     }
-                    self.identity.notify_customer(
-                        db,
-                        &current.payee_id,
-                        "p2p_received",
-                        format!(
-                            "You received CNY {} from {payer_name} in your Coffer wallet.",
-                            format_minor(current.amount)
-                        ),
-                    )?;
+                    self.notify_succeeded(db, current, payer_name, payee_name)?;
                 }
                 PaymentState::Failed | PaymentState::Pending | PaymentState::Held => {
                     limits::release(db, payer, "p2p.day", current.limit_day, current.amount)?;
@@ -1725,8 +1723,65 @@ impl P2p {
                 .display_name
                 .expose(),
         );
-        if !self.finish_in(db, &current, Err(reason), PaymentState::Held, &payer_name)? {
+        // A rejected payment tells no payee anything: the name is unused.
+        if !self.finish_in(db, &current, Err(reason), PaymentState::Held, (&payer_name, ""))? {
             return Err(P2pError::NotHeld);
+        }
+        Ok(())
+    }
+
+    /// The alerts of a payment that succeeded, written in the transaction
+    /// that records its final state (so never for a refused or rolled-back
+    /// payment), each keyed by the payment id (so a resolver finishing it
+    /// after a crash cannot alert twice).
+    fn notify_succeeded(
+        &self,
+        db: &mut dyn Sql,
+        current: &Record,
+        payer_name: &str,
+        payee_name: &str,
+    ) -> Result<(), P2pError> {
+        let amount = format_minor(current.amount);
+        self.identity.notify_customer(
+            db,
+            &current.payee_id,
+            &format!("p2p:{}:received", current.id),
+            Category::PaymentReceived,
+            "p2p_received",
+            Bilingual::new(
+                "Money received",
+                format!("You received CNY {amount} from {payer_name} in your Coffer wallet."),
+                "收款通知",
+                format!("您的 Coffer 钱包收到 {payer_name} 转来的 CNY {amount}。"),
+            ),
+        )?;
+        self.identity.notify_customer(
+            db,
+            &current.payer_id,
+            &format!("p2p:{}:sent", current.id),
+            Category::PaymentSent,
+            "p2p_sent",
+            Bilingual::new(
+                "Payment sent",
+                format!("You paid CNY {amount} to {payee_name} from your Coffer wallet."),
+                "付款通知",
+                format!("您已从 Coffer 钱包向 {payee_name} 支付 CNY {amount}。"),
+            ),
+        )?;
+        if current.amount >= LARGE_PAYMENT_ALERT_MINOR {
+            self.identity.notify_customer(
+                db,
+                &current.payer_id,
+                &format!("p2p:{}:large", current.id),
+                Category::Security,
+                "large_payment",
+                Bilingual::new(
+                    "Coffer security alert",
+                    format!("A large payment of CNY {amount} to {payee_name} left your Coffer wallet. If this was not you, contact the bank at once."),
+                    "Coffer 安全提醒",
+                    format!("您的 Coffer 钱包向 {payee_name} 支付了大额款项 CNY {amount}；如非本人操作，请立即联系银行。"),
+                ),
+            )?;
         }
         Ok(())
     }
@@ -1892,13 +1947,18 @@ impl P2p {
                         now
                     ],
                 )?;
+                let amount_text = format_minor(*amount);
                 self.identity.notify_customer(
                     db,
                     payer_id,
+                    &format!("prq:{group_id}:{position}"),
+                    Category::PaymentRequest,
                     "payment_requested",
-                    format!(
-                        "{organizer_name} asks you to pay CNY {} in Coffer. Open the app to pay or decline.",
-                        format_minor(*amount)
+                    Bilingual::new(
+                        "Payment request",
+                        format!("{organizer_name} asks you to pay CNY {amount_text} in Coffer. Open the app to pay or decline."),
+                        "付款请求",
+                        format!("{organizer_name} 请您通过 Coffer 支付 CNY {amount_text}。请打开应用付款或拒绝。"),
                     ),
                 )?;
             }

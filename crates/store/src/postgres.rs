@@ -48,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres_0017_limit_overrides.sql"),
     ),
     (18, include_str!("migrations/postgres_0018_risk.sql")),
+    (
+        19,
+        include_str!("migrations/postgres_0019_notifications.sql"),
+    ),
     (20, include_str!("migrations/postgres_0020_compliance.sql")),
     (
         24,

@@ -10,6 +10,8 @@ use coffer_ledger::{
 use coffer_store::throwaway::PgCluster;
 use coffer_store::Database;
 
+pub mod smtp_sink;
+
 /// A fresh, empty database on one backend; files are removed on drop.
 pub struct TestDatabase {
     pub database: Database,

@@ -12,8 +12,9 @@ use super::{
     ConfigError, Key, Origin, Sourced, AUTH_RATE_LIMIT, CONFIG_ENV, DATABASE_URL,
     DATABASE_URL_FILE, DATA_DIR, KEYS, LARGE_VALUE_CNY, LISTEN, LOG_FILTER, LOG_FORMAT,
     LOG_JSON_ENV, MASTER_KEY_FILE, MATCH_THRESHOLD, PASSKEYS_ORIGIN, PASSKEYS_RP_ID,
-    PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, TLS_CERT, TLS_KEY,
-    TRUSTED_PROXIES, WATCHLIST_FILE,
+    PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, SMTP_FROM, SMTP_HOST,
+    SMTP_PASSWORD_FILE, SMTP_PORT, SMTP_TLS, SMTP_USERNAME, TLS_CERT, TLS_KEY, TRUSTED_PROXIES,
+    WATCHLIST_FILE,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -42,6 +43,13 @@ pub(super) struct Layer {
     pub watchlist_file: Option<Sourced<String>>,
     pub match_threshold_bps: Option<Sourced<String>>,
     pub large_value_threshold_cny: Option<Sourced<String>>,
+    pub smtp_host: Option<Sourced<String>>,
+    pub smtp_port: Option<Sourced<String>>,
+    pub smtp_tls: Option<Sourced<String>>,
+    pub smtp_username: Option<Sourced<String>>,
+    /// Already read from `smtp.password_file`.
+    pub smtp_password: Option<Sourced<String>>,
+    pub smtp_from: Option<Sourced<String>>,
 }
 
 impl Layer {
@@ -74,6 +82,12 @@ impl Layer {
             large_value_threshold_cny: self
                 .large_value_threshold_cny
                 .or(lower.large_value_threshold_cny),
+            smtp_host: self.smtp_host.or(lower.smtp_host),
+            smtp_port: self.smtp_port.or(lower.smtp_port),
+            smtp_tls: self.smtp_tls.or(lower.smtp_tls),
+            smtp_username: self.smtp_username.or(lower.smtp_username),
+            smtp_password: self.smtp_password.or(lower.smtp_password),
+            smtp_from: self.smtp_from.or(lower.smtp_from),
         }
     }
 }
@@ -211,6 +225,14 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         watchlist_file: get(WATCHLIST_FILE)?,
         match_threshold_bps: get(MATCH_THRESHOLD)?,
         large_value_threshold_cny: get(LARGE_VALUE_CNY)?,
+        smtp_host: get(SMTP_HOST)?,
+        smtp_port: get(SMTP_PORT)?,
+        smtp_tls: get(SMTP_TLS)?,
+        smtp_username: get(SMTP_USERNAME)?,
+        smtp_password: get(SMTP_PASSWORD_FILE)?
+            .map(|path| read_secret(SMTP_PASSWORD_FILE, path))
+            .transpose()?,
+        smtp_from: get(SMTP_FROM)?,
     })
 }
 
@@ -284,6 +306,7 @@ struct FileConfig {
     p2p: FileP2p,
     fees: FileFees,
     compliance: FileCompliance,
+    smtp: FileSmtp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +315,13 @@ struct FileCompliance {
     watchlist_file: Option<String>,
     match_threshold_bps: Option<u64>,
     large_value_threshold_cny: Option<u64>,
+struct FileSmtp {
+    host: Option<String>,
+    port: Option<u64>,
+    tls: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
+    from: Option<String>,
 }
 
 /// The payment settings as the file gives them; checked in `validate`.
@@ -428,7 +458,18 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
             Sourced::new(secret, origin.clone()),
         )?),
     };
+    let smtp_password = parsed
+        .smtp
+        .password_file
+        .map(|path| read_secret(SMTP_PASSWORD_FILE, Sourced::new(path, origin.clone())))
+        .transpose()?;
     Ok(Layer {
+        smtp_host: value(parsed.smtp.host),
+        smtp_port: number(parsed.smtp.port),
+        smtp_tls: value(parsed.smtp.tls),
+        smtp_username: value(parsed.smtp.username),
+        smtp_password,
+        smtp_from: value(parsed.smtp.from),
         listen: value(parsed.server.listen),
         tls_cert: value(parsed.server.tls_cert),
         tls_key: value(parsed.server.tls_key),

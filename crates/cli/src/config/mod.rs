@@ -120,8 +120,36 @@ pub const LARGE_VALUE_CNY: Key = Key {
     name: "compliance.large_value_threshold_cny",
     env: "COFFER_COMPLIANCE_LARGE_VALUE_THRESHOLD_CNY",
 };
+/// The SMTP relay for e-mail notifications; unset, e-mail goes to the simulator.
+pub const SMTP_HOST: Key = Key {
+    name: "smtp.host",
+    env: "COFFER_SMTP_HOST",
+};
+pub const SMTP_PORT: Key = Key {
+    name: "smtp.port",
+    env: "COFFER_SMTP_PORT",
+};
+/// `starttls` (default), `tls` (implicit, port 465) or `none` (local relay only).
+pub const SMTP_TLS: Key = Key {
+    name: "smtp.tls",
+    env: "COFFER_SMTP_TLS",
+};
+pub const SMTP_USERNAME: Key = Key {
+    name: "smtp.username",
+    env: "COFFER_SMTP_USERNAME",
+};
+/// The file holding the relay's password (never the password itself).
+pub const SMTP_PASSWORD_FILE: Key = Key {
+    name: "smtp.password_file",
+    env: "COFFER_SMTP_PASSWORD_FILE",
+};
+/// The sender, `Coffer <no-reply@bank.example>`.
+pub const SMTP_FROM: Key = Key {
+    name: "smtp.from",
+    env: "COFFER_SMTP_FROM",
+};
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 20] = [
+pub const KEYS: [Key; 26] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
@@ -142,7 +170,14 @@ pub const KEYS: [Key; 20] = [
     WATCHLIST_FILE,
     MATCH_THRESHOLD,
     LARGE_VALUE_CNY,
+    SMTP_HOST,
+    SMTP_PORT,
+    SMTP_TLS,
+    SMTP_USERNAME,
+    SMTP_PASSWORD_FILE,
+    SMTP_FROM,
 ];
+pub const DEFAULT_SMTP_PORT: u16 = 587;
 /// The older boolean spelling of `log.format = "json"`, kept working.
 pub const LOG_JSON_ENV: &str = "COFFER_LOG_JSON";
 /// The path of the TOML file, when `--config` is not given.
@@ -219,9 +254,21 @@ pub struct Config {
     /// `[p2p]` and `[fees.…]`: the P2P policy and the fee schedule.
     pub payments: Sourced<coffer_payments::P2pPolicy>,
     pub compliance: ComplianceConfig,
+    /// `[smtp]`: the relay e-mail notifications go through; `None` keeps
+    /// the simulator.
+    pub smtp: Option<SmtpConfig>,
     /// Things worth an operator's look that do not stop the start
     /// (e.g. a `COFFER_…` variable that is no setting, probably a typo).
     pub warnings: Vec<String>,
+}
+
+/// The SMTP relay; the password is only ever in `settings.password`
+/// (a `Secret`, redacted in `Debug` and never rendered).
+#[derive(Debug)]
+pub struct SmtpConfig {
+    pub settings: coffer_notify::smtp::SmtpSettings,
+    pub host: Origin,
+    pub password: Option<Origin>,
 }
 
 #[derive(Debug)]
@@ -614,6 +661,14 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
             i64::MAX / 4,
         )?,
     };
+    let smtp = parse_smtp(
+        layer.smtp_host,
+        layer.smtp_port,
+        layer.smtp_tls,
+        layer.smtp_username,
+        layer.smtp_password,
+        layer.smtp_from,
+    )?;
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -633,8 +688,96 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         vault,
         payments,
         compliance,
+        smtp,
         warnings: Vec::new(),
     })
+}
+
+fn parse_smtp(
+    host: Option<Sourced<String>>,
+    port: Option<Sourced<String>>,
+    tls: Option<Sourced<String>>,
+    username: Option<Sourced<String>>,
+    password: Option<Sourced<String>>,
+    from: Option<Sourced<String>>,
+) -> Result<Option<SmtpConfig>, ConfigError> {
+    let Some(host) = host else {
+        // Without a host the rest would be ignored: say so rather than
+        // leave an operator believing mail goes out.
+        if let Some(other) = port.or(tls).or(username).or(from) {
+            return Err(ConfigError::Incomplete {
+                key: "smtp.*",
+                origin: other.origin,
+                missing: SMTP_HOST.name,
+            });
+        }
+        return Ok(None);
+    };
+    if !is_domain_name(&host.value) && host.value.parse::<std::net::IpAddr>().is_err() {
+        return Err(invalid(SMTP_HOST, &host, "a host name or IP address"));
+    }
+    let port = match port {
+        None => DEFAULT_SMTP_PORT,
+        Some(raw) => raw
+            .value
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid(SMTP_PORT, &raw, "a port from 1 to 65535"))?,
+    };
+    let tls = match tls {
+        None => coffer_notify::smtp::SmtpTls::StartTls,
+        Some(raw) => coffer_notify::smtp::SmtpTls::parse(&raw.value)
+            .ok_or_else(|| invalid(SMTP_TLS, &raw, "starttls, tls or none"))?,
+    };
+    let Some(from) = from else {
+        return Err(ConfigError::Incomplete {
+            key: SMTP_HOST.name,
+            origin: host.origin,
+            missing: SMTP_FROM.name,
+        });
+    };
+    if !coffer_notify::smtp::valid_mailbox(&from.value) {
+        return Err(invalid(
+            SMTP_FROM,
+            &from,
+            "an address like \"Coffer <no-reply@bank.example>\"",
+        ));
+    }
+    if username.is_some() != password.is_some() {
+        let (set, origin, missing) = match (&username, &password) {
+            (Some(u), None) => (
+                SMTP_USERNAME.name,
+                u.origin.clone(),
+                SMTP_PASSWORD_FILE.name,
+            ),
+            (None, Some(p)) => (
+                SMTP_PASSWORD_FILE.name,
+                p.origin.clone(),
+                SMTP_USERNAME.name,
+            ),
+            _ => unreachable!("one of the two is set"),
+        };
+        return Err(ConfigError::Incomplete {
+            key: set,
+            origin,
+            missing,
+        });
+    }
+    let password_origin = password.as_ref().map(|p| p.origin.clone());
+    Ok(Some(SmtpConfig {
+        settings: coffer_notify::smtp::SmtpSettings {
+            host: host.value.clone(),
+            port,
+            tls,
+            username: username.map(|u| u.value),
+            password: password.map(|p| coffer_core::Secret::new(p.value)),
+            from: from.value,
+            timeout: std::time::Duration::from_secs(30),
+        },
+        host: host.origin,
+        password: password_origin,
+    }))
 }
 
 /// The P2P policy and fee schedule: the built-in ones with what the file

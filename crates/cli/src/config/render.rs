@@ -146,6 +146,24 @@ pub fn render(config: &Config) -> String {
         &compliance.large_value_threshold_cny.origin,
     ));
     sections.push(("compliance", compliance_lines));
+    // E-mail notifications: the relay when one is configured. The password
+    // is never shown, only where it was read from.
+    if let Some(smtp) = &config.smtp {
+        let settings = &smtp.settings;
+        let mut lines = vec![
+            line("host", quoted(&settings.host), &smtp.host),
+            line("port", settings.port.to_string(), &smtp.host),
+            line("tls", quoted(settings.tls.as_str()), &smtp.host),
+            line("from", quoted(&settings.from), &smtp.host),
+        ];
+        if let (Some(user), Some(origin)) = (&settings.username, &smtp.password) {
+            lines.push(line("username", quoted(user), &smtp.host));
+            if let Origin::SecretFile { path: file, .. } = origin {
+                lines.push(line("password_file", path(file), origin));
+            }
+        }
+        sections.push(("smtp", lines));
+    }
 
     // The P2P policy and each operation's fee rule.
     let payments = &config.payments;
