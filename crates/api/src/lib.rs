@@ -17,6 +17,7 @@ pub mod merchant_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod p2p_routes;
+pub mod privacy_routes;
 pub mod path_id;
 pub mod rate_limit;
 pub mod respond;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub activity: Arc<coffer_payments::Activity>,
     pub merchants: Arc<coffer_payments::Merchants>,
     pub sql: Arc<SqlStore>,
+    /// Export, erasure, partner consents and the access log.
+    pub privacy: Arc<coffer_privacy::Privacy>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -320,6 +323,13 @@ impl AppState {
             clock.clone(),
             coffer_payments::MerchantPolicy::default(),
         ));
+        let privacy = Arc::new(coffer_privacy::Privacy::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            customers.identity.clone(),
+            fx.clone(),
+        ));
         AppState {
             engine,
             reader,
@@ -345,6 +355,7 @@ impl AppState {
             sql: customers.sql.clone(),
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
+            privacy,
         }
     }
 
@@ -425,6 +436,14 @@ impl AppState {
             self.clock.clone(),
             fx,
         ));
+        // Erasure checks balances through the wallets the bank enables.
+        self.privacy = Arc::new(coffer_privacy::Privacy::new(
+            self.sql.clone(),
+            self.vault.clone(),
+            self.clock.clone(),
+            self.identity.clone(),
+            self.fx.clone(),
+        ));
         self
     }
 
@@ -460,6 +479,7 @@ pub fn routes() -> RouteTable {
         .merge(wallet_routes::routes())
         .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
+        .merge(privacy_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -20,8 +20,8 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
-    wallet_routes,
+    customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, privacy_routes,
+    staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -156,6 +156,16 @@ pub const SESSION_SCHEME: &str = "session";
         merchant_routes::review_merchant,
         merchant_routes::run_settlements,
         merchant_routes::staff_settlements,
+        privacy_routes::request_export,
+        privacy_routes::download_export,
+        privacy_routes::erase,
+        privacy_routes::list_consents,
+        privacy_routes::grant_consent,
+        privacy_routes::revoke_consent,
+        privacy_routes::access_log,
+        privacy_routes::partner_profile,
+        privacy_routes::partner_balances,
+        privacy_routes::partner_transactions,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -177,6 +187,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "ledger", description = "Accounts, transfers, linked batches, holds, balances and statements."),
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
         (name = "reference", description = "This document and its browsable rendering."),
+        (name = "privacy", description = "Privacy rights: download my data, delete my account (the ledger kept under a pseudonymous id), consents for partners and the partner API that checks them, and who accessed my data."),
     )
 )]
 pub struct ApiDoc;
