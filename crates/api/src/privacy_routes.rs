@@ -42,24 +42,31 @@ pub fn routes() -> RouteTable {
         .get("/v1/me/privacy/access-log", access_log)
         .get("/v1/partner/customers/{id}/profile", partner_profile)
         .get("/v1/partner/customers/{id}/balances", partner_balances)
-        .get("/v1/partner/customers/{id}/transactions", partner_transactions)
+        .get(
+            "/v1/partner/customers/{id}/transactions",
+            partner_transactions,
+        )
 }
 
 impl From<PrivacyError> for ApiError {
     fn from(error: PrivacyError) -> ApiError {
         match error {
             PrivacyError::Invalid { field, message } => ApiError::invalid(field, message),
-            PrivacyError::BalanceNotZero(_) => {
-                ApiError::new(StatusCode::CONFLICT, "balance_not_zero", format!("{error}; withdraw or spend it first"))
-            }
+            PrivacyError::BalanceNotZero(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "balance_not_zero",
+                format!("{error}; withdraw or spend it first"),
+            ),
             PrivacyError::PendingOperations(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "operations_pending",
                 format!("{error}; wait until they finish"),
             ),
-            PrivacyError::NotDeletable(_) => {
-                ApiError::new(StatusCode::CONFLICT, "account_not_deletable", error.to_string())
-            }
+            PrivacyError::NotDeletable(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "account_not_deletable",
+                error.to_string(),
+            ),
             PrivacyError::ConsentRequired => {
                 ApiError::new(StatusCode::FORBIDDEN, "consent_required", error.to_string())
             }
@@ -136,22 +143,31 @@ pub(crate) async fn request_export(
 ) -> Response {
     let principal = customer_principal(&session);
     let requester = requester(&session);
-    idempotency::run(&state, &principal, "customer", &headers, "privacy_export", &body, || async {
-        let request: StepUpProof = parse(&body)?;
-        let privacy = state.privacy.clone();
-        let export =
-            blocking_call(move || privacy.request_export(&requester, &request.challenge_id)).await?;
-        state.dispatcher.nudge();
-        to_json(
-            StatusCode::CREATED,
-            &ExportRequestBody {
-                download: format!("/v1/me/privacy/exports/{}", export.id),
-                id: export.id,
-                requested_at: time(export.requested_at),
-                expires_at: time(export.expires_at),
-            },
-        )
-    })
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "privacy_export",
+        &body,
+        || async {
+            let request: StepUpProof = parse(&body)?;
+            let privacy = state.privacy.clone();
+            let export =
+                blocking_call(move || privacy.request_export(&requester, &request.challenge_id))
+                    .await?;
+            state.dispatcher.nudge();
+            to_json(
+                StatusCode::CREATED,
+                &ExportRequestBody {
+                    download: format!("/v1/me/privacy/exports/{}", export.id),
+                    id: export.id,
+                    requested_at: time(export.requested_at),
+                    expires_at: time(export.expires_at),
+                },
+            )
+        },
+    )
     .await
 }
 
@@ -231,19 +247,28 @@ pub(crate) async fn erase(
 ) -> Response {
     let principal = customer_principal(&session);
     let requester = requester(&session);
-    idempotency::run(&state, &principal, "customer", &headers, "privacy_erasure", &body, || async {
-        let request: StepUpProof = parse(&body)?;
-        let privacy = state.privacy.clone();
-        let erased = blocking_call(move || privacy.erase(&requester, &request.challenge_id)).await?;
-        to_json(
-            StatusCode::OK,
-            &ErasedBody {
-                erased: true,
-                pseudonymous_id: erased.pseudonymous_id,
-                erased_at: time(erased.erased_at),
-            },
-        )
-    })
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "privacy_erasure",
+        &body,
+        || async {
+            let request: StepUpProof = parse(&body)?;
+            let privacy = state.privacy.clone();
+            let erased =
+                blocking_call(move || privacy.erase(&requester, &request.challenge_id)).await?;
+            to_json(
+                StatusCode::OK,
+                &ErasedBody {
+                    erased: true,
+                    pseudonymous_id: erased.pseudonymous_id,
+                    erased_at: time(erased.erased_at),
+                },
+            )
+        },
+    )
     .await
 }
 
@@ -309,8 +334,7 @@ pub(crate) async fn list_consents(
     session: CustomerSession,
 ) -> Result<Response, ApiError> {
     let privacy = state.privacy.clone();
-    let consents =
-        blocking_call(move || privacy.consents(&session.info.customer_id)).await?;
+    let consents = blocking_call(move || privacy.consents(&session.info.customer_id)).await?;
     let now = state.clock.now().as_nanos();
     Ok(json_response(
         StatusCode::OK,
@@ -349,30 +373,41 @@ pub(crate) async fn grant_consent(
 ) -> Response {
     let principal = customer_principal(&session);
     let requester = requester(&session);
-    idempotency::run(&state, &principal, "customer", &headers, "grant_consent", &body, || async {
-        let request: GrantConsentRequest = parse(&body)?;
-        let scopes = request
-            .scopes
-            .iter()
-            .map(|s| {
-                ConsentScope::parse(s).ok_or_else(|| {
-                    ApiError::invalid("scopes", "each scope is profile, balance or transactions")
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "grant_consent",
+        &body,
+        || async {
+            let request: GrantConsentRequest = parse(&body)?;
+            let scopes = request
+                .scopes
+                .iter()
+                .map(|s| {
+                    ConsentScope::parse(s).ok_or_else(|| {
+                        ApiError::invalid(
+                            "scopes",
+                            "each scope is profile, balance or transactions",
+                        )
+                    })
                 })
+                .collect::<Result<Vec<_>, _>>()?;
+            let expires_at = Timestamp::parse_rfc3339(&request.expires_at)
+                .ok_or_else(|| ApiError::invalid("expires_at", "an RFC 3339 time"))?
+                .as_nanos();
+            let privacy = state.privacy.clone();
+            let consent = blocking_call(move || {
+                privacy.grant_consent(&requester, &request.partner_id, &scopes, expires_at)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let expires_at = Timestamp::parse_rfc3339(&request.expires_at)
-            .ok_or_else(|| ApiError::invalid("expires_at", "an RFC 3339 time"))?
-            .as_nanos();
-        let privacy = state.privacy.clone();
-        let consent = blocking_call(move || {
-            privacy.grant_consent(&requester, &request.partner_id, &scopes, expires_at)
-        })
-        .await?;
-        to_json(
-            StatusCode::CREATED,
-            &consent_body(consent, state.clock.now().as_nanos()),
-        )
-    })
+            .await?;
+            to_json(
+                StatusCode::CREATED,
+                &consent_body(consent, state.clock.now().as_nanos()),
+            )
+        },
+    )
     .await
 }
 
@@ -403,14 +438,22 @@ pub(crate) async fn revoke_consent(
 ) -> Response {
     let principal = customer_principal(&session);
     let requester = requester(&session);
-    idempotency::run(&state, &principal, "customer", &headers, &format!("revoke_consent:{id}"), &body, || async {
-        let privacy = state.privacy.clone();
-        let consent = blocking_call(move || privacy.revoke_consent(&requester, &id)).await?;
-        to_json(
-            StatusCode::OK,
-            &consent_body(consent, state.clock.now().as_nanos()),
-        )
-    })
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        &format!("revoke_consent:{id}"),
+        &body,
+        || async {
+            let privacy = state.privacy.clone();
+            let consent = blocking_call(move || privacy.revoke_consent(&requester, &id)).await?;
+            to_json(
+                StatusCode::OK,
+                &consent_body(consent, state.clock.now().as_nanos()),
+            )
+        },
+    )
     .await
 }
 

@@ -363,7 +363,11 @@ fn assert_nowhere(app: &App, needles: &[(String, Vec<u8>)]) {
                 let bytes = std::fs::read(&path).expect("read");
                 scanned += 1;
                 for (what, needle) in needles {
-                    assert!(!contains(&bytes, needle), "{what} found in {}", path.display());
+                    assert!(
+                        !contains(&bytes, needle),
+                        "{what} found in {}",
+                        path.display()
+                    );
                 }
             }
             assert!(scanned >= 2, "the database and its files");
@@ -411,7 +415,11 @@ async fn privacy_flows(app: App) {
             json!({"full_name": FULL_NAME, "id_type": "cn_resident", "id_number": id_number()}),
         )
         .await;
-    assert_eq!((status, kyc["status"].as_str()), (200, Some("verified")), "{kyc}");
+    assert_eq!(
+        (status, kyc["status"].as_str()),
+        (200, Some("verified")),
+        "{kyc}"
+    );
     let (status, card) = app
         .post(
             &bearer,
@@ -471,24 +479,45 @@ async fn privacy_flows(app: App) {
     assert_eq!((status, code(&bad)), (422, "invalid_field"));
     let grant = json!({"partner_id": PARTNER, "scopes": ["profile", "balance"], "expires_at": rfc3339_in(86_400)});
     let (status, consent) = app
-        .post(&bearer, "consent-1", "/v1/me/privacy/consents", grant.clone())
+        .post(
+            &bearer,
+            "consent-1",
+            "/v1/me/privacy/consents",
+            grant.clone(),
+        )
         .await;
-    assert_eq!((status, consent["live"].as_bool()), (201, Some(true)), "{consent}");
+    assert_eq!(
+        (status, consent["live"].as_bool()),
+        (201, Some(true)),
+        "{consent}"
+    );
     let (status, replay) = app
         .post(&bearer, "consent-1", "/v1/me/privacy/consents", grant)
         .await;
     assert_eq!((status, &replay), (201, &consent));
     let (status, profile) = app.get(&app.partner_key, &profile_path).await;
-    assert_eq!((status, profile["display_name"].as_str()), (200, Some(DISPLAY_NAME)), "{profile}");
+    assert_eq!(
+        (status, profile["display_name"].as_str()),
+        (200, Some(DISPLAY_NAME)),
+        "{profile}"
+    );
     let (status, balances) = app.get(&app.partner_key, &balances_path).await;
-    assert_eq!((status, balances["data"][0]["posted"].as_i64()), (200, Some(10_000)), "{balances}");
+    assert_eq!(
+        (status, balances["data"][0]["posted"].as_i64()),
+        (200, Some(10_000)),
+        "{balances}"
+    );
     // Not consented: transactions.
     let (status, refused) = app.get(&app.partner_key, &transactions_path).await;
     assert_eq!((status, code(&refused)), (403, "consent_required"));
     let consent_id = consent["id"].as_str().expect("id").to_string();
     let revoke_path = format!("/v1/me/privacy/consents/{consent_id}/revoke");
     let (status, revoked) = app.post(&bearer, "revoke-1", &revoke_path, json!({})).await;
-    assert_eq!((status, revoked["live"].as_bool()), (200, Some(false)), "{revoked}");
+    assert_eq!(
+        (status, revoked["live"].as_bool()),
+        (200, Some(false)),
+        "{revoked}"
+    );
     let (status, again) = app.post(&bearer, "revoke-2", &revoke_path, json!({})).await;
     assert_eq!((status, &again), (200, &revoked));
     let (status, refused) = app.get(&app.partner_key, &balances_path).await;
@@ -504,12 +533,20 @@ async fn privacy_flows(app: App) {
         .await;
     assert_eq!(status, 201, "{short}");
     let (status, transactions) = app.get(&app.partner_key, &transactions_path).await;
-    assert_eq!((status, transactions["data"][0]["kind"].as_str()), (200, Some("top_up")), "{transactions}");
+    assert_eq!(
+        (status, transactions["data"][0]["kind"].as_str()),
+        (200, Some("top_up")),
+        "{transactions}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let (status, refused) = app.get(&app.partner_key, &transactions_path).await;
     assert_eq!((status, code(&refused)), (403, "consent_required"));
     let (_, consents) = app.get(&bearer, "/v1/me/privacy/consents").await;
-    assert_eq!(consents["data"].as_array().map(Vec::len), Some(2), "{consents}");
+    assert_eq!(
+        consents["data"].as_array().map(Vec::len),
+        Some(2),
+        "{consents}"
+    );
 
     // ---- access transparency ----
     let staff = app.staff_bearer().await;
@@ -529,7 +566,10 @@ async fn privacy_flows(app: App) {
     let mut cursor = page["next_cursor"].as_str().map(str::to_string);
     while let Some(next) = cursor {
         let (status, page) = app
-            .get(&bearer, &format!("/v1/me/privacy/access-log?limit=2&cursor={next}"))
+            .get(
+                &bearer,
+                &format!("/v1/me/privacy/access-log?limit=2&cursor={next}"),
+            )
             .await;
         assert_eq!(status, 200, "{page}");
         seen.extend(page["data"].as_array().expect("data").iter().cloned());
@@ -540,18 +580,36 @@ async fn privacy_flows(app: App) {
         .filter(|e| e["by"] == "partner" && e["partner_id"] == PARTNER && e["outcome"] == "ok")
         .count();
     assert_eq!(partner_ok, 3, "{seen:?}");
-    assert_eq!(seen.iter().filter(|e| e["by"] == "partner").count(), 7, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|e| e["by"] == "partner").count(),
+        7,
+        "{seen:?}"
+    );
     let (status, bad) = app.get(&bearer, "/v1/me/privacy/access-log?cursor=x").await;
     assert_eq!((status, code(&bad)), (422, "invalid_field"));
 
     // ---- download my data ----
     let (status, refused) = app
-        .post(&bearer, "export-0", "/v1/me/privacy/exports", json!({"challenge_id": "chl_none"}))
+        .post(
+            &bearer,
+            "export-0",
+            "/v1/me/privacy/exports",
+            json!({"challenge_id": "chl_none"}),
+        )
         .await;
-    assert_eq!((status, code(&refused)), (403, "step_up_required"), "{refused}");
+    assert_eq!(
+        (status, code(&refused)),
+        (403, "step_up_required"),
+        "{refused}"
+    );
     let challenge = app.step_up(&bearer, "data_export", "su-export").await;
     let (status, export) = app
-        .post(&bearer, "export-1", "/v1/me/privacy/exports", json!({"challenge_id": challenge}))
+        .post(
+            &bearer,
+            "export-1",
+            "/v1/me/privacy/exports",
+            json!({"challenge_id": challenge}),
+        )
         .await;
     assert_eq!(status, 201, "{export}");
     app.dispatch().await;
@@ -580,13 +638,30 @@ async fn privacy_flows(app: App) {
     assert_eq!(archive["cards"][0]["last4"], "1111");
     assert_eq!(archive["bank_accounts"][0]["last4"], "0001");
     assert_eq!(archive["consents"].as_array().map(Vec::len), Some(2));
-    assert!(!archive["devices"]["sessions"].as_array().expect("sessions").is_empty());
+    assert!(!archive["devices"]["sessions"]
+        .as_array()
+        .expect("sessions")
+        .is_empty());
     assert_eq!(archive["devices"]["authenticator_app"]["enrolled"], false);
-    assert!(!archive["notifications"].as_array().expect("notifications").is_empty());
+    assert!(!archive["notifications"]
+        .as_array()
+        .expect("notifications")
+        .is_empty());
     let events = archive["security_events"].as_array().expect("events");
-    assert!(events.iter().any(|e| e["action"] == "data_export_requested"));
-    assert!(events.iter().any(|e| e["by"] == "staff" && e["role"] == "support"));
-    for secret in [PAN, BANK_NUMBER, &id_number(), PASSWORD, "$argon2", "mei.support"] {
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "data_export_requested"));
+    assert!(events
+        .iter()
+        .any(|e| e["by"] == "staff" && e["role"] == "support"));
+    for secret in [
+        PAN,
+        BANK_NUMBER,
+        &id_number(),
+        PASSWORD,
+        "$argon2",
+        "mei.support",
+    ] {
         assert!(!text.contains(secret), "the archive holds {secret}");
     }
     // Someone else's session cannot download it.
@@ -599,11 +674,23 @@ async fn privacy_flows(app: App) {
     // ---- erasure ----
     let challenge = app.step_up(&bearer, "account_deletion", "su-erase").await;
     let (status, refused) = app
-        .post(&bearer, "erase-1", "/v1/me/privacy/erasure", json!({"challenge_id": challenge}))
+        .post(
+            &bearer,
+            "erase-1",
+            "/v1/me/privacy/erasure",
+            json!({"challenge_id": challenge}),
+        )
         .await;
-    assert_eq!((status, code(&refused)), (409, "balance_not_zero"), "{refused}");
+    assert_eq!(
+        (status, code(&refused)),
+        (409, "balance_not_zero"),
+        "{refused}"
+    );
     let message = refused["error"]["message"].as_str().expect("message");
-    assert!(message.contains("CNY posted 10000 available 10000"), "{message}");
+    assert!(
+        message.contains("CNY posted 10000 available 10000"),
+        "{message}"
+    );
     // Paid out, then the same verified step-up goes through.
     let (status, withdrawal) = app
         .post(
@@ -624,7 +711,12 @@ async fn privacy_flows(app: App) {
             .expect("join")
     };
     let (status, erased) = app
-        .post(&bearer, "erase-2", "/v1/me/privacy/erasure", json!({"challenge_id": challenge}))
+        .post(
+            &bearer,
+            "erase-2",
+            "/v1/me/privacy/erasure",
+            json!({"challenge_id": challenge}),
+        )
         .await;
     assert_eq!(status, 200, "{erased}");
     assert_eq!(erased["pseudonymous_id"], customer_id.as_str());
@@ -653,10 +745,16 @@ async fn privacy_flows(app: App) {
         ("the full name".into(), FULL_NAME.as_bytes().to_vec()),
         ("the ID number".into(), id_number().into_bytes()),
         ("the card number".into(), PAN.as_bytes().to_vec()),
-        ("the bank account number".into(), BANK_NUMBER.as_bytes().to_vec()),
+        (
+            "the bank account number".into(),
+            BANK_NUMBER.as_bytes().to_vec(),
+        ),
     ];
     for (i, form) in stored.into_iter().enumerate() {
-        needles.push((format!("stored form #{i} (ciphertext or blind index)"), form));
+        needles.push((
+            format!("stored form #{i} (ciphertext or blind index)"),
+            form,
+        ));
     }
     let app = Arc::new(app);
     let scan = app.clone();
@@ -690,13 +788,20 @@ async fn privacy_flows(app: App) {
         )
         .await;
     assert_eq!(status, 200, "{entries}");
-    assert!(entries["data"].as_array().expect("entries").len() >= 2, "{entries}");
+    assert!(
+        entries["data"].as_array().expect("entries").len() >= 2,
+        "{entries}"
+    );
 
     // The contact may register again, as a new customer.
     let (new_id, new_bearer) = app.register(PHONE, "reg-2").await;
     assert_ne!(new_id, customer_id);
     let (status, me) = app.get(&new_bearer, "/v1/me").await;
-    assert_eq!((status, me["customer"]["id"].as_str()), (200, Some(new_id.as_str())), "{me}");
+    assert_eq!(
+        (status, me["customer"]["id"].as_str()),
+        (200, Some(new_id.as_str())),
+        "{me}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -297,11 +297,7 @@ fn partner_registered(db: &mut dyn Sql, partner_id: &str) -> Result<bool, Privac
         sql_params![format!("%{scope}%")],
     )?;
     for row in &rows {
-        if row
-            .text(0)?
-            .split([',', ' '])
-            .any(|s| s.trim() == scope)
-        {
+        if row.text(0)?.split([',', ' ']).any(|s| s.trim() == scope) {
             return Ok(true);
         }
     }

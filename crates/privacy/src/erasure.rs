@@ -72,11 +72,7 @@ impl Privacy {
     /// Erases the customer's personal data after checking that their
     /// wallets are empty and nothing is pending. Refusals change nothing
     /// (the step-up stays unused for a retry once the balance is paid out).
-    pub fn erase(
-        &self,
-        requester: &Requester,
-        challenge_id: &str,
-    ) -> Result<Erased, PrivacyError> {
+    pub fn erase(&self, requester: &Requester, challenge_id: &str) -> Result<Erased, PrivacyError> {
         let customer_id = requester.customer_id.as_str();
         let balances: Vec<Balance> = self
             .balances(customer_id)?

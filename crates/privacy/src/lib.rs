@@ -26,8 +26,8 @@ use rand::RngCore;
 
 pub use access::{AccessEntry, AccessPage, Accessor, ACCESS_PAGE_ROWS_MAX};
 pub use consents::{
-    valid_partner_id, Consent, ConsentScope, PartnerAccess, CONSENT_DAYS_MAX, PARTNER_ID_LENGTH_MAX,
-    PARTNER_SCOPE_PREFIX,
+    valid_partner_id, Consent, ConsentScope, PartnerAccess, CONSENT_DAYS_MAX,
+    PARTNER_ID_LENGTH_MAX, PARTNER_SCOPE_PREFIX,
 };
 pub use erasure::{Erased, ERASED_MARK};
 pub use export::{ExportRequest, EXPORT_SCHEMA, EXPORT_WINDOW_SECONDS};
@@ -165,7 +165,9 @@ fn context_of(table: &str, column: &str) -> Result<&'static str, PrivacyError> {
         .chain(coffer_payments::ENCRYPTED_COLUMNS.iter())
         .find(|c: &&EncryptedColumn| c.table == table && c.column == column)
         .map(|c| c.context)
-        .ok_or_else(|| PrivacyError::Wallets(format!("{table}.{column} is not an encrypted column")))
+        .ok_or_else(|| {
+            PrivacyError::Wallets(format!("{table}.{column} is not an encrypted column"))
+        })
 }
 
 fn random_hex(bytes: usize) -> String {
