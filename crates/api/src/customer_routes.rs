@@ -863,7 +863,10 @@ pub(crate) async fn start_step_up(
             let method = FactorMethod::parse(&request.method).ok_or_else(|| {
                 ApiError::invalid("method", "method is \"totp\", \"code\" or \"passkey\"")
             })?;
-            if request.amount <= 0 {
+            // Privacy operations move no money: they are bound to amount 0.
+            let non_monetary =
+                coffer_privacy::STEP_UP_OPERATIONS.contains(&request.operation.as_str());
+            if request.amount < 0 || (request.amount == 0 && !non_monetary) {
                 return Err(ApiError::invalid(
                     "amount",
                     "amount must be positive (minor units)",

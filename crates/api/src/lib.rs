@@ -21,6 +21,7 @@ pub mod notification_routes;
 pub mod openapi;
 pub mod p2p_routes;
 pub mod path_id;
+pub mod privacy_routes;
 pub mod rate_limit;
 pub mod respond;
 pub mod risk_routes;
@@ -89,6 +90,8 @@ pub struct AppState {
     /// Watch-list screening, the compliance queue and regulatory reports.
     pub compliance: Arc<coffer_compliance::Compliance>,
     pub campaigns: Arc<coffer_payments::Campaigns>,
+    /// Export, erasure, partner consents and the access log.
+    pub privacy: Arc<coffer_privacy::Privacy>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -382,6 +385,13 @@ impl AppState {
             customers.identity.clone(),
             clock.clone(),
         ));
+        let privacy = Arc::new(coffer_privacy::Privacy::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            customers.identity.clone(),
+            fx.clone(),
+        ));
         AppState {
             campaigns,
             engine,
@@ -411,6 +421,7 @@ impl AppState {
             compliance,
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
+            privacy,
         }
     }
 
@@ -523,6 +534,14 @@ impl AppState {
             self.clock.clone(),
             fx,
         ));
+        // Erasure checks balances through the wallets the bank enables.
+        self.privacy = Arc::new(coffer_privacy::Privacy::new(
+            self.sql.clone(),
+            self.vault.clone(),
+            self.clock.clone(),
+            self.identity.clone(),
+            self.fx.clone(),
+        ));
         self
     }
 
@@ -562,6 +581,7 @@ pub fn routes() -> RouteTable {
         .merge(risk_routes::routes())
         .merge(compliance_routes::routes())
         .merge(notification_routes::routes())
+        .merge(privacy_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

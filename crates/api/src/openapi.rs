@@ -21,7 +21,8 @@ use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
     compliance_routes, customer_routes, funding_routes, ledger_routes, merchant_key_routes,
-    merchant_routes, notification_routes, p2p_routes, risk_routes, staff_routes, wallet_routes,
+    merchant_routes, notification_routes, p2p_routes, privacy_routes, risk_routes, staff_routes,
+    wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -194,6 +195,16 @@ pub const SESSION_SCHEME: &str = "session";
         notification_routes::create_campaign,
         notification_routes::list_campaigns,
         notification_routes::get_campaign,
+        privacy_routes::request_export,
+        privacy_routes::download_export,
+        privacy_routes::erase,
+        privacy_routes::list_consents,
+        privacy_routes::grant_consent,
+        privacy_routes::revoke_consent,
+        privacy_routes::access_log,
+        privacy_routes::partner_profile,
+        privacy_routes::partner_balances,
+        privacy_routes::partner_transactions,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -218,6 +229,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "notifications", description = "The in-app inbox (read/unread, cursor pages, in English or Chinese) and alert preferences per category and channel; marketing only with explicit consent; security alerts always sent."),
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
         (name = "reference", description = "This document and its browsable rendering."),
+        (name = "privacy", description = "Privacy rights: download my data, delete my account (the ledger kept under a pseudonymous id), consents for partners and the partner API that checks them, and who accessed my data."),
     )
 )]
 pub struct ApiDoc;

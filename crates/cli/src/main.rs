@@ -765,9 +765,14 @@ fn verify_audit_log(database: &coffer_store::Database) -> anyhow::Result<bool> {
 
 fn create_api_key(name: &str, scopes: Vec<String>, config: &Config) -> anyhow::Result<ExitCode> {
     for scope in &scopes {
-        if !coffer_api::auth::SCOPES.contains(&scope.as_str()) {
+        // A partner (a third party a customer may let read their data) is
+        // a key with the scope `partner:<id>`.
+        let partner = scope
+            .strip_prefix(coffer_privacy::PARTNER_SCOPE_PREFIX)
+            .is_some_and(coffer_privacy::valid_partner_id);
+        if !partner && !coffer_api::auth::SCOPES.contains(&scope.as_str()) {
             anyhow::bail!(
-                "--scopes: unknown scope {scope:?} (known: {})",
+                "--scopes: unknown scope {scope:?} (known: {}, partner:<id>)",
                 coffer_api::auth::SCOPES.join(", ")
             );
         }

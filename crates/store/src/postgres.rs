@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres_0019_notifications.sql"),
     ),
     (20, include_str!("migrations/postgres_0020_compliance.sql")),
+    (21, include_str!("migrations/postgres_0021_privacy.sql")),
     (
         24,
         include_str!("migrations/postgres_0024_payments_gaps.sql"),
