@@ -606,7 +606,7 @@ impl Identity {
             "UPDATE sessions SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
             sql_params![customer_id, now],
         )?;
-        coffer_audit::append(
+        self.append(
             db,
             &Entry {
                 at: now,

@@ -236,6 +236,7 @@ impl From<GateError> for P2pError {
             GateError::Blocked(assessment) => P2pError::RiskBlocked(assessment),
             GateError::Risk(e) => P2pError::Risk(e),
             GateError::Identity(e) => e.into(),
+            GateError::Store(e) => P2pError::Store(e),
         }
     }
 }
@@ -1262,10 +1263,10 @@ impl P2p {
                     &Attempt {
                         customer_id: payer_id,
                         kind: Some(RiskKind::P2p),
-                        subject_id: Some(&payment_id),
+                        subject_id: Some(payment_id.as_str()),
                         amount: Some(amount),
-                        currency: Some(&quote.view.currency),
-                        counterparty: Some(&quote.payee_id),
+                        currency: Some(quote.view.currency.as_str()),
+                        counterparty: Some(quote.payee_id.as_str()),
                         ip: Some(ip),
                         ..Attempt::default()
                     },
@@ -1513,7 +1514,13 @@ impl P2p {
                     limits::release(db, payer, "p2p.day", current.limit_day, current.amount)?;
                     limits::release(db, payer, "p2p.month", current.limit_month, current.amount)?;
                     if current.step_up == "exempt" {
-                        limits::release(db, payer, "p2p.exempt.total", current.limit_day, current.amount)?;
+                        limits::release(
+                            db,
+                            payer,
+                            "p2p.exempt.total",
+                            current.limit_day,
+                            current.amount,
+                        )?;
                         limits::release(db, payer, "p2p.exempt.count", current.limit_day, 1)?;
                     }
                     let op = FeeOperation::P2p;
@@ -1567,7 +1574,9 @@ impl P2p {
     /// After `release_held_in` committed: the ledger batch, now (the
     /// resolver carries it on if this fails half-way).
     pub fn carry_released(&self, payment_id: &str) -> Result<PaymentState, P2pError> {
-        let found = self.load(payment_id)?.ok_or(P2pError::NotFound("payment"))?;
+        let found = self
+            .load(payment_id)?
+            .ok_or(P2pError::NotFound("payment"))?;
         Ok(self.apply(found)?.state)
     }
 
@@ -1580,7 +1589,10 @@ impl P2p {
         reason: &str,
     ) -> Result<(), P2pError> {
         let row = db
-            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1"), sql_params![payment_id])?
+            .query_opt(
+                &format!("{SELECT_RECORD} WHERE id = $1"),
+                sql_params![payment_id],
+            )?
             .ok_or(P2pError::NotFound("payment"))?;
         let current = record(&row)?;
         let payer_name = mask_name(
