@@ -78,7 +78,7 @@ impl From<RiskError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_a_draft", error.to_string())
             }
             RiskError::Store(_) | RiskError::Audit(_) | RiskError::Internal(_) => {
-                ApiError::internal(error)
+                ApiError::internal(&error)
             }
         }
     }
