@@ -305,27 +305,33 @@ impl AppState {
             customers.identity.clone(),
             customers.sql.clone(),
         ));
-        let funding = Arc::new(coffer_payments::Funding::new(
-            customers.sql.clone(),
-            engine.clone(),
-            reader.clone(),
-            customers.identity.clone(),
-            customers.cards.clone(),
-            customers.bank_accounts.clone(),
-            customers.connectors.card_network.clone(),
-            customers.connectors.core_banking.clone(),
-            clock.clone(),
-            coffer_payments::FundingPolicy::default(),
-        ).with_risk(risk.clone()));
-        let p2p = Arc::new(coffer_payments::P2p::new(
-            customers.sql.clone(),
-            engine.clone(),
-            reader.clone(),
-            customers.identity.clone(),
-            customers.vault.clone(),
-            clock.clone(),
-            coffer_payments::P2pPolicy::default(),
-        ).with_risk(risk.clone()));
+        let funding = Arc::new(
+            coffer_payments::Funding::new(
+                customers.sql.clone(),
+                engine.clone(),
+                reader.clone(),
+                customers.identity.clone(),
+                customers.cards.clone(),
+                customers.bank_accounts.clone(),
+                customers.connectors.card_network.clone(),
+                customers.connectors.core_banking.clone(),
+                clock.clone(),
+                coffer_payments::FundingPolicy::default(),
+            )
+            .with_risk(risk.clone()),
+        );
+        let p2p = Arc::new(
+            coffer_payments::P2p::new(
+                customers.sql.clone(),
+                engine.clone(),
+                reader.clone(),
+                customers.identity.clone(),
+                customers.vault.clone(),
+                clock.clone(),
+                coffer_payments::P2pPolicy::default(),
+            )
+            .with_risk(risk.clone()),
+        );
 
         let activity = Arc::new(coffer_payments::Activity::new(
             customers.sql.clone(),
@@ -350,16 +356,19 @@ impl AppState {
             clock.clone(),
             coffer_payments::FxPolicy::default(),
         ));
-        let merchants = Arc::new(coffer_payments::Merchants::new(
-            customers.sql.clone(),
-            engine.clone(),
-            customers.identity.clone(),
-            customers.vault.clone(),
-            customers.bank_accounts.clone(),
-            funding.clone(),
-            clock.clone(),
-            coffer_payments::MerchantPolicy::default(),
-        ).with_risk(risk.clone()));
+        let merchants = Arc::new(
+            coffer_payments::Merchants::new(
+                customers.sql.clone(),
+                engine.clone(),
+                customers.identity.clone(),
+                customers.vault.clone(),
+                customers.bank_accounts.clone(),
+                funding.clone(),
+                clock.clone(),
+                coffer_payments::MerchantPolicy::default(),
+            )
+            .with_risk(risk.clone()),
+        );
         let risk_cases = Arc::new(coffer_payments::risk_cases::RiskCases::new(
             risk.clone(),
             customers.sql.clone(),
@@ -427,34 +436,40 @@ impl AppState {
 
     /// Replaces the default funding policy (`FundingPolicy::default()`).
     pub fn with_funding_policy(mut self, policy: coffer_payments::FundingPolicy) -> AppState {
-        self.funding = Arc::new(coffer_payments::Funding::new(
-            self.sql.clone(),
-            self.engine.clone(),
-            self.reader.clone(),
-            self.identity.clone(),
-            self.cards.clone(),
-            self.bank_accounts.clone(),
-            self.connectors.card_network.clone(),
-            self.connectors.core_banking.clone(),
-            self.clock.clone(),
-            policy,
-        ).with_risk(self.risk.clone()));
+        self.funding = Arc::new(
+            coffer_payments::Funding::new(
+                self.sql.clone(),
+                self.engine.clone(),
+                self.reader.clone(),
+                self.identity.clone(),
+                self.cards.clone(),
+                self.bank_accounts.clone(),
+                self.connectors.card_network.clone(),
+                self.connectors.core_banking.clone(),
+                self.clock.clone(),
+                policy,
+            )
+            .with_risk(self.risk.clone()),
+        );
         let merchant_policy = self.merchants.policy().clone();
         self.with_merchant_policy(merchant_policy)
     }
 
     /// Replaces the merchant policy (`MerchantPolicy::default()`).
     pub fn with_merchant_policy(mut self, policy: coffer_payments::MerchantPolicy) -> AppState {
-        self.merchants = Arc::new(coffer_payments::Merchants::new(
-            self.sql.clone(),
-            self.engine.clone(),
-            self.identity.clone(),
-            self.vault.clone(),
-            self.bank_accounts.clone(),
-            self.funding.clone(),
-            self.clock.clone(),
-            policy,
-        ).with_risk(self.risk.clone()));
+        self.merchants = Arc::new(
+            coffer_payments::Merchants::new(
+                self.sql.clone(),
+                self.engine.clone(),
+                self.identity.clone(),
+                self.vault.clone(),
+                self.bank_accounts.clone(),
+                self.funding.clone(),
+                self.clock.clone(),
+                policy,
+            )
+            .with_risk(self.risk.clone()),
+        );
         self.rewire_risk_cases()
     }
 
@@ -498,15 +513,18 @@ impl AppState {
 
     /// Replaces the default P2P policy and fee schedule (`P2pPolicy::default()`).
     pub fn with_p2p_policy(mut self, policy: coffer_payments::P2pPolicy) -> AppState {
-        self.p2p = Arc::new(coffer_payments::P2p::new(
-            self.sql.clone(),
-            self.engine.clone(),
-            self.reader.clone(),
-            self.identity.clone(),
-            self.vault.clone(),
-            self.clock.clone(),
-            policy,
-        ).with_risk(self.risk.clone()));
+        self.p2p = Arc::new(
+            coffer_payments::P2p::new(
+                self.sql.clone(),
+                self.engine.clone(),
+                self.reader.clone(),
+                self.identity.clone(),
+                self.vault.clone(),
+                self.clock.clone(),
+                policy,
+            )
+            .with_risk(self.risk.clone()),
+        );
         self.rewire_risk_cases()
     }
 

@@ -78,7 +78,7 @@ impl From<RiskError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_a_draft", error.to_string())
             }
             RiskError::Store(_) | RiskError::Audit(_) | RiskError::Internal(_) => {
-                ApiError::internal(error)
+                ApiError::internal(&error)
             }
         }
     }
@@ -837,10 +837,9 @@ pub(crate) async fn add_blocklist(
                 .ok_or_else(|| ApiError::invalid("list", "payee, device, card or ip"))?;
             let risk = state.risk.risk.clone();
             let actor = session.info.actor();
-            let entry = blocking_call(move || {
-                risk.block(&actor, list, &request.value, &request.reason)
-            })
-            .await?;
+            let entry =
+                blocking_call(move || risk.block(&actor, list, &request.value, &request.reason))
+                    .await?;
             to_json(StatusCode::CREATED, &block_body(entry))
         },
     )

@@ -300,10 +300,17 @@ impl App {
             .post(&who.bearer, key, "/v1/me/p2p/payments", body.clone())
             .await;
         if status == 403 && paid["error"]["code"] == "step_up_required" {
-            body["step_up_challenge_id"] =
-                json!(self.step_up(who, &format!("{key}-r"), &quote["step_up"]).await);
+            body["step_up_challenge_id"] = json!(
+                self.step_up(who, &format!("{key}-r"), &quote["step_up"])
+                    .await
+            );
             let (status, paid) = self
-                .post(&who.bearer, &format!("{key}-retry"), "/v1/me/p2p/payments", body)
+                .post(
+                    &who.bearer,
+                    &format!("{key}-retry"),
+                    "/v1/me/p2p/payments",
+                    body,
+                )
                 .await;
             return (status, paid, true);
         }
@@ -374,7 +381,12 @@ impl App {
     /// Draft and activate a rule set over HTTP; returns the version.
     async fn activate_rules(&self, analyst: &str, key: &str, rules: Value) -> i64 {
         let (status, draft) = self
-            .post(analyst, key, "/v1/staff/risk/rules", json!({"rules": rules}))
+            .post(
+                analyst,
+                key,
+                "/v1/staff/risk/rules",
+                json!({"rules": rules}),
+            )
             .await;
         assert_eq!(status, 201, "{draft}");
         assert_eq!(draft["state"], "draft");
@@ -420,7 +432,11 @@ async fn burst_is_stepped_up_then_frozen(app: &App) {
         let (status, paid, stepped_up) = app
             .pay(&payer, &format!("burst-{i}"), &payee.phone, 60_000)
             .await;
-        assert_eq!((status, paid["status"].as_str()), (201, Some("succeeded")), "{paid}");
+        assert_eq!(
+            (status, paid["status"].as_str()),
+            (201, Some("succeeded")),
+            "{paid}"
+        );
         step_ups.push(stepped_up);
         app.advance_seconds(60).await;
     }
@@ -429,18 +445,28 @@ async fn burst_is_stepped_up_then_frozen(app: &App) {
     // in ten minutes are stepped up by risk at confirmation.
     assert_eq!(step_ups, [false, false, true, true]);
     let (status, blocked, _) = app.pay(&payer, "burst-4", &payee.phone, 60_000).await;
-    assert_eq!((status, error_code(&blocked)), (403, Some("risk_blocked")), "{blocked}");
+    assert_eq!(
+        (status, error_code(&blocked)),
+        (403, Some("risk_blocked")),
+        "{blocked}"
+    );
     // Frozen: every session ended; nothing of the fifth payment moved.
     let (status, _) = app.get(&payer.bearer, "/v1/me").await;
     assert_eq!(status, 401);
     assert_eq!(app.balance(&payer).await, 400_000 - 4 * 60_000);
     assert_eq!(app.balance(&payee).await, 4 * 60_000);
     let (status, cases) = app
-        .get(&analyst, &format!("/v1/staff/risk/cases?customer_id={}", payer.id))
+        .get(
+            &analyst,
+            &format!("/v1/staff/risk/cases?customer_id={}", payer.id),
+        )
         .await;
     assert_eq!(status, 200, "{cases}");
     let case = &cases["data"][0];
-    assert_eq!((case["kind"].as_str(), case["state"].as_str()), (Some("freeze"), Some("open")));
+    assert_eq!(
+        (case["kind"].as_str(), case["state"].as_str()),
+        (Some("freeze"), Some("open"))
+    );
     assert_eq!(case["decision"], "block_and_freeze");
     let rules: Vec<&str> = case["reasons"]
         .as_array()
@@ -448,10 +474,21 @@ async fn burst_is_stepped_up_then_frozen(app: &App) {
         .iter()
         .filter_map(|r| r["rule_id"].as_str())
         .collect();
-    assert!(rules.contains(&"sustained_burst_of_large_payments"), "{rules:?}");
+    assert!(
+        rules.contains(&"sustained_burst_of_large_payments"),
+        "{rules:?}"
+    );
     // A freeze is not released from its case (unfreezing is maker-checker).
     let (status, body) = app
-        .post(&analyst, "rel-freeze", &format!("/v1/staff/risk/cases/{}/release", case["id"].as_str().expect("id")), json!({"note": "x"}))
+        .post(
+            &analyst,
+            "rel-freeze",
+            &format!(
+                "/v1/staff/risk/cases/{}/release",
+                case["id"].as_str().expect("id")
+            ),
+            json!({"note": "x"}),
+        )
         .await;
     assert_eq!((status, error_code(&body)), (409, Some("freeze_case")));
     // Support staff may not work risk cases.
@@ -467,11 +504,16 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     let payee = app.customer("+8613700137012", "赵六").await;
     let other = app.customer("+8613700137013", "孙七").await;
     app.top_up(&payer, 500_000).await;
-    app.activate_rules(&analyst, "held-rules", review_rules()).await;
+    app.activate_rules(&analyst, "held-rules", review_rules())
+        .await;
 
     // Held: nothing moved, a case is open, the customer was asked.
     let (status, held, _) = app.pay(&payer, "held-1", &payee.phone, 70_000).await;
-    assert_eq!((status, held["status"].as_str()), (201, Some("held")), "{held}");
+    assert_eq!(
+        (status, held["status"].as_str()),
+        (201, Some("held")),
+        "{held}"
+    );
     assert_eq!(app.balance(&payer).await, 500_000);
     let (status, mine) = app.get(&payer.bearer, "/v1/me/risk/cases").await;
     assert_eq!(status, 200, "{mine}");
@@ -481,23 +523,53 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
 
     // An analyst escalates, then releases: the payment completes.
     let (status, escalated) = app
-        .post(&analyst, "esc-1", &format!("/v1/staff/risk/cases/{first_case}/escalate"), json!({"note": "large, first time"}))
+        .post(
+            &analyst,
+            "esc-1",
+            &format!("/v1/staff/risk/cases/{first_case}/escalate"),
+            json!({"note": "large, first time"}),
+        )
         .await;
-    assert_eq!((status, escalated["state"].as_str()), (200, Some("escalated")), "{escalated}");
+    assert_eq!(
+        (status, escalated["state"].as_str()),
+        (200, Some("escalated")),
+        "{escalated}"
+    );
     let (status, released) = app
-        .post(&analyst, "rel-1", &format!("/v1/staff/risk/cases/{first_case}/release"), json!({"note": "called the customer"}))
+        .post(
+            &analyst,
+            "rel-1",
+            &format!("/v1/staff/risk/cases/{first_case}/release"),
+            json!({"note": "called the customer"}),
+        )
         .await;
-    assert_eq!((status, released["state"].as_str()), (200, Some("released")), "{released}");
+    assert_eq!(
+        (status, released["state"].as_str()),
+        (200, Some("released")),
+        "{released}"
+    );
     assert_eq!(released["resolved_by"], "staff:analyst.held");
     let (status, payment) = app
-        .get(&payer.bearer, &format!("/v1/me/p2p/payments/{}", held["id"].as_str().expect("id")))
+        .get(
+            &payer.bearer,
+            &format!("/v1/me/p2p/payments/{}", held["id"].as_str().expect("id")),
+        )
         .await;
-    assert_eq!((status, payment["status"].as_str()), (200, Some("succeeded")), "{payment}");
+    assert_eq!(
+        (status, payment["status"].as_str()),
+        (200, Some("succeeded")),
+        "{payment}"
+    );
     assert_eq!(app.balance(&payer).await, 430_000);
     assert_eq!(app.balance(&payee).await, 70_000);
     // A settled case takes no second action.
     let (status, body) = app
-        .post(&analyst, "rej-late", &format!("/v1/staff/risk/cases/{first_case}/reject"), json!({}))
+        .post(
+            &analyst,
+            "rej-late",
+            &format!("/v1/staff/risk/cases/{first_case}/reject"),
+            json!({}),
+        )
         .await;
     assert_eq!((status, error_code(&body)), (409, Some("case_closed")));
 
@@ -506,13 +578,28 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     assert_eq!(held["status"], "held", "{held}");
     let case = open_case_of(app, &analyst, &payer).await;
     let (status, rejected) = app
-        .post(&analyst, "rej-2", &format!("/v1/staff/risk/cases/{case}/reject"), json!({"note": "mule pattern"}))
+        .post(
+            &analyst,
+            "rej-2",
+            &format!("/v1/staff/risk/cases/{case}/reject"),
+            json!({"note": "mule pattern"}),
+        )
         .await;
-    assert_eq!((status, rejected["state"].as_str()), (200, Some("rejected")), "{rejected}");
+    assert_eq!(
+        (status, rejected["state"].as_str()),
+        (200, Some("rejected")),
+        "{rejected}"
+    );
     let (_, payment) = app
-        .get(&payer.bearer, &format!("/v1/me/p2p/payments/{}", held["id"].as_str().expect("id")))
+        .get(
+            &payer.bearer,
+            &format!("/v1/me/p2p/payments/{}", held["id"].as_str().expect("id")),
+        )
         .await;
-    assert_eq!((payment["status"].as_str(), payment["reason"].as_str()), (Some("failed"), Some("rejected_by_risk")));
+    assert_eq!(
+        (payment["status"].as_str(), payment["reason"].as_str()),
+        (Some("failed"), Some("rejected_by_risk"))
+    );
     assert_eq!(app.balance(&payer).await, 430_000);
 
     // "Was this you?" yes: needs a step-up bound to the case, then releases.
@@ -523,14 +610,31 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     let (status, body) = app
         .post(&payer.bearer, "ans-3a", &answer, json!({"was_me": true}))
         .await;
-    assert_eq!((status, error_code(&body)), (403, Some("step_up_required")), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
     let challenge = app
         .step_up(&payer, "ans-3", &json!({"operation": "risk_case_release", "amount": 90_000, "currency": "CNY", "payee": format!("case:{case}")}))
         .await;
     let (status, answered) = app
-        .post(&payer.bearer, "ans-3b", &answer, json!({"was_me": true, "step_up_challenge_id": challenge}))
+        .post(
+            &payer.bearer,
+            "ans-3b",
+            &answer,
+            json!({"was_me": true, "step_up_challenge_id": challenge}),
+        )
         .await;
-    assert_eq!((status, answered["state"].as_str(), answered["answer"].as_str()), (200, Some("released"), Some("yes")), "{answered}");
+    assert_eq!(
+        (
+            status,
+            answered["state"].as_str(),
+            answered["answer"].as_str()
+        ),
+        (200, Some("released"), Some("yes")),
+        "{answered}"
+    );
     assert_eq!(app.balance(&other).await, 90_000);
     assert_eq!(app.balance(&payer).await, 340_000);
 
@@ -539,9 +643,22 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     assert_eq!(held["status"], "held", "{held}");
     let case = open_case_of(app, &analyst, &payer).await;
     let (status, answered) = app
-        .post(&payer.bearer, "ans-4", &format!("/v1/me/risk/cases/{case}/answer"), json!({"was_me": false}))
+        .post(
+            &payer.bearer,
+            "ans-4",
+            &format!("/v1/me/risk/cases/{case}/answer"),
+            json!({"was_me": false}),
+        )
         .await;
-    assert_eq!((status, answered["state"].as_str(), answered["answer"].as_str()), (200, Some("rejected"), Some("no")), "{answered}");
+    assert_eq!(
+        (
+            status,
+            answered["state"].as_str(),
+            answered["answer"].as_str()
+        ),
+        (200, Some("rejected"), Some("no")),
+        "{answered}"
+    );
     let (status, _) = app.get(&payer.bearer, "/v1/me").await;
     assert_eq!(status, 401, "frozen: signed out everywhere");
     assert_eq!(app.balance(&payer).await, 340_000);
@@ -551,7 +668,10 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
 
 async fn open_case_of(app: &App, analyst: &str, who: &Customer) -> String {
     let (status, cases) = app
-        .get(analyst, &format!("/v1/staff/risk/cases?state=open&customer_id={}", who.id))
+        .get(
+            analyst,
+            &format!("/v1/staff/risk/cases?state=open&customer_id={}", who.id),
+        )
         .await;
     assert_eq!(status, 200, "{cases}");
     assert_eq!(cases["data"].as_array().map(Vec::len), Some(1), "{cases}");
@@ -576,8 +696,14 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
     assert_eq!(shipped_rules["rules"][0]["id"], "burst_of_large_payments");
     // Some traffic under the shipped rules: all allowed.
     for i in 0..3 {
-        let (status, paid, _) = app.pay(&payer, &format!("rules-{i}"), &payee.phone, 75_000).await;
-        assert_eq!((status, paid["status"].as_str()), (201, Some("succeeded")), "{paid}");
+        let (status, paid, _) = app
+            .pay(&payer, &format!("rules-{i}"), &payee.phone, 75_000)
+            .await;
+        assert_eq!(
+            (status, paid["status"].as_str()),
+            (201, Some("succeeded")),
+            "{paid}"
+        );
         app.advance_seconds(3600).await;
     }
     // Every problem at once, each with its field.
@@ -586,31 +712,64 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
     bad["rules"][0]["score"] = json!(5);
     bad["rules"][1]["when"] = json!({"blocklisted": {"lists": []}});
     let (status, body) = app
-        .post(&analyst, "bad-draft", "/v1/staff/risk/rules", json!({"rules": bad}))
+        .post(
+            &analyst,
+            "bad-draft",
+            "/v1/staff/risk/rules",
+            json!({"rules": bad}),
+        )
         .await;
-    assert_eq!((status, error_code(&body)), (422, Some("invalid_rules")), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, Some("invalid_rules")),
+        "{body}"
+    );
     let fields: Vec<&str> = body["error"]["errors"]
         .as_array()
         .expect("errors")
         .iter()
         .filter_map(|e| e["field"].as_str())
         .collect();
-    assert_eq!(fields, ["thresholds.review", "rules[0].score", "rules[1].when.blocklisted.lists"]);
+    assert_eq!(
+        fields,
+        [
+            "thresholds.review",
+            "rules[0].score",
+            "rules[1].when.blocklisted.lists"
+        ]
+    );
     let (status, body) = app
-        .post(&analyst, "bad-json", "/v1/staff/risk/rules", json!({"rules": {"currency": "CNY"}}))
+        .post(
+            &analyst,
+            "bad-json",
+            "/v1/staff/risk/rules",
+            json!({"rules": {"currency": "CNY"}}),
+        )
         .await;
-    assert_eq!((status, error_code(&body)), (422, Some("invalid_rules")), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (422, Some("invalid_rules")),
+        "{body}"
+    );
 
     // A valid draft changes nothing until activated; its dry-run says
     // what it would have done to the traffic above.
     let (status, draft) = app
-        .post(&analyst, "good-draft", "/v1/staff/risk/rules", json!({"rules": review_rules()}))
+        .post(
+            &analyst,
+            "good-draft",
+            "/v1/staff/risk/rules",
+            json!({"rules": review_rules()}),
+        )
         .await;
     assert_eq!(status, 201, "{draft}");
     let version = draft["version"].as_i64().expect("version");
     assert!(version > shipped);
     let (status, run) = app
-        .get(&analyst, &format!("/v1/staff/risk/rules/{version}/dry-run?limit=100"))
+        .get(
+            &analyst,
+            &format!("/v1/staff/risk/rules/{version}/dry-run?limit=100"),
+        )
         .await;
     assert_eq!(status, 200, "{run}");
     let count = |list: &Value, outcome: &str| {
@@ -621,7 +780,10 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
             .and_then(|c| c["count"].as_i64())
             .unwrap_or(-1)
     };
-    assert_eq!(count(&run["decided"], "allow"), run["evaluations"].as_i64().expect("n"));
+    assert_eq!(
+        count(&run["decided"], "allow"),
+        run["evaluations"].as_i64().expect("n")
+    );
     assert_eq!(count(&run["would_decide"], "review"), 3, "{run}");
     assert_eq!(run["changed"], 3);
     assert_eq!(run["examples"][0]["would_decide"], "review");
@@ -631,11 +793,25 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
 
     // Activated: the very next payment is decided by it (no restart).
     let (status, active) = app
-        .post(&analyst, "activate", &format!("/v1/staff/risk/rules/{version}/activate"), json!({}))
+        .post(
+            &analyst,
+            "activate",
+            &format!("/v1/staff/risk/rules/{version}/activate"),
+            json!({}),
+        )
         .await;
-    assert_eq!((status, active["state"].as_str()), (200, Some("active")), "{active}");
+    assert_eq!(
+        (status, active["state"].as_str()),
+        (200, Some("active")),
+        "{active}"
+    );
     let (status, again) = app
-        .post(&analyst, "activate-again", &format!("/v1/staff/risk/rules/{version}/activate"), json!({}))
+        .post(
+            &analyst,
+            "activate-again",
+            &format!("/v1/staff/risk/rules/{version}/activate"),
+            json!({}),
+        )
         .await;
     assert_eq!((status, error_code(&again)), (409, Some("not_a_draft")));
     let (_, paid, _) = app.pay(&payer, "rules-active", &payee.phone, 75_000).await;
@@ -659,15 +835,32 @@ async fn blocklisted_payee_is_blocked(app: &App) {
     let mule = app.customer("+8613700137032", "冯十一").await;
     app.top_up(&payer, 100_000).await;
     let (status, listed) = app
-        .post(&analyst, "block-1", "/v1/staff/risk/blocklist", json!({"list": "payee", "value": mule.id, "reason": "reported mule account"}))
+        .post(
+            &analyst,
+            "block-1",
+            "/v1/staff/risk/blocklist",
+            json!({"list": "payee", "value": mule.id, "reason": "reported mule account"}),
+        )
         .await;
     assert_eq!(status, 201, "{listed}");
     let (status, body) = app
-        .post(&analyst, "block-2", "/v1/staff/risk/blocklist", json!({"list": "phone", "value": "x", "reason": "r"}))
+        .post(
+            &analyst,
+            "block-2",
+            "/v1/staff/risk/blocklist",
+            json!({"list": "phone", "value": "x", "reason": "r"}),
+        )
         .await;
-    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("list")));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("list"))
+    );
     let (status, blocked, _) = app.pay(&payer, "to-mule", &mule.phone, 1_000).await;
-    assert_eq!((status, error_code(&blocked)), (403, Some("risk_blocked")), "{blocked}");
+    assert_eq!(
+        (status, error_code(&blocked)),
+        (403, Some("risk_blocked")),
+        "{blocked}"
+    );
     assert_eq!(app.balance(&payer).await, 100_000);
     assert_eq!(app.balance(&mule).await, 0);
     let (status, _) = app.get(&payer.bearer, "/v1/me").await;

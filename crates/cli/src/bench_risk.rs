@@ -99,7 +99,10 @@ pub fn run(args: BenchRisk) -> anyhow::Result<()> {
 
     let mut rng = SmallRng::seed_from_u64(7);
     let mut added_ns: Vec<u64> = Vec::with_capacity(args.evaluations);
-    let progress = bar(u64::try_from(args.evaluations).unwrap_or(u64::MAX), "evaluations");
+    let progress = bar(
+        u64::try_from(args.evaluations).unwrap_or(u64::MAX),
+        "evaluations",
+    );
     let started = Instant::now();
     let mut done = 0;
     while done < args.evaluations {
@@ -107,7 +110,10 @@ pub fn run(args: BenchRisk) -> anyhow::Result<()> {
         sql.transaction(|db| -> anyhow::Result<()> {
             for _ in 0..in_this {
                 let customer = customer_id(rng.random_range(0..args.customers));
-                let payee = format!("cus_payee{:04}", rng.random_range(0..PAYEES_PER_CUSTOMER * 4));
+                let payee = format!(
+                    "cus_payee{:04}",
+                    rng.random_range(0..PAYEES_PER_CUSTOMER * 4)
+                );
                 let amount = rng.random_range(100..200_000i64);
                 let subject = format!("p2p_bench{done:010}");
                 let began = Instant::now();
@@ -116,10 +122,10 @@ pub fn run(args: BenchRisk) -> anyhow::Result<()> {
                     &Attempt {
                         customer_id: &customer,
                         kind: Some(Kind::P2p),
-                        subject_id: Some(&subject),
+                        subject_id: Some(subject.as_str()),
                         amount: Some(amount),
                         currency: Some("CNY"),
-                        counterparty: Some(&payee),
+                        counterparty: Some(payee.as_str()),
                         ip: Some("203.0.113.7"),
                         ..Attempt::default()
                     },

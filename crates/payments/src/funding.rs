@@ -254,9 +254,12 @@ impl From<IdentityError> for FundingError {
 impl From<crate::risk_gate::GateError> for FundingError {
     fn from(error: crate::risk_gate::GateError) -> FundingError {
         match error {
-            crate::risk_gate::GateError::Blocked(assessment) => FundingError::RiskBlocked(assessment),
+            crate::risk_gate::GateError::Blocked(assessment) => {
+                FundingError::RiskBlocked(assessment)
+            }
             crate::risk_gate::GateError::Risk(e) => FundingError::Risk(e),
             crate::risk_gate::GateError::Identity(e) => e.into(),
+            crate::risk_gate::GateError::Store(e) => FundingError::Store(e),
         }
     }
 }
@@ -906,10 +909,10 @@ impl Funding {
                     &coffer_risk::Attempt {
                         customer_id,
                         kind: Some(coffer_risk::Kind::Withdrawal),
-                        subject_id: Some(&funding_id),
+                        subject_id: Some(funding_id.as_str()),
                         amount: Some(minor),
                         currency: Some(FUNDING_CURRENCY),
-                        counterparty: Some(&account.id),
+                        counterparty: Some(account.id.as_str()),
                         ip: Some(ip),
                         ..coffer_risk::Attempt::default()
                     },
@@ -917,7 +920,10 @@ impl Funding {
                 None => None,
             };
             let risk_step_up = gate.as_ref().is_some_and(|(g, _)| {
-                matches!(g, crate::risk_gate::Gate::StepUp | crate::risk_gate::Gate::Hold)
+                matches!(
+                    g,
+                    crate::risk_gate::Gate::StepUp | crate::risk_gate::Gate::Hold
+                )
             });
             if minor >= self.policy.withdrawal_step_up_threshold || risk_step_up {
                 let challenge = request.step_up_challenge_id.as_deref().unwrap_or("");

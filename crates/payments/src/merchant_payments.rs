@@ -25,8 +25,6 @@ use rand::Rng;
 
 use crate::activity::{self, ActivityKind, ActivityStatus, Category, Direction, NewActivity};
 use crate::emv::{Initiation, MerchantQr};
-use crate::risk_gate::{Gate, SUBJECT_MERCHANT_PAYMENT};
-use coffer_risk::{Attempt, Kind as RiskKind};
 use crate::funding::{wallet_account_id, FundingError, FUNDING_CURRENCY};
 use crate::limits::{civil_year_month, reserve};
 use crate::merchants::{
@@ -34,6 +32,8 @@ use crate::merchants::{
     MerchantView, Merchants, MERCHANT_COUNTRY, MERCHANT_PAGE_MAX, NANOS_PER_MILLI,
     NANOS_PER_SECOND, RETURN_URL_LENGTH_MAX,
 };
+use crate::risk_gate::{Gate, SUBJECT_MERCHANT_PAYMENT};
+use coffer_risk::{Attempt, Kind as RiskKind};
 
 /// Digits of a customer-presented payment code. With the fixed prefix "28"
 /// (so tills recognise a Coffer code) 16 are random: about 53 bits. A

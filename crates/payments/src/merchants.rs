@@ -211,6 +211,7 @@ impl From<crate::risk_gate::GateError> for MerchantError {
             }
             crate::risk_gate::GateError::Risk(e) => MerchantError::Risk(e),
             crate::risk_gate::GateError::Identity(e) => e.into(),
+            crate::risk_gate::GateError::Store(e) => MerchantError::Store(e),
         }
     }
 }

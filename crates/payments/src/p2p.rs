@@ -36,7 +36,7 @@ use coffer_ledger::{
     TransferCommand, TransferOp,
 };
 use coffer_notify::alerts::Bilingual;
-use coffer_notify::preferences::Category;
+use coffer_notify::preferences::Category as AlertCategory;
 use coffer_store::sql::{Row, Sql, SqlStore};
 use coffer_store::{sql_params, LedgerReader, StoreError};
 use coffer_vault::{EncryptedColumn, Vault, VaultError};
@@ -255,6 +255,7 @@ impl From<GateError> for P2pError {
             GateError::Blocked(assessment) => P2pError::RiskBlocked(assessment),
             GateError::Risk(e) => P2pError::Risk(e),
             GateError::Identity(e) => e.into(),
+            GateError::Store(e) => P2pError::Store(e),
         }
     }
 }
@@ -1351,10 +1352,10 @@ impl P2p {
                     &Attempt {
                         customer_id: payer_id,
                         kind: Some(RiskKind::P2p),
-                        subject_id: Some(&payment_id),
+                        subject_id: Some(payment_id.as_str()),
                         amount: Some(amount),
-                        currency: Some(&quote.view.currency),
-                        counterparty: Some(&quote.payee_id),
+                        currency: Some(quote.view.currency.as_str()),
+                        counterparty: Some(quote.payee_id.as_str()),
                         ip: Some(ip),
                         ..Attempt::default()
                     },
@@ -1647,7 +1648,13 @@ impl P2p {
                     limits::release(db, payer, "p2p.day", current.limit_day, current.amount)?;
                     limits::release(db, payer, "p2p.month", current.limit_month, current.amount)?;
                     if current.step_up == "exempt" {
-                        limits::release(db, payer, "p2p.exempt.total", current.limit_day, current.amount)?;
+                        limits::release(
+                            db,
+                            payer,
+                            "p2p.exempt.total",
+                            current.limit_day,
+                            current.amount,
+                        )?;
                         limits::release(db, payer, "p2p.exempt.count", current.limit_day, 1)?;
                     }
                     let op = FeeOperation::P2p;
@@ -1701,7 +1708,9 @@ impl P2p {
     /// After `release_held_in` committed: the ledger batch, now (the
     /// resolver carries it on if this fails half-way).
     pub fn carry_released(&self, payment_id: &str) -> Result<PaymentState, P2pError> {
-        let found = self.load(payment_id)?.ok_or(P2pError::NotFound("payment"))?;
+        let found = self
+            .load(payment_id)?
+            .ok_or(P2pError::NotFound("payment"))?;
         Ok(self.apply(found)?.state)
     }
 
@@ -1714,7 +1723,10 @@ impl P2p {
         reason: &str,
     ) -> Result<(), P2pError> {
         let row = db
-            .query_opt(&format!("{SELECT_RECORD} WHERE id = $1"), sql_params![payment_id])?
+            .query_opt(
+                &format!("{SELECT_RECORD} WHERE id = $1"),
+                sql_params![payment_id],
+            )?
             .ok_or(P2pError::NotFound("payment"))?;
         let current = record(&row)?;
         let payer_name = mask_name(
@@ -1746,7 +1758,7 @@ impl P2p {
             db,
             &current.payee_id,
             &format!("p2p:{}:received", current.id),
-            Category::PaymentReceived,
+            AlertCategory::PaymentReceived,
             "p2p_received",
             Bilingual::new(
                 "Money received",
@@ -1759,7 +1771,7 @@ impl P2p {
             db,
             &current.payer_id,
             &format!("p2p:{}:sent", current.id),
-            Category::PaymentSent,
+            AlertCategory::PaymentSent,
             "p2p_sent",
             Bilingual::new(
                 "Payment sent",
@@ -1773,7 +1785,7 @@ impl P2p {
                 db,
                 &current.payer_id,
                 &format!("p2p:{}:large", current.id),
-                Category::Security,
+                AlertCategory::Security,
                 "large_payment",
                 Bilingual::new(
                     "Coffer security alert",
@@ -1952,7 +1964,7 @@ impl P2p {
                     db,
                     payer_id,
                     &format!("prq:{group_id}:{position}"),
-                    Category::PaymentRequest,
+                    AlertCategory::PaymentRequest,
                     "payment_requested",
                     Bilingual::new(
                         "Payment request",

@@ -151,21 +151,14 @@ impl RiskCases {
         Ok(())
     }
 
-    fn reject_payment(
-        &self,
-        db: &mut dyn Sql,
-        case: &Case,
-        reason: &str,
-    ) -> Result<(), CaseError> {
+    fn reject_payment(&self, db: &mut dyn Sql, case: &Case, reason: &str) -> Result<(), CaseError> {
         if case.kind != "held_payment" {
             return Ok(());
         }
         let (subject_kind, subject_id) = held_subject(case)?;
         match subject_kind.as_str() {
             SUBJECT_P2P => self.p2p.reject_held_in(db, &subject_id, reason)?,
-            SUBJECT_MERCHANT_PAYMENT => {
-                self.merchants.reject_held_in(db, &subject_id, reason)?
-            }
+            SUBJECT_MERCHANT_PAYMENT => self.merchants.reject_held_in(db, &subject_id, reason)?,
             other => return Err(RiskError::Internal(format!("case subject {other}")).into()),
         }
         Ok(())

@@ -32,6 +32,8 @@ pub enum GateError {
     Risk(#[from] RiskError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("storage: {0}")]
+    Store(#[from] coffer_store::StoreError),
 }
 
 /// Kinds of held payment a case can point at.
@@ -81,9 +83,12 @@ impl RiskGate {
         subject_kind: &str,
         subject_id: &str,
     ) -> Result<String, GateError> {
-        let case_id =
-            self.risk
-                .open_case(db, assessment, "held_payment", Some((subject_kind, subject_id)))?;
+        let case_id = self.risk.open_case(
+            db,
+            assessment,
+            "held_payment",
+            Some((subject_kind, subject_id)),
+        )?;
         self.identity.alert_customer(
             db,
             &assessment.customer_id,

@@ -31,7 +31,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::P2p, Kind::MerchantPayment, Kind::Withdrawal, Kind::SignIn];
+    pub const ALL: [Kind; 4] = [
+        Kind::P2p,
+        Kind::MerchantPayment,
+        Kind::Withdrawal,
+        Kind::SignIn,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -364,7 +369,10 @@ fn matches(rule_set: &RuleSet, condition: &Condition, signals: &Signals) -> Opti
             let median = recent[(recent.len() - 1) / 2];
             let bound = median.checked_mul(*multiple)?;
             (amount > bound).then(|| {
-                format!("{amount} is more than {multiple} × the usual {median} (median of the last {})", recent.len())
+                format!(
+                    "{amount} is more than {multiple} × the usual {median} (median of the last {})",
+                    recent.len()
+                )
             })
         }
         Condition::AboveUsualMax {
@@ -403,7 +411,8 @@ fn matches(rule_set: &RuleSet, condition: &Condition, signals: &Signals) -> Opti
         Condition::FirstLargePayment { min_amount } => {
             let amount = amount.filter(|a| a >= min_amount)?;
             let earlier_large = signals.largest_before.is_some_and(|m| m >= *min_amount);
-            (!earlier_large).then(|| format!("the first payment of at least {min_amount} ({amount})"))
+            (!earlier_large)
+                .then(|| format!("the first payment of at least {min_amount} ({amount})"))
         }
         Condition::UnusualHour { from_hour, to_hour } => {
             let hour = local_hour(signals.at, rule_set.utc_offset_seconds);
@@ -428,9 +437,8 @@ fn matches(rule_set: &RuleSet, condition: &Condition, signals: &Signals) -> Opti
         } => {
             let ratio = signals.merchant_refund_bps?;
             let count = signals.merchant_payment_count?;
-            (count >= *min_payments && ratio > *above_bps).then(|| {
-                format!("the merchant refunded {ratio} bp of its payments (over {count})")
-            })
+            (count >= *min_payments && ratio > *above_bps)
+                .then(|| format!("the merchant refunded {ratio} bp of its payments (over {count})"))
         }
     }
 }
@@ -490,7 +498,11 @@ pub fn validate(rule_set: &RuleSet) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     let currency = &rule_set.currency;
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-        problem(&mut errors, "currency".into(), "a three-letter ISO 4217 code");
+        problem(
+            &mut errors,
+            "currency".into(),
+            "a three-letter ISO 4217 code",
+        );
     }
     if !(-14 * 3600..=14 * 3600).contains(&rule_set.utc_offset_seconds) {
         problem(
@@ -524,7 +536,11 @@ pub fn validate(rule_set: &RuleSet) -> Result<(), Vec<FieldError>> {
         );
     }
     if rule_set.rules.len() > RULES_MAX {
-        problem(&mut errors, "rules".into(), format!("at most {RULES_MAX} rules"));
+        problem(
+            &mut errors,
+            "rules".into(),
+            format!("at most {RULES_MAX} rules"),
+        );
     }
     for (index, rule) in rule_set.rules.iter().enumerate() {
         let at = format!("rules[{index}]");
@@ -584,7 +600,11 @@ pub fn validate(rule_set: &RuleSet) -> Result<(), Vec<FieldError>> {
 fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condition) {
     let mut range = |name: &str, field: &str, value: i64, min: i64, max: i64| {
         if !(min..=max).contains(&value) {
-            problem(errors, format!("{at}.{name}.{field}"), format!("from {min} to {max}"));
+            problem(
+                errors,
+                format!("{at}.{name}.{field}"),
+                format!("from {min} to {max}"),
+            );
         }
     };
     let history = i64::try_from(HISTORY_MAX).unwrap_or(i64::MAX);
@@ -594,7 +614,13 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
             min_amount,
             count_at_least,
         } => {
-            range("velocity", "window_seconds", *window_seconds, 1, WINDOW_SECONDS_MAX);
+            range(
+                "velocity",
+                "window_seconds",
+                *window_seconds,
+                1,
+                WINDOW_SECONDS_MAX,
+            );
             range("velocity", "min_amount", *min_amount, 1, i64::MAX);
             range("velocity", "count_at_least", *count_at_least, 1, history);
         }
@@ -602,8 +628,20 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
             window_seconds,
             total_at_least,
         } => {
-            range("velocity_amount", "window_seconds", *window_seconds, 1, WINDOW_SECONDS_MAX);
-            range("velocity_amount", "total_at_least", *total_at_least, 1, i64::MAX);
+            range(
+                "velocity_amount",
+                "window_seconds",
+                *window_seconds,
+                1,
+                WINDOW_SECONDS_MAX,
+            );
+            range(
+                "velocity_amount",
+                "total_at_least",
+                *total_at_least,
+                1,
+                i64::MAX,
+            );
         }
         Condition::AmountVsMedian {
             last_n,
@@ -611,7 +649,13 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
             multiple,
         } => {
             range("amount_vs_median", "last_n", *last_n, 1, history);
-            range("amount_vs_median", "min_history", *min_history, 1, *last_n.max(&1));
+            range(
+                "amount_vs_median",
+                "min_history",
+                *min_history,
+                1,
+                *last_n.max(&1),
+            );
             range("amount_vs_median", "multiple", *multiple, 2, 1000);
         }
         Condition::AboveUsualMax {
@@ -619,7 +663,13 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
             min_history,
         } => {
             range("above_usual_max", "last_n", *last_n, 1, history);
-            range("above_usual_max", "min_history", *min_history, 1, *last_n.max(&1));
+            range(
+                "above_usual_max",
+                "min_history",
+                *min_history,
+                1,
+                *last_n.max(&1),
+            );
         }
         Condition::AmountAtLeast { min_amount } => {
             range("amount_at_least", "min_amount", *min_amount, 1, i64::MAX);
@@ -629,26 +679,52 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
             range("new_payee", "min_amount", *min_amount, 0, i64::MAX);
         }
         Condition::FirstLargePayment { min_amount } => {
-            range("first_large_payment", "min_amount", *min_amount, 1, i64::MAX);
+            range(
+                "first_large_payment",
+                "min_amount",
+                *min_amount,
+                1,
+                i64::MAX,
+            );
         }
         Condition::UnusualHour { from_hour, to_hour } => {
             range("unusual_hour", "from_hour", *from_hour, 0, 23);
             range("unusual_hour", "to_hour", *to_hour, 0, 24);
             if from_hour == to_hour {
-                problem(errors, format!("{at}.unusual_hour.to_hour"), "differs from from_hour");
+                problem(
+                    errors,
+                    format!("{at}.unusual_hour.to_hour"),
+                    "differs from from_hour",
+                );
             }
         }
         Condition::Blocklisted { lists } => {
             if lists.is_empty() {
-                problem(errors, format!("{at}.blocklisted.lists"), "at least one list");
+                problem(
+                    errors,
+                    format!("{at}.blocklisted.lists"),
+                    "at least one list",
+                );
             }
         }
         Condition::MerchantRefundRatio {
             above_bps,
             min_payments,
         } => {
-            range("merchant_refund_ratio", "above_bps", *above_bps, 0, BASIS_POINTS_MAX - 1);
-            range("merchant_refund_ratio", "min_payments", *min_payments, 1, i64::from(u32::MAX));
+            range(
+                "merchant_refund_ratio",
+                "above_bps",
+                *above_bps,
+                0,
+                BASIS_POINTS_MAX - 1,
+            );
+            range(
+                "merchant_refund_ratio",
+                "min_payments",
+                *min_payments,
+                1,
+                i64::from(u32::MAX),
+            );
         }
     }
 }
@@ -659,7 +735,6 @@ pub const DEFAULT_RULE_SET: &str = include_str!("default_rules.json");
 
 /// The shipped rule set, parsed (it is checked by a test).
 pub fn default_rule_set() -> RuleSet {
-    parse(DEFAULT_RULE_SET).unwrap_or_else(|errors| {
-        unreachable!("the shipped rule set is invalid: {errors:?}")
-    })
+    parse(DEFAULT_RULE_SET)
+        .unwrap_or_else(|errors| unreachable!("the shipped rule set is invalid: {errors:?}"))
 }

@@ -306,7 +306,8 @@ impl Risk {
         let now = self.now();
         if let Ok(guard) = self.active.read() {
             if let Some(active) = guard.as_ref() {
-                if now.saturating_sub(active.checked_at) < RULES_RECHECK_SECONDS * NANOS_PER_SECOND {
+                if now.saturating_sub(active.checked_at) < RULES_RECHECK_SECONDS * NANOS_PER_SECOND
+                {
                     return Ok((active.version, active.rules.clone()));
                 }
             }
@@ -324,11 +325,11 @@ impl Risk {
         let Some(version) = version else {
             return Err(RiskError::NotFound("active rule set (run the seed)"));
         };
-        let cached = self
-            .active
-            .read()
-            .ok()
-            .and_then(|g| g.as_ref().filter(|a| a.version == version).map(|a| a.rules.clone()));
+        let cached = self.active.read().ok().and_then(|g| {
+            g.as_ref()
+                .filter(|a| a.version == version)
+                .map(|a| a.rules.clone())
+        });
         let rules = match cached {
             Some(rules) => rules,
             None => Arc::new(self.rule_set(version)?.rules),
@@ -483,7 +484,12 @@ impl Risk {
 
     pub fn case(&self, case_id: &str) -> Result<Case, RiskError> {
         self.sql
-            .run(|db| db.query_opt(&format!("{SELECT_CASE} WHERE c.id = $1"), sql_params![case_id]))?
+            .run(|db| {
+                db.query_opt(
+                    &format!("{SELECT_CASE} WHERE c.id = $1"),
+                    sql_params![case_id],
+                )
+            })?
             .map(|r| case(&r))
             .transpose()?
             .ok_or(RiskError::NotFound("case"))
@@ -522,7 +528,10 @@ impl Risk {
     ) -> Result<Case, RiskError> {
         let now = self.now();
         let current = db
-            .query_opt(&format!("{SELECT_CASE} WHERE c.id = $1"), sql_params![case_id])?
+            .query_opt(
+                &format!("{SELECT_CASE} WHERE c.id = $1"),
+                sql_params![case_id],
+            )?
             .map(|r| case(&r))
             .transpose()?
             .ok_or(RiskError::NotFound("case"))?;
@@ -542,9 +551,12 @@ impl Risk {
             Some(&current.customer_id),
             &format!("{case_id} {note}"),
         )?;
-        db.query_one(&format!("{SELECT_CASE} WHERE c.id = $1"), sql_params![case_id])
-            .map_err(RiskError::from)
-            .and_then(|r| case(&r))
+        db.query_one(
+            &format!("{SELECT_CASE} WHERE c.id = $1"),
+            sql_params![case_id],
+        )
+        .map_err(RiskError::from)
+        .and_then(|r| case(&r))
     }
 
     // ---- rule sets ------------------------------------------------------------------
@@ -699,8 +711,14 @@ impl Risk {
             version,
             evaluations: i64::try_from(rows.len()).unwrap_or(i64::MAX),
             since,
-            decided: Outcome::ALL.iter().map(|o| (*o, decided[*o as usize])).collect(),
-            would_decide: Outcome::ALL.iter().map(|o| (*o, would[*o as usize])).collect(),
+            decided: Outcome::ALL
+                .iter()
+                .map(|o| (*o, decided[*o as usize]))
+                .collect(),
+            would_decide: Outcome::ALL
+                .iter()
+                .map(|o| (*o, would[*o as usize]))
+                .collect(),
             changed,
             examples,
         })
@@ -730,7 +748,10 @@ impl Risk {
         }
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 300 {
-            return Err(RiskError::invalid("reason", "say why, in at most 300 characters"));
+            return Err(RiskError::invalid(
+                "reason",
+                "say why, in at most 300 characters",
+            ));
         }
         let stored = self.block_value(list, value);
         let now = self.now();
@@ -762,7 +783,14 @@ impl Risk {
             if removed != 1 {
                 return Err(RiskError::NotFound("blocklist entry"));
             }
-            audit(db, now, actor, "risk_unblocked", None, &format!("{} {stored}", list.as_str()))
+            audit(
+                db,
+                now,
+                actor,
+                "risk_unblocked",
+                None,
+                &format!("{} {stored}", list.as_str()),
+            )
         })
     }
 
@@ -787,7 +815,11 @@ impl Risk {
     }
 
     /// A customer's evaluations, newest first (the back office's risk history).
-    pub fn evaluations_of(&self, customer_id: &str, limit: i64) -> Result<Vec<(String, String, Option<i64>, String, i64, i64)>, RiskError> {
+    pub fn evaluations_of(
+        &self,
+        customer_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Option<i64>, String, i64, i64)>, RiskError> {
         let rows = self.sql.run(|db| {
             db.query(
                 "SELECT id, kind, amount, decision, score, created_at FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
@@ -795,7 +827,16 @@ impl Risk {
             )
         })?;
         rows.iter()
-            .map(|r| Ok((r.text(0)?, r.text(1)?, r.opt_int(2)?, r.text(3)?, r.int(4)?, r.int(5)?)))
+            .map(|r| {
+                Ok((
+                    r.text(0)?,
+                    r.text(1)?,
+                    r.opt_int(2)?,
+                    r.text(3)?,
+                    r.int(4)?,
+                    r.int(5)?,
+                ))
+            })
             .collect()
     }
 }
@@ -815,7 +856,12 @@ fn fill_history(db: &mut dyn Sql, customer: &str, signals: &mut Signals) -> Resu
     )?;
     signals.history = rows
         .iter()
-        .map(|r| Ok(Past { at: r.int(0)?, amount: r.int(1)? }))
+        .map(|r| {
+            Ok(Past {
+                at: r.int(0)?,
+                amount: r.int(1)?,
+            })
+        })
         .collect::<Result<_, StoreError>>()?;
     signals.largest_before = db
         .query_opt(

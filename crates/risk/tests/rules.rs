@@ -90,7 +90,9 @@ fn every_condition_kind_matches_and_misses() {
         min_history: 3,
     };
     let new_payee = Condition::NewPayee { min_amount: 10_000 };
-    let first_large = Condition::FirstLargePayment { min_amount: 100_000 };
+    let first_large = Condition::FirstLargePayment {
+        min_amount: 100_000,
+    };
     let night = Condition::UnusualHour {
         from_hour: 1,
         to_hour: 5,
@@ -135,39 +137,157 @@ fn every_condition_kind_matches_and_misses() {
     smaller_seen.largest_before = Some(99_999);
 
     let table: Vec<(&str, Condition, Signals, bool)> = vec![
-        ("velocity: 3rd large in window", velocity.clone(), with_history(payment(50_000), &[(60, 60_000), (599, 50_000)]), true),
-        ("velocity: one outside the window", velocity.clone(), with_history(payment(50_000), &[(60, 60_000), (600, 50_000)]), false),
-        ("velocity: an earlier one too small", velocity.clone(), with_history(payment(50_000), &[(60, 49_999), (120, 50_000)]), false),
-        ("velocity: this one too small", velocity.clone(), with_history(payment(49_999), &[(60, 60_000), (120, 60_000)]), false),
-        ("velocity amount: reaches the total", velocity_amount.clone(), with_history(payment(40_000), &[(60, 30_000), (3000, 30_000)]), true),
-        ("velocity amount: one short", velocity_amount.clone(), with_history(payment(39_999), &[(60, 30_000), (3000, 30_000)]), false),
-        ("median: above 10x", median.clone(), with_history(payment(10_001), &[(1, 1_000), (2, 900), (3, 5_000)]), true),
-        ("median: exactly 10x", median.clone(), with_history(payment(10_000), &[(1, 1_000), (2, 900), (3, 5_000)]), false),
-        ("median: too little history", median.clone(), with_history(payment(1_000_000), &[(1, 1_000), (2, 900)]), false),
-        ("usual max: above", usual_max.clone(), with_history(payment(5_001), &[(1, 1_000), (2, 900), (3, 5_000)]), true),
-        ("usual max: equal", usual_max.clone(), with_history(payment(5_000), &[(1, 1_000), (2, 900), (3, 5_000)]), false),
-        ("usual max: only the last n count", usual_max.clone(), with_history(payment(5_001), &[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 900_000)]), true),
-        ("amount at least: reached", Condition::AmountAtLeast { min_amount: 100 }, payment(100), true),
-        ("amount at least: below", Condition::AmountAtLeast { min_amount: 100 }, payment(99), false),
+        (
+            "velocity: 3rd large in window",
+            velocity.clone(),
+            with_history(payment(50_000), &[(60, 60_000), (599, 50_000)]),
+            true,
+        ),
+        (
+            "velocity: one outside the window",
+            velocity.clone(),
+            with_history(payment(50_000), &[(60, 60_000), (600, 50_000)]),
+            false,
+        ),
+        (
+            "velocity: an earlier one too small",
+            velocity.clone(),
+            with_history(payment(50_000), &[(60, 49_999), (120, 50_000)]),
+            false,
+        ),
+        (
+            "velocity: this one too small",
+            velocity.clone(),
+            with_history(payment(49_999), &[(60, 60_000), (120, 60_000)]),
+            false,
+        ),
+        (
+            "velocity amount: reaches the total",
+            velocity_amount.clone(),
+            with_history(payment(40_000), &[(60, 30_000), (3000, 30_000)]),
+            true,
+        ),
+        (
+            "velocity amount: one short",
+            velocity_amount.clone(),
+            with_history(payment(39_999), &[(60, 30_000), (3000, 30_000)]),
+            false,
+        ),
+        (
+            "median: above 10x",
+            median.clone(),
+            with_history(payment(10_001), &[(1, 1_000), (2, 900), (3, 5_000)]),
+            true,
+        ),
+        (
+            "median: exactly 10x",
+            median.clone(),
+            with_history(payment(10_000), &[(1, 1_000), (2, 900), (3, 5_000)]),
+            false,
+        ),
+        (
+            "median: too little history",
+            median.clone(),
+            with_history(payment(1_000_000), &[(1, 1_000), (2, 900)]),
+            false,
+        ),
+        (
+            "usual max: above",
+            usual_max.clone(),
+            with_history(payment(5_001), &[(1, 1_000), (2, 900), (3, 5_000)]),
+            true,
+        ),
+        (
+            "usual max: equal",
+            usual_max.clone(),
+            with_history(payment(5_000), &[(1, 1_000), (2, 900), (3, 5_000)]),
+            false,
+        ),
+        (
+            "usual max: only the last n count",
+            usual_max.clone(),
+            with_history(
+                payment(5_001),
+                &[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 900_000)],
+            ),
+            true,
+        ),
+        (
+            "amount at least: reached",
+            Condition::AmountAtLeast { min_amount: 100 },
+            payment(100),
+            true,
+        ),
+        (
+            "amount at least: below",
+            Condition::AmountAtLeast { min_amount: 100 },
+            payment(99),
+            false,
+        ),
         ("new device", Condition::NewDevice {}, device.clone(), true),
         ("known device", Condition::NewDevice {}, payment(100), false),
         ("new ip", Condition::NewIp {}, ip, true),
         ("known ip", Condition::NewIp {}, device, false),
-        ("new payee, large enough", new_payee.clone(), new_payee_signals, true),
-        ("new payee, too small", new_payee.clone(), small_new_payee, false),
+        (
+            "new payee, large enough",
+            new_payee.clone(),
+            new_payee_signals,
+            true,
+        ),
+        (
+            "new payee, too small",
+            new_payee.clone(),
+            small_new_payee,
+            false,
+        ),
         ("known payee", new_payee, payment(20_000), false),
-        ("first large: nothing before", first_large.clone(), payment(100_000), true),
-        ("first large: a smaller one before", first_large.clone(), smaller_seen, true),
-        ("first large: one as large before", first_large.clone(), largest_seen, false),
-        ("first large: this one small", first_large, payment(99_999), false),
-        ("unusual hour: 03:30 bank time", night.clone(), night_signals.clone(), true),
+        (
+            "first large: nothing before",
+            first_large.clone(),
+            payment(100_000),
+            true,
+        ),
+        (
+            "first large: a smaller one before",
+            first_large.clone(),
+            smaller_seen,
+            true,
+        ),
+        (
+            "first large: one as large before",
+            first_large.clone(),
+            largest_seen,
+            false,
+        ),
+        (
+            "first large: this one small",
+            first_large,
+            payment(99_999),
+            false,
+        ),
+        (
+            "unusual hour: 03:30 bank time",
+            night.clone(),
+            night_signals.clone(),
+            true,
+        ),
         ("unusual hour: 20:00 bank time", night, payment(1), false),
-        ("unusual hour wrapping: 03:30", wrapping.clone(), night_signals, true),
+        (
+            "unusual hour wrapping: 03:30",
+            wrapping.clone(),
+            night_signals,
+            true,
+        ),
         ("unusual hour wrapping: 20:00", wrapping, payment(1), false),
         ("blocklisted card", blocked.clone(), on_list, true),
         ("blocklisted on another list", blocked, other_list, false),
         ("refund ratio above", refunds.clone(), refunding, true),
-        ("refund ratio over too few", refunds.clone(), few_payments, false),
+        (
+            "refund ratio over too few",
+            refunds.clone(),
+            few_payments,
+            false,
+        ),
         ("refund ratio at the bound", refunds, low_ratio, false),
     ];
     for (name, when, signals, expected) in table {
@@ -178,7 +298,12 @@ fn every_condition_kind_matches_and_misses() {
 #[test]
 fn scores_sum_to_thresholds_and_direct_outcomes_win() {
     let amount = |id: &str, min: i64, score: i64| {
-        rule(id, Condition::AmountAtLeast { min_amount: min }, Some(score), None)
+        rule(
+            id,
+            Condition::AmountAtLeast { min_amount: min },
+            Some(score),
+            None,
+        )
     };
     let rules = set(vec![
         amount("a", 100, 30),
@@ -194,18 +319,37 @@ fn scores_sum_to_thresholds_and_direct_outcomes_win() {
         (400, Outcome::BlockAndFreeze, 100),
     ] {
         let decision = evaluate(&rules, &payment(paid));
-        assert_eq!((decision.outcome, decision.score), (outcome, score), "{paid}");
-        assert_eq!(decision.reasons.len(), [99, 100, 200, 300, 400].iter().position(|p| *p == paid).unwrap_or(0));
+        assert_eq!(
+            (decision.outcome, decision.score),
+            (outcome, score),
+            "{paid}"
+        );
+        assert_eq!(
+            decision.reasons.len(),
+            [99, 100, 200, 300, 400]
+                .iter()
+                .position(|p| *p == paid)
+                .unwrap_or(0)
+        );
     }
     // A direct outcome decides even with no score, and the most severe wins.
     let direct = set(vec![
         amount("a", 100, 50),
-        rule("b", Condition::AmountAtLeast { min_amount: 100 }, None, Some(Outcome::Review)),
+        rule(
+            "b",
+            Condition::AmountAtLeast { min_amount: 100 },
+            None,
+            Some(Outcome::Review),
+        ),
     ]);
     let decision = evaluate(&direct, &payment(100));
     assert_eq!(decision.outcome, Outcome::Review);
     assert_eq!(
-        decision.reasons.iter().map(|r| r.rule_id.as_str()).collect::<Vec<_>>(),
+        decision
+            .reasons
+            .iter()
+            .map(|r| r.rule_id.as_str())
+            .collect::<Vec<_>>(),
         ["a", "b"]
     );
     assert!(decision.reasons[1].text.starts_with("rule b"));
@@ -227,7 +371,12 @@ fn kinds_and_currency_limit_where_rules_apply() {
     sign_in.kind = Some(Kind::Withdrawal);
     assert_eq!(evaluate(&rules, &sign_in).outcome, Outcome::Review);
     // An amount in another currency never meets an amount rule.
-    let big = set(vec![rule("a", Condition::AmountAtLeast { min_amount: 1 }, None, Some(Outcome::Review))]);
+    let big = set(vec![rule(
+        "a",
+        Condition::AmountAtLeast { min_amount: 1 },
+        None,
+        Some(Outcome::Review),
+    )]);
     let mut usd = payment(1_000_000);
     usd.currency = Some("USD".into());
     assert_eq!(evaluate(&big, &usd).outcome, Outcome::Allow);
@@ -287,7 +436,10 @@ fn validation_names_every_bad_field() {
     let errors = parse(r#"{"currency":"CNY","utc_offset_seconds":0,"thresholds":{"step_up":1,"review":2,"block_and_freeze":3},"rules":[{"id":"a","description":"d","when":{"velocity":{"window_seconds":"ten"}},"score":1}]}"#)
         .expect_err("invalid");
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].field, "rules[0].when.velocity.window_seconds", "{errors:?}");
+    assert_eq!(
+        errors[0].field, "rules[0].when.velocity.window_seconds",
+        "{errors:?}"
+    );
     let errors = parse(r#"{"currency":"CNY","utc_offset_seconds":0,"thresholds":{"step_up":1,"review":2,"block_and_freeze":3},"rules":[],"extra":1}"#)
         .expect_err("unknown field");
     assert!(errors[0].message.contains("extra"), "{errors:?}");
