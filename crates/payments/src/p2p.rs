@@ -1609,7 +1609,8 @@ impl P2p {
                 match state {
                     PaymentState::Succeeded => ActivityStatus::Succeeded,
                     PaymentState::Failed => ActivityStatus::Failed,
-                    PaymentState::Pending => ActivityStatus::Pending,
+                    // Not a final state: finish_in writes only the two above.
+                    PaymentState::Pending | PaymentState::Held => ActivityStatus::Pending,
                 },
                 reason,
                 now,
