@@ -101,14 +101,14 @@ impl Privacy {
                     detail: &request.id,
                 },
             )?;
-            self.identity.notify_customer(
+            // A security alert: sent whatever the customer's preferences say.
+            self.identity.alert_customer(
                 db,
                 customer_id,
                 "data_export_requested",
                 "A copy of all your Coffer data was requested and can be downloaded for the next 15 minutes. \
                  If this was not you, change your password and contact the bank. \
-                 有人申请下载您在 Coffer 的全部个人数据（15 分钟内有效）；如非本人操作，请立即修改密码并联系银行。"
-                    .to_string(),
+                 有人申请下载您在 Coffer 的全部个人数据（15 分钟内有效）；如非本人操作，请立即修改密码并联系银行。",
             )?;
             Ok(())
         })?;
