@@ -746,7 +746,10 @@ pub(crate) async fn quote_withdrawal(
         funding.withdrawal_quote(&session.info.customer_id, amount, &currency)
     })
     .await?;
-    to_json(StatusCode::OK, &quote_body(quote, query.currency))
+    Ok(json_response(
+        StatusCode::OK,
+        &quote_body(quote, query.currency),
+    ))
 }
 
 #[utoipa::path(
