@@ -367,7 +367,8 @@ impl App {
         assert!(report.is_clean(), "{:?}", report.violations);
         let sql = self.customers.sql.clone();
         let audit = tokio::task::spawn_blocking(move || {
-            sql.run(|db| Ok(coffer_audit::verify(db))).expect("audit")
+            sql.run(|db| Ok(coffer_audit::verify(db, &mut |_| {})))
+                .expect("audit")
         })
         .await
         .expect("join");
