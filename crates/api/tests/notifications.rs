@@ -315,7 +315,11 @@ async fn preferences_and_the_inbox(db: TestDatabase) {
                 None,
             )
             .await;
-        assert_eq!((status, &bad["error"]["field"]), (422, &json!("limit")), "{bad}");
+        assert_eq!(
+            (status, &bad["error"]["field"]),
+            (422, &json!("limit")),
+            "{bad}"
+        );
 
         // Staff and merchant routes are not a customer's.
         for path in [
