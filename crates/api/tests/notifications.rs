@@ -135,8 +135,20 @@ impl App {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preferences_and_the_inbox_over_http() {
-    for db in TestDatabase::both() {
+async fn preferences_and_the_inbox_over_http_on_sqlite() {
+    preferences_and_the_inbox(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_and_the_inbox_over_http_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("postgres");
+    preferences_and_the_inbox(db).await;
+}
+
+async fn preferences_and_the_inbox(db: TestDatabase) {
+    {
         let app = spawn_app(db).await;
         let me = app.customer("+8613911112222").await;
         let auth = |key: &'static str| {
@@ -212,7 +224,7 @@ async fn preferences_and_the_inbox_over_http() {
             )
             .await;
         assert_eq!(
-            (status, &refused["field"]),
+            (status, &refused["error"]["field"]),
             (422, &json!("preferences")),
             "{refused}"
         );
@@ -303,7 +315,11 @@ async fn preferences_and_the_inbox_over_http() {
                 None,
             )
             .await;
-        assert_eq!((status, &bad["field"]), (422, &json!("limit")), "{bad}");
+        assert_eq!(
+            (status, &bad["error"]["field"]),
+            (422, &json!("limit")),
+            "{bad}"
+        );
 
         // Staff and merchant routes are not a customer's.
         for path in [

@@ -263,7 +263,7 @@ fn a_crash_between_payment_and_notification_loses_no_notification() {
                 paid.push(payment["id"].as_str().expect("payment id").to_string());
             }
             422 => {
-                assert_eq!(payment["code"], "insufficient_funds", "{payment}");
+                assert_eq!(payment["error"]["code"], "insufficient_funds", "{payment}");
                 refused.push(quote["id"].as_str().expect("quote id").to_string());
             }
             other => panic!("payment {n}: {other} {payment}"),

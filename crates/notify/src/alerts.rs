@@ -87,7 +87,7 @@ pub fn contains_card_number(text: &str) -> bool {
                 _ => d,
             })
             .sum();
-        sum % 10 == 0
+        sum.is_multiple_of(10)
     }
     let mut digits: Vec<u32> = Vec::new();
     for c in text.chars().chain(std::iter::once('.')) {

@@ -351,7 +351,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`, `smtp`"
     );
 }
 
@@ -983,4 +983,46 @@ fn a_bad_fee_rule_or_p2p_setting_names_the_key() {
     );
     assert!(error_in_file("[fees.p2p]\npercent = 1\n").contains("unknown key `percent`"));
     assert!(error_in_file("[fees.remittance]\nfixed = 1\n").contains("unknown key `remittance`"));
+}
+
+#[test]
+fn smtp_needs_a_sender_and_keeps_its_password_out_of_the_output() {
+    assert_eq!(
+        error(
+            &Flags::default(),
+            &[("COFFER_SMTP_HOST", "smtp.bank.example")]
+        ),
+        "smtp.host is set (from COFFER_SMTP_HOST) but smtp.from is not: set both or neither"
+    );
+    assert!(error(
+        &Flags::default(),
+        &[
+            ("COFFER_SMTP_HOST", "smtp.bank.example"),
+            ("COFFER_SMTP_FROM", "Coffer <x@bank.example>"),
+            ("COFFER_SMTP_TLS", "ssl")
+        ]
+    )
+    .starts_with("smtp.tls = \"ssl\" (from COFFER_SMTP_TLS)"));
+    let dir = dir();
+    let secret = write(dir.path(), "smtp-password", "hunter2-relay\n");
+    let config = load(
+        &Flags::default(),
+        &Env::from_pairs(&[
+            ("COFFER_SMTP_HOST", "smtp.bank.example"),
+            ("COFFER_SMTP_FROM", "Coffer <no-reply@bank.example>"),
+            ("COFFER_SMTP_USERNAME", "coffer"),
+            ("COFFER_SMTP_PASSWORD_FILE", &secret.display().to_string()),
+        ]),
+    )
+    .expect("config");
+    let smtp = config.smtp.as_ref().expect("smtp");
+    assert_eq!(smtp.settings.port, 587);
+    assert_eq!(smtp.settings.tls, coffer_notify::smtp::SmtpTls::StartTls);
+    assert_eq!(
+        smtp.settings.password.as_ref().map(|p| p.expose().clone()),
+        Some("hunter2-relay".to_string())
+    );
+    let rendered = render(&config);
+    assert!(rendered.contains("[smtp]") && rendered.contains("password_file"));
+    assert!(!rendered.contains("hunter2") && !format!("{config:?}").contains("hunter2"));
 }
