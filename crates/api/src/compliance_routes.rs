@@ -353,6 +353,7 @@ fn report_state(text: Option<&str>) -> Result<Option<ReportState>, ApiError> {
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field` (`state`, `limit`).", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn list_hits(
@@ -401,6 +402,7 @@ pub(crate) async fn list_hits(
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn get_hit(
@@ -444,6 +446,7 @@ pub(crate) async fn get_hit(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`decision`, `note`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn decide_hit(
@@ -498,6 +501,7 @@ pub(crate) async fn decide_hit(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn list_watchlists(
@@ -530,6 +534,7 @@ pub(crate) async fn list_watchlists(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`watchlist_invalid` (the message names the entry or line), `invalid_field` (`format`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn load_watchlist(
@@ -584,6 +589,7 @@ pub(crate) async fn load_watchlist(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`date`: malformed or not ended), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn run_reports(
@@ -628,6 +634,7 @@ pub(crate) async fn run_reports(
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field` (`date`, `state`, `kind`).", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn list_reports(
@@ -670,6 +677,7 @@ pub(crate) async fn list_reports(
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn get_report(
@@ -699,6 +707,7 @@ pub(crate) async fn get_report(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`note`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn review_report(
@@ -749,6 +758,7 @@ pub(crate) async fn review_report(
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field` (`date`, `format`, `state`).", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry (with the same Idempotency-Key for a write).", body = crate::error::ErrorBody),
     ),
     security(("staff" = [])))]
 pub(crate) async fn export_reports(

@@ -325,8 +325,8 @@ pub fn edit_distance(a: &[char], b: &[char]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -409,11 +409,10 @@ pub fn latin_bps(a: &[Vec<char>], b: &[Vec<char>]) -> u32 {
     for length in unpaired {
         weight += if pairs >= 2 { length / 4 } else { length };
     }
-    let by_words = if weight == 0 {
-        0
-    } else {
-        u32::try_from(weighted / weight).unwrap_or(0)
-    };
+    let by_words = weighted
+        .checked_div(weight)
+        .and_then(|score| u32::try_from(score).ok())
+        .unwrap_or(0);
     // Splitting or joining words changes no letters: only names of (about)
     // the same letters are compared joined, so `Petrovsky` alone never
     // matches `Ivan Petrovsky` that way.

@@ -400,11 +400,16 @@ mod tests {
         let duplicate = r#"[{"entry_id":"A","name":"X Y","list_source":"T","kind":"person"},
                             {"entry_id":"A","name":"Z W","list_source":"T","kind":"person"}]"#;
         assert_eq!(
-            parse(ListFormat::Json, duplicate).unwrap_err().at,
+            parse(ListFormat::Json, duplicate)
+                .expect_err("duplicate")
+                .at,
             "entry 2"
         );
         let bad_kind = "entry_id,name,list_source,kind\nA,X Y,T,ship\n";
-        assert_eq!(parse(ListFormat::Csv, bad_kind).unwrap_err().at, "line 2");
+        assert_eq!(
+            parse(ListFormat::Csv, bad_kind).expect_err("kind").at,
+            "line 2"
+        );
         let bad_date = r#"[{"entry_id":"A","name":"X Y","list_source":"T","kind":"person","date_of_birth":"31/01/1970"}]"#;
         assert!(parse(ListFormat::Json, bad_date).is_err());
         assert!(parse(ListFormat::Json, "[]").is_err());

@@ -351,8 +351,37 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`, `smtp`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`, `compliance`, `smtp`"
     );
+}
+
+#[test]
+fn compliance_settings_come_from_the_file_or_the_environment_and_are_checked() {
+    assert!(error(
+        &Flags::default(),
+        &[("COFFER_COMPLIANCE_MATCH_THRESHOLD_BPS", "12000")]
+    )
+    .starts_with("compliance.match_threshold_bps = \"12000\" (from COFFER_COMPLIANCE_MATCH_THRESHOLD_BPS): expected a whole number from 5000 to 10000"));
+    assert!(error(
+        &Flags::default(),
+        &[("COFFER_COMPLIANCE_WATCHLIST_FILE", "/nonexistent/list.csv")]
+    )
+    .starts_with("compliance.watchlist_file = \"/nonexistent/list.csv\""));
+    let env = Env::from_pairs(&[
+        ("COFFER_COMPLIANCE_MATCH_THRESHOLD_BPS", "9000"),
+        ("COFFER_COMPLIANCE_LARGE_VALUE_THRESHOLD_CNY", "2000000"),
+    ]);
+    let config = load(&Flags::default(), &env).expect("config");
+    assert_eq!(config.compliance.match_threshold_bps.value, 9000);
+    assert_eq!(
+        config
+            .compliance
+            .report_settings()
+            .large_value_thresholds
+            .get("CNY"),
+        Some(&2_000_000)
+    );
+    assert!(render(&config).contains("match_threshold_bps = 9000"));
 }
 
 #[test]
