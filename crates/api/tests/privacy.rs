@@ -738,7 +738,7 @@ async fn privacy_flows(app: App) {
     // The personal data is nowhere: neither in clear nor in the stored forms.
     let mut needles: Vec<(String, Vec<u8>)> = vec![
         ("the phone number".into(), PHONE.as_bytes().to_vec()),
-        ("the phone digits".into(), PHONE[1..].as_bytes().to_vec()),
+        ("the phone digits".into(), PHONE.as_bytes()[1..].to_vec()),
         ("the display name".into(), DISPLAY_NAME.as_bytes().to_vec()),
         ("the full name".into(), FULL_NAME.as_bytes().to_vec()),
         ("the ID number".into(), id_number().into_bytes()),
