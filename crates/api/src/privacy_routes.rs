@@ -132,6 +132,7 @@ pub(crate) struct ExportRequestBody {
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -236,6 +237,7 @@ pub(crate) struct ErasedBody {
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -362,6 +364,7 @@ pub(crate) async fn list_consents(
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`partner_id`, `scopes`, `expires_at`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -420,12 +423,15 @@ pub(crate) async fn grant_consent(
     params(("id" = String, Path, description = "The consent's id."), IdempotencyKey),
     responses(
         (status = 200, description = "Revoked.", body = ConsentBody),
+        (status = 400, response = BadRequest),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
         (status = 500, response = Internal),
+        (status = 503, description = "`storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]

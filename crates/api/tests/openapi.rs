@@ -162,8 +162,12 @@ fn every_operation_states_the_conventions() {
             for code in ["401", "403", "500"] {
                 assert!(operation["responses"].get(code).is_some(), "{name}: {code}");
             }
-        } else if path == "/v1/merchant" || path.starts_with("/v1/merchant/") {
-            // A merchant's systems: an API key with a `merchant:<id>` scope.
+        } else if path == "/v1/merchant"
+            || path.starts_with("/v1/merchant/")
+            || path.starts_with("/v1/partner/")
+        {
+            // A merchant's or partner's systems: an API key with a
+            // `merchant:<id>` or `partner:<id>` scope.
             assert_eq!(
                 operation["security"],
                 serde_json::json!([{ "api_key": [] }]),

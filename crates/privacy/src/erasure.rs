@@ -34,6 +34,9 @@ pub struct Erased {
     pub erased_at: i64,
 }
 
+const CHECKPOINT_ATTEMPTS_MAX: usize = 50;
+const CHECKPOINT_RETRY_MS: u64 = 20;
+
 /// Tables whose old row versions PostgreSQL should reclaim after an erasure.
 const TOUCHED_TABLES: [&str; 20] = [
     "customers",
@@ -145,7 +148,15 @@ impl Privacy {
     fn purge_old_copies(&self) {
         let _ = self.sql.run(|db| {
             if self.sql.backend_name() == "sqlite" {
-                db.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
+                // A reader in the middle of a query makes the checkpoint
+                // answer busy (first column 1): try again briefly.
+                for _ in 0..CHECKPOINT_ATTEMPTS_MAX {
+                    let result = db.query_one("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
+                    if result.int(0)? == 0 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(CHECKPOINT_RETRY_MS));
+                }
             } else {
                 for table in TOUCHED_TABLES {
                     db.execute(&format!("VACUUM {table}"), &[])?;
