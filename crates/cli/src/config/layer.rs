@@ -315,6 +315,10 @@ struct FileCompliance {
     watchlist_file: Option<String>,
     match_threshold_bps: Option<u64>,
     large_value_threshold_cny: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 struct FileSmtp {
     host: Option<String>,
     port: Option<u64>,
