@@ -11,7 +11,7 @@ INSERT INTO activity (id, customer_id, kind, source_id, direction, status, reaso
 SELECT 'act_p2p_transfer_' || id, customer_id, 'p2p_transfer', id, 'out', state, reason, payee_name_masked, 'transfers',
     COALESCE(request_id, id), amount, currency, fee, 0, NULL, NULL, NULL,
     LOWER('p2p_transfer ' || payee_name_masked || ' transfers ' || COALESCE(request_id, id) || ' ' || id), created_at, updated_at
-FROM p2p_payments
+FROM p2p_payments WHERE true
 ON CONFLICT DO NOTHING;
 
 INSERT INTO activity (id, customer_id, kind, source_id, direction, status, reason, counterparty, category, reference,
@@ -53,8 +53,11 @@ SELECT 'act_refund_' || r.id, r.customer_id, 'refund', r.id, 'in', r.state, r.fa
     COALESCE((SELECT a.category FROM activity a WHERE a.kind = 'merchant_payment' AND a.source_id = r.payment_id), 'other'),
     r.payment_id, r.amount, r.currency, 0, 0, NULL, NULL, NULL,
     LOWER('refund ' || m.display_name || ' ' || r.payment_id || ' ' || r.id), r.created_at, r.updated_at
-FROM merchant_refunds r JOIN merchants m ON m.id = r.merchant_id
+FROM merchant_refunds r JOIN merchants m ON m.id = r.merchant_id WHERE true
 ON CONFLICT DO NOTHING;
+
+-- (`WHERE true`: SQLite needs a WHERE before an upsert clause on
+-- INSERT … SELECT, or it reads ON CONFLICT as a join constraint.)
 
 -- A removed card can be linked again: the number is unique among a
 -- customer's active cards only (as for bank accounts). SQLite cannot drop a
