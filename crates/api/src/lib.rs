@@ -4,6 +4,7 @@
 //! per-address rate limits.
 
 pub mod auth;
+pub mod backoffice_routes;
 pub mod body;
 pub mod client_addr;
 pub mod connector_tasks;
@@ -460,6 +461,7 @@ pub fn routes() -> RouteTable {
         .merge(wallet_routes::routes())
         .merge(merchant_routes::routes())
         .merge(staff_routes::routes())
+        .merge(backoffice_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -20,7 +20,7 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
+    backoffice_routes, customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
     wallet_routes,
 };
 
@@ -156,6 +156,12 @@ pub const SESSION_SCHEME: &str = "session";
         merchant_routes::review_merchant,
         merchant_routes::run_settlements,
         merchant_routes::staff_settlements,
+        backoffice_routes::search_customers,
+        backoffice_routes::customer_360,
+        backoffice_routes::queues,
+        backoffice_routes::dashboards,
+        backoffice_routes::view_settings,
+        backoffice_routes::propose_settings,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the

@@ -27,6 +27,8 @@ mod profile;
 mod session;
 mod staff;
 mod throttle;
+mod backoffice;
+mod settings;
 
 use std::sync::Arc;
 
@@ -57,6 +59,14 @@ pub use staff::{
     StaffInfo, STAFF_TOKEN_PREFIX,
 };
 pub use webauthn_rs::prelude as webauthn;
+pub use backoffice::{
+    mask_name, normalize_name, CustomerHit, CustomerRecord, CustomerSearch, KycIdentityView,
+    KycReviewView, LimitOverrideView, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
+};
+pub use settings::{
+    latest_setting, setting_proposal, tiers_from_json, tiers_to_json, SettingError,
+    SettingVersion, TIER_LIMITS_SETTING,
+};
 
 /// The terms a new customer accepts; a registration must name this version.
 pub const TERMS_VERSION: &str = "2026-11";
@@ -458,6 +468,7 @@ impl Identity {
                 // Completed meanwhile, or the contact registered by another flow.
                 return Err(IdentityError::CodeInvalid);
             }
+            self.index_name(db, &customer_id, backoffice::DISPLAY_NAME_SOURCE, display_name)?;
             self.event(db, Some(&customer_id), "registered", context, "")?;
             session::create(db, &self.policy, &customer_id, context, now)
         })?;

@@ -79,10 +79,18 @@ pub enum Permission {
     ReviewMerchants,
     /// Run and list merchants' daily settlements.
     SettleMerchants,
+    /// See a customer's personal data in clear (name, contact, legal name)
+    /// in the back office; without it staff see masked values.
+    ViewPersonalData,
+    /// Read the back office's queues overview and dashboards.
+    ViewDashboards,
+    /// Propose changes to the fee schedule and tier limits (maker); a
+    /// checker with `approve_sensitive` approves them.
+    ManageSettings,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 13] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -93,6 +101,9 @@ impl Permission {
         Permission::UnlockCustomers,
         Permission::ReviewMerchants,
         Permission::SettleMerchants,
+        Permission::ViewPersonalData,
+        Permission::ViewDashboards,
+        Permission::ManageSettings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +118,9 @@ impl Permission {
             Permission::UnlockCustomers => "unlock_customers",
             Permission::ReviewMerchants => "review_merchants",
             Permission::SettleMerchants => "settle_merchants",
+            Permission::ViewPersonalData => "view_personal_data",
+            Permission::ViewDashboards => "view_dashboards",
+            Permission::ManageSettings => "manage_settings",
         }
     }
 }
@@ -120,7 +134,13 @@ pub fn permits(role: Role, permission: Permission) -> bool {
         (Support, ViewCustomers | ProposeSensitive | UnlockCustomers)
             | (
                 RiskAnalyst,
-                ViewCustomers | FreezeCustomers | ProposeSensitive | ReadAudit | UnlockCustomers
+                ViewCustomers
+                    | FreezeCustomers
+                    | ProposeSensitive
+                    | ReadAudit
+                    | UnlockCustomers
+                    | ViewPersonalData
+                    | ViewDashboards
             )
             | (
                 ComplianceOfficer,
@@ -130,8 +150,10 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ApproveSensitive
                     | Reconcile
                     | ReviewMerchants
+                    | ViewPersonalData
+                    | ViewDashboards
             )
-            | (ProductManager, ProposeSensitive)
+            | (ProductManager, ProposeSensitive | ViewDashboards | ManageSettings)
             | (
                 Administrator,
                 ViewCustomers
@@ -141,6 +163,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | Reconcile
                     | UnlockCustomers
                     | SettleMerchants
+                    | ViewDashboards
             )
     )
 }
@@ -191,6 +214,9 @@ pub enum SensitiveAction {
     AdjustBalance,
     /// Raise a customer's limits above their tier.
     OverrideLimit,
+    /// A new version of a runtime settings document (fee schedule, tier
+    /// limits); the subject names the kind.
+    ChangeSettings,
 }
 
 impl SensitiveAction {
@@ -199,6 +225,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze => "unfreeze",
             SensitiveAction::AdjustBalance => "adjust_balance",
             SensitiveAction::OverrideLimit => "override_limit",
+            SensitiveAction::ChangeSettings => "change_settings",
         }
     }
 
@@ -207,6 +234,7 @@ impl SensitiveAction {
             SensitiveAction::Unfreeze,
             SensitiveAction::AdjustBalance,
             SensitiveAction::OverrideLimit,
+            SensitiveAction::ChangeSettings,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)
@@ -617,7 +645,10 @@ impl Identity {
         reason: &str,
         context: &Context,
     ) -> Result<String, IdentityError> {
-        staff.require(Permission::ProposeSensitive)?;
+        staff.require(match action {
+            SensitiveAction::ChangeSettings => Permission::ManageSettings,
+            _ => Permission::ProposeSensitive,
+        })?;
         if reason.trim().is_empty() {
             return Err(IdentityError::invalid("reason", "say why"));
         }
@@ -767,14 +798,14 @@ impl Identity {
         })
     }
 
-    /// The limits a customer's payments are held to: their KYC tier's, with
-    /// any approved override applied.
+    /// The limits a customer's payments are held to: their KYC tier's (as
+    /// in force: `current_tiers`), with any approved override applied.
     pub fn limits_for(
         &self,
         customer_id: &str,
         tier: i64,
     ) -> Result<crate::TierLimits, IdentityError> {
-        let mut limits = self.policy().tiers.limits(tier);
+        let mut limits = self.current_tiers()?.1.limits(tier);
         let row = self.sql.run(|db| {
             db.query_opt(
                 "SELECT balance_cap, per_payment, daily, monthly FROM limit_overrides WHERE customer_id = $1",

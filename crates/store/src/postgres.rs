@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/postgres_0017_limit_overrides.sql"),
     ),
+    (22, include_str!("migrations/postgres_0022_backoffice.sql")),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("migrations/sqlite_0017_limit_overrides.sql"),
     ),
+    (22, include_str!("migrations/sqlite_0022_backoffice.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.
