@@ -151,8 +151,8 @@ pub(crate) async fn search_customers(
         }
         let cards = state.cards.clone();
         let after = after.clone();
-        let ids = blocking_call(move || cards.customers_with_last4(&last4, &after, limit + 1))
-            .await?;
+        let ids =
+            blocking_call(move || cards.customers_with_last4(&last4, &after, limit + 1)).await?;
         CustomerSearch::Ids {
             ids,
             label: "card_last4".into(),
@@ -829,10 +829,9 @@ pub(crate) async fn view_settings(
     .into_iter()
     .any(|p| session.info.may(p))
     {
-        return Err(coffer_identity::IdentityError::Forbidden(
-            Permission::ManageSettings.as_str(),
-        )
-        .into());
+        return Err(
+            coffer_identity::IdentityError::Forbidden(Permission::ManageSettings.as_str()).into(),
+        );
     }
     let (version, settings) = current_settings(&state, &kind).await?;
     let identity = state.identity.clone();

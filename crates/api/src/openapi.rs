@@ -20,8 +20,8 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    backoffice_routes, customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes, staff_routes,
-    wallet_routes,
+    backoffice_routes, customer_routes, funding_routes, ledger_routes, merchant_routes, p2p_routes,
+    staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.

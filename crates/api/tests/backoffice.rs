@@ -241,6 +241,20 @@ impl App {
         }
     }
 
+    /// Signs the customer in again (after the clock moved past the session).
+    async fn sign_in(&self, who: &mut Customer) {
+        let (status, session, _) = self
+            .send(
+                Method::POST,
+                "/v1/auth/sessions",
+                &[],
+                Some(json!({"contact": who.contact, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 201, "{session}");
+        who.bearer = format!("Bearer {}", session["token"].as_str().expect("token"));
+    }
+
     /// A new staff member with `roles`, signed in: the bearer header value.
     async fn staff(&self, username: &str, roles: Vec<Role>) -> String {
         let identity = self.customers.identity.clone();
@@ -301,10 +315,11 @@ impl App {
     /// Links `card` (if new) and tops up from it; the outcome is whatever
     /// the card network simulator decides for that number.
     async fn top_up(&self, who: &Customer, card: &str, amount: i64) {
+        let digits = card.replace(' ', "");
         let (status, linked) = self
             .post(
                 &who.bearer,
-                &format!("card-{}-{card}", who.id),
+                &format!("card-{}-{digits}", who.id),
                 "/v1/me/cards",
                 json!({"number": card, "expiry_month": 12, "expiry_year": 2035, "cvv": "123", "funding": "debit"}),
             )
@@ -314,7 +329,7 @@ impl App {
         let (status, top_up) = self
             .post(
                 &who.bearer,
-                &format!("tu-{}-{card}-{amount}", who.id),
+                &format!("tu-{}-{digits}-{amount}", who.id),
                 "/v1/me/top-ups",
                 json!({"amount": amount, "currency": "CNY", "card_id": card_id}),
             )
@@ -364,7 +379,11 @@ impl App {
         let (status, paid) = self
             .post(&who.bearer, key, "/v1/me/p2p/payments", body)
             .await;
-        assert_eq!((status, &paid["state"]), (201, &json!("succeeded")), "{paid}");
+        assert_eq!(
+            (status, &paid["state"]),
+            (201, &json!("succeeded")),
+            "{paid}"
+        );
         paid
     }
 
@@ -425,8 +444,8 @@ fn ids(page: &Value) -> Vec<String> {
 
 async fn back_office(app: App) {
     let day0 = app.clock.now().as_nanos();
-    let zhang = app.customer("+8613900139101", "张小明").await;
-    let john = app.customer("+8613900139102", "John Doe").await;
+    let mut zhang = app.customer("+8613900139101", "张小明").await;
+    let mut john = app.customer("+8613900139102", "John Doe").await;
     let li = app.customer("li.si@example.com", "李四").await;
     // Zhang's legal name comes from KYC (the simulated provider verifies it).
     let (status, kyc) = app
@@ -446,7 +465,9 @@ async fn back_office(app: App) {
 
     let support = app.staff("support.a", vec![Role::Support]).await;
     let risk = app.staff("risk.a", vec![Role::RiskAnalyst]).await;
-    let compliance = app.staff("compliance.a", vec![Role::ComplianceOfficer]).await;
+    let compliance = app
+        .staff("compliance.a", vec![Role::ComplianceOfficer])
+        .await;
     let product = app.staff("product.a", vec![Role::ProductManager]).await;
     // Proposes and could approve — but never their own proposal.
     let super_user = app
@@ -455,13 +476,19 @@ async fn back_office(app: App) {
 
     // ---- search, by every key ----------------------------------------------------
     let (status, page, text) = app
-        .get(&support, "/v1/staff/customer-search?contact=%2B86%20139%200013%209101")
+        .get(
+            &support,
+            "/v1/staff/customer-search?contact=%2B86%20139%200013%209101",
+        )
         .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(ids(&page), vec![zhang.id.clone()]);
     assert_eq!(page["data"][0]["name"], "张*明");
     assert_eq!(page["data"][0]["contact"], "+86*******9101");
-    assert!(!text.contains("张小明") && !text.contains("8613900139101"), "{text}");
+    assert!(
+        !text.contains("张小明") && !text.contains("8613900139101"),
+        "{text}"
+    );
     let (status, page, _) = app
         .get(&risk, "/v1/staff/customer-search?contact=%2B8613900139101")
         .await;
@@ -472,7 +499,10 @@ async fn back_office(app: App) {
         "view_personal_data shows it in clear"
     );
     let (_, page, _) = app
-        .get(&support, "/v1/staff/customer-search?contact=LI.SI%40Example.com")
+        .get(
+            &support,
+            "/v1/staff/customer-search?contact=LI.SI%40Example.com",
+        )
         .await;
     assert_eq!(ids(&page), vec![li.id.clone()]);
     assert_eq!(page["data"][0]["contact"], "l***@example.com");
@@ -488,7 +518,10 @@ async fn back_office(app: App) {
         .await;
     assert_eq!(ids(&page), vec![zhang.id.clone()], "the KYC name");
     let (_, page, _) = app
-        .get(&support, "/v1/staff/customer-search?name=%E5%BC%A0%E5%B0%8F%E6%98%8E")
+        .get(
+            &support,
+            "/v1/staff/customer-search?name=%E5%BC%A0%E5%B0%8F%E6%98%8E",
+        )
         .await;
     assert_eq!(ids(&page), vec![zhang.id.clone()], "张小明");
     let (_, page, _) = app
@@ -501,7 +534,10 @@ async fn back_office(app: App) {
     assert_eq!(ids(&page), vec![li.id.clone()]);
     // Card last four: paginated (Zhang and John both have a …1111 card).
     let (_, first, _) = app
-        .get(&support, "/v1/staff/customer-search?card_last4=1111&limit=1")
+        .get(
+            &support,
+            "/v1/staff/customer-search?card_last4=1111&limit=1",
+        )
         .await;
     let next = first["next"].as_str().expect("a next page").to_string();
     let (_, second, _) = app
@@ -524,14 +560,15 @@ async fn back_office(app: App) {
     let (status, body, _) = app
         .get(&support, "/v1/staff/customer-search?card_last4=12a4")
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("card_last4"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("card_last4")))
+    );
     let (status, body, _) = app
         .get(&support, "/v1/staff/customer-search?name=a&id=b")
         .await;
     assert_eq!((status, error_of(&body).0), (422, Some("invalid_field")));
-    let (status, body, _) = app
-        .get(&product, "/v1/staff/customer-search?id=x")
-        .await;
+    let (status, body, _) = app.get(&product, "/v1/staff/customer-search?id=x").await;
     assert_eq!((status, error_of(&body).0), (403, Some("forbidden")));
 
     // ---- customer 360 ----------------------------------------------------------------
@@ -550,7 +587,12 @@ async fn back_office(app: App) {
         .as_array()
         .expect("activity")
         .iter()
-        .map(|a| (a["kind"].as_str().unwrap_or(""), a["status"].as_str().unwrap_or("")))
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap_or(""),
+                a["status"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert!(kinds.contains(&("top_up", "succeeded")), "{kinds:?}");
     assert!(kinds.contains(&("top_up", "failed")), "{kinds:?}");
@@ -560,7 +602,10 @@ async fn back_office(app: App) {
         .iter()
         .map(|c| c["number"].as_str().unwrap_or(""))
         .collect();
-    assert!(cards.contains(&"•••• 1111") && cards.contains(&"•••• 0002"), "{cards:?}");
+    assert!(
+        cards.contains(&"•••• 1111") && cards.contains(&"•••• 0002"),
+        "{cards:?}"
+    );
     assert_eq!(view["sessions"][0]["state"], "active");
     assert_eq!(view["limits"]["in_force"]["per_payment"], 60_000);
     assert_eq!(view["limits"]["override"], Value::Null);
@@ -572,11 +617,19 @@ async fn back_office(app: App) {
     assert_eq!(status, 200);
     assert_eq!(masked["profile"]["personal_data_shown"], false);
     assert_eq!(masked["kyc"]["identity"]["full_name"], "Z**** X*******");
-    for secret in ["张小明", "Zhang Xiaoming", "8613900139101", "11010519491231002X"] {
+    for secret in [
+        "张小明",
+        "Zhang Xiaoming",
+        "8613900139101",
+        "11010519491231002X",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked to support: {text}");
     }
     let (status, audit, _) = app
-        .get(&compliance, &format!("/v1/staff/audit?subject={}&limit=50", zhang.id))
+        .get(
+            &compliance,
+            &format!("/v1/staff/audit?subject={}&limit=50", zhang.id),
+        )
         .await;
     assert_eq!(status, 200);
     let views: Vec<(&str, &str)> = audit["data"]
@@ -584,9 +637,17 @@ async fn back_office(app: App) {
         .expect("audit")
         .iter()
         .filter(|r| r["action"] == "customer_360_viewed")
-        .map(|r| (r["actor"].as_str().unwrap_or(""), r["detail"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or(""),
+                r["detail"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert!(views.contains(&("staff:risk.a", "personal data shown")), "{views:?}");
+    assert!(
+        views.contains(&("staff:risk.a", "personal data shown")),
+        "{views:?}"
+    );
     assert!(views.contains(&("staff:support.a", "masked")), "{views:?}");
 
     // ---- a fee change through maker-checker ------------------------------------------
@@ -598,21 +659,44 @@ async fn back_office(app: App) {
     assert_eq!(quote["fee"], 100, "1 % before the change: {quote}");
     let mut changed = fees["settings"].clone();
     changed["p2p"]["percent_bps"] = json!(20_000);
-    let (status, body) = app.propose(&super_user, "fp-0", "fees", 0, changed.clone()).await;
+    let (status, body) = app
+        .propose(&super_user, "fp-0", "fees", 0, changed.clone())
+        .await;
     assert_eq!(
         (status, error_of(&body)),
-        (422, (Some("invalid_field"), Some("settings.p2p.percent_bps")))
+        (
+            422,
+            (Some("invalid_field"), Some("settings.p2p.percent_bps"))
+        )
     );
     changed["p2p"]["percent_bps"] = json!(200);
-    let (status, body) = app.propose(&super_user, "fp-1", "fees", 1, changed.clone()).await;
-    assert_eq!((status, error_of(&body).0), (409, Some("conflict")), "{body}");
-    let (status, body) = app.propose(&support, "fp-2", "fees", 0, changed.clone()).await;
+    let (status, body) = app
+        .propose(&super_user, "fp-1", "fees", 1, changed.clone())
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = app
+        .propose(&support, "fp-2", "fees", 0, changed.clone())
+        .await;
     assert_eq!((status, error_of(&body).0), (403, Some("forbidden")));
-    let (status, proposal) = app.propose(&super_user, "fp-3", "fees", 0, changed.clone()).await;
-    assert_eq!((status, &proposal["state"]), (201, &json!("pending")), "{proposal}");
+    let (status, proposal) = app
+        .propose(&super_user, "fp-3", "fees", 0, changed.clone())
+        .await;
+    assert_eq!(
+        (status, &proposal["state"]),
+        (201, &json!("pending")),
+        "{proposal}"
+    );
     let approval = proposal["approval_id"].as_str().expect("id").to_string();
     let (status, body) = app.decide(&super_user, "fd-1", &approval).await;
-    assert_eq!((status, error_of(&body).0), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     assert!(
         body["error"]["message"]
             .as_str()
@@ -622,7 +706,11 @@ async fn back_office(app: App) {
     let (_, quote) = app.quote(&zhang, "fq-2", &john.contact, 10_000).await;
     assert_eq!(quote["fee"], 100, "nothing changes before approval");
     let (status, decided) = app.decide(&compliance, "fd-2", &approval).await;
-    assert_eq!((status, &decided["state"]), (200, &json!("executed")), "{decided}");
+    assert_eq!(
+        (status, &decided["state"]),
+        (200, &json!("executed")),
+        "{decided}"
+    );
     let (_, quote) = app.quote(&zhang, "fq-3", &john.contact, 10_000).await;
     assert_eq!(quote["fee"], 200, "2 % on the next quote: {quote}");
     let (_, fees, _) = app.get(&compliance, "/v1/staff/settings/fees").await;
@@ -639,13 +727,25 @@ async fn back_office(app: App) {
         .await;
     assert_eq!(status, 201, "{other}");
     let (status, _) = app
-        .decide(&compliance, "fd-3", other["approval_id"].as_str().expect("id"))
+        .decide(
+            &compliance,
+            "fd-3",
+            other["approval_id"].as_str().expect("id"),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, body) = app
-        .decide(&compliance, "fd-4", stale["approval_id"].as_str().expect("id"))
+        .decide(
+            &compliance,
+            "fd-4",
+            stale["approval_id"].as_str().expect("id"),
+        )
         .await;
-    assert_eq!((status, error_of(&body).0), (409, Some("conflict")), "{body}");
+    assert_eq!(
+        (status, error_of(&body).0),
+        (409, Some("conflict")),
+        "{body}"
+    );
 
     // ---- queues ------------------------------------------------------------------------
     let (status, queues, _) = app.get(&compliance, "/v1/staff/queues").await;
@@ -658,7 +758,12 @@ async fn back_office(app: App) {
         .collect();
     assert_eq!(
         names,
-        ["kyc_reviews", "pending_approvals", "merchant_reviews", "pending_fundings"]
+        [
+            "kyc_reviews",
+            "pending_approvals",
+            "merchant_reviews",
+            "pending_fundings"
+        ]
     );
     assert_eq!(queues["data"][1]["count"], 0, "every proposal was decided");
     let (status, _, _) = app.get(&support, "/v1/staff/queues").await;
@@ -666,9 +771,13 @@ async fn back_office(app: App) {
 
     // ---- day 1: a P2P payment (stepped up), a freeze, a manual adjustment --------------
     app.clock.advance_millis(86_400_000);
+    app.sign_in(&mut zhang).await;
+    app.sign_in(&mut john).await;
     app.pay(&zhang, "p-1", &john.contact, 10_000).await;
     let risk = app.staff("risk.b", vec![Role::RiskAnalyst]).await;
-    let compliance = app.staff("compliance.b", vec![Role::ComplianceOfficer]).await;
+    let compliance = app
+        .staff("compliance.b", vec![Role::ComplianceOfficer])
+        .await;
     let support = app.staff("support.b", vec![Role::Support]).await;
     let (status, _) = app
         .post(
@@ -690,7 +799,11 @@ async fn back_office(app: App) {
     assert_eq!(status, 201, "{proposal}");
     let approval = proposal["id"].as_str().expect("id").to_string();
     let (status, decided) = app.decide(&compliance, "adj-d", &approval).await;
-    assert_eq!((status, &decided["state"]), (200, &json!("executed")), "{decided}");
+    assert_eq!(
+        (status, &decided["state"]),
+        (200, &json!("executed")),
+        "{decided}"
+    );
     let reader = app.state.reader.clone();
     let transfer_id = format!("adj:{approval}");
     let transfer = tokio::task::spawn_blocking(move || {
@@ -702,12 +815,21 @@ async fn back_office(app: App) {
     .expect("join")
     .expect("the adjustment is a ledger transfer");
     assert_eq!(transfer.debit.to_string(), "bank:adjustments:cny");
-    assert_eq!(transfer.credit.to_string(), format!("wallet:{}:cny", john.id));
+    assert_eq!(
+        transfer.credit.to_string(),
+        format!("wallet:{}:cny", john.id)
+    );
     assert_eq!(transfer.amount.minor_units(), 5_000);
     let metadata = transfer.metadata.entries();
-    assert_eq!(metadata.get("reason").map(String::as_str), Some("goodwill for outage"));
+    assert_eq!(
+        metadata.get("reason").map(String::as_str),
+        Some("goodwill for outage")
+    );
     assert_eq!(metadata.get("maker").map(String::as_str), Some("support.b"));
-    assert_eq!(metadata.get("checker").map(String::as_str), Some("compliance.b"));
+    assert_eq!(
+        metadata.get("checker").map(String::as_str),
+        Some("compliance.b")
+    );
 
     // ---- dashboards over the two days --------------------------------------------------
     let viewer = app.staff("product.b", vec![Role::ProductManager]).await;
@@ -736,7 +858,13 @@ async fn back_office(app: App) {
         top_up,
         &json!({"operation": "top_up", "succeeded": 2, "failed": 1, "failure_rate_bps": 3_333, "reasons": {"card_declined": 1}})
     );
-    for quiet in ["withdrawal", "bill_payment", "merchant_payment", "merchant_refund", "fx_conversion"] {
+    for quiet in [
+        "withdrawal",
+        "bill_payment",
+        "merchant_payment",
+        "merchant_refund",
+        "fx_conversion",
+    ] {
         let row = failures
             .iter()
             .find(|f| f["operation"] == quiet)
@@ -756,16 +884,25 @@ async fn back_office(app: App) {
     );
     // Only the first day: the P2P payment and the freeze are outside.
     let (_, board, _) = app
-        .get(&viewer, &format!("/v1/staff/dashboards?from={first}&until={first}"))
+        .get(
+            &viewer,
+            &format!("/v1/staff/dashboards?from={first}&until={first}"),
+        )
         .await;
     assert_eq!(board["volumes"].as_array().map(Vec::len), Some(1));
     assert_eq!(board["fraud"]["freezes"], 0);
     let (status, body, _) = app
         .get(&viewer, "/v1/staff/dashboards?from=2026-13-01")
         .await;
-    assert_eq!((status, error_of(&body)), (422, (Some("invalid_field"), Some("from"))));
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("from")))
+    );
     let (status, body, _) = app
-        .get(&viewer, "/v1/staff/dashboards?from=2020-01-01&until=2026-01-01")
+        .get(
+            &viewer,
+            "/v1/staff/dashboards?from=2020-01-01&until=2026-01-01",
+        )
         .await;
     assert_eq!((status, error_of(&body).1), (422, Some("from")));
 
@@ -793,9 +930,17 @@ async fn back_office(app: App) {
     let (_, quote) = app.quote(&john, "lq-2", &zhang.contact, 6_000).await;
     assert!(quote["id"].is_string(), "nothing changes before approval");
     let (status, decided) = app
-        .decide(&compliance, "ld-1", proposal["approval_id"].as_str().expect("id"))
+        .decide(
+            &compliance,
+            "ld-1",
+            proposal["approval_id"].as_str().expect("id"),
+        )
         .await;
-    assert_eq!((status, &decided["state"]), (200, &json!("executed")), "{decided}");
+    assert_eq!(
+        (status, &decided["state"]),
+        (200, &json!("executed")),
+        "{decided}"
+    );
     let (status, refused) = app.quote(&john, "lq-3", &zhang.contact, 6_000).await;
     assert_eq!(
         (status, error_of(&refused)),

@@ -537,7 +537,11 @@ impl Identity {
                 staff,
                 ("customer_360_viewed", Some(customer_id)),
                 context,
-                if clear { "personal data shown" } else { "masked" },
+                if clear {
+                    "personal data shown"
+                } else {
+                    "masked"
+                },
             )
         })?;
         Ok(CustomerRecord {

@@ -16,6 +16,7 @@
 //! log (`coffer-audit`) in the same transaction as the change it records;
 //! the old `security_events` table (migration 0003) is no longer written.
 
+mod backoffice;
 mod contact;
 mod credentials;
 mod error;
@@ -25,10 +26,9 @@ mod passkeys;
 mod password;
 mod profile;
 mod session;
+mod settings;
 mod staff;
 mod throttle;
-mod backoffice;
-mod settings;
 
 use std::sync::Arc;
 
@@ -40,6 +40,10 @@ use coffer_store::sql_params;
 use coffer_vault::{EncryptedColumn, Vault};
 use rand::{Rng, RngCore};
 
+pub use backoffice::{
+    mask_name, normalize_name, CustomerHit, CustomerRecord, CustomerSearch, KycIdentityView,
+    KycReviewView, LimitOverrideView, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
+};
 pub use contact::{Contact, ContactKind};
 pub use credentials::{PasswordReset, PASSWORD_RESETS_PER_CONTACT_PER_HOUR_MAX};
 pub use error::IdentityError;
@@ -54,19 +58,15 @@ pub use passkeys::{PasskeySettings, PasskeyView, PASSKEYS_PER_CUSTOMER_MAX};
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use session::{NewSession, SessionInfo, SessionView};
+pub use settings::{
+    latest_setting, setting_proposal, tiers_from_json, tiers_to_json, SettingError, SettingVersion,
+    TIER_LIMITS_SETTING,
+};
 pub use staff::{
     limit_override_fields, permits, Approval, NewStaff, Permission, Role, SensitiveAction,
     StaffInfo, STAFF_TOKEN_PREFIX,
 };
 pub use webauthn_rs::prelude as webauthn;
-pub use backoffice::{
-    mask_name, normalize_name, CustomerHit, CustomerRecord, CustomerSearch, KycIdentityView,
-    KycReviewView, LimitOverrideView, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
-};
-pub use settings::{
-    latest_setting, setting_proposal, tiers_from_json, tiers_to_json, SettingError,
-    SettingVersion, TIER_LIMITS_SETTING,
-};
 
 /// The terms a new customer accepts; a registration must name this version.
 pub const TERMS_VERSION: &str = "2026-11";

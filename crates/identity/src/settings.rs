@@ -65,8 +65,8 @@ pub fn latest_setting(db: &mut dyn Sql, kind: &str) -> Result<Option<(i64, Strin
 /// A proposal's parameters: the version it was written against and the
 /// whole new document.
 pub fn setting_proposal(params: &str) -> Result<(i64, serde_json::Value), SettingError> {
-    let value: serde_json::Value = serde_json::from_str(params)
-        .map_err(|_| SettingError::new("params", "a JSON object"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(params).map_err(|_| SettingError::new("params", "a JSON object"))?;
     let base = value
         .get("base_version")
         .and_then(serde_json::Value::as_i64)
@@ -110,7 +110,9 @@ pub fn tiers_from_json(value: &serde_json::Value) -> Result<Tiers, SettingError>
         .get("tiers")
         .and_then(serde_json::Value::as_array)
         .filter(|l| l.len() == 3)
-        .ok_or_else(|| SettingError::new("settings.tiers", "a list of exactly 3 tiers (0, 1, 2)"))?;
+        .ok_or_else(|| {
+            SettingError::new("settings.tiers", "a list of exactly 3 tiers (0, 1, 2)")
+        })?;
     let mut tiers = Tiers::default();
     for (index, (slot, entry)) in tiers.0.iter_mut().zip(list).enumerate() {
         let path = format!("settings.tiers[{index}]");

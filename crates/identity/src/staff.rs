@@ -153,7 +153,10 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ViewPersonalData
                     | ViewDashboards
             )
-            | (ProductManager, ProposeSensitive | ViewDashboards | ManageSettings)
+            | (
+                ProductManager,
+                ProposeSensitive | ViewDashboards | ManageSettings
+            )
             | (
                 Administrator,
                 ViewCustomers

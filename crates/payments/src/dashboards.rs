@@ -180,8 +180,7 @@ impl Dashboards {
                     _ => {}
                 }
             }
-            failure.failure_rate_bps =
-                rate_bps(failure.failed, failure.succeeded + failure.failed);
+            failure.failure_rate_bps = rate_bps(failure.failed, failure.succeeded + failure.failed);
             volumes.extend(
                 by_day
                     .into_iter()

@@ -383,8 +383,9 @@ pub fn current(
     match coffer_identity::latest_setting(db, FEES_SETTING)? {
         None => Ok((0, seed.clone())),
         Some((version, body)) => {
-            let corrupt =
-                |e: String| coffer_store::StoreError::Corrupt(format!("fee schedule v{version}: {e}"));
+            let corrupt = |e: String| {
+                coffer_store::StoreError::Corrupt(format!("fee schedule v{version}: {e}"))
+            };
             let value: serde_json::Value =
                 serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
             let schedule = schedule_from_json(&value).map_err(|e| corrupt(e.to_string()))?;

@@ -53,6 +53,7 @@ pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
 };
+pub use dashboards::{Dashboard, Dashboards, FailureRow, FraudIndicators, VolumeRow};
 pub use fees::{FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule, FeeUsage, Waiver};
 pub use funding::{
     CallbackOutcome, ClientKey, Funding, FundingError, FundingKind, FundingPolicy, FundingState,
@@ -78,4 +79,3 @@ pub use reconcile::{Break, BreakKind, Reconciliation};
 pub use settlement::SettlementView;
 pub use simulator::{SignedCallback, Simulator, SimulatorSettings, CHALLENGE_ANSWER};
 pub use webhooks::WebhookTransport;
-pub use dashboards::{Dashboard, Dashboards, FailureRow, FraudIndicators, VolumeRow};
