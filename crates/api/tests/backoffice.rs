@@ -380,7 +380,7 @@ impl App {
             .post(&who.bearer, key, "/v1/me/p2p/payments", body)
             .await;
         assert_eq!(
-            (status, &paid["state"]),
+            (status, &paid["status"]),
             (201, &json!("succeeded")),
             "{paid}"
         );
