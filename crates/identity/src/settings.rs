@@ -277,13 +277,13 @@ mod tests {
         let mut doc = tiers_to_json(&tiers);
         doc["tiers"][1]["daily"] = serde_json::json!(-1);
         assert_eq!(
-            tiers_from_json(&doc).map_err(|e| e.field),
+            tiers_from_json(&doc).map(|t| t.0).map_err(|e| e.field),
             Err("settings.tiers[1].daily".to_string())
         );
         let mut doc = tiers_to_json(&tiers);
         doc["tiers"][2]["per_payment"] = serde_json::json!(900_000_000);
         assert_eq!(
-            tiers_from_json(&doc).map_err(|e| e.field),
+            tiers_from_json(&doc).map(|t| t.0).map_err(|e| e.field),
             Err("settings.tiers[2].per_payment".to_string())
         );
         let mut doc = tiers_to_json(&tiers);
