@@ -4,6 +4,7 @@
 //! per-address rate limits.
 
 pub mod auth;
+pub mod backoffice_routes;
 pub mod body;
 pub mod client_addr;
 pub mod compliance_routes;
@@ -600,6 +601,7 @@ pub fn routes() -> RouteTable {
         .merge(compliance_routes::routes())
         .merge(notification_routes::routes())
         .merge(privacy_routes::routes())
+        .merge(backoffice_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -20,9 +20,9 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::{
-    compliance_routes, customer_routes, funding_routes, ledger_routes, merchant_key_routes,
-    merchant_routes, notification_routes, p2p_routes, privacy_routes, risk_routes, staff_routes,
-    wallet_routes,
+    backoffice_routes, compliance_routes, customer_routes, funding_routes, ledger_routes,
+    merchant_key_routes, merchant_routes, notification_routes, p2p_routes, privacy_routes,
+    risk_routes, staff_routes, wallet_routes,
 };
 
 /// The name of the bearer-token security scheme in the document.
@@ -205,6 +205,12 @@ pub const SESSION_SCHEME: &str = "session";
         privacy_routes::partner_profile,
         privacy_routes::partner_balances,
         privacy_routes::partner_transactions,
+        backoffice_routes::search_customers,
+        backoffice_routes::customer_360,
+        backoffice_routes::queues,
+        backoffice_routes::dashboards,
+        backoffice_routes::view_settings,
+        backoffice_routes::propose_settings,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the

@@ -630,12 +630,14 @@ pub(crate) async fn propose(
         &body,
         || async {
             let request: ProposalRequest = parse(&body)?;
-            let action = SensitiveAction::parse(&request.action).ok_or_else(|| {
-                ApiError::invalid(
-                    "action",
-                    "unfreeze, adjust_balance, override_limit or send_campaign",
-                )
-            })?;
+            let action = SensitiveAction::parse(&request.action)
+                .filter(|a| *a != SensitiveAction::ChangeSettings)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "action",
+                        "unfreeze, adjust_balance, override_limit or send_campaign (settings changes: /v1/staff/settings/{kind}/proposals)",
+                    )
+                })?;
             if action == SensitiveAction::AdjustBalance {
                 adjustment(&request.params)?;
             }
@@ -674,6 +676,32 @@ pub(crate) async fn propose(
         },
     )
     .await
+}
+
+/// Who proposed and approved a manual adjustment, and why, on the ledger
+/// transfer itself: the books explain every adjustment without the
+/// approvals table.
+fn adjustment_metadata(approval: &coffer_identity::Approval) -> Result<Metadata, ApiError> {
+    let mut reason: String = approval
+        .reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    while reason.len() > coffer_ledger::metadata::METADATA_VALUE_LENGTH_MAX {
+        reason.pop();
+    }
+    Metadata::new(
+        [
+            ("approval_id", approval.id.clone()),
+            ("maker", approval.maker.clone()),
+            ("checker", approval.checker.clone().unwrap_or_default()),
+            ("reason", reason),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+    .map_err(ApiError::internal)
 }
 
 /// (amount, credit?) of an `adjust_balance` proposal.
@@ -803,6 +831,9 @@ async fn execute(
             identity_call(move || identity.apply_limit_override(&approval, &context)).await?;
             Ok("limits overridden".into())
         }
+        SensitiveAction::ChangeSettings => {
+            crate::backoffice_routes::apply_settings_change(state, approval, context).await
+        }
         SensitiveAction::AdjustBalance => {
             let params: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(&approval.params).map_err(ApiError::internal)?;
@@ -839,7 +870,7 @@ async fn execute(
                     currency,
                 },
                 code: Code::parse("adjustment.manual").map_err(ApiError::internal)?,
-                metadata: Metadata::default(),
+                metadata: adjustment_metadata(approval)?,
             };
             let outcome = state
                 .engine

@@ -1338,6 +1338,36 @@ async fn every_staff_route_checks_every_role() {
             None,
             Some(Permission::SettleMerchants),
         ),
+        (
+            Method::GET,
+            format!("/v1/staff/customer-search?id={customer}"),
+            None,
+            Some(Permission::ViewCustomers),
+        ),
+        (
+            Method::GET,
+            format!("/v1/staff/customers/{customer}/360"),
+            None,
+            Some(Permission::ViewCustomers),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/queues".into(),
+            None,
+            Some(Permission::ViewDashboards),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/dashboards".into(),
+            None,
+            Some(Permission::ViewDashboards),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/settings/fees/proposals".into(),
+            Some(json!({"base_version": 99, "settings": {}, "reason": "matrix"})),
+            Some(Permission::ManageSettings),
+        ),
     ];
     for (index, role) in Role::ALL.into_iter().enumerate() {
         let username = format!("matrix.{index}");

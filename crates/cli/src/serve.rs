@@ -185,6 +185,15 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || bank.open_bank_accounts())
             .await?
             .map_err(|e| anyhow::anyhow!("opening the bank's accounts: {e}"))?;
+        // Customers registered before staff name search existed get their
+        // name indexes now (a no-op once every customer has them).
+        let identity = state.identity.clone();
+        tokio::task::spawn_blocking(move || {
+            while identity.index_missing_names(500)? > 0 {}
+            Ok::<(), coffer_identity::IdentityError>(())
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("indexing customer names: {e}"))?;
         if args.demo {
             let customer = demo::load_funding(&state, &customers, demo_sms.clone()).await?;
             demo::load_wallet(&state, customer).await?;

@@ -293,6 +293,12 @@ impl Identity {
                         "UPDATE customers SET tier = 1, updated_at = $2 WHERE id = $1 AND tier < 1",
                         sql_params![info.customer_id.as_str(), now],
                     )?;
+                    self.index_name(
+                        db,
+                        &info.customer_id,
+                        crate::backoffice::KYC_NAME_SOURCE,
+                        name,
+                    )?;
                     self.event(db, Some(&info.customer_id), "kyc_verified", context, "tier 1")
                 })?;
                 Ok(KycOutcome::Verified { tier: 1 })

@@ -16,6 +16,7 @@
 //! log (`coffer-audit`) in the same transaction as the change it records;
 //! the old `security_events` table (migration 0003) is no longer written.
 
+mod backoffice;
 mod contact;
 mod credentials;
 mod error;
@@ -26,6 +27,7 @@ mod password;
 mod profile;
 mod screening;
 mod session;
+mod settings;
 mod staff;
 mod throttle;
 
@@ -39,6 +41,10 @@ use coffer_store::sql_params;
 use coffer_vault::{EncryptedColumn, Vault};
 use rand::{Rng, RngCore};
 
+pub use backoffice::{
+    mask_name, normalize_name, CustomerHit, CustomerRecord, CustomerSearch, KycIdentityView,
+    KycReviewView, LimitOverrideView, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
+};
 pub use contact::{Contact, ContactKind};
 pub use credentials::{PasswordReset, PASSWORD_RESETS_PER_CONTACT_PER_HOUR_MAX};
 pub use error::IdentityError;
@@ -55,6 +61,10 @@ pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGT
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use screening::{Party, PartyKind, Screening, ScreeningError, ScreeningSource, Standing};
 pub use session::{NewSession, SessionInfo, SessionView};
+pub use settings::{
+    latest_setting, setting_proposal, tiers_from_json, tiers_to_json, SettingError, SettingVersion,
+    TIER_LIMITS_SETTING,
+};
 pub use staff::{
     limit_override_fields, permits, Approval, NewStaff, Permission, Role, SensitiveAction,
     StaffInfo, STAFF_TOKEN_PREFIX,
@@ -495,6 +505,7 @@ impl Identity {
                 // Completed meanwhile, or the contact registered by another flow.
                 return Err(IdentityError::CodeInvalid);
             }
+            self.index_name(db, &customer_id, backoffice::DISPLAY_NAME_SOURCE, display_name)?;
             self.event(db, Some(&customer_id), "registered", context, "")?;
             session::create(db, &self.policy, &customer_id, context, now)
         })?;

@@ -58,6 +58,12 @@ impl Identity {
             if updated != 1 {
                 return Err(IdentityError::NotFound("customer"));
             }
+            self.index_name(
+                db,
+                &info.customer_id,
+                crate::backoffice::DISPLAY_NAME_SOURCE,
+                display_name,
+            )?;
             // Which field changed, never its value.
             self.event(
                 db,

@@ -89,10 +89,18 @@ pub enum Permission {
     ManageNotifications,
     /// Create marketing campaigns, preview their audience and send them.
     ManageCampaigns,
+    /// See a customer's personal data in clear (name, contact, legal name)
+    /// in the back office; without it staff see masked values.
+    ViewPersonalData,
+    /// Read the back office's queues overview and dashboards.
+    ViewDashboards,
+    /// Propose changes to the fee schedule and tier limits (maker); a
+    /// checker with `approve_sensitive` approves them.
+    ManageSettings,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 17] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -107,6 +115,9 @@ impl Permission {
         Permission::ManageCompliance,
         Permission::ManageNotifications,
         Permission::ManageCampaigns,
+        Permission::ViewPersonalData,
+        Permission::ViewDashboards,
+        Permission::ManageSettings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +136,9 @@ impl Permission {
             Permission::ManageCompliance => "manage_compliance",
             Permission::ManageNotifications => "manage_notifications",
             Permission::ManageCampaigns => "manage_campaigns",
+            Permission::ViewPersonalData => "view_personal_data",
+            Permission::ViewDashboards => "view_dashboards",
+            Permission::ManageSettings => "manage_settings",
         }
     }
 }
@@ -144,6 +158,8 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ReadAudit
                     | UnlockCustomers
                     | ManageRisk
+                    | ViewPersonalData
+                    | ViewDashboards
             )
             | (
                 ComplianceOfficer,
@@ -154,8 +170,13 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | Reconcile
                     | ReviewMerchants
                     | ManageCompliance
+                    | ViewPersonalData
+                    | ViewDashboards
             )
-            | (ProductManager, ProposeSensitive | ManageCampaigns)
+            | (
+                ProductManager,
+                ProposeSensitive | ManageCampaigns | ViewDashboards | ManageSettings
+            )
             | (
                 Administrator,
                 ViewCustomers
@@ -166,6 +187,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | UnlockCustomers
                     | SettleMerchants
                     | ManageNotifications
+                    | ViewDashboards
             )
     )
 }
@@ -218,6 +240,9 @@ pub enum SensitiveAction {
     OverrideLimit,
     /// Send a marketing campaign (the subject is the campaign id).
     SendCampaign,
+    /// A new version of a runtime settings document (fee schedule, tier
+    /// limits); the subject names the kind.
+    ChangeSettings,
 }
 
 impl SensitiveAction {
@@ -227,6 +252,7 @@ impl SensitiveAction {
             SensitiveAction::AdjustBalance => "adjust_balance",
             SensitiveAction::OverrideLimit => "override_limit",
             SensitiveAction::SendCampaign => "send_campaign",
+            SensitiveAction::ChangeSettings => "change_settings",
         }
     }
 
@@ -236,6 +262,7 @@ impl SensitiveAction {
             SensitiveAction::AdjustBalance,
             SensitiveAction::OverrideLimit,
             SensitiveAction::SendCampaign,
+            SensitiveAction::ChangeSettings,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)
@@ -701,7 +728,10 @@ impl Identity {
         reason: &str,
         context: &Context,
     ) -> Result<String, IdentityError> {
-        staff.require(Permission::ProposeSensitive)?;
+        staff.require(match action {
+            SensitiveAction::ChangeSettings => Permission::ManageSettings,
+            _ => Permission::ProposeSensitive,
+        })?;
         if reason.trim().is_empty() {
             return Err(IdentityError::invalid("reason", "say why"));
         }
@@ -851,14 +881,14 @@ impl Identity {
         })
     }
 
-    /// The limits a customer's payments are held to: their KYC tier's, with
-    /// any approved override applied.
+    /// The limits a customer's payments are held to: their KYC tier's (as
+    /// in force: `current_tiers`), with any approved override applied.
     pub fn limits_for(
         &self,
         customer_id: &str,
         tier: i64,
     ) -> Result<crate::TierLimits, IdentityError> {
-        let mut limits = self.policy().tiers.limits(tier);
+        let mut limits = self.current_tiers()?.1.limits(tier);
         let row = self.sql.run(|db| {
             db.query_opt(
                 "SELECT balance_cap, per_payment, daily, monthly FROM limit_overrides WHERE customer_id = $1",

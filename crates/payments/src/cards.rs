@@ -312,6 +312,27 @@ impl Cards {
             .collect()
     }
 
+    /// Customers who linked a card (active or since removed) ending in
+    /// `last4`, by id after `after`, at most `limit`: the back office's
+    /// search. The last four digits are stored in clear for display (PCI DSS
+    /// allows showing them), so they are matched directly; the number itself
+    /// never is.
+    pub fn customers_with_last4(
+        &self,
+        last4: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, CardError> {
+        let rows = self.sql.run(|db| {
+            db.query(
+                "SELECT DISTINCT customer_id FROM cards WHERE last4 = $1 AND customer_id > $2 \
+                 ORDER BY customer_id LIMIT $3",
+                sql_params![last4, after, limit],
+            )
+        })?;
+        Ok(rows.iter().map(|r| r.text(0)).collect::<Result<_, _>>()?)
+    }
+
     /// One active card of the customer.
     pub fn get(&self, customer_id: &str, card_id: &str) -> Result<CardView, CardError> {
         let row = self

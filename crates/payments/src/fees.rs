@@ -387,6 +387,119 @@ impl FeeSchedule {
     }
 }
 
+/// The kind under which approved fee schedules are versioned
+/// (`coffer_identity::latest_setting`).
+pub const FEES_SETTING: &str = "fees";
+
+/// The schedule as a JSON document: one object per operation, every
+/// operation named.
+pub fn schedule_to_json(schedule: &FeeSchedule) -> serde_json::Value {
+    let mut document = serde_json::Map::new();
+    for operation in FeeOperation::ALL {
+        let rule = schedule.rule(operation);
+        document.insert(
+            operation.as_str().to_string(),
+            serde_json::json!({
+                "fixed": rule.fixed,
+                "percent_bps": rule.percent_bps,
+                "minimum": rule.minimum,
+                "maximum": rule.maximum,
+                "free_per_month": rule.free_per_month,
+                "first_free": rule.first_free,
+            }),
+        );
+    }
+    serde_json::Value::Object(document)
+}
+
+/// Parses and validates a whole schedule document: every operation named
+/// once, every rule complete and valid (`FeeRule::validate`); the error
+/// names the field by its path (`settings.p2p.percent_bps`).
+pub fn schedule_from_json(
+    value: &serde_json::Value,
+) -> Result<FeeSchedule, coffer_identity::SettingError> {
+    use coffer_identity::SettingError;
+    const FIELDS: [&str; 6] = [
+        "fixed",
+        "percent_bps",
+        "minimum",
+        "maximum",
+        "free_per_month",
+        "first_free",
+    ];
+    let object = value
+        .as_object()
+        .ok_or_else(|| SettingError::new("settings", "an object with one rule per operation"))?;
+    if let Some(key) = object.keys().find(|k| FeeOperation::parse(k).is_none()) {
+        return Err(SettingError::new(
+            format!("settings.{key}"),
+            "unknown operation; expected p2p, withdrawal, merchant_payment, bill_payment",
+        ));
+    }
+    let mut rules = Vec::new();
+    for operation in FeeOperation::ALL {
+        let path = format!("settings.{}", operation.as_str());
+        let rule = object
+            .get(operation.as_str())
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| SettingError::new(path.clone(), "a rule for every operation"))?;
+        if let Some(key) = rule.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(SettingError::new(
+                format!("{path}.{key}"),
+                "unknown key; expected fixed, percent_bps, minimum, maximum, free_per_month, first_free",
+            ));
+        }
+        let whole = |name: &str| {
+            rule.get(name)
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| SettingError::new(format!("{path}.{name}"), "a whole number"))
+        };
+        let maximum = match rule.get("maximum") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => Some(whole("maximum")?),
+        };
+        let rule = FeeRule {
+            fixed: whole("fixed")?,
+            percent_bps: whole("percent_bps")?,
+            minimum: whole("minimum")?,
+            maximum,
+            free_per_month: whole("free_per_month")?,
+            first_free: rule
+                .get("first_free")
+                .and_then(serde_json::Value::as_bool)
+                .ok_or_else(|| SettingError::new(format!("{path}.first_free"), "true or false"))?,
+        };
+        rules.push((operation, rule));
+    }
+    FeeSchedule::new(rules).map_err(|(operation, error)| {
+        SettingError::new(
+            format!("settings.{}.{}", operation.as_str(), error.field),
+            error.message,
+        )
+    })
+}
+
+/// The schedule in force: the latest approved version, else `seed` (the
+/// configuration's). Read in the caller's transaction, so a payment's fee
+/// is decided with the schedule of the moment it is recorded.
+pub fn current(
+    db: &mut dyn coffer_store::sql::Sql,
+    seed: &FeeSchedule,
+) -> Result<(i64, FeeSchedule), coffer_store::StoreError> {
+    match coffer_identity::latest_setting(db, FEES_SETTING)? {
+        None => Ok((0, seed.clone())),
+        Some((version, body)) => {
+            let corrupt = |e: String| {
+                coffer_store::StoreError::Corrupt(format!("fee schedule v{version}: {e}"))
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+            let schedule = schedule_from_json(&value).map_err(|e| corrupt(e.to_string()))?;
+            Ok((version, schedule))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +631,31 @@ mod tests {
         assert_eq!(rule.charge(100_000), 500);
         assert_eq!(rule.charge(10_000_000), 10_000, "the maximum");
         assert!(DiscountRule::percent(1_001).validate().is_err());
+    }
+
+    #[test]
+    fn schedules_round_trip_through_json_and_name_the_bad_field() {
+        let schedule = FeeSchedule::default();
+        assert_eq!(
+            schedule_from_json(&schedule_to_json(&schedule)),
+            Ok(schedule.clone())
+        );
+        let mut document = schedule_to_json(&schedule);
+        document["p2p"]["percent_bps"] = serde_json::json!(20_000);
+        assert_eq!(
+            schedule_from_json(&document).map_err(|e| e.field),
+            Err("settings.p2p.percent_bps".to_string())
+        );
+        let mut document = schedule_to_json(&schedule);
+        if let Some(object) = document.as_object_mut() {
+            object.remove("withdrawal");
+        }
+        assert_eq!(
+            schedule_from_json(&document).map_err(|e| e.field),
+            Err("settings.withdrawal".to_string())
+        );
+        let mut document = schedule_to_json(&schedule);
+        document["bill_payment"]["percent"] = serde_json::json!(1);
+        assert!(schedule_from_json(&document).is_err());
     }
 }

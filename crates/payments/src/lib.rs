@@ -16,6 +16,7 @@ pub mod bills;
 pub mod campaigns;
 pub mod cards;
 pub mod connectors;
+pub mod dashboards;
 pub mod emv;
 pub mod fees;
 pub mod funding;
@@ -57,6 +58,7 @@ pub use connectors::{
     Callback, CardNetwork, ConnectorError, ConnectorKind, CoreBanking, SignatureError,
     WebhookSecret, SIGNATURE_HEADER,
 };
+pub use dashboards::{Dashboard, Dashboards, FailureRow, FraudIndicators, VolumeRow};
 pub use fees::{
     DiscountRule, DiscountScope, FeeOperation, FeeQuote, FeeRule, FeeRuleError, FeeSchedule,
     FeeUsage, Waiver,

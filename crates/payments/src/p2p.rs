@@ -1119,12 +1119,15 @@ impl P2p {
         }
         let payee_name = self.masked_name(&payee_id)?;
         let periods = self.periods(now);
-        let rule = self.policy.fees.rule(FeeOperation::P2p);
         let quote_id = new_id("quo");
         let expires_at = now + self.policy.quote_ttl_seconds * NANOS_PER_SECOND;
         let note_enc = self.encrypt_note(note.as_deref())?;
         let (FeeQuote { fee, waiver }, step_up) =
             self.sql.transaction(|db| -> Result<_, P2pError> {
+                // The schedule in force now (staff may have changed it).
+                let rule = crate::fees::current(db, &self.policy.fees)?
+                    .1
+                    .rule(FeeOperation::P2p);
                 let usage = self.fee_usage(db, payer_id, periods.month)?;
                 let fee = rule.quote(amount, usage);
                 let step_up =
@@ -1321,7 +1324,7 @@ impl P2p {
                         .map_err(quote_changed)?;
                 }
                 Some(Waiver::MonthlyQuota) => {
-                    let rule = self.policy.fees.rule(fee_op);
+                    let rule = crate::fees::current(db, &self.policy.fees)?.1.rule(fee_op);
                     limits::reserve(
                         db,
                         payer_id,

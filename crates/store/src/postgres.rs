@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (20, include_str!("migrations/postgres_0020_compliance.sql")),
     (21, include_str!("migrations/postgres_0021_privacy.sql")),
+    (22, include_str!("migrations/postgres_0022_backoffice.sql")),
     (
         24,
         include_str!("migrations/postgres_0024_payments_gaps.sql"),

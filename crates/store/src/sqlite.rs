@@ -51,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (19, include_str!("migrations/sqlite_0019_notifications.sql")),
     (20, include_str!("migrations/sqlite_0020_compliance.sql")),
     (21, include_str!("migrations/sqlite_0021_privacy.sql")),
+    (22, include_str!("migrations/sqlite_0022_backoffice.sql")),
     (24, include_str!("migrations/sqlite_0024_payments_gaps.sql")),
 ];
 
