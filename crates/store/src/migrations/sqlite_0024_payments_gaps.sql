@@ -81,6 +81,8 @@ DROP TABLE cards;
 ALTER TABLE cards_relinkable RENAME TO cards;
 CREATE INDEX cards_customer ON cards (customer_id, created_at);
 CREATE UNIQUE INDEX cards_active ON cards (customer_id, pan_index) WHERE status = 'active';
+-- Migration 0022's index went with the old table.
+CREATE INDEX IF NOT EXISTS cards_last4 ON cards (last4, customer_id);
 
 -- Top-ups (where the tier says so) and bill payments count against the
 -- daily and monthly limits; the periods they reserved in, to give back on failure.
