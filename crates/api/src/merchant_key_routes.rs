@@ -7,19 +7,22 @@
 //! key at most `auth::API_KEY_CACHE_SECONDS` after their last read.)
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use coffer_core::Timestamp;
 use coffer_store::sql_params;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::customer_routes::CustomerSession;
+use crate::body::RawBody;
+use crate::customer_routes::{customer_principal, CustomerSession};
 use crate::error::ApiError;
 use crate::merchant_routes::MERCHANT_SCOPE_PREFIX;
-use crate::openapi::Internal;
+use crate::idempotency;
+use crate::openapi::params::IdempotencyKey;
+use crate::openapi::{BadRequest, BodyTooLarge, Internal};
 use crate::path_id::PathId;
-use crate::respond::{blocking_call, json_response};
+use crate::respond::{blocking_call, json_response, to_json};
 use crate::route_table::RouteTable;
 use crate::AppState;
 
@@ -109,18 +112,23 @@ pub(crate) async fn list_merchant_keys(
     path = "/v1/me/merchants/{id}/api-keys/{key_id}/revoke",
     tag = "merchants",
     summary = "Revoke one of the merchant's API keys",
-    description = "The key stops working at once (this instance refuses it from the next request; other instances within seconds). Audited (`merchant_api_key_revoked`). Revoking a revoked key changes nothing and answers the same (idempotent without Idempotency-Key).",
+    description = "The key stops working at once (this instance refuses it from the next request; other instances within seconds). Audited (`merchant_api_key_revoked`). Revoking a revoked key changes nothing and answers the same.",
     params(
         ("id" = String, Path, description = "The merchant id."),
         ("key_id" = String, Path, description = "The key's id (16 hex digits)."),
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "Revoked.", body = MerchantKeyBody),
+        (status = 400, response = BadRequest),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`: no such merchant of yours, or no such key of it.", body = crate::error::ErrorBody),
-        (status = 422, description = "`invalid_field` (`id`).", body = crate::error::ErrorBody),
+        (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "`invalid_field` (`id`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
     security(("session" = []))
 )]
@@ -128,7 +136,27 @@ pub(crate) async fn revoke_merchant_key(
     State(state): State<AppState>,
     session: CustomerSession,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, ApiError> {
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let principal = customer_principal(&session);
+    idempotency::run(
+        &state,
+        &principal,
+        "customer",
+        &headers,
+        "revoke_merchant_key",
+        &body,
+        || revoke(&state, &session, path),
+    )
+    .await
+}
+
+async fn revoke(
+    state: &AppState,
+    session: &CustomerSession,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<(StatusCode, String), ApiError> {
     let Path((merchant_id, key_id)) = path.map_err(|e| ApiError::invalid("id", e.body_text()))?;
     let merchants = state.merchants.clone();
     let owner = session.info.customer_id.clone();
@@ -174,5 +202,5 @@ pub(crate) async fn revoke_merchant_key(
     .await
     .map_err(ApiError::internal)??;
     state.api_keys.forget(&forget);
-    Ok(json_response(StatusCode::OK, &key_body(&row)?))
+    to_json(StatusCode::OK, &key_body(&row)?)
 }

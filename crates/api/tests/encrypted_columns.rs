@@ -25,6 +25,16 @@ fn schema_columns(dialect: &str) -> BTreeSet<(String, String)> {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 ["CREATE", "TABLE", name, ..] => table = name.trim_end_matches('(').to_string(),
+                // A table rebuilt under a new name (SQLite cannot drop a
+                // constraint) keeps its columns under the final name.
+                ["ALTER", "TABLE", from, "RENAME", "TO", to] => {
+                    let to = to.trim_end_matches(';');
+                    let moved: Vec<_> = columns.iter().filter(|(t, _)| t == from).cloned().collect();
+                    for (t, column) in moved {
+                        columns.remove(&(t, column.clone()));
+                        columns.insert((to.to_string(), column));
+                    }
+                }
                 ["ALTER", "TABLE", name, "ADD", "COLUMN", column, ..]
                     if column.ends_with("_enc") =>
                 {

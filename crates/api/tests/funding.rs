@@ -130,6 +130,8 @@ fn fee_policy() -> FundingPolicy {
                 },
             )
             .expect("rule"),
+        // Step-up has its own tests; these are about the fee.
+        withdrawal_step_up_threshold: i64::MAX,
         ..test_policy()
     }
 }
@@ -1277,7 +1279,7 @@ async fn withdrawal_fee_flows(app: &App) {
     assert_eq!(status_of(&done), ("failed", Some("account_closed")));
     assert_eq!(app.balance(&bearer).await, (69_900, 69_900));
     assert_eq!(app.fee_income().await, income + 100);
-    // A withdrawal the wallet covers but not with its fee: refused, nothing held.
+    // Most of the wallet: the amount and its fee are held together.
     let (status, big) = app
         .post(
             &bearer,

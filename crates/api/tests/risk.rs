@@ -705,8 +705,12 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
             (201, Some("succeeded")),
             "{paid}"
         );
-        app.advance_seconds(3600).await;
+        // Past the shipped burst window (10 minutes), within the
+        // customers' idle session time (30 minutes).
+        app.advance_seconds(11 * 60).await;
     }
+    // Staff sessions idle out after 15 minutes: sign in again.
+    let analyst = app.staff("analyst.rules.later", Role::RiskAnalyst).await;
     // Every problem at once, each with its field.
     let mut bad = review_rules();
     bad["thresholds"]["review"] = json!(10);

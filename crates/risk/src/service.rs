@@ -505,7 +505,7 @@ impl Risk {
         let rows = self.sql.run(|db| {
             db.query(
                 &format!(
-                    "{SELECT_CASE} WHERE ($1 IS NULL OR c.state = $1) AND ($2 IS NULL OR c.customer_id = $2) \
+                    "{SELECT_CASE} WHERE (CAST($1 AS TEXT) IS NULL OR c.state = $1) AND (CAST($2 AS TEXT) IS NULL OR c.customer_id = $2) \
                      ORDER BY c.created_at DESC, c.id LIMIT $3"
                 ),
                 sql_params![state, customer_id, limit.clamp(1, PAGE_MAX)],
