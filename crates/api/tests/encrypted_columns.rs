@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 /// (table, column) of every `…_enc` column the migrations of one dialect create.
 fn schema_columns(dialect: &str) -> BTreeSet<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../store/src/migrations");
-    let mut columns = BTreeSet::new();
+    let mut columns: BTreeSet<(String, String)> = BTreeSet::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("migrations")
         .map(|e| e.expect("entry").path())
@@ -29,7 +29,8 @@ fn schema_columns(dialect: &str) -> BTreeSet<(String, String)> {
                 // constraint) keeps its columns under the final name.
                 ["ALTER", "TABLE", from, "RENAME", "TO", to] => {
                     let to = to.trim_end_matches(';');
-                    let moved: Vec<_> = columns.iter().filter(|(t, _)| t == from).cloned().collect();
+                    let moved: Vec<_> =
+                        columns.iter().filter(|(t, _)| t == from).cloned().collect();
                     for (t, column) in moved {
                         columns.remove(&(t, column.clone()));
                         columns.insert((to.to_string(), column));

@@ -758,7 +758,7 @@ impl Merchants {
     fn refund_ratio(&self, merchant_id: &str) -> Result<(i64, i64), MerchantError> {
         let row = self.sql.run(|db| {
             db.query_one(
-                "SELECT COUNT(*), COALESCE(SUM(amount), 0), COALESCE(SUM(refunded), 0) FROM \
+                "SELECT COUNT(*), CAST(COALESCE(SUM(amount), 0) AS BIGINT), CAST(COALESCE(SUM(refunded), 0) AS BIGINT) FROM \
                  (SELECT amount, refunded FROM merchant_payments WHERE merchant_id = $1 AND state = 'succeeded' \
                  ORDER BY created_at DESC LIMIT $2) recent",
                 sql_params![merchant_id, REFUND_RATIO_PAYMENTS],

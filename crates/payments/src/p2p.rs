@@ -1576,8 +1576,14 @@ impl P2p {
         let payer_name = self.masked_name(&current.payer_id)?;
         let payee_name = self.masked_name(&current.payee_id)?;
         self.sql.transaction(|db| {
-            self.finish_in(db, current, outcome, PaymentState::Pending, (&payer_name, &payee_name))
-                .map(|_| ())
+            self.finish_in(
+                db,
+                current,
+                outcome,
+                PaymentState::Pending,
+                (&payer_name, &payee_name),
+            )
+            .map(|_| ())
         })
     }
 
@@ -1740,7 +1746,13 @@ impl P2p {
                 .expose(),
         );
         // A rejected payment tells no payee anything: the name is unused.
-        if !self.finish_in(db, &current, Err(reason), PaymentState::Held, (&payer_name, ""))? {
+        if !self.finish_in(
+            db,
+            &current,
+            Err(reason),
+            PaymentState::Held,
+            (&payer_name, ""),
+        )? {
             return Err(P2pError::NotHeld);
         }
         Ok(())
