@@ -522,6 +522,7 @@ async fn act(
         (status = 409, description = "`case_closed`, `freeze_case`, `not_held`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`note`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -548,6 +549,7 @@ pub(crate) async fn release_case(
         (status = 409, description = "`case_closed`, `not_held`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`note`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -574,6 +576,7 @@ pub(crate) async fn reject_case(
         (status = 409, description = "`case_closed` (also when already escalated), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`note`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -632,7 +635,8 @@ pub(crate) async fn list_rule_sets(
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
-        (status = 422, description = "`invalid_rules` (with `errors`: each field and its problem), `idempotency_key_reused`.", body = InvalidRulesBody),
+        (status = 422, description = "`invalid_rules` (with `errors`: each field and its problem), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -739,6 +743,9 @@ pub(crate) async fn dry_run(
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
         (status = 409, description = "`not_a_draft`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 422, description = "`invalid_field` (`id`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 400, response = BadRequest),
+        (status = 413, response = BodyTooLarge),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -810,6 +817,7 @@ pub(crate) async fn list_blocklist(
         (status = 409, description = "`idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`list`, `value`, `reason`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("staff" = [])))]
@@ -884,6 +892,7 @@ pub(crate) async fn my_cases(
         (status = 409, description = "`case_closed`, `freeze_case`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field`, `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 503, description = "`overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
     ),
     security(("session" = [])))]
