@@ -343,20 +343,39 @@ pub(crate) struct Customer360 {
     /// Freezes, unfreezes, unlocks, KYC and security events, staff views:
     /// the newest audit records about the customer.
     history: Vec<HistoryBody>,
-    /// The risk engine's cases and decisions about the customer; null until
-    /// a risk module provides them (see `risk_history`).
-    #[schema(value_type = Option<Object>)]
+    /// The risk engine's latest decisions about the customer (id, kind,
+    /// amount, decision, score, at), newest first.
+    #[schema(value_type = Option<Vec<Object>>)]
     risk_history: Option<serde_json::Value>,
 }
 
-/// The extension point for risk history: the risk module returns its cases
-/// and decisions about the customer here. None exists on this branch.
+/// The customer's last risk evaluations (payments, withdrawals), newest first.
 async fn risk_history(
-    _state: &AppState,
-    _customer_id: &str,
+    state: &AppState,
+    customer_id: &str,
 ) -> Result<Option<serde_json::Value>, ApiError> {
-    Ok(None)
+    let risk = state.risk.risk.clone();
+    let customer = customer_id.to_string();
+    let evaluations =
+        blocking_call(move || risk.evaluations_of(&customer, RISK_HISTORY_ROWS)).await?;
+    let rows: Vec<serde_json::Value> = evaluations
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id,
+                "kind": e.kind,
+                "amount": e.amount,
+                "decision": e.decision,
+                "score": e.score,
+                "at": coffer_core::Timestamp::from_nanos(e.at).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Some(serde_json::Value::Array(rows)))
 }
+
+/// Risk evaluations the 360 shows.
+const RISK_HISTORY_ROWS: i64 = 20;
 
 #[utoipa::path(get, path = "/v1/staff/customers/{id}/360", tag = "staff", summary = "Customer 360",
     description = "Profile, KYC (tier, verified identity, reviews), wallet balances per currency from the ledger, recent activity, linked cards and bank accounts (masked), sessions and devices, limits in force and overrides, lock-out, freezes and other history from the audit log. Names and contact in clear only with `view_personal_data`. Needs `view_customers`. Every view is audited with the customer as subject.",

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use coffer_core::Clock;
 use coffer_risk::{Attempt, Kind, Risk};
 use coffer_store::sql::SqlStore;
 use coffer_store::sql_params;

@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use coffer_core::Clock;
 use coffer_store::sql::SqlStore;
 use coffer_store::{sql_params, StoreError};
 

@@ -565,7 +565,7 @@ impl Identity {
 
     /// The identity side of the queues overview: (queue, count, oldest
     /// item's creation time).
-    pub fn queue_summaries(&self) -> Result<Vec<(&'static str, i64, Option<i64>)>, IdentityError> {
+    pub fn queue_summaries(&self) -> Result<Vec<QueueSummary>, IdentityError> {
         let mut queues = Vec::new();
         for (name, sql) in [
             (
@@ -583,6 +583,10 @@ impl Identity {
         Ok(queues)
     }
 }
+
+/// A staff queue: its name, how many items wait, and since when the oldest
+/// has waited (nanoseconds since the epoch; none when empty).
+pub type QueueSummary = (&'static str, i64, Option<i64>);
 
 #[cfg(test)]
 mod tests {

@@ -43,7 +43,7 @@ use rand::{Rng, RngCore};
 
 pub use backoffice::{
     mask_name, normalize_name, CustomerHit, CustomerRecord, CustomerSearch, KycIdentityView,
-    KycReviewView, LimitOverrideView, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
+    KycReviewView, LimitOverrideView, QueueSummary, SearchPage, StaffSessionView, SEARCH_PAGE_MAX,
 };
 pub use contact::{Contact, ContactKind};
 pub use credentials::{PasswordReset, PASSWORD_RESETS_PER_CONTACT_PER_HOUR_MAX};

@@ -277,7 +277,7 @@ impl Dashboards {
     }
 
     /// This crate's queues: (queue, count, oldest item's creation time).
-    pub fn queue_summaries(&self) -> Result<Vec<(&'static str, i64, Option<i64>)>, StoreError> {
+    pub fn queue_summaries(&self) -> Result<Vec<coffer_identity::QueueSummary>, StoreError> {
         let mut queues = Vec::new();
         for (name, sql) in [
             (

@@ -819,7 +819,7 @@ impl Risk {
         &self,
         customer_id: &str,
         limit: i64,
-    ) -> Result<Vec<(String, String, Option<i64>, String, i64, i64)>, RiskError> {
+    ) -> Result<Vec<EvaluationSummary>, RiskError> {
         let rows = self.sql.run(|db| {
             db.query(
                 "SELECT id, kind, amount, decision, score, created_at FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
@@ -828,17 +828,30 @@ impl Risk {
         })?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.text(0)?,
-                    r.text(1)?,
-                    r.opt_int(2)?,
-                    r.text(3)?,
-                    r.int(4)?,
-                    r.int(5)?,
-                ))
+                Ok(EvaluationSummary {
+                    id: r.text(0)?,
+                    kind: r.text(1)?,
+                    amount: r.opt_int(2)?,
+                    decision: r.text(3)?,
+                    score: r.int(4)?,
+                    at: r.int(5)?,
+                })
             })
             .collect()
     }
+}
+
+/// One stored evaluation as the back office lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationSummary {
+    pub id: String,
+    pub kind: String,
+    /// Minor units of the rule set's currency; none for a sign-in.
+    pub amount: Option<i64>,
+    pub decision: String,
+    pub score: i64,
+    /// Nanoseconds since the epoch.
+    pub at: i64,
 }
 
 /// The customer's payments before `signals.at` (newest first) and the
