@@ -8,7 +8,7 @@
 //!   transaction as the rows it covers, and every projection skips entries at
 //!   or below it, so replaying the log (after a crash, or by two processes at
 //!   once) applies each entry exactly once.
-//! - Log records are pruned only once projected.
+//! - Log records are pruned only once their projection is durable (synced).
 //! - Opening a writer first projects whatever the log holds beyond the
 //!   tables, so the tables are complete before the engine loads anything.
 
@@ -63,6 +63,11 @@ pub(crate) trait Tables: Send {
     /// Applies the entries above the stored projection point, and moves the
     /// point, in one transaction; returns the new point.
     fn project(&mut self, entries: &[Arc<LogEntry>]) -> Result<u64, StoreError>;
+    /// The projection point known to survive power loss: log records at or
+    /// below it may be pruned. It may lag `project`'s answer when the
+    /// tables' commits are not synced one by one (the log is the durable
+    /// copy until then).
+    fn durable(&mut self) -> Result<u64, StoreError>;
 }
 
 /// How to open a backend's pieces (again, after a failure).
@@ -141,9 +146,9 @@ impl LoggedWriter {
             responses,
         };
         let record = batch_log::encode(&entry);
-        let projected = self.overlay.projected();
-        let prune = if projected >= self.pruned + PRUNE_EVERY {
-            projected
+        let durable = self.overlay.durable();
+        let prune = if durable >= self.pruned + PRUNE_EVERY {
+            durable
         } else {
             0
         };
@@ -194,6 +199,15 @@ fn project_forever(overlay: &Overlay, backend: Arc<dyn Backend>, tables: Box<dyn
             Ok(through) => {
                 failures = 0;
                 overlay.projected_through(through);
+                if let Some(t) = tables.as_mut() {
+                    match t.durable() {
+                        Ok(durable) => overlay.durable_through(durable),
+                        Err(error) => {
+                            tracing::error!(%error, "syncing the ledger projection failed");
+                            tables = None;
+                        }
+                    }
+                }
             }
             Err(error) => {
                 failures += 1;

@@ -25,6 +25,8 @@ type Key = (String, String);
 struct State {
     appended: u64,
     projected: u64,
+    /// Projected and synced to disk (at most `projected`).
+    durable: u64,
     /// Durable entries the projector has not applied yet, oldest first.
     queue: VecDeque<Arc<LogEntry>>,
     queued_weight: usize,
@@ -64,6 +66,7 @@ impl Overlay {
             state: Mutex::new(State {
                 appended: seq,
                 projected: seq,
+                durable: seq,
                 ..State::default()
             }),
             changed: Condvar::new(),
@@ -82,6 +85,18 @@ impl Overlay {
 
     pub(crate) fn projected(&self) -> u64 {
         self.lock().projected
+    }
+
+    /// How far the tables' projection is known to be synced to disk.
+    pub(crate) fn durable(&self) -> u64 {
+        self.lock().durable
+    }
+
+    /// The tables' projection through `through` is synced: its log records
+    /// may go.
+    pub(crate) fn durable_through(&self, through: u64) {
+        let mut state = self.lock();
+        state.durable = state.durable.max(through);
     }
 
     /// Adds a durably appended entry.

@@ -202,6 +202,9 @@ struct Statements {
 pub struct PostgresTables {
     client: Client,
     statements: Statements,
+    /// Every projection commit is synced (`synchronous_commit` stays on):
+    /// what was projected last is durable.
+    projected: u64,
 }
 
 impl PostgresTables {
@@ -246,7 +249,11 @@ impl PostgresTables {
                  ON CONFLICT DO NOTHING",
             )?,
         };
-        Ok(PostgresTables { client, statements })
+        Ok(PostgresTables {
+            client,
+            statements,
+            projected: 0,
+        })
     }
 }
 
@@ -297,6 +304,10 @@ impl Tables for PostgresTables {
         u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative projection point".into()))
     }
 
+    fn durable(&mut self) -> Result<u64, StoreError> {
+        Ok(self.projected)
+    }
+
     fn project(&mut self, entries: &[Arc<LogEntry>]) -> Result<u64, StoreError> {
         let statements = &self.statements;
         let mut transaction = self.client.transaction()?;
@@ -311,6 +322,7 @@ impl Tables for PostgresTables {
         let done = u64::try_from(done)
             .map_err(|_| StoreError::Corrupt("negative projection point".into()))?;
         let Some(p) = Projection::of(entries, done) else {
+            self.projected = done;
             return Ok(done);
         };
 
@@ -488,6 +500,7 @@ impl Tables for PostgresTables {
             &[&through],
         )?;
         transaction.commit()?;
+        self.projected = p.through;
         Ok(p.through)
     }
 
