@@ -83,10 +83,6 @@ impl Overlay {
         self.lock().appended
     }
 
-    pub(crate) fn projected(&self) -> u64 {
-        self.lock().projected
-    }
-
     /// How far the tables' projection is known to be synced to disk.
     pub(crate) fn durable(&self) -> u64 {
         self.lock().durable
