@@ -280,6 +280,7 @@ pub(crate) struct LinkedBankAccountBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = StaffSessionOfCustomerBody)]
 pub(crate) struct SessionBody {
     id: String,
     device: String,
@@ -310,6 +311,7 @@ pub(crate) struct LimitOverrideBody {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = StaffLimitsBody)]
 pub(crate) struct LimitsBody {
     /// The tier's limits with any override applied: what payments are held to.
     in_force: LimitsInForceBody,
