@@ -275,6 +275,10 @@ struct RelaxedSync {
 }
 
 const RELAXED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// …or once this many log records are projected but not synced, which
+/// bounds how far pruning can lag behind the projection (the log keeps at
+/// most about this many records plus a pruning step), whatever the pace.
+const RELAXED_SYNC_RECORDS: u64 = 128;
 
 impl SqliteTables {
     fn open(path: &Path, checkpoints: bool) -> Result<SqliteTables, StoreError> {
@@ -440,7 +444,10 @@ impl Tables for SqliteTables {
         let Some(relaxed) = self.relaxed.as_mut() else {
             return Ok(self.projected);
         };
-        if relaxed.durable < self.projected && relaxed.last.elapsed() >= RELAXED_SYNC_INTERVAL {
+        let behind = self.projected.saturating_sub(relaxed.durable);
+        if behind > 0
+            && (relaxed.last.elapsed() >= RELAXED_SYNC_INTERVAL || behind >= RELAXED_SYNC_RECORDS)
+        {
             // Every commit before this point is in the WAL file or, if a
             // checkpoint moved it, in the database file, which the (FULL)
             // checkpointer synced before the WAL could be reused.
