@@ -10,11 +10,8 @@ use coffer_identity::{
 use coffer_store::Database;
 use coffer_testkit::TestDatabase;
 
-mod support {
-    pub mod world;
-}
 
-use support::world::{world, World};
+use crate::support::world::{world, World};
 
 fn here() -> Context {
     Context {

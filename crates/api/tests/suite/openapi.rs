@@ -3,17 +3,16 @@
 //! and the server serves it and its reference page without a key.
 //!
 //! Regenerate the checked-in copy with
-//! `COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test openapi`.
+//! `COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test suite openapi`.
 
-mod support;
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use support::spawn_app;
+use crate::support::spawn_app;
 
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
-const REGENERATE: &str = "COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test openapi";
+const REGENERATE: &str = "COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test suite openapi";
 
 fn document() -> Value {
     serde_json::from_str(&coffer_api::openapi::document()).expect("the document is JSON")

@@ -3,10 +3,6 @@
 //! refused for a replayed ceremony, a forged signature or another origin;
 //! confirm a step-up with a passkey, once, for exactly its operation.
 
-mod support {
-    pub mod authenticator;
-    pub mod world;
-}
 
 use std::sync::Arc;
 
@@ -21,8 +17,8 @@ use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
 use coffer_vault::{LocalMasterKey, Vault};
-use support::authenticator::SoftPasskey;
-use support::world::{world_with_passkeys, World};
+use crate::support::authenticator::SoftPasskey;
+use crate::support::world::{world_with_passkeys, World};
 
 fn here() -> Context {
     Context {

@@ -1,10 +1,9 @@
 //! What fuzzing the API from its OpenAPI document (`scripts/fuzz-api`) and
 //! writing the document turned up, kept fixed.
 
-mod support;
 
 use serde_json::json;
-use support::spawn_app;
+use crate::support::spawn_app;
 
 fn error(value: &serde_json::Value) -> (Option<&str>, Option<&str>) {
     (

@@ -2014,7 +2014,7 @@ async fn profile_contact_and_password_changes_and_reset_over_http() {
     }
 }
 
-#[path = "../../identity/tests/support/authenticator.rs"]
+#[path = "../../../identity/tests/suite/support/authenticator.rs"]
 mod authenticator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,11 +19,8 @@ const EMAIL: &str = "li.na@example.com";
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "purple lanterns at midnight";
 
-mod support {
-    pub mod world;
-}
 
-use support::world::{world, World};
+use crate::support::world::{world, World};
 
 fn here() -> Context {
     Context {
@@ -71,13 +68,13 @@ impl World {
             .unwrap_or_default()
     }
 
-    fn code_for(&self, to: &str) -> String {
+    fn code_sent_to(&self, to: &str) -> String {
         self.dispatcher.run_once().expect("dispatch");
         self.transport(to).last_code(to).expect("a code was sent")
     }
 
     /// Registers `phone` and returns its session.
-    fn register(&self, phone: &str) -> SessionInfo {
+    fn register_session(&self, phone: &str) -> SessionInfo {
         self.register_with_token(phone).0
     }
 
@@ -86,7 +83,7 @@ impl World {
             .identity
             .start_registration(phone, &here())
             .expect("start");
-        let code = self.code_for(phone);
+        let code = self.code_sent_to(phone);
         let (_, session) = self
             .identity
             .complete_registration(
@@ -128,7 +125,7 @@ impl World {
             .expect("start change");
         (
             change.change_id,
-            self.code_for(from),
+            self.code_sent_to(from),
             self.transport(to)
                 .last_code(to)
                 .expect("a code to the new contact"),
@@ -155,7 +152,7 @@ impl World {
 fn the_display_name_is_validated_encrypted_and_audited() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        let me = w.register(PHONE);
+        let me = w.register_session(PHONE);
         let updated = w
             .identity
             .update_profile(&me, "  王芳  ", &here())
@@ -196,14 +193,14 @@ fn the_display_name_is_validated_encrypted_and_audited() {
 fn a_contact_change_needs_both_codes_moves_the_sign_in_and_alerts_the_old_contact() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        let me = w.register(PHONE);
-        let other = w.register(OTHER_PHONE);
+        let me = w.register_session(PHONE);
+        let other = w.register_session(OTHER_PHONE);
         // A reset started on the old number must not survive the change.
         let reset = w
             .identity
             .start_password_reset(PHONE, &here())
             .expect("reset");
-        let reset_code = w.code_for(PHONE);
+        let reset_code = w.code_sent_to(PHONE);
 
         let change = w
             .identity
@@ -213,8 +210,8 @@ fn a_contact_change_needs_both_codes_moves_the_sign_in_and_alerts_the_old_contac
             (change.old_sent_to.as_str(), change.new_sent_to.as_str()),
             ("+86*******8000", "+86*******2222")
         );
-        let old_code = w.code_for(PHONE);
-        let new_code = w.code_for(NEW_PHONE);
+        let old_code = w.code_sent_to(PHONE);
+        let new_code = w.code_sent_to(NEW_PHONE);
         let confirm = |who: &SessionInfo, old: &str, new: &str| {
             w.identity.confirm_contact_change(
                 who,
@@ -300,7 +297,7 @@ fn a_contact_change_needs_both_codes_moves_the_sign_in_and_alerts_the_old_contac
 fn contact_change_codes_expire_die_after_five_tries_and_requests_are_limited() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        let me = w.register(PHONE);
+        let me = w.register_session(PHONE);
         assert!(matches!(
             w.identity
                 .start_contact_change(&me, "+86 138 0013 8000", &here()),
@@ -373,8 +370,8 @@ fn contact_change_codes_expire_die_after_five_tries_and_requests_are_limited() {
 fn moving_to_a_taken_contact_answers_the_same_and_can_never_complete() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        let me = w.register(PHONE);
-        let owner = w.register(OTHER_PHONE);
+        let me = w.register_session(PHONE);
+        let owner = w.register_session(OTHER_PHONE);
         let free = w
             .identity
             .start_contact_change(&me, NEW_PHONE, &here())
@@ -387,7 +384,7 @@ fn moving_to_a_taken_contact_answers_the_same_and_can_never_complete() {
         assert_eq!(taken.change_id.len(), free.change_id.len());
         assert_eq!(taken.new_sent_to, "+86*******4444");
         assert_eq!(taken.expires_at, free.expires_at);
-        let old_code = w.code_for(PHONE);
+        let old_code = w.code_sent_to(PHONE);
         // The owner of the number gets a notice, not a code.
         let notice = w.last_message(OTHER_PHONE);
         assert!(notice.contains("Nothing will change"), "{notice}");
@@ -487,7 +484,7 @@ fn a_password_reset_sets_the_password_signs_out_everywhere_and_lifts_the_lock() 
             .start_password_reset("+86 138 0013 8000", &here())
             .expect("start");
         assert_eq!(reset.sent_to, "+86*******8000");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         let complete = |code: &str, password: &str| {
             w.identity.complete_password_reset(
                 &reset.reset_id,
@@ -541,7 +538,7 @@ fn a_password_reset_sets_the_password_signs_out_everywhere_and_lifts_the_lock() 
 fn a_reset_for_an_unknown_contact_answers_the_same_and_codes_expire_and_die() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        w.register(PHONE);
+        w.register_session(PHONE);
         let unknown = w
             .identity
             .start_password_reset(NEW_PHONE, &here())
@@ -583,7 +580,7 @@ fn a_reset_for_an_unknown_contact_answers_the_same_and_codes_expire_and_die() {
             .identity
             .start_password_reset(PHONE, &here())
             .expect("start");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         w.clock.advance_millis(301_000);
         assert!(matches!(
             attempt(&reset.reset_id, &code),
@@ -594,7 +591,7 @@ fn a_reset_for_an_unknown_contact_answers_the_same_and_codes_expire_and_die() {
             .identity
             .start_password_reset(PHONE, &here())
             .expect("start");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         for _ in 0..5 {
             let _ = attempt(&reset.reset_id, wrong(&code));
         }
@@ -631,7 +628,7 @@ fn totp_code(base32: &str, clock: &ManualClock) -> String {
 fn a_reset_of_a_wallet_with_an_authenticator_needs_a_code_from_it() {
     for db in TestDatabase::both() {
         let w = world(&db.database);
-        let me = w.register(PHONE);
+        let me = w.register_session(PHONE);
         let enrolment = w.identity.enroll_totp(&me).expect("enrol");
         let seed = enrolment.secret_base32.expose().clone();
         let recovery = w
@@ -644,7 +641,7 @@ fn a_reset_of_a_wallet_with_an_authenticator_needs_a_code_from_it() {
             .identity
             .start_password_reset(PHONE, &here())
             .expect("start");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         let complete = |totp: Option<&str>| {
             w.identity.complete_password_reset(
                 &reset.reset_id,
@@ -675,7 +672,7 @@ fn a_reset_of_a_wallet_with_an_authenticator_needs_a_code_from_it() {
             .identity
             .start_password_reset(PHONE, &here())
             .expect("start");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         let recovery_code = recovery[0].expose().clone();
         w.identity
             .complete_password_reset(
@@ -690,7 +687,7 @@ fn a_reset_of_a_wallet_with_an_authenticator_needs_a_code_from_it() {
             .identity
             .start_password_reset(PHONE, &here())
             .expect("start");
-        let code = w.code_for(PHONE);
+        let code = w.code_sent_to(PHONE);
         assert!(matches!(
             w.identity.complete_password_reset(
                 &reset.reset_id,
@@ -708,14 +705,14 @@ fn a_reset_of_a_wallet_with_an_authenticator_needs_a_code_from_it() {
 fn new_contacts_and_new_passwords_are_not_stored_in_clear() {
     let db = TestDatabase::sqlite();
     let w = world(&db.database);
-    let me = w.register(PHONE);
+    let me = w.register_session(PHONE);
     let (id, old_code, new_code) = w.start_change(&me, PHONE, NEW_PHONE);
     w.identity
         .confirm_contact_change(&me, &id, &secret(&old_code), &secret(&new_code), &here())
         .expect("confirm");
     // A change to a taken contact stores that contact too, and it is
     // someone else's: not in clear either.
-    w.register(OTHER_PHONE);
+    w.register_session(OTHER_PHONE);
     w.identity
         .start_contact_change(&me, OTHER_PHONE, &here())
         .expect("taken");
@@ -729,7 +726,7 @@ fn new_contacts_and_new_passwords_are_not_stored_in_clear() {
         .identity
         .start_password_reset(NEW_PHONE, &here())
         .expect("reset");
-    let reset_code = w.code_for(NEW_PHONE);
+    let reset_code = w.code_sent_to(NEW_PHONE);
     let reset_password = "quiet snowfall over hangzhou";
     w.identity
         .complete_password_reset(
