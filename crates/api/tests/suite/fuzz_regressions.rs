@@ -1,9 +1,8 @@
 //! What fuzzing the API from its OpenAPI document (`scripts/fuzz-api`) and
 //! writing the document turned up, kept fixed.
 
-
-use serde_json::json;
 use crate::support::spawn_app;
+use serde_json::json;
 
 fn error(value: &serde_json::Value) -> (Option<&str>, Option<&str>) {
     (

@@ -5,11 +5,10 @@
 //! Regenerate the checked-in copy with
 //! `COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test suite openapi`.
 
-
 use std::collections::BTreeSet;
 
-use serde_json::Value;
 use crate::support::spawn_app;
+use serde_json::Value;
 
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
 const REGENERATE: &str = "COFFER_UPDATE_OPENAPI=1 cargo test -p coffer-api --test suite openapi";

@@ -10,7 +10,6 @@ use coffer_identity::{
 use coffer_store::Database;
 use coffer_testkit::TestDatabase;
 
-
 use crate::support::world::{world, World};
 
 fn here() -> Context {

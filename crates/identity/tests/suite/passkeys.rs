@@ -3,9 +3,10 @@
 //! refused for a replayed ceremony, a forged signature or another origin;
 //! confirm a step-up with a passkey, once, for exactly its operation.
 
-
 use std::sync::Arc;
 
+use crate::support::authenticator::SoftPasskey;
+use crate::support::world::{world_with_passkeys, World};
 use coffer_app::ManualClock;
 use coffer_core::{Secret, Timestamp};
 use coffer_identity::webauthn::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -17,8 +18,6 @@ use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
 use coffer_vault::{LocalMasterKey, Vault};
-use crate::support::authenticator::SoftPasskey;
-use crate::support::world::{world_with_passkeys, World};
 
 fn here() -> Context {
     Context {

@@ -19,7 +19,6 @@ const EMAIL: &str = "li.na@example.com";
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "purple lanterns at midnight";
 
-
 use crate::support::world::{world, World};
 
 fn here() -> Context {
