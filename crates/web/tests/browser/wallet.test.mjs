@@ -1,0 +1,301 @@
+// End-to-end tests of the customer app in headless Debian Chromium.
+//
+// Starts `coffer serve --demo` on a free port over a temporary data
+// directory, then, in Chinese and in English at phone size (360x740):
+// sign up with the code the simulated SMS gateway prints on the demo
+// console → KYC → link a card and top up (fee shown first) → pay a demo
+// merchant by uploading a photo of its QR code → split a bill and see who
+// paid → history with the spending chart and CSV export. Screenshots of
+// the main pages go to $SCREENSHOT_DIR (docs/screenshots by default).
+//
+// Environment: COFFER_BIN (the coffer binary), CHROMIUM (default
+// /usr/bin/chromium), SCREENSHOT_DIR.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../../..');
+const COFFER_BIN = process.env.COFFER_BIN || join(root, 'target/debug/coffer');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOTS = process.env.SCREENSHOT_DIR || join(root, 'docs/screenshots');
+const PHONE = { width: 360, height: 740 };
+const DEMO_OWNER = { contact: '+8613800138000', password: 'jasmine tea by the window' };
+const DEMO_FRIEND = { contact: '+8613900139000', password: 'jasmine tea by the window' };
+
+let server;
+let base;
+let dataDir;
+let output = '';
+let browser;
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+async function waitFor(check, what, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n--- server output ---\n${output.slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/// The last code the simulated SMS gateway printed for `phone`.
+function lastCode(phone, after = 0) {
+  const lines = output.slice(after).split('\n').filter((l) => l.includes(`[simulated sms to ${phone}]`));
+  if (lines.length === 0) return null;
+  const codes = lines[lines.length - 1].match(/\b\d{6}\b/g);
+  return codes ? codes[codes.length - 1] : null;
+}
+
+/// A resident ID number with a valid check character (ISO 7064 MOD 11-2).
+function residentId(serial) {
+  const body = `11010519900307${String(serial).padStart(3, '0')}`;
+  const weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+  const sum = [...body].reduce((acc, digit, i) => acc + Number(digit) * weights[i], 0);
+  return body + '10X98765432'[sum % 11];
+}
+
+async function api(method, path, { token, body, key } = {}) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (key) headers['idempotency-key'] = key;
+  const response = await fetch(`${base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  const text = await response.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: response.status, json, text, response };
+}
+
+async function signInByApi({ contact, password }) {
+  const answer = await api('POST', '/v1/auth/sessions', { body: { contact, password } });
+  assert.equal(answer.status, 201, `sign-in of ${contact}: ${answer.text}`);
+  return answer.json.token;
+}
+
+/// The demo merchant's static QR code as a PNG, as its till would print it.
+async function merchantQrPng() {
+  const token = await signInByApi(DEMO_OWNER);
+  const merchants = await api('GET', '/v1/me/merchants', { token });
+  const merchant = merchants.json.data.find((m) => m.status === 'active' || m.status === 'approved') || merchants.json.data[0];
+  const key = await api('POST', `/v1/me/merchants/${merchant.id}/api-keys`, { token, body: {} });
+  assert.equal(key.status, 201, key.text);
+  const response = await fetch(`${base}/v1/merchant/qr?format=png`, { headers: { authorization: `Bearer ${key.json.api_key}` } });
+  assert.equal(response.status, 200);
+  const png = Buffer.from(await response.arrayBuffer());
+  assert.equal(png.subarray(1, 4).toString(), 'PNG');
+  return { png, name: merchant.display_name };
+}
+
+before(async () => {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), 'coffer-browser-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(COFFER_BIN, ['serve', '--demo', '--listen', `127.0.0.1:${port}`], {
+    env: { ...process.env, COFFER_DATA_DIR: dataDir, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout.on('data', (chunk) => { output += chunk.toString(); });
+  server.stderr.on('data', (chunk) => { output += chunk.toString(); });
+  await waitFor(() => output.includes('Coffer is running at') || server.exitCode !== null, 'the server to start', 180000);
+  assert.equal(server.exitCode, null, `coffer serve exited:\n${output}`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run', '--disable-quic', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server && server.exitCode === null) {
+    server.kill('SIGTERM');
+    await waitFor(() => server.exitCode !== null, 'the server to stop', 30000).catch(() => server.kill('SIGKILL'));
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/// A phone-sized page in `locale`, failing the test on any CSP violation or
+/// script error.
+async function phonePage(locale) {
+  const context = await browser.newContext({
+    viewport: PHONE,
+    deviceScaleFactor: 1,
+    locale: locale === 'zh' ? 'zh-CN' : 'en-US',
+    extraHTTPHeaders: { 'accept-language': locale === 'zh' ? 'zh-CN,zh;q=0.9' : 'en-US,en;q=0.9' },
+  });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') page.problems.push(message.text());
+  });
+  page.on('pageerror', (error) => page.problems.push(error.message));
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+async function submit(page, selector = 'main form button[type=submit]') {
+  await Promise.all([page.waitForLoadState('domcontentloaded'), page.locator(selector).first().click()]);
+}
+
+let serial = 0;
+
+for (const locale of ['zh', 'en']) {
+  test(`the customer journey in ${locale} at phone size`, async () => {
+    serial += 1;
+    const page = await phonePage(locale);
+    const words = locale === 'zh'
+      ? { signup: '开通钱包', verified: '实名认证成功', fee: '手续费', paid: '付款成功', chart: '月度支出', lotus: 'Lotus Coffee' }
+      : { signup: 'Open a wallet', verified: 'Your identity is verified', fee: 'Fee', paid: 'Paid', chart: 'Spending by month', lotus: 'Lotus Coffee' };
+    const phone = `+86137${String(Date.now()).slice(-6)}${serial}${locale === 'zh' ? 1 : 2}`;
+
+    // Sign up with the code from the simulated SMS gateway.
+    const signIn = await page.goto(`${base}/signup`);
+    const csp = signIn.headers()['content-security-policy'];
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    assert.equal(signIn.headers()['cache-control'], 'no-store');
+    await assert.doesNotReject(page.getByRole('heading', { name: words.signup }).waitFor());
+    await page.fill('#contact', phone);
+    await shot(page, `${locale}-1-sign-up`);
+    const mark = output.length;
+    await submit(page);
+    const code = await waitFor(() => lastCode(phone, mark), 'the SMS code');
+    await page.fill('#code', code);
+    await page.fill('#display_name', locale === 'zh' ? '王小明' : 'Alex Wang');
+    await page.fill('#password', 'a quiet walk by the lake');
+    await page.check('#accept_terms');
+    await submit(page);
+    assert.match(page.url(), /\/kyc/);
+
+    // KYC: name and resident ID number.
+    await page.fill('#full_name', locale === 'zh' ? '王小明' : 'Alex Wang');
+    await page.selectOption('#id_type', 'cn_resident');
+    await page.fill('#id_number', residentId(serial * 10 + (locale === 'zh' ? 1 : 2)));
+    await shot(page, `${locale}-2-kyc`);
+    await submit(page);
+    await assert.doesNotReject(page.getByText(words.verified).waitFor());
+
+    // Link a card, then top up CNY 200.00 with the fee shown first.
+    await page.goto(`${base}/cards`);
+    await page.locator('details summary').first().click();
+    await page.fill('#number', '4111 1111 1111 1111');
+    await page.fill('#expiry_month', '12');
+    await page.fill('#expiry_year', '2030');
+    await page.fill('#cvv', '123');
+    await submit(page, 'form[action="/cards/link"] button[type=submit]');
+    await assert.doesNotReject(page.getByText('•••• 1111').waitFor());
+    await page.goto(`${base}/topup`);
+    await page.fill('#amount', '200');
+    await submit(page);
+    assert.equal((await page.locator('[data-testid=fee]').textContent()).trim(), locale === 'zh' ? '¥0.00' : 'CN¥0.00');
+    await shot(page, `${locale}-3-top-up-review`);
+    await submit(page);
+    await waitFor(async () => (await page.locator('[data-status]').getAttribute('data-status').catch(() => null)) === 'succeeded', 'the top-up to succeed');
+    await page.goto(`${base}/`);
+    const balance = (await page.locator('[data-testid=balance]').first().textContent()).trim();
+    assert.equal(balance, locale === 'zh' ? '¥200.00' : 'CN¥200.00');
+    await shot(page, `${locale}-4-home`);
+
+    // Pay a merchant by uploading a photo of its QR code.
+    const qr = await merchantQrPng();
+    const photo = join(dataDir, `merchant-qr-${locale}.png`);
+    writeFileSync(photo, qr.png);
+    await page.goto(`${base}/scan`);
+    await shot(page, `${locale}-5-scan`);
+    await page.setInputFiles('#photo', photo);
+    await submit(page, 'form[action="/scan/image"] button[type=submit]');
+    assert.equal((await page.locator('[data-testid=merchant-name]').textContent()).trim(), qr.name);
+    await page.fill('#amount', '25.50');
+    await shot(page, `${locale}-6-pay-merchant`);
+    await submit(page);
+    await assert.doesNotReject(page.getByRole('heading', { name: words.paid }).waitFor());
+    assert.match(await page.locator('[data-testid=done]').textContent(), /25\.50/);
+
+    // Split a bill with the demo friend, who then pays her share.
+    await page.goto(`${base}/request`);
+    await page.fill('#payers', '@lina');
+    await page.fill('#amount', '120');
+    await page.fill('#note', locale === 'zh' ? '火锅' : 'hotpot');
+    await submit(page);
+    assert.match(page.url(), /\/requests/);
+    const group = page.locator('[data-testid=request-group]').first();
+    assert.match(await group.textContent(), locale === 'zh' ? /已付 0\/1/ : /0 of 1 paid/);
+    const friend = await signInByApi(DEMO_FRIEND);
+    const incoming = await api('GET', '/v1/me/incoming-payment-requests', { token: friend });
+    const request = incoming.json.data.find((r) => r.status === 'open' && r.amount === 6000);
+    assert.ok(request, `no open request of 60.00 for the friend: ${incoming.text}`);
+    const quote = await api('POST', '/v1/me/p2p/quotes', { token: friend, body: { request_id: request.id } });
+    const paid = await api('POST', '/v1/me/p2p/payments', {
+      token: friend,
+      key: `browser-${locale}-${Date.now()}`,
+      body: { quote_id: quote.json.id, amount: quote.json.amount, fee: quote.json.fee, currency: quote.json.currency },
+    });
+    assert.equal(paid.status, 201, paid.text);
+    await page.reload();
+    assert.match(await page.locator('[data-testid=request-group]').first().textContent(), locale === 'zh' ? /已付 1\/1/ : /1 of 1 paid/);
+    await shot(page, `${locale}-7-split-bill`);
+
+    // History: entries, the spending chart, CSV export.
+    await page.goto(`${base}/history`);
+    await assert.doesNotReject(page.locator('svg.chart').waitFor());
+    assert.ok(await page.locator('svg.chart rect.bar').count() >= 6);
+    assert.ok(await page.locator('ul.activity li').count() >= 1);
+    await shot(page, `${locale}-8-history`);
+    const csv = await page.request.get(`${base}/history/export.csv`);
+    assert.equal(csv.status(), 200);
+    assert.match(csv.headers()['content-type'], /text\/csv/);
+    assert.match(await csv.text(), /top_up/);
+
+    // A form without its CSRF token is refused.
+    const forged = await page.request.post(`${base}/topup/confirm`, { form: { amount: '100', source: 'card:x' } });
+    assert.equal(forged.status(), 403);
+
+    assert.deepEqual(page.problems, [], 'console errors (CSP violations, script errors)');
+    await page.context().close();
+  });
+}
+
+test('the home page on a desktop, in simple mode, and the PWA pieces', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  const page = await context.newPage();
+  await page.goto(`${base}/signin`);
+  await page.fill('#contact', DEMO_OWNER.contact);
+  await page.fill('#password', DEMO_OWNER.password);
+  await submit(page);
+  await assert.doesNotReject(page.locator('[data-testid=balance]').first().waitFor());
+  await shot(page, 'desktop-home-demo-customer');
+  await page.goto(`${base}/simple/on?back=/`);
+  assert.equal(await page.locator('html.simple').count(), 1);
+  assert.equal(await page.locator('nav.actions a').count(), 4);
+  await shot(page, 'desktop-home-simple-mode');
+  const manifest = await (await page.request.get(`${base}/manifest.webmanifest`)).json();
+  assert.equal(manifest.start_url, '/');
+  const worker = await (await page.request.get(`${base}/sw.js`)).text();
+  assert.match(worker, /\/assets\/[0-9a-f]{12}\/app\.css/);
+  await page.goto(`${base}/paycode`);
+  await assert.doesNotReject(page.locator('#paycode svg').waitFor({ timeout: 15000 }));
+  await shot(page, 'desktop-payment-code');
+  await context.close();
+});
