@@ -77,8 +77,14 @@ impl Api {
         key: Option<&str>,
     ) -> Result<Value, ApiFailure> {
         let bytes = serde_json::to_vec(body).map_err(ApiFailure::internal)?;
-        self.json(caller, Method::POST, path, Some((bytes, "application/json")), key)
-            .await
+        self.json(
+            caller,
+            Method::POST,
+            path,
+            Some((bytes, "application/json")),
+            key,
+        )
+        .await
     }
 
     pub async fn post_bytes(
@@ -88,8 +94,14 @@ impl Api {
         bytes: Vec<u8>,
         content_type: &'static str,
     ) -> Result<Value, ApiFailure> {
-        self.json(caller, Method::POST, path, Some((bytes, content_type)), None)
-            .await
+        self.json(
+            caller,
+            Method::POST,
+            path,
+            Some((bytes, content_type)),
+            None,
+        )
+        .await
     }
 
     pub async fn delete(&self, caller: &Caller, path: &str) -> Result<Value, ApiFailure> {

@@ -148,7 +148,13 @@ mod tests {
         // The CSP forbids inline script and style: the JS must not write
         // style attributes or use eval-like calls.
         let js = std::str::from_utf8(ASSETS[1].bytes).expect("utf-8");
-        for banned in ["eval(", "new Function", ".style.", "innerHTML", "setAttribute('style'"] {
+        for banned in [
+            "eval(",
+            "new Function",
+            ".style.",
+            "innerHTML",
+            "setAttribute('style'",
+        ] {
             assert!(!js.contains(banned), "app.js uses {banned}");
         }
     }

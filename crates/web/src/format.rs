@@ -72,7 +72,11 @@ pub fn number(minor: u64, exponent: u32) -> String {
 /// currency with `exponent`; `None` for anything else (more decimals than
 /// the currency has, signs, letters, zero, overflow).
 pub fn parse_amount(text: &str, exponent: u32) -> Option<i64> {
-    let text: String = text.trim().chars().filter(|c| *c != ',' && *c != ' ').collect();
+    let text: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ',' && *c != ' ')
+        .collect();
     let (whole, fraction) = match text.split_once('.') {
         Some((whole, fraction)) => (whole, fraction),
         None => (text.as_str(), ""),
@@ -85,7 +89,11 @@ pub fn parse_amount(text: &str, exponent: u32) -> Option<i64> {
         return None;
     }
     let scale = 10i64.checked_pow(exponent)?;
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let fraction: i64 = if fraction.is_empty() {
         0
     } else {
@@ -105,7 +113,13 @@ pub fn bank_civil(nanos: i64) -> (i64, i64, i64, i64, i64) {
     let seconds = nanos.div_euclid(NANOS_PER_SECOND) + BANK_UTC_OFFSET_SECONDS;
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
-    (year, month, day, second_of_day / 3_600, second_of_day % 3_600 / 60)
+    (
+        year,
+        month,
+        day,
+        second_of_day / 3_600,
+        second_of_day % 3_600 / 60,
+    )
 }
 
 const MONTHS_EN: [&str; 12] = [

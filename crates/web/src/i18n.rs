@@ -146,7 +146,9 @@ mod tests {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let (key, _) = line.split_once(" = ").unwrap_or_else(|| panic!("malformed: {line}"));
+                let (key, _) = line
+                    .split_once(" = ")
+                    .unwrap_or_else(|| panic!("malformed: {line}"));
                 assert!(seen.insert(key.trim()), "duplicate key {key}");
             }
         }
@@ -180,7 +182,10 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 50, "only {checked} keys found: the scan is broken");
+        assert!(
+            checked > 50,
+            "only {checked} keys found: the scan is broken"
+        );
     }
 
     #[test]

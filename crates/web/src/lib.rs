@@ -112,11 +112,7 @@ fn safe_back(back: Option<String>) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-async fn set_language(
-    ctx: Ctx,
-    Path(code): Path<String>,
-    Query(back): Query<Back>,
-) -> Response {
+async fn set_language(ctx: Ctx, Path(code): Path<String>, Query(back): Query<Back>) -> Response {
     let mut response = Redirect::to(&safe_back(back.back)).into_response();
     if let Some(locale) = i18n::Locale::parse(&code) {
         response.headers_mut().append(
@@ -130,9 +126,10 @@ async fn set_language(
 async fn set_simple(ctx: Ctx, Path(mode): Path<String>, Query(back): Query<Back>) -> Response {
     let mut response = Redirect::to(&safe_back(back.back)).into_response();
     let value = if mode == "on" { "1" } else { "0" };
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, ctx.preference_cookie(SIMPLE_COOKIE, value));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        ctx.preference_cookie(SIMPLE_COOKIE, value),
+    );
     response
 }
 

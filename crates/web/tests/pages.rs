@@ -125,10 +125,19 @@ impl Web {
             .expect("get");
         jar.take(&response);
         let headers = response.headers().clone();
-        (response.status().as_u16(), response.text().await.expect("body"), headers)
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+            headers,
+        )
     }
 
-    async fn post(&self, jar: &mut Jar, path: &str, form: &[(&str, &str)]) -> (u16, String, reqwest::header::HeaderMap) {
+    async fn post(
+        &self,
+        jar: &mut Jar,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String, reqwest::header::HeaderMap) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -139,14 +148,21 @@ impl Web {
             .expect("post");
         jar.take(&response);
         let headers = response.headers().clone();
-        (response.status().as_u16(), response.text().await.expect("body"), headers)
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+            headers,
+        )
     }
 }
 
 /// The value of a hidden input in a page.
 fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in page:\n{page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in page:\n{page}"))
+        + marker.len();
     page[start..start + page[start..].find('"').expect("quote")].to_string()
 }
 
@@ -168,18 +184,38 @@ async fn pages_are_locked_down() {
     let (status, page, headers) = web.get(&mut jar, "/signin").await;
     assert_eq!(status, 200);
     let csp = headers["content-security-policy"].to_str().expect("csp");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"));
     assert_eq!(headers["cache-control"], "no-store");
-    assert!(!page.contains("<script>") && !page.contains(" style="), "inline script or style:\n{page}");
+    assert!(
+        !page.contains("<script>") && !page.contains(" style="),
+        "inline script or style:\n{page}"
+    );
     assert!(jar.0.contains_key("coffer_csrf"), "a CSRF cookie is set");
     let token = hidden(&page, "csrf");
 
     // No token, a wrong one, or the right one without its cookie: refused.
     for (form, cookie) in [
         (vec![("contact", "+8613800000001"), ("password", "x")], true),
-        (vec![("csrf", "0000"), ("contact", "+8613800000001"), ("password", "x")], true),
-        (vec![("csrf", token.as_str()), ("contact", "+8613800000001"), ("password", "x")], false),
+        (
+            vec![
+                ("csrf", "0000"),
+                ("contact", "+8613800000001"),
+                ("password", "x"),
+            ],
+            true,
+        ),
+        (
+            vec![
+                ("csrf", token.as_str()),
+                ("contact", "+8613800000001"),
+                ("password", "x"),
+            ],
+            false,
+        ),
     ] {
         let mut other = Jar::default();
         let jar_used = if cookie { &mut jar } else { &mut other };
@@ -188,7 +224,15 @@ async fn pages_are_locked_down() {
     }
     // With both: the answer is about the credentials.
     let (status, page, _) = web
-        .post(&mut jar, "/signin", &[("csrf", &token), ("contact", "+8613800000001"), ("password", "wrong password here")])
+        .post(
+            &mut jar,
+            "/signin",
+            &[
+                ("csrf", &token),
+                ("contact", "+8613800000001"),
+                ("password", "wrong password here"),
+            ],
+        )
         .await;
     assert_eq!(status, 200);
     assert!(page.contains("账号或密码不正确"), "{page}");
@@ -197,7 +241,10 @@ async fn pages_are_locked_down() {
     let css = coffer_web::assets::path("app.css");
     let (status, _, headers) = web.get(&mut jar, &css).await;
     assert_eq!(status, 200);
-    assert!(headers["cache-control"].to_str().expect("ascii").contains("immutable"));
+    assert!(headers["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("immutable"));
     let (_, worker, _) = web.get(&mut jar, "/sw.js").await;
     assert!(worker.contains(&css) && !worker.contains("__ASSETS__"));
     let (status, _, _) = web.get(&mut jar, "/assets/0/nothing.css").await;
@@ -212,7 +259,15 @@ async fn sign_up_through_the_forms_then_switch_language() {
     let (_, page, _) = web.get(&mut jar, "/signup").await;
     let phone = "+8613800138123";
     let (status, page, _) = web
-        .post(&mut jar, "/signup", &[("csrf", &hidden(&page, "csrf")), ("idem", &hidden(&page, "idem")), ("contact", phone)])
+        .post(
+            &mut jar,
+            "/signup",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("idem", &hidden(&page, "idem")),
+                ("contact", phone),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{page}");
     let registration = hidden(&page, "registration_id");
@@ -228,18 +283,34 @@ async fn sign_up_through_the_forms_then_switch_language() {
     // A wrong code keeps the customer on the form, with the error.
     let csrf = hidden(&page, "csrf");
     let (status, wrong, _) = web
-        .post(&mut jar, "/signup/complete", &[
-            ("csrf", &csrf), ("registration_id", &registration), ("code", "000000"),
-            ("display_name", "测试"), ("password", "a quiet walk by the lake"), ("accept_terms", coffer_identity::TERMS_VERSION),
-        ])
+        .post(
+            &mut jar,
+            "/signup/complete",
+            &[
+                ("csrf", &csrf),
+                ("registration_id", &registration),
+                ("code", "000000"),
+                ("display_name", "测试"),
+                ("password", "a quiet walk by the lake"),
+                ("accept_terms", coffer_identity::TERMS_VERSION),
+            ],
+        )
         .await;
     assert_eq!(status, 200);
     assert!(wrong.contains("验证码错误"), "{wrong}");
     let (status, _, headers) = web
-        .post(&mut jar, "/signup/complete", &[
-            ("csrf", &csrf), ("registration_id", &registration), ("code", &code),
-            ("display_name", "测试"), ("password", "a quiet walk by the lake"), ("accept_terms", coffer_identity::TERMS_VERSION),
-        ])
+        .post(
+            &mut jar,
+            "/signup/complete",
+            &[
+                ("csrf", &csrf),
+                ("registration_id", &registration),
+                ("code", &code),
+                ("display_name", "测试"),
+                ("password", "a quiet walk by the lake"),
+                ("accept_terms", coffer_identity::TERMS_VERSION),
+            ],
+        )
         .await;
     assert_eq!(status, 303);
     assert!(location(&headers).starts_with("/kyc"));
@@ -250,11 +321,17 @@ async fn sign_up_through_the_forms_then_switch_language() {
         .find(|c| c.starts_with("coffer_session="))
         .expect("session cookie");
     assert!(session_cookie.contains("HttpOnly") && session_cookie.contains("SameSite=Lax"));
-    assert!(!session_cookie.contains("Secure"), "plain HTTP here: {session_cookie}");
+    assert!(
+        !session_cookie.contains("Secure"),
+        "plain HTTP here: {session_cookie}"
+    );
 
     let (status, home, _) = web.get(&mut jar, "/").await;
     assert_eq!(status, 200, "{home}");
-    assert!(home.contains("¥0.00") && home.contains("您好，测试"), "{home}");
+    assert!(
+        home.contains("¥0.00") && home.contains("您好，测试"),
+        "{home}"
+    );
     // The token seen before signing in no longer works now.
     let (status, _, _) = web.post(&mut jar, "/signout", &[("csrf", &csrf)]).await;
     assert_eq!(status, 403);
@@ -262,11 +339,16 @@ async fn sign_up_through_the_forms_then_switch_language() {
     let (status, _, headers) = web.get(&mut jar, "/lang/en?back=/history").await;
     assert_eq!((status, location(&headers).as_str()), (303, "/history"));
     let (_, home, _) = web.get(&mut jar, "/").await;
-    assert!(home.contains("CN¥0.00") && home.contains("Hello, 测试"), "{home}");
+    assert!(
+        home.contains("CN¥0.00") && home.contains("Hello, 测试"),
+        "{home}"
+    );
     assert!(home.contains("lang=\"en\""));
 
     let (_, page, _) = web.get(&mut jar, "/me").await;
-    let (status, _, headers) = web.post(&mut jar, "/signout", &[("csrf", &hidden(&page, "csrf"))]).await;
+    let (status, _, headers) = web
+        .post(&mut jar, "/signout", &[("csrf", &hidden(&page, "csrf"))])
+        .await;
     assert_eq!(status, 303);
     assert!(location(&headers).starts_with("/signin"));
     let (status, _, _) = web.get(&mut jar, "/").await;

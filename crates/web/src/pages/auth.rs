@@ -41,7 +41,12 @@ pub async fn sign_in_page(
     sign_in_form(&ctx, "", None, query.notice.as_deref())
 }
 
-fn sign_in_form(ctx: &Ctx, contact: &str, error: Option<&str>, notice_key: Option<&str>) -> Response {
+fn sign_in_form(
+    ctx: &Ctx,
+    contact: &str,
+    error: Option<&str>,
+    notice_key: Option<&str>,
+) -> Response {
     page(
         ctx,
         "signin.title",
@@ -78,7 +83,11 @@ pub async fn sign_in(
         "contact": contact,
         "password": form.get("password").map_or("", String::as_str),
     });
-    match state.api.post(&ctx.caller, "/v1/auth/sessions", &body, None).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/auth/sessions", &body, None)
+        .await
+    {
         Ok(answer) if answer.get("second_factor_required").is_some() => {
             second_factor_form(&ctx, text(&answer, "challenge_id"), None)
         }
@@ -117,7 +126,10 @@ pub async fn verify_sign_in(
         return refused;
     }
     let challenge_id = field(&form, "challenge_id");
-    let path = format!("/v1/auth/challenges/{}/verify", crate::layout::encode(challenge_id));
+    let path = format!(
+        "/v1/auth/challenges/{}/verify",
+        crate::layout::encode(challenge_id)
+    );
     let body = json!({ "code": field(&form, "code") });
     match state.api.post(&ctx.caller, &path, &body, None).await {
         Ok(answer) => signed_in(&ctx, &state, text(&answer, "token"), "/"),
@@ -125,7 +137,11 @@ pub async fn verify_sign_in(
     }
 }
 
-pub async fn sign_out(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+pub async fn sign_out(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -183,7 +199,11 @@ fn steps(ctx: &Ctx, current: u8) -> Markup {
     }
 }
 
-pub async fn sign_up(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+pub async fn sign_up(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -191,7 +211,12 @@ pub async fn sign_up(ctx: Ctx, State(state): State<WebState>, AxumForm(form): Ax
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
     match state
         .api
-        .post(&ctx.caller, "/v1/auth/registrations", &json!({ "contact": contact }), key)
+        .post(
+            &ctx.caller,
+            "/v1/auth/registrations",
+            &json!({ "contact": contact }),
+            key,
+        )
         .await
     {
         Ok(answer) => code_form(
@@ -342,7 +367,11 @@ fn kyc_form(
     )
 }
 
-pub async fn kyc(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+pub async fn kyc(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -355,7 +384,11 @@ pub async fn kyc(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumFo
         "id_number": field(&form, "id_number"),
     });
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/kyc/identity", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/kyc/identity", &body, key)
+        .await
+    {
         Ok(answer) if text(&answer, "status") == "verified" => {
             Redirect::to("/?notice=notice.kyc_verified").into_response()
         }

@@ -42,7 +42,11 @@ async fn sources(ctx: &Ctx, state: &WebState, cards: bool) -> Vec<(String, Strin
             for card in list(&answer) {
                 out.push((
                     format!("card:{}", text(card, "id")),
-                    format!("{} •• {}", text(card, "brand").to_uppercase(), text(card, "last4")),
+                    format!(
+                        "{} •• {}",
+                        text(card, "brand").to_uppercase(),
+                        text(card, "last4")
+                    ),
                 ));
             }
         }
@@ -51,7 +55,11 @@ async fn sources(ctx: &Ctx, state: &WebState, cards: bool) -> Vec<(String, Strin
         for account in list(&answer) {
             out.push((
                 format!("bank:{}", text(account, "id")),
-                format!("{} •• {}", text(account, "bank_name"), text(account, "last4")),
+                format!(
+                    "{} •• {}",
+                    text(account, "bank_name"),
+                    text(account, "last4")
+                ),
             ));
         }
     }
@@ -150,10 +158,21 @@ async fn top_up_page(ctx: Ctx, State(state): State<WebState>) -> Response {
         return redirect;
     }
     let sources = sources(&ctx, &state, true).await;
-    amount_form(&ctx, "topup.title", "/topup/review", &sources, &Form::new(), None)
+    amount_form(
+        &ctx,
+        "topup.title",
+        "/topup/review",
+        &sources,
+        &Form::new(),
+        None,
+    )
 }
 
-async fn top_up_review(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn top_up_review(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -163,35 +182,68 @@ async fn top_up_review(ctx: Ctx, State(state): State<WebState>, AxumForm(form): 
         parse_amount(field(&form, "amount"), exponent(CURRENCY)),
         source_label(&sources, source),
     ) else {
-        return amount_form(&ctx, "topup.title", "/topup/review", &sources, &form, Some(ctx.t("funding.invalid_amount")));
+        return amount_form(
+            &ctx,
+            "topup.title",
+            "/topup/review",
+            &sources,
+            &form,
+            Some(ctx.t("funding.invalid_amount")),
+        );
     };
     // Top-ups carry no fee in the bank's funding policy; the review says so
     // before anything moves.
-    review(&ctx, "topup.title", "/topup/confirm", source, label, amount, 0, "topup.fee_note")
+    review(
+        &ctx,
+        "topup.title",
+        "/topup/confirm",
+        source,
+        label,
+        amount,
+        0,
+        "topup.fee_note",
+    )
 }
 
 fn source_body(source: &str, amount: i64) -> Value {
     match source.split_once(':') {
         Some(("card", id)) => json!({ "amount": amount, "currency": CURRENCY, "card_id": id }),
-        Some(("bank", id)) => json!({ "amount": amount, "currency": CURRENCY, "bank_account_id": id }),
+        Some(("bank", id)) => {
+            json!({ "amount": amount, "currency": CURRENCY, "bank_account_id": id })
+        }
         _ => json!({ "amount": amount, "currency": CURRENCY }),
     }
 }
 
-async fn top_up_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn top_up_confirm(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     let amount: i64 = field(&form, "amount").parse().unwrap_or(0);
     let body = source_body(field(&form, "source"), amount);
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/top-ups", &body, key).await {
-        Ok(funding) => Redirect::to(&format!("/topups/{}", encode(text(&funding, "id")))).into_response(),
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/top-ups", &body, key)
+        .await
+    {
+        Ok(funding) => {
+            Redirect::to(&format!("/topups/{}", encode(text(&funding, "id")))).into_response()
+        }
         Err(failure) => ctx.failure(&failure),
     }
 }
 
-fn status_page(ctx: &Ctx, title_key: &str, funding: &Value, authenticate: Option<String>) -> Response {
+fn status_page(
+    ctx: &Ctx,
+    title_key: &str,
+    funding: &Value,
+    authenticate: Option<String>,
+) -> Response {
     let status = text(funding, "status");
     page(
         ctx,
@@ -229,11 +281,19 @@ fn status_page(ctx: &Ctx, title_key: &str, funding: &Value, authenticate: Option
     )
 }
 
-async fn top_up_status(ctx: Ctx, State(state): State<WebState>, Path(id): Path<String>) -> Response {
+async fn top_up_status(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(redirect) = ctx.require_session() {
         return redirect;
     }
-    match state.api.get(&ctx.caller, &format!("/v1/me/top-ups/{}", encode(&id))).await {
+    match state
+        .api
+        .get(&ctx.caller, &format!("/v1/me/top-ups/{}", encode(&id)))
+        .await
+    {
         Ok(funding) => {
             let authenticate = (text(&funding, "next_action") == "three_d_secure")
                 .then(|| format!("/topups/{}/authenticate", encode(&id)));
@@ -256,7 +316,12 @@ async fn authenticate(
     let key = crate::ctx::random_token();
     match state
         .api
-        .post(&ctx.caller, &path, &json!({ "answer": field(&form, "answer") }), Some(&key))
+        .post(
+            &ctx.caller,
+            &path,
+            &json!({ "answer": field(&form, "answer") }),
+            Some(&key),
+        )
         .await
     {
         Ok(_) => Redirect::to(&format!("/topups/{}", encode(&id))).into_response(),
@@ -271,10 +336,21 @@ async fn withdraw_page(ctx: Ctx, State(state): State<WebState>) -> Response {
         return redirect;
     }
     let sources = sources(&ctx, &state, false).await;
-    amount_form(&ctx, "withdraw.title", "/withdraw/review", &sources, &Form::new(), None)
+    amount_form(
+        &ctx,
+        "withdraw.title",
+        "/withdraw/review",
+        &sources,
+        &Form::new(),
+        None,
+    )
 }
 
-async fn withdraw_review(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn withdraw_review(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -284,12 +360,32 @@ async fn withdraw_review(ctx: Ctx, State(state): State<WebState>, AxumForm(form)
         parse_amount(field(&form, "amount"), exponent(CURRENCY)),
         source_label(&sources, source),
     ) else {
-        return amount_form(&ctx, "withdraw.title", "/withdraw/review", &sources, &form, Some(ctx.t("funding.invalid_amount")));
+        return amount_form(
+            &ctx,
+            "withdraw.title",
+            "/withdraw/review",
+            &sources,
+            &form,
+            Some(ctx.t("funding.invalid_amount")),
+        );
     };
-    review(&ctx, "withdraw.title", "/withdraw/confirm", source, label, amount, 0, "withdraw.fee_note")
+    review(
+        &ctx,
+        "withdraw.title",
+        "/withdraw/confirm",
+        source,
+        label,
+        amount,
+        0,
+        "withdraw.fee_note",
+    )
 }
 
-async fn withdraw_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn withdraw_confirm(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -300,14 +396,25 @@ async fn withdraw_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form
         body["step_up_challenge_id"] = json!(challenge);
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/withdrawals", &body, key).await {
-        Ok(funding) => Redirect::to(&format!("/withdrawals/{}", encode(text(&funding, "id")))).into_response(),
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/withdrawals", &body, key)
+        .await
+    {
+        Ok(funding) => {
+            Redirect::to(&format!("/withdrawals/{}", encode(text(&funding, "id")))).into_response()
+        }
         Err(failure) if stepup::is_required(&failure) => {
             let payee = format!("bank_account:{account}");
             stepup::required(
                 &ctx,
                 "/withdraw/confirm",
-                &Bound { operation: "withdrawal", amount, currency: CURRENCY, payee: &payee },
+                &Bound {
+                    operation: "withdrawal",
+                    amount,
+                    currency: CURRENCY,
+                    payee: &payee,
+                },
                 &form,
                 None,
             )
@@ -316,11 +423,19 @@ async fn withdraw_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form
     }
 }
 
-async fn withdrawal_status(ctx: Ctx, State(state): State<WebState>, Path(id): Path<String>) -> Response {
+async fn withdrawal_status(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(redirect) = ctx.require_session() {
         return redirect;
     }
-    match state.api.get(&ctx.caller, &format!("/v1/me/withdrawals/{}", encode(&id))).await {
+    match state
+        .api
+        .get(&ctx.caller, &format!("/v1/me/withdrawals/{}", encode(&id)))
+        .await
+    {
         Ok(funding) => status_page(&ctx, "withdraw.title", &funding, None),
         Err(failure) => ctx.failure(&failure),
     }

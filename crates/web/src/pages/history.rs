@@ -146,7 +146,11 @@ fn month_range(month: &str) -> Option<(String, String)> {
     if !(1..=12).contains(&month) || !(1970..=9999).contains(&year) {
         return None;
     }
-    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     Some((
         format!("{year:04}-{month:02}-01T00:00:00+08:00"),
         format!("{next_year:04}-{next_month:02}-01T00:00:00+08:00"),
@@ -326,12 +330,20 @@ fn month_short(month: i64, ctx: &Ctx) -> String {
     }
 }
 
-pub async fn export(ctx: Ctx, State(state): State<WebState>, Query(filters): Query<Filters>) -> Response {
+pub async fn export(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Query(filters): Query<Filters>,
+) -> Response {
     if let Err(redirect) = ctx.require_session() {
         return redirect;
     }
     let path = format!("/v1/me/activity/export?{}", filters.api_query());
-    match state.api.raw(&ctx.caller, Method::GET, &path, None, None).await {
+    match state
+        .api
+        .raw(&ctx.caller, Method::GET, &path, None, None)
+        .await
+    {
         Ok(answer) if answer.status.is_success() => {
             let mut response = (StatusCode::OK, answer.body).into_response();
             let headers = response.headers_mut();
@@ -343,13 +355,20 @@ pub async fn export(ctx: Ctx, State(state): State<WebState>, Query(filters): Que
             );
             headers.insert(
                 header::CONTENT_DISPOSITION,
-                answer.content_disposition.unwrap_or(HeaderValue::from_static(
-                    "attachment; filename=\"coffer-history.csv\"",
-                )),
+                answer
+                    .content_disposition
+                    .unwrap_or(HeaderValue::from_static(
+                        "attachment; filename=\"coffer-history.csv\"",
+                    )),
             );
             response
         }
-        _ => message_page(&ctx, StatusCode::BAD_GATEWAY, "error.title", ctx.t("error.generic")),
+        _ => message_page(
+            &ctx,
+            StatusCode::BAD_GATEWAY,
+            "error.title",
+            ctx.t("error.generic"),
+        ),
     }
 }
 
@@ -359,7 +378,10 @@ pub async fn receipt(ctx: Ctx, State(state): State<WebState>, Path(id): Path<Str
     }
     let receipt = match state
         .api
-        .get(&ctx.caller, &format!("/v1/me/activity/{}/receipt", encode(&id)))
+        .get(
+            &ctx.caller,
+            &format!("/v1/me/activity/{}/receipt", encode(&id)),
+        )
         .await
     {
         Ok(receipt) => receipt,
@@ -411,7 +433,14 @@ mod tests {
             .as_nanos();
         assert_eq!(
             chart_months(nanos),
-            vec![(2026, 9), (2026, 10), (2026, 11), (2026, 12), (2027, 1), (2027, 2)]
+            vec![
+                (2026, 9),
+                (2026, 10),
+                (2026, 11),
+                (2026, 12),
+                (2027, 1),
+                (2027, 2)
+            ]
         );
         assert_eq!(
             month_range("2026-12"),

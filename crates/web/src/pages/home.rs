@@ -58,7 +58,11 @@ pub async fn home(
         .count();
     let customer = me.get("customer").cloned().unwrap_or_default();
     let tier = int(&customer, "kyc_tier");
-    let actions = if ctx.simple { &ACTIONS[..4] } else { &ACTIONS[..] };
+    let actions = if ctx.simple {
+        &ACTIONS[..4]
+    } else {
+        &ACTIONS[..]
+    };
     page(
         &ctx,
         "home.title",

@@ -16,7 +16,10 @@ use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure};
 use crate::ctx::{Ctx, CSRF_FIELD, IDEMPOTENCY_FIELD};
 use crate::format::{exponent, parse_amount, plain_amount};
-use crate::layout::{amount_input, csrf_field, encode, error_box, html_response, idempotency_field, notice, page, trusted_svg};
+use crate::layout::{
+    amount_input, csrf_field, encode, error_box, html_response, idempotency_field, notice, page,
+    trusted_svg,
+};
 use crate::WebState;
 
 const CURRENCY: &str = "CNY";
@@ -115,7 +118,12 @@ async fn scan_image(ctx: Ctx, State(state): State<WebState>, mut multipart: Mult
     };
     match state
         .api
-        .post_bytes(&ctx.caller, "/v1/me/merchant-payments/scan-image", photo, content_type)
+        .post_bytes(
+            &ctx.caller,
+            "/v1/me/merchant-payments/scan-image",
+            photo,
+            content_type,
+        )
         .await
     {
         Ok(answer) => {
@@ -126,14 +134,23 @@ async fn scan_image(ctx: Ctx, State(state): State<WebState>, mut multipart: Mult
     }
 }
 
-async fn scan_payload(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn scan_payload(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     let payload = field(&form, "payload");
     match state
         .api
-        .post(&ctx.caller, "/v1/me/merchant-payments/scan", &json!({ "payload": payload }), None)
+        .post(
+            &ctx.caller,
+            "/v1/me/merchant-payments/scan",
+            &json!({ "payload": payload }),
+            None,
+        )
         .await
     {
         Ok(preview) => confirm_page(&ctx, payload, &preview, "", None),
@@ -142,9 +159,17 @@ async fn scan_payload(ctx: Ctx, State(state): State<WebState>, AxumForm(form): A
 }
 
 /// The merchant as the bank knows it, and the amount, before paying.
-fn confirm_page(ctx: &Ctx, payload: &str, preview: &Value, amount: &str, error: Option<&str>) -> Response {
+fn confirm_page(
+    ctx: &Ctx,
+    payload: &str,
+    preview: &Value,
+    amount: &str,
+    error: Option<&str>,
+) -> Response {
     let fixed = preview.get("amount").and_then(Value::as_i64);
-    let currency = Some(text(preview, "currency")).filter(|c| !c.is_empty()).unwrap_or(CURRENCY);
+    let currency = Some(text(preview, "currency"))
+        .filter(|c| !c.is_empty())
+        .unwrap_or(CURRENCY);
     page(
         ctx,
         "pay.title",
@@ -180,46 +205,92 @@ fn confirm_page(ctx: &Ctx, payload: &str, preview: &Value, amount: &str, error: 
     )
 }
 
-async fn pay_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn pay_confirm(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     let payload = field(&form, "payload");
     let Some(amount) = parse_amount(field(&form, "amount"), exponent(CURRENCY)) else {
-        return retry_confirm(&ctx, &state, payload, field(&form, "amount"), ctx.t("funding.invalid_amount")).await;
+        return retry_confirm(
+            &ctx,
+            &state,
+            payload,
+            field(&form, "amount"),
+            ctx.t("funding.invalid_amount"),
+        )
+        .await;
     };
     let mut body = json!({ "payload": payload, "amount": amount });
     if let Some(challenge) = stepup::challenge(&form) {
         body["step_up_challenge_id"] = json!(challenge);
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/merchant-payments", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/merchant-payments", &body, key)
+        .await
+    {
         Ok(payment) => done_page(
             &ctx,
             "pay.done",
-            &ctx.tf("pay.paid", &[
-                ("amount", &ctx.money(int(&payment, "amount"), text(&payment, "currency"))),
-                ("merchant", field(&form, "merchant_name")),
-            ]),
+            &ctx.tf(
+                "pay.paid",
+                &[
+                    (
+                        "amount",
+                        &ctx.money(int(&payment, "amount"), text(&payment, "currency")),
+                    ),
+                    ("merchant", field(&form, "merchant_name")),
+                ],
+            ),
         ),
         Err(failure) if stepup::is_required(&failure) => {
             let payee = format!("merchant:{}", field(&form, "merchant_id"));
             stepup::required(
                 &ctx,
                 "/pay/confirm",
-                &Bound { operation: "merchant_payment", amount, currency: CURRENCY, payee: &payee },
+                &Bound {
+                    operation: "merchant_payment",
+                    amount,
+                    currency: CURRENCY,
+                    payee: &payee,
+                },
                 &form,
                 None,
             )
         }
-        Err(failure) => retry_confirm(&ctx, &state, payload, field(&form, "amount"), &ctx.error_text(&failure)).await,
+        Err(failure) => {
+            retry_confirm(
+                &ctx,
+                &state,
+                payload,
+                field(&form, "amount"),
+                &ctx.error_text(&failure),
+            )
+            .await
+        }
     }
 }
 
-async fn retry_confirm(ctx: &Ctx, state: &WebState, payload: &str, amount: &str, error: &str) -> Response {
+async fn retry_confirm(
+    ctx: &Ctx,
+    state: &WebState,
+    payload: &str,
+    amount: &str,
+    error: &str,
+) -> Response {
     match state
         .api
-        .post(&ctx.caller, "/v1/me/merchant-payments/scan", &json!({ "payload": payload }), None)
+        .post(
+            &ctx.caller,
+            "/v1/me/merchant-payments/scan",
+            &json!({ "payload": payload }),
+            None,
+        )
         .await
     {
         Ok(preview) => confirm_page(ctx, payload, &preview, amount, Some(error)),
@@ -294,7 +365,11 @@ async fn issue_code(ctx: &Ctx, state: &WebState) -> Result<Value, ApiFailure> {
         .await
 }
 
-async fn pay_code(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn pay_code(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -306,8 +381,15 @@ async fn pay_code(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumF
 
 /// A fresh code as an HTML fragment, for the page's script to swap in
 /// before the old one expires. The CSRF token comes in a header.
-async fn pay_code_fragment(ctx: Ctx, State(state): State<WebState>, headers: axum::http::HeaderMap) -> Response {
-    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn pay_code_fragment(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ctx.check_csrf_value(token).is_err() {
         return StatusCode::FORBIDDEN.into_response();
     }
@@ -349,18 +431,27 @@ fn transfer_form(ctx: &Ctx, form: &Form, error: Option<&str>) -> Response {
     )
 }
 
-async fn transfer_review(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn transfer_review(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     let Some(amount) = parse_amount(field(&form, "amount"), exponent(CURRENCY)) else {
         return transfer_form(&ctx, &form, Some(ctx.t("funding.invalid_amount")));
     };
-    let mut body = json!({ "payee": field(&form, "payee"), "amount": amount, "currency": CURRENCY });
+    let mut body =
+        json!({ "payee": field(&form, "payee"), "amount": amount, "currency": CURRENCY });
     if !field(&form, "note").is_empty() {
         body["note"] = json!(field(&form, "note"));
     }
-    match state.api.post(&ctx.caller, "/v1/me/p2p/quotes", &body, None).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/p2p/quotes", &body, None)
+        .await
+    {
         Ok(quote) => quote_page(&ctx, &quote, "/transfer/confirm"),
         Err(failure) => transfer_form(&ctx, &form, Some(&ctx.error_text(&failure))),
     }
@@ -415,21 +506,36 @@ async fn confirm_quote(ctx: &Ctx, state: &WebState, form: &Form, action: &str) -
         body["step_up_challenge_id"] = json!(challenge);
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/p2p/payments", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/p2p/payments", &body, key)
+        .await
+    {
         Ok(payment) => done_page(
             ctx,
             "transfer.done",
-            &ctx.tf("transfer.sent", &[
-                ("amount", &ctx.money(int(&payment, "amount"), text(&payment, "currency"))),
-                ("payee", text(&payment, "counterparty_name_masked")),
-            ]),
+            &ctx.tf(
+                "transfer.sent",
+                &[
+                    (
+                        "amount",
+                        &ctx.money(int(&payment, "amount"), text(&payment, "currency")),
+                    ),
+                    ("payee", text(&payment, "counterparty_name_masked")),
+                ],
+            ),
         ),
         Err(failure) if stepup::is_required(&failure) => {
             let payee = format!("quote:{}", field(form, "quote_id"));
             stepup::required(
                 ctx,
                 action,
-                &Bound { operation: "p2p", amount, currency: field(form, "currency"), payee: &payee },
+                &Bound {
+                    operation: "p2p",
+                    amount,
+                    currency: field(form, "currency"),
+                    payee: &payee,
+                },
                 form,
                 None,
             )
@@ -438,7 +544,11 @@ async fn confirm_quote(ctx: &Ctx, state: &WebState, form: &Form, action: &str) -
     }
 }
 
-async fn transfer_confirm(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn transfer_confirm(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -455,7 +565,9 @@ async fn request_page(ctx: Ctx) -> Response {
 }
 
 fn request_form(ctx: &Ctx, form: &Form, error: Option<&str>) -> Response {
-    let mode = Some(field(form, "mode")).filter(|m| !m.is_empty()).unwrap_or("equal");
+    let mode = Some(field(form, "mode"))
+        .filter(|m| !m.is_empty())
+        .unwrap_or("equal");
     page(
         ctx,
         "request.title",
@@ -495,7 +607,11 @@ fn request_form(ctx: &Ctx, form: &Form, error: Option<&str>) -> Response {
     )
 }
 
-async fn create_request(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn create_request(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -525,7 +641,11 @@ async fn create_request(ctx: Ctx, State(state): State<WebState>, AxumForm(form):
         body["note"] = json!(field(&form, "note"));
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/payment-requests", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/payment-requests", &body, key)
+        .await
+    {
         Ok(_) => Redirect::to("/requests?notice=notice.request_sent").into_response(),
         Err(failure) => request_form(&ctx, &form, Some(&ctx.error_text(&failure))),
     }
@@ -548,7 +668,12 @@ async fn requests_page(
         .get(&ctx.caller, "/v1/me/incoming-payment-requests")
         .await
         .unwrap_or_default();
-    let status = |s: &str| ctx.locale.lookup(&format!("request_status.{s}")).unwrap_or(s).to_string();
+    let status = |s: &str| {
+        ctx.locale
+            .lookup(&format!("request_status.{s}"))
+            .unwrap_or(s)
+            .to_string()
+    };
     page(
         &ctx,
         "requests.title",
@@ -624,7 +749,12 @@ async fn quote_request(
     }
     match state
         .api
-        .post(&ctx.caller, "/v1/me/p2p/quotes", &json!({ "request_id": id }), None)
+        .post(
+            &ctx.caller,
+            "/v1/me/p2p/quotes",
+            &json!({ "request_id": id }),
+            None,
+        )
         .await
     {
         Ok(quote) => quote_page(&ctx, &quote, "/requests/pay"),
@@ -632,7 +762,11 @@ async fn quote_request(
     }
 }
 
-async fn pay_request(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn pay_request(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }

@@ -37,8 +37,16 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
         Ok(profile) => profile,
         Err(failure) => return ctx.failure(&failure),
     };
-    let sessions = state.api.get(&ctx.caller, "/v1/me/sessions").await.unwrap_or_default();
-    let handle = state.api.get(&ctx.caller, "/v1/me/handle").await.unwrap_or_default();
+    let sessions = state
+        .api
+        .get(&ctx.caller, "/v1/me/sessions")
+        .await
+        .unwrap_or_default();
+    let handle = state
+        .api
+        .get(&ctx.caller, "/v1/me/handle")
+        .await
+        .unwrap_or_default();
     let customer = profile.get("customer").cloned().unwrap_or_default();
     let limits = profile.get("limits").cloned().unwrap_or_default();
     let limit_currency = text(&limits, "currency");
@@ -107,11 +115,19 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
     )
 }
 
-async fn enrol_totp(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn enrol_totp(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
-    match state.api.post(&ctx.caller, "/v1/me/factors/totp", &json!({}), None).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/factors/totp", &json!({}), None)
+        .await
+    {
         Ok(enrolment) => totp_confirm_page(&ctx, &enrolment, None),
         Err(failure) => ctx.failure(&failure),
     }
@@ -143,20 +159,34 @@ fn totp_confirm_page(ctx: &Ctx, enrolment: &serde_json::Value, error: Option<&st
     )
 }
 
-async fn confirm_totp(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn confirm_totp(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     match state
         .api
-        .post(&ctx.caller, "/v1/me/factors/totp/confirm", &json!({ "code": field(&form, "code") }), None)
+        .post(
+            &ctx.caller,
+            "/v1/me/factors/totp/confirm",
+            &json!({ "code": field(&form, "code") }),
+            None,
+        )
         .await
     {
         Ok(answer) => {
             let codes: Vec<String> = answer
                 .get("recovery_codes")
                 .and_then(serde_json::Value::as_array)
-                .map(|codes| codes.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+                .map(|codes| {
+                    codes
+                        .iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             page(
                 &ctx,
@@ -192,14 +222,23 @@ async fn revoke_session(
     }
 }
 
-async fn revoke_all(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn revoke_all(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/sessions/revoke-all", &json!({}), key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/sessions/revoke-all", &json!({}), key)
+        .await
+    {
         Ok(_) => {
-            let mut response = Redirect::to("/signin?notice=notice.signed_out_everywhere").into_response();
+            let mut response =
+                Redirect::to("/signin?notice=notice.signed_out_everywhere").into_response();
             response
                 .headers_mut()
                 .append(header::SET_COOKIE, ctx.cookie(SESSION_COOKIE, "", 0));
@@ -211,19 +250,32 @@ async fn revoke_all(ctx: Ctx, State(state): State<WebState>, AxumForm(form): Axu
 
 // ---- cards and bank accounts --------------------------------------------------------
 
-async fn cards(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQuery>) -> Response {
+async fn cards(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Query(query): Query<NoticeQuery>,
+) -> Response {
     if let Err(redirect) = ctx.require_session() {
         return redirect;
     }
     cards_page(&ctx, &state, query.notice.as_deref(), None).await
 }
 
-async fn cards_page(ctx: &Ctx, state: &WebState, notice_key: Option<&str>, error: Option<&str>) -> Response {
+async fn cards_page(
+    ctx: &Ctx,
+    state: &WebState,
+    notice_key: Option<&str>,
+    error: Option<&str>,
+) -> Response {
     let cards = match state.api.get(&ctx.caller, "/v1/me/cards").await {
         Ok(cards) => cards,
         Err(failure) => return ctx.failure(&failure),
     };
-    let accounts = state.api.get(&ctx.caller, "/v1/me/bank-accounts").await.unwrap_or_default();
+    let accounts = state
+        .api
+        .get(&ctx.caller, "/v1/me/bank-accounts")
+        .await
+        .unwrap_or_default();
     let banks: Vec<(&str, &str)> = coffer_payments::BANKS
         .iter()
         .map(|bank| match ctx.locale {
@@ -300,7 +352,11 @@ async fn cards_page(ctx: &Ctx, state: &WebState, notice_key: Option<&str>, error
     )
 }
 
-async fn link_card(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn link_card(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -312,13 +368,21 @@ async fn link_card(ctx: Ctx, State(state): State<WebState>, AxumForm(form): Axum
         "funding": field(&form, "funding"),
     });
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/cards", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/cards", &body, key)
+        .await
+    {
         Ok(_) => Redirect::to("/cards?notice=notice.card_linked").into_response(),
         Err(failure) => cards_page(&ctx, &state, None, Some(&ctx.error_text(&failure))).await,
     }
 }
 
-async fn link_bank_account(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn link_bank_account(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -327,7 +391,11 @@ async fn link_bank_account(ctx: Ctx, State(state): State<WebState>, AxumForm(for
         "account_number": field(&form, "account_number").replace(' ', ""),
     });
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&ctx.caller, "/v1/me/bank-accounts", &body, key).await {
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/bank-accounts", &body, key)
+        .await
+    {
         Ok(_) => Redirect::to("/cards?notice=notice.account_linked").into_response(),
         Err(failure) => cards_page(&ctx, &state, None, Some(&ctx.error_text(&failure))).await,
     }

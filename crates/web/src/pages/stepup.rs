@@ -31,7 +31,12 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 4] = ["/withdraw/confirm", "/pay/confirm", "/transfer/confirm", "/requests/pay"];
+const ACTIONS: [&str; 4] = [
+    "/withdraw/confirm",
+    "/pay/confirm",
+    "/transfer/confirm",
+    "/requests/pay",
+];
 
 fn passthrough(form: &Form) -> Markup {
     html! {
@@ -55,7 +60,13 @@ fn bound_fields(action: &str, bound: &Bound) -> Markup {
 }
 
 /// The page that says a step-up is needed and offers the methods.
-pub fn required(ctx: &Ctx, action: &str, bound: &Bound, form: &Form, error: Option<&str>) -> Response {
+pub fn required(
+    ctx: &Ctx,
+    action: &str,
+    bound: &Bound,
+    form: &Form,
+    error: Option<&str>,
+) -> Response {
     page(
         ctx,
         "stepup.title",
@@ -102,7 +113,11 @@ fn bound_from(form: &Form) -> Option<(String, Bound<'_>)> {
     ))
 }
 
-async fn start(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn start(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -122,9 +137,27 @@ async fn start(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm
         "method": field(&form, "method"),
     });
     let key = crate::ctx::random_token();
-    match state.api.post(&ctx.caller, "/v1/me/step-up", &body, Some(&key)).await {
-        Ok(challenge) => code_form(&ctx, &action, &bound, &form, text(&challenge, "challenge_id"), text(&challenge, "method"), None),
-        Err(failure) => required(&ctx, &action, &bound, &form, Some(&ctx.error_text(&failure))),
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/step-up", &body, Some(&key))
+        .await
+    {
+        Ok(challenge) => code_form(
+            &ctx,
+            &action,
+            &bound,
+            &form,
+            text(&challenge, "challenge_id"),
+            text(&challenge, "method"),
+            None,
+        ),
+        Err(failure) => required(
+            &ctx,
+            &action,
+            &bound,
+            &form,
+            Some(&ctx.error_text(&failure)),
+        ),
     }
 }
 
@@ -160,7 +193,11 @@ fn code_form(
     )
 }
 
-async fn verify(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumForm<Form>) -> Response {
+async fn verify(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
     }
@@ -173,11 +210,19 @@ async fn verify(ctx: Ctx, State(state): State<WebState>, AxumForm(form): AxumFor
         });
     };
     let challenge_id = field(&form, "challenge_id");
-    let path = format!("/v1/me/step-up/{}/verify", crate::layout::encode(challenge_id));
+    let path = format!(
+        "/v1/me/step-up/{}/verify",
+        crate::layout::encode(challenge_id)
+    );
     let key = crate::ctx::random_token();
     match state
         .api
-        .post(&ctx.caller, &path, &json!({ "code": field(&form, "code") }), Some(&key))
+        .post(
+            &ctx.caller,
+            &path,
+            &json!({ "code": field(&form, "code") }),
+            Some(&key),
+        )
         .await
     {
         Ok(_) => page(
