@@ -21,7 +21,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use coffer_api::AppState;
 use serde::Deserialize;

@@ -31,7 +31,7 @@ fn signed_in(ctx: &Ctx, state: &WebState, token: &str, to: &str) -> Response {
 
 #[derive(serde::Deserialize)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub notice: Option<String>,
 }
 
 pub async fn sign_in_page(
