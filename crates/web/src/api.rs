@@ -125,7 +125,9 @@ impl Api {
         if answer.status.is_success() {
             Ok(value)
         } else {
-            let text = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+            // The API's one error shape: `{"error": {"code", "message", "field"}}`.
+            let detail = value.get("error").unwrap_or(&Value::Null);
+            let text = |name: &str| detail.get(name).and_then(Value::as_str).map(str::to_string);
             Err(ApiFailure {
                 status: answer.status,
                 code: text("code").unwrap_or_else(|| "internal".into()),

@@ -20,6 +20,11 @@ pub const SESSION_COOKIE: &str = coffer_api::customer_routes::SESSION_COOKIE;
 pub const CSRF_COOKIE: &str = "coffer_csrf";
 pub const LANG_COOKIE: &str = "coffer_lang";
 pub const SIMPLE_COOKIE: &str = "coffer_simple";
+/// The merchant portal's credential: the merchant's API key, HttpOnly and
+/// sent only to `/merchant` pages (the portal calls `/v1/merchant/*` with it).
+pub const MERCHANT_COOKIE: &str = "coffer_merchant";
+/// The back-office console's staff session token, sent only to `/staff`.
+pub const STAFF_COOKIE: &str = "coffer_staff";
 /// The hidden field of every form that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";
 /// The hidden field that carries a form's Idempotency-Key.
@@ -40,6 +45,10 @@ pub struct Ctx {
     /// Path and query of the page, for "switch language and come back".
     pub here: String,
     pub secure_cookies: bool,
+    /// The merchant portal's API key, if signed in there.
+    pub merchant_key: Option<String>,
+    /// The back-office console's staff session, if signed in there.
+    pub staff_session: Option<String>,
 }
 
 pub fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -110,6 +119,8 @@ impl FromRequestParts<WebState> for Ctx {
             session,
             here,
             secure_cookies: state.secure_cookies,
+            merchant_key: jar.get(MERCHANT_COOKIE).filter(|k| !k.is_empty()).cloned(),
+            staff_session: jar.get(STAFF_COOKIE).filter(|k| !k.is_empty()).cloned(),
         })
     }
 }
@@ -162,6 +173,38 @@ impl Ctx {
                 self.t("error.csrf"),
             ))
         }
+    }
+
+    /// The caller for `/v1/merchant/*`: the portal's API key as the bearer.
+    pub fn merchant_caller(&self) -> Option<Caller> {
+        self.merchant_key.as_ref().map(|key| Caller {
+            token: Some(key.clone()),
+            ..self.caller.clone()
+        })
+    }
+
+    /// The caller for `/v1/staff/*`: the console's staff session token.
+    pub fn staff_caller(&self) -> Option<Caller> {
+        self.staff_session.as_ref().map(|token| Caller {
+            token: Some(token.clone()),
+            ..self.caller.clone()
+        })
+    }
+
+    /// `Set-Cookie` for a credential cookie restricted to `path`
+    /// (SameSite=Strict: never sent on a link from another site).
+    pub fn scoped_cookie(
+        &self,
+        name: &str,
+        value: &str,
+        path: &str,
+        max_age_seconds: i64,
+    ) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("coffer_invalid=; Path=/; Max-Age=0"))
     }
 
     /// A signed-in visitor's session, or the sign-in page.

@@ -11,8 +11,11 @@ mod auth;
 mod funding;
 mod history;
 mod home;
+mod merchant;
 mod pay;
+mod privacy;
 mod settings;
+mod staff;
 mod stepup;
 
 pub fn routes() -> Router<WebState> {
@@ -28,6 +31,9 @@ pub fn routes() -> Router<WebState> {
         .merge(funding::routes())
         .merge(pay::routes())
         .merge(history::routes())
+        .merge(merchant::routes())
+        .merge(privacy::routes())
+        .merge(staff::routes())
 }
 
 /// A form's fields.

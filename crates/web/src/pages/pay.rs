@@ -447,9 +447,12 @@ async fn transfer_review(
     if !field(&form, "note").is_empty() {
         body["note"] = json!(field(&form, "note"));
     }
+    // A quote moves nothing: a fresh key per review (the API wants one on
+    // every POST); the confirmation carries the form's own key.
+    let key = crate::ctx::random_token();
     match state
         .api
-        .post(&ctx.caller, "/v1/me/p2p/quotes", &body, None)
+        .post(&ctx.caller, "/v1/me/p2p/quotes", &body, Some(&key))
         .await
     {
         Ok(quote) => quote_page(&ctx, &quote, "/transfer/confirm"),
@@ -753,7 +756,7 @@ async fn quote_request(
             &ctx.caller,
             "/v1/me/p2p/quotes",
             &json!({ "request_id": id }),
-            None,
+            Some(&crate::ctx::random_token()),
         )
         .await
     {

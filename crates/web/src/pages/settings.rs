@@ -107,6 +107,8 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
                     li { a href="/cards" { (ctx.t("action.cards")) } }
                     li { a href="/requests" { (ctx.t("requests.title")) } }
                     li { a href="/history" { (ctx.t("history.title")) } }
+                    li { a href="/privacy" { (ctx.t("privacy.title")) } }
+                    li { a href="/merchant" { (ctx.t("merchant.title")) } }
                     li { a href="/docs" { (ctx.t("me.api_docs")) } }
                 }
                 p.help { (ctx.t("me.privacy_note")) }

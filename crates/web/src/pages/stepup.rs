@@ -31,11 +31,12 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 4] = [
+const ACTIONS: [&str; 5] = [
     "/withdraw/confirm",
     "/pay/confirm",
     "/transfer/confirm",
     "/requests/pay",
+    super::privacy::EXPORT_ACTION,
 ];
 
 fn passthrough(form: &Form) -> Markup {
@@ -73,7 +74,11 @@ pub fn required(
         html! {
             section.card.narrow {
                 h1 { (ctx.t("stepup.title")) }
-                p { (ctx.tf("stepup.why", &[("amount", &ctx.money(bound.amount, bound.currency))])) }
+                @if bound.amount == 0 {
+                    p { (ctx.t("stepup.why_account")) }
+                } @else {
+                    p { (ctx.tf("stepup.why", &[("amount", &ctx.money(bound.amount, bound.currency))])) }
+                }
                 (error_box(error))
                 form method="post" action="/stepup/start" {
                     (csrf_field(ctx))
@@ -231,7 +236,11 @@ async fn verify(
             html! {
                 section.card.narrow {
                     h1 { (ctx.t("stepup.verified")) }
-                    p { (ctx.tf("stepup.continue_help", &[("amount", &ctx.money(bound.amount, bound.currency))])) }
+                    @if bound.amount == 0 {
+                        p { (ctx.t("stepup.continue_account")) }
+                    } @else {
+                        p { (ctx.tf("stepup.continue_help", &[("amount", &ctx.money(bound.amount, bound.currency))])) }
+                    }
                     form method="post" action=(action) {
                         (csrf_field(&ctx))
                         @for (name, value) in &form {

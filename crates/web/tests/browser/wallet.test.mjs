@@ -5,7 +5,11 @@
 // sign up with the code the simulated SMS gateway prints on the demo
 // console → KYC → link a card and top up (fee shown first) → pay a demo
 // merchant by uploading a photo of its QR code → split a bill and see who
-// paid → history with the spending chart and CSV export. Screenshots of
+// paid → refund part of the payment from the merchant portal → history
+// with the refund, the spending chart and CSV export → download my data
+// (after an SMS step-up). Then a staff member signs in to the back office,
+// freezes a customer, and the customer is signed out and cannot sign in
+// again. Screenshots of
 // the main pages go to $SCREENSHOT_DIR (docs/screenshots by default).
 //
 // Environment: COFFER_BIN (the coffer binary), CHROMIUM (default
@@ -13,8 +17,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -95,13 +100,13 @@ async function merchantQrPng() {
   const token = await signInByApi(DEMO_OWNER);
   const merchants = await api('GET', '/v1/me/merchants', { token });
   const merchant = merchants.json.data.find((m) => m.status === 'active' || m.status === 'approved') || merchants.json.data[0];
-  const key = await api('POST', `/v1/me/merchants/${merchant.id}/api-keys`, { token, body: {} });
+  const key = await api('POST', `/v1/me/merchants/${merchant.id}/api-keys`, { token, key: `key-${Date.now()}-${Math.random()}`, body: {} });
   assert.equal(key.status, 201, key.text);
   const response = await fetch(`${base}/v1/merchant/qr?format=png`, { headers: { authorization: `Bearer ${key.json.api_key}` } });
   assert.equal(response.status, 200);
   const png = Buffer.from(await response.arrayBuffer());
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
-  return { png, name: merchant.display_name };
+  return { png, name: merchant.display_name, apiKey: key.json.api_key };
 }
 
 before(async () => {
@@ -246,7 +251,8 @@ for (const locale of ['zh', 'en']) {
     const incoming = await api('GET', '/v1/me/incoming-payment-requests', { token: friend });
     const request = incoming.json.data.find((r) => r.status === 'open' && r.amount === 6000);
     assert.ok(request, `no open request of 60.00 for the friend: ${incoming.text}`);
-    const quote = await api('POST', '/v1/me/p2p/quotes', { token: friend, body: { request_id: request.id } });
+    const quote = await api('POST', '/v1/me/p2p/quotes', { token: friend, key: `quote-${locale}-${Date.now()}`, body: { request_id: request.id } });
+    assert.equal(quote.status, 201, quote.text);
     const paid = await api('POST', '/v1/me/p2p/payments', {
       token: friend,
       key: `browser-${locale}-${Date.now()}`,
@@ -257,16 +263,52 @@ for (const locale of ['zh', 'en']) {
     assert.match(await page.locator('[data-testid=request-group]').first().textContent(), locale === 'zh' ? /已付 1\/1/ : /1 of 1 paid/);
     await shot(page, `${locale}-7-split-bill`);
 
-    // History: entries, the spending chart, CSV export.
+    // Refund part of the payment from the merchant portal (signed in with the merchant's API key).
+    await page.goto(`${base}/merchant`);
+    await page.fill('#api_key', qr.apiKey);
+    await submit(page, 'form[action="/merchant/signin"] button[type=submit]');
+    assert.equal((await page.locator('[data-testid=merchant-name]').textContent()).trim(), qr.name);
+    await assert.doesNotReject(page.locator('[data-testid=static-qr] svg').waitFor());
+    await shot(page, `${locale}-8-merchant-portal`);
+    await Promise.all([
+      page.waitForLoadState('domcontentloaded'),
+      page.locator('[data-testid=merchant-payments] a', { hasText: '25.50' }).first().click(),
+    ]);
+    await page.fill('#amount', '5.50');
+    await page.fill('#reason', locale === 'zh' ? '少了一碗面' : 'one bowl short');
+    await submit(page, 'form[action$="/refund"] button[type=submit]');
+    assert.match(await page.locator('[data-testid=refunded]').textContent(), /5\.50/);
+    await shot(page, `${locale}-9-merchant-refund`);
+    await submit(page, 'form[action="/merchant/signout"] button[type=submit]');
+
+    // History: the refund, the spending chart, CSV export.
     await page.goto(`${base}/history`);
     await assert.doesNotReject(page.locator('svg.chart').waitFor());
     assert.ok(await page.locator('svg.chart rect.bar').count() >= 6);
     assert.ok(await page.locator('ul.activity li').count() >= 1);
-    await shot(page, `${locale}-8-history`);
+    await assert.doesNotReject(page.locator('ul.activity li', { hasText: locale === 'zh' ? '退款' : 'Refund' }).first().waitFor());
+    await shot(page, `${locale}-10-history`);
     const csv = await page.request.get(`${base}/history/export.csv`);
     assert.equal(csv.status(), 200);
     assert.match(csv.headers()['content-type'], /text\/csv/);
     assert.match(await csv.text(), /top_up/);
+
+    // Download my data, after confirming it is me with an SMS code.
+    await page.goto(`${base}/privacy`);
+    await shot(page, `${locale}-11-privacy`);
+    await submit(page, 'form[action="/privacy/export"] button[type=submit]');
+    const stepUpMark = output.length;
+    await submit(page, 'form[action="/stepup/start"] button[type=submit]');
+    const stepUpCode = await waitFor(() => lastCode(phone, stepUpMark), 'the step-up code');
+    await page.fill('#code', stepUpCode);
+    await submit(page, 'form[action="/stepup/verify"] button[type=submit]');
+    await submit(page, 'form[action="/privacy/export"] button[type=submit]');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid=download]').click()]);
+    const archivePath = join(dataDir, `my-data-${locale}.json`);
+    await download.saveAs(archivePath);
+    const archive = JSON.parse(readFileSync(archivePath, 'utf8'));
+    assert.equal(archive.schema, 'coffer.privacy.export/1');
+    assert.doesNotMatch(JSON.stringify(archive), /a quiet walk by the lake/);
 
     // A form without its CSRF token is refused.
     const forged = await page.request.post(`${base}/topup/confirm`, { form: { amount: '100', source: 'card:x' } });
@@ -297,5 +339,74 @@ test('the home page on a desktop, in simple mode, and the PWA pieces', async () 
   await page.goto(`${base}/paycode`);
   await assert.doesNotReject(page.locator('#paycode svg').waitFor({ timeout: 15000 }));
   await shot(page, 'desktop-payment-code');
+  await context.close();
+});
+
+/// RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 seed.
+function totp(base32) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of base32.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1000000;
+  return String(value).padStart(6, '0');
+}
+
+test('a staff member freezes a customer, and the customer sees it', async () => {
+  // A risk analyst, created with the CLI as the README says.
+  const created = spawnSync(COFFER_BIN, ['staff', 'create', '--username', 'risk.wang', '--name', 'Wang Risk', '--roles', 'risk_analyst'], {
+    env: { ...process.env, COFFER_DATA_DIR: dataDir, RUST_LOG: 'warn' },
+    encoding: 'utf8',
+  });
+  assert.equal(created.status, 0, `${created.stdout}\n${created.stderr}`);
+  const password = created.stdout.match(/initial password:\s+(\S.*)$/m)[1].trim();
+  const seed = created.stdout.match(/authenticator seed:\s+(\S+)/)[1];
+
+  // The demo friend is signed in on her phone.
+  const customer = await phonePage('zh');
+  await customer.goto(`${base}/signin`);
+  await customer.fill('#contact', DEMO_FRIEND.contact);
+  await customer.fill('#password', DEMO_FRIEND.password);
+  await submit(customer);
+  await assert.doesNotReject(customer.locator('[data-testid=balance]').first().waitFor());
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US', extraHTTPHeaders: { 'accept-language': 'en-US,en;q=0.9' } });
+  const staff = await context.newPage();
+  await staff.goto(`${base}/staff`);
+  await staff.fill('#username', 'risk.wang');
+  await staff.fill('#password', password);
+  await staff.fill('#code', totp(seed));
+  await submit(staff);
+  await assert.doesNotReject(staff.locator('[data-testid=queues]').waitFor());
+  assert.equal(await staff.locator('a[href="/staff/kyc"]').count(), 0, 'a risk analyst does not review KYC');
+  await shot(staff, 'staff-1-overview');
+  await staff.goto(`${base}/staff/customers`);
+  await staff.selectOption('#by', 'contact');
+  await staff.fill('#q', DEMO_FRIEND.contact);
+  await submit(staff);
+  await Promise.all([staff.waitForLoadState('domcontentloaded'), staff.locator('[data-testid=search-results] a').first().click()]);
+  assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'active');
+  await staff.fill('#freeze-reason', 'card testing pattern');
+  await submit(staff, 'form[action$="/freeze"] button[type=submit]');
+  assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'frozen');
+  await shot(staff, 'staff-2-customer-frozen');
+  await staff.goto(`${base}/staff/audit`);
+  await assert.doesNotReject(staff.locator('[data-testid=audit] td', { hasText: 'customer_frozen' }).first().waitFor());
+  await shot(staff, 'staff-3-audit-log');
+
+  // The customer's next page is the sign-in page, and signing in is refused.
+  await customer.goto(`${base}/`);
+  assert.match(customer.url(), /\/signin$/);
+  await customer.fill('#contact', DEMO_FRIEND.contact);
+  await customer.fill('#password', DEMO_FRIEND.password);
+  await submit(customer);
+  await assert.doesNotReject(customer.locator('p.error[role=alert]').waitFor());
+  await shot(customer, 'zh-12-frozen-customer');
+  assert.deepEqual(customer.problems, [], 'console errors (CSP violations, script errors)');
+  await customer.context().close();
   await context.close();
 });

@@ -1,4 +1,7 @@
 //! The black-box tests of `coffer-web`, one module per area, linked into one
 //! test binary (each binary carries the whole service).
 
+mod support;
+
 mod pages;
+mod staff;

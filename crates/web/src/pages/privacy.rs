@@ -1,0 +1,136 @@
+//! Privacy: download a copy of all my data. The API asks for a step-up
+//! (operation `data_export`, bound to amount 0 and payee `self`) before it
+//! prepares the archive, so the form goes through the step-up flow first,
+//! then the archive is handed to the browser as a JSON download.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form as AxumForm, Router};
+use maud::html;
+use serde_json::json;
+
+use super::stepup::{self, Bound};
+use super::Form;
+use crate::api::text;
+use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
+use crate::layout::{csrf_field, encode, idempotency_field, page};
+use crate::WebState;
+
+pub const EXPORT_ACTION: &str = "/privacy/export";
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/privacy", get(privacy_page))
+        .route(EXPORT_ACTION, post(export))
+        .route("/privacy/exports/{id}", get(download))
+}
+
+async fn privacy_page(ctx: Ctx) -> Response {
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    page(
+        &ctx,
+        "privacy.title",
+        html! {
+            section.card.narrow {
+                h1 { (ctx.t("privacy.title")) }
+                p { (ctx.t("privacy.export_help")) }
+                form method="post" action=(EXPORT_ACTION) {
+                    (csrf_field(&ctx))
+                    (idempotency_field())
+                    button.primary type="submit" { (ctx.t("privacy.export")) }
+                }
+                p.help { (ctx.t("privacy.delete_help")) }
+            }
+        },
+    )
+}
+
+async fn export(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let bound = Bound {
+        operation: "data_export",
+        amount: 0,
+        currency: "CNY",
+        payee: "self",
+    };
+    // The API always wants a verified step-up here: ask for it first.
+    let Some(challenge) = stepup::challenge(&form) else {
+        return stepup::required(&ctx, EXPORT_ACTION, &bound, &form, None);
+    };
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    match state
+        .api
+        .post(
+            &ctx.caller,
+            "/v1/me/privacy/exports",
+            &json!({ "challenge_id": challenge }),
+            key,
+        )
+        .await
+    {
+        Ok(export) => page(
+            &ctx,
+            "privacy.title",
+            html! {
+                section.card.narrow {
+                    h1 { (ctx.t("privacy.ready")) }
+                    p { (ctx.tf("privacy.ready_help", &[("time", &ctx.time(text(&export, "expires_at")))])) }
+                    p { a.button.primary href=(format!("/privacy/exports/{}", encode(text(&export, "id")))) download="coffer-my-data.json" data-testid="download" { (ctx.t("privacy.download")) } }
+                }
+            },
+        ),
+        Err(failure) if stepup::is_required(&failure) => {
+            stepup::required(&ctx, EXPORT_ACTION, &bound, &form, None)
+        }
+        Err(failure) => ctx.failure(&failure),
+    }
+}
+
+async fn download(ctx: Ctx, State(state): State<WebState>, Path(id): Path<String>) -> Response {
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let path = format!("/v1/me/privacy/exports/{}", encode(&id));
+    let answer = match state
+        .api
+        .raw(&ctx.caller, Method::GET, &path, None, None)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(failure) => return ctx.failure(&failure),
+    };
+    if !answer.status.is_success() {
+        let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        let detail = value.get("error").cloned().unwrap_or_default();
+        return ctx.failure(&crate::api::ApiFailure {
+            status: answer.status,
+            code: text(&detail, "code").to_string(),
+            message: text(&detail, "message").to_string(),
+            field: None,
+        });
+    }
+    let mut response = (StatusCode::OK, answer.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"coffer-my-data.json\""),
+    );
+    response
+}
