@@ -279,7 +279,9 @@ for (const locale of ['zh', 'en']) {
     await submit(page, 'form[action$="/refund"] button[type=submit]');
     assert.match(await page.locator('[data-testid=refunded]').textContent(), /5\.50/);
     await shot(page, `${locale}-9-merchant-refund`);
+    await page.goto(`${base}/merchant`);
     await submit(page, 'form[action="/merchant/signout"] button[type=submit]');
+    await assert.doesNotReject(page.locator('#api_key').waitFor());
 
     // History: the refund, the spending chart, CSV export.
     await page.goto(`${base}/history`);
@@ -380,23 +382,24 @@ test('a staff member freezes a customer, and the customer sees it', async () => 
   await staff.fill('#username', 'risk.wang');
   await staff.fill('#password', password);
   await staff.fill('#code', totp(seed));
-  await submit(staff);
+  await submit(staff, 'form[action="/staff/signin"] button[type=submit]');
   await assert.doesNotReject(staff.locator('[data-testid=queues]').waitFor());
   assert.equal(await staff.locator('a[href="/staff/kyc"]').count(), 0, 'a risk analyst does not review KYC');
   await shot(staff, 'staff-1-overview');
   await staff.goto(`${base}/staff/customers`);
   await staff.selectOption('#by', 'contact');
   await staff.fill('#q', DEMO_FRIEND.contact);
-  await submit(staff);
+  await submit(staff, 'form[role=search] button[type=submit]');
+  await shot(staff, 'staff-2-search');
   await Promise.all([staff.waitForLoadState('domcontentloaded'), staff.locator('[data-testid=search-results] a').first().click()]);
   assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'active');
   await staff.fill('#freeze-reason', 'card testing pattern');
   await submit(staff, 'form[action$="/freeze"] button[type=submit]');
   assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'frozen');
-  await shot(staff, 'staff-2-customer-frozen');
+  await shot(staff, 'staff-3-customer-frozen');
   await staff.goto(`${base}/staff/audit`);
   await assert.doesNotReject(staff.locator('[data-testid=audit] td', { hasText: 'customer_frozen' }).first().waitFor());
-  await shot(staff, 'staff-3-audit-log');
+  await shot(staff, 'staff-4-audit-log');
 
   // The customer's next page is the sign-in page, and signing in is refused.
   await customer.goto(`${base}/`);
