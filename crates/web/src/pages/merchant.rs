@@ -36,6 +36,9 @@ pub fn routes() -> Router<WebState> {
         .route("/merchant/checkout", post(checkout))
         .route("/merchant/payments/{id}", get(payment))
         .route("/merchant/payments/{id}/refund", post(refund))
+        .route("/me/merchants", get(my_merchants))
+        .route("/me/merchants/{id}/portal", post(open_portal))
+        .route("/me/merchants/{id}/webhook", post(set_webhook))
 }
 
 #[derive(Deserialize)]
@@ -540,5 +543,132 @@ async fn refund(
             payment_page(&ctx, &payment, None, Some(&ctx.error_text(&failure)))
         }
         Err(failure) => refused(&ctx, &failure),
+    }
+}
+
+// ---- the owner's side, in the wallet ------------------------------------------------
+
+/// The merchants the signed-in customer owns: open the portal (a new API key
+/// for this browser), set the webhook endpoint.
+async fn my_merchants(ctx: Ctx, State(state): State<WebState>) -> Response {
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let mine = match state.api.get(&ctx.caller, "/v1/me/merchants").await {
+        Ok(mine) => mine,
+        Err(failure) => return ctx.failure(&failure),
+    };
+    page(
+        &ctx,
+        "merchant.mine",
+        html! {
+            h1 { (ctx.t("merchant.mine")) }
+            @if list(&mine).is_empty() {
+                section.card { p.empty { (ctx.t("merchant.none")) } }
+            }
+            @for m in list(&mine) {
+                @let id = encode(text(m, "id"));
+                section.card {
+                    h2 { (text(m, "display_name")) }
+                    p.help { (text(m, "city")) " · " (label_status(&ctx, text(m, "status"))) }
+                    @if text(m, "status") == "approved" {
+                        form method="post" action=(format!("/me/merchants/{id}/portal")) {
+                            (csrf_field(&ctx))
+                            (idempotency_field())
+                            button.primary type="submit" { (ctx.t("merchant.open_portal")) }
+                        }
+                        form method="post" action=(format!("/me/merchants/{id}/webhook")) {
+                            (csrf_field(&ctx))
+                            (idempotency_field())
+                            label for=(format!("webhook-{id}")) { (ctx.t("merchant.webhook_url")) }
+                            input id=(format!("webhook-{id}")) name="url" type="url" required
+                                value=(text(m, "webhook_url")) placeholder="https://";
+                            button type="submit" { (ctx.t("merchant.set_webhook")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn label_status(ctx: &Ctx, status: &str) -> String {
+    ctx.locale
+        .lookup(&format!("merchant_status.{status}"))
+        .unwrap_or(status)
+        .to_string()
+}
+
+async fn open_portal(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let path = format!("/v1/me/merchants/{}/api-keys", encode(&id));
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    match state.api.post(&ctx.caller, &path, &json!({}), key).await {
+        Ok(answer) => {
+            let mut response = Redirect::to("/merchant").into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                ctx.scoped_cookie(
+                    MERCHANT_COOKIE,
+                    text(&answer, "api_key"),
+                    "/merchant",
+                    PORTAL_COOKIE_SECONDS,
+                ),
+            );
+            response
+        }
+        Err(failure) => ctx.failure(&failure),
+    }
+}
+
+async fn set_webhook(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let path = format!("/v1/me/merchants/{}/webhook", encode(&id));
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    match state
+        .api
+        .post(
+            &ctx.caller,
+            &path,
+            &json!({ "url": field(&form, "url") }),
+            key,
+        )
+        .await
+    {
+        // The signing secret is shown this once, as the API hands it over.
+        Ok(answer) => page(
+            &ctx,
+            "merchant.webhooks",
+            html! {
+                section.card.narrow {
+                    h1 { (ctx.t("merchant.webhook_set")) }
+                    p { code { (text(&answer, "url")) } }
+                    p { (ctx.t("merchant.webhook_secret_help")) }
+                    p { code data-testid="webhook-secret" { (text(&answer, "secret")) } }
+                    p { a href="/me/merchants" { (ctx.t("merchant.mine")) } }
+                }
+            },
+        ),
+        Err(failure) => ctx.failure(&failure),
     }
 }

@@ -355,10 +355,11 @@ async fn search(
     if !staff.may(Permission::ViewCustomers) {
         return forbidden(&ctx);
     }
-    let by = match query.by.as_deref() {
-        Some(by @ ("contact" | "name" | "id" | "card_last4")) => by,
-        _ => "contact",
-    };
+    let by = query
+        .by
+        .as_deref()
+        .filter(|by| matches!(*by, "contact" | "name" | "id" | "card_last4"))
+        .unwrap_or("contact");
     let q = query.q.as_deref().map(str::trim).unwrap_or("");
     let (results, error) = if q.is_empty() {
         (None, None)

@@ -338,6 +338,11 @@ test('the home page on a desktop, in simple mode, and the PWA pieces', async () 
   assert.equal(manifest.start_url, '/');
   const worker = await (await page.request.get(`${base}/sw.js`)).text();
   assert.match(worker, /\/assets\/[0-9a-f]{12}\/app\.css/);
+  // The owner opens the merchant portal from the wallet (a new API key for this browser).
+  await page.goto(`${base}/me/merchants`);
+  await submit(page, 'form[action$="/portal"] button[type=submit]');
+  await assert.doesNotReject(page.locator('[data-testid=merchant-name]').waitFor());
+  await shot(page, 'desktop-merchant-portal');
   await page.goto(`${base}/paycode`);
   await assert.doesNotReject(page.locator('#paycode svg').waitFor({ timeout: 15000 }));
   await shot(page, 'desktop-payment-code');

@@ -86,6 +86,52 @@ async fn a_risk_analyst_freezes_a_customer_from_the_console() {
         .await;
     assert_eq!(status, 200, "{audit}");
     assert!(audit.contains("customer_frozen"), "{audit}");
+
+    // Maker-checker: the analyst proposes the unfreeze, a compliance
+    // officer (who may approve, not freeze) approves it.
+    let (_, profile, _) = web.get(&mut analyst, &link).await;
+    let (status, _, headers) = web
+        .post(
+            &mut analyst,
+            &format!("{link}/unfreeze"),
+            &[
+                ("csrf", &hidden(&profile, "csrf")),
+                ("idem", &hidden(&profile, "idem")),
+                ("reason", "customer called from the registered phone"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, proposed, _) = web.get(&mut analyst, &location(&headers)).await;
+    assert!(proposed.contains("已提交申请"), "{proposed}");
+    let (_, pending, _) = web.get(&mut analyst, "/staff/approvals").await;
+    assert!(
+        pending.contains(&customer_id) && !pending.contains("/decide\""),
+        "the maker is not offered their own proposal:\n{pending}"
+    );
+    let mut officer = staff_console(&web, "officer.one", vec![Role::ComplianceOfficer]).await;
+    let (status, pending, _) = web.get(&mut officer, "/staff/approvals").await;
+    assert_eq!(status, 200, "{pending}");
+    let start = pending.find("/staff/approvals/").expect("a decide form");
+    let action = &pending[start..start + pending[start..].find('"').expect("quote")];
+    let (status, _, _) = web
+        .post(
+            &mut officer,
+            action,
+            &[
+                ("csrf", &hidden(&pending, "csrf")),
+                ("idem", &hidden(&pending, "idem")),
+                ("approve", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, profile, _) = web.get(&mut officer, &link).await;
+    assert!(profile.contains("data-status=\"active\""), "{profile}");
+    assert!(
+        !profile.contains("/freeze\""),
+        "a compliance officer may not freeze"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +201,9 @@ async fn the_merchant_portal_wants_a_merchant_key() {
     assert!(headers
         .get("set-cookie")
         .is_none_or(|c| !c.to_str().unwrap_or("").starts_with("coffer_merchant=")));
+    let (status, mine, _) = web.get(&mut customer, "/me/merchants").await;
+    assert_eq!(status, 200);
+    assert!(mine.contains("您名下没有商户"), "{mine}");
     // The privacy page asks for a step-up before the export.
     let (status, privacy, _) = web.get(&mut customer, "/privacy").await;
     assert_eq!(status, 200);
