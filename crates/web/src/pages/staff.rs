@@ -39,7 +39,9 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/kyc", get(kyc_queue))
         .route("/staff/kyc/{id}/decide", post(decide_kyc))
         .route("/staff/risk", get(risk_queue))
+        .route("/staff/risk/{id}/{action}", post(work_case))
         .route("/staff/compliance", get(compliance_queue))
+        .route("/staff/compliance/{id}/decide", post(decide_hit))
         .route("/staff/audit", get(audit))
 }
 
@@ -788,6 +790,7 @@ async fn risk_queue(
                             th scope="col" { (ctx.t("staff.kind")) }
                             th scope="col" { (ctx.t("receipt.amount")) }
                             th scope="col" { (ctx.t("receipt.status")) }
+                            th scope="col" {}
                         } }
                         tbody {
                             @for c in list(&cases) {
@@ -795,7 +798,21 @@ async fn risk_queue(
                                     td { a href=(format!("/staff/customers/{}", encode(text(c, "customer_id")))) { code { (text(c, "customer_id")) } } }
                                     td { (text(c, "kind")) " " (text(c, "subject_kind")) }
                                     td { @if !text(c, "currency").is_empty() { (ctx.money(int(c, "amount"), text(c, "currency"))) } }
-                                    td { (text(c, "state")) }
+                                    td { (label(&ctx, "case_state", text(c, "state"))) }
+                                    td {
+                                        @if matches!(text(c, "state"), "open" | "escalated") {
+                                            @for (action, key) in [("release", "staff.release"), ("reject", "staff.reject"), ("escalate", "staff.escalate")] {
+                                                @if action != "escalate" || text(c, "state") == "open" {
+                                                    form.inline method="post" action=(format!("/staff/risk/{}/{action}", encode(text(c, "id")))) {
+                                                        (csrf_field(&ctx))
+                                                        (idempotency_field())
+                                                        button type="submit" { (ctx.t(key)) }
+                                                    }
+                                                    " "
+                                                }
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -842,6 +859,7 @@ async fn compliance_queue(
                             th scope="col" { (ctx.t("staff.source")) }
                             th scope="col" { (ctx.t("staff.score")) }
                             th scope="col" { (ctx.t("receipt.status")) }
+                            th scope="col" {}
                         } }
                         tbody {
                             @for h in list(&hits) {
@@ -849,7 +867,20 @@ async fn compliance_queue(
                                     td { a href=(format!("/staff/customers/{}", encode(text(h, "customer_id")))) { code { (text(h, "customer_id")) } } }
                                     td { (text(h, "source")) }
                                     td { (format!("{}.{:02}%", int(h, "score_bps") / 100, int(h, "score_bps") % 100)) }
-                                    td { (text(h, "state")) }
+                                    td { (label(&ctx, "hit_state", text(h, "state"))) }
+                                    td {
+                                        @if text(h, "state") == "pending" {
+                                            form method="post" action=(format!("/staff/compliance/{}/decide", encode(text(h, "id")))) {
+                                                (csrf_field(&ctx))
+                                                (idempotency_field())
+                                                label for=(format!("note-{}", text(h, "id"))) { (ctx.t("staff.reason")) }
+                                                input id=(format!("note-{}", text(h, "id"))) name="note" type="text" required maxlength="200";
+                                                button type="submit" name="decision" value="clear" { (ctx.t("staff.clear")) }
+                                                " "
+                                                button.danger type="submit" name="decision" value="confirm" { (ctx.t("staff.confirm_hit")) }
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -924,4 +955,35 @@ async fn audit(
             }
         },
     )
+}
+
+async fn work_case(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path((id, action)): Path<(String, String)>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if !matches!(action.as_str(), "release" | "reject" | "escalate") {
+        return forbidden(&ctx);
+    }
+    let path = format!("/v1/staff/risk/cases/{}/{action}", encode(&id));
+    let body = json!({ "note": field(&form, "note") });
+    match staff_post(&ctx, &state, &form, &path, &body).await {
+        Ok(_) => Redirect::to("/staff/risk?notice=notice.decided").into_response(),
+        Err(page) => page,
+    }
+}
+
+async fn decide_hit(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    let path = format!("/v1/staff/compliance/hits/{}/decide", encode(&id));
+    let body = json!({ "decision": field(&form, "decision"), "note": field(&form, "note") });
+    match staff_post(&ctx, &state, &form, &path, &body).await {
+        Ok(_) => Redirect::to("/staff/compliance?notice=notice.decided").into_response(),
+        Err(page) => page,
+    }
 }

@@ -132,6 +132,27 @@ async fn a_risk_analyst_freezes_a_customer_from_the_console() {
         !profile.contains("/freeze\""),
         "a compliance officer may not freeze"
     );
+
+    // Each queue opens for the role that works it, and only for it.
+    for (path, officer_may, analyst_may) in [
+        ("/staff/compliance", true, false),
+        ("/staff/kyc", true, false),
+        ("/staff/risk", false, true),
+        ("/staff/audit", true, true),
+    ] {
+        let (status, page, _) = web.get(&mut officer, path).await;
+        assert_eq!(
+            status == 200,
+            officer_may,
+            "officer {path}: {status}\n{page}"
+        );
+        let (status, page, _) = web.get(&mut analyst, path).await;
+        assert_eq!(
+            status == 200,
+            analyst_may,
+            "analyst {path}: {status}\n{page}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
