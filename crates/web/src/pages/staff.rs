@@ -43,6 +43,10 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/compliance", get(compliance_queue))
         .route("/staff/compliance/{id}/decide", post(decide_hit))
         .route("/staff/audit", get(audit))
+        .route(
+            "/staff/settings/{kind}",
+            get(settings).post(propose_settings),
+        )
 }
 
 #[derive(Deserialize, Default)]
@@ -138,7 +142,10 @@ fn forbidden(ctx: &Ctx) -> Response {
 
 /// The console's menu: only what the roles may open.
 fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
-    let entries: [(&str, &str, bool); 7] = [
+    let settings = staff.may(Permission::ManageSettings)
+        || staff.may(Permission::ApproveSensitive)
+        || staff.may(Permission::ViewDashboards);
+    let entries: [(&str, &str, bool); 8] = [
         ("/staff", "staff.home", true),
         (
             "/staff/customers",
@@ -166,6 +173,7 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
             "staff.audit",
             staff.may(Permission::ReadAudit),
         ),
+        ("/staff/settings/fees", "staff.settings", settings),
     ];
     html! {
         nav.staff-menu aria-label=(ctx.t("staff.menu")) {
@@ -985,5 +993,184 @@ async fn decide_hit(
     match staff_post(&ctx, &state, &form, &path, &body).await {
         Ok(_) => Redirect::to("/staff/compliance?notice=notice.decided").into_response(),
         Err(page) => page,
+    }
+}
+
+fn settings_kind(kind: &str) -> Option<&'static str> {
+    match kind {
+        "fees" => Some("fees"),
+        "tier_limits" => Some("tier_limits"),
+        _ => None,
+    }
+}
+
+async fn settings(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(kind): Path<String>,
+    Query(query): Query<StaffQuery>,
+) -> Response {
+    let staff = match staff(&ctx, &state).await {
+        Ok(staff) => staff,
+        Err(page) => return page,
+    };
+    let view = SettingsView {
+        kind: &kind,
+        notice_key: query.notice.as_deref(),
+        error: None,
+        draft: None,
+    };
+    settings_page(&ctx, &state, &staff, &view).await
+}
+
+struct SettingsView<'a> {
+    kind: &'a str,
+    notice_key: Option<&'a str>,
+    error: Option<&'a str>,
+    draft: Option<&'a str>,
+}
+
+/// The document in force (version, history) and, for a `manage_settings`
+/// role, a form to propose the whole new document: a second staff member
+/// approves it under Approvals.
+async fn settings_page(
+    ctx: &Ctx,
+    state: &WebState,
+    staff: &Staff,
+    view: &SettingsView<'_>,
+) -> Response {
+    let Some(kind) = settings_kind(view.kind) else {
+        return forbidden(ctx);
+    };
+    let current = match state
+        .api
+        .get(&staff.caller, &format!("/v1/staff/settings/{kind}"))
+        .await
+    {
+        Ok(current) => current,
+        Err(failure) => return refused(ctx, &failure),
+    };
+    let document = current.get("settings").cloned().unwrap_or_default();
+    let pretty = serde_json::to_string_pretty(&document).unwrap_or_default();
+    let history = current
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    console(
+        ctx,
+        staff,
+        "staff.settings",
+        view.notice_key,
+        html! {
+            nav.tabs {
+                a href="/staff/settings/fees" aria-current=[(kind == "fees").then_some("page")] { (ctx.t("staff.fees")) }
+                " · "
+                a href="/staff/settings/tier_limits" aria-current=[(kind == "tier_limits").then_some("page")] { (ctx.t("staff.tier_limits")) }
+            }
+            section.card {
+                h2 { (ctx.tf("staff.version", &[("version", &int(&current, "version").to_string())])) }
+                pre.document data-testid="settings" { (pretty) }
+            }
+            @if staff.may(Permission::ManageSettings) {
+                section.card {
+                    h2 { (ctx.t("staff.propose_change")) }
+                    p.help { (ctx.t("staff.propose_help")) }
+                    (error_box(view.error))
+                    form method="post" action=(format!("/staff/settings/{kind}")) {
+                        (csrf_field(ctx))
+                        (idempotency_field())
+                        input type="hidden" name="base_version" value=(int(&current, "version"));
+                        label for="document" { (ctx.t("staff.document")) }
+                        textarea #document name="document" rows="16" spellcheck="false" required { (view.draft.unwrap_or(&pretty)) }
+                        label for="settings-reason" { (ctx.t("staff.reason")) }
+                        input #settings-reason name="reason" type="text" required maxlength="200";
+                        button.primary type="submit" { (ctx.t("staff.propose")) }
+                    }
+                }
+            }
+            @if !history.is_empty() {
+                section.card {
+                    h2 { (ctx.t("staff.versions")) }
+                    div.table-wrap { table {
+                        thead { tr {
+                            th scope="col" { "#" }
+                            th scope="col" { (ctx.t("staff.maker")) }
+                            th scope="col" { (ctx.t("staff.checker")) }
+                            th scope="col" { (ctx.t("receipt.time")) }
+                        } }
+                        tbody {
+                            @for v in &history {
+                                tr {
+                                    td { (int(v, "version")) }
+                                    td { (text(v, "maker")) }
+                                    td { (text(v, "checker")) }
+                                    td { (ctx.time(text(v, "created_at"))) }
+                                }
+                            }
+                        }
+                    } }
+                }
+            }
+        },
+    )
+}
+
+async fn propose_settings(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(kind): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    let staff = match staff(&ctx, &state).await {
+        Ok(staff) => staff,
+        Err(page) => return page,
+    };
+    let Some(kind) = settings_kind(&kind) else {
+        return forbidden(&ctx);
+    };
+    let draft = form.get("document").map_or("", String::as_str);
+    let Ok(document) = serde_json::from_str::<Value>(draft) else {
+        let view = SettingsView {
+            kind,
+            notice_key: None,
+            error: Some(ctx.t("staff.document_invalid")),
+            draft: Some(draft),
+        };
+        return settings_page(&ctx, &state, &staff, &view).await;
+    };
+    let body = json!({
+        "base_version": field(&form, "base_version").parse::<i64>().unwrap_or(-1),
+        "settings": document,
+        "reason": field(&form, "reason"),
+    });
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    let path = format!("/v1/staff/settings/{kind}/proposals");
+    match state.api.post(&staff.caller, &path, &body, key).await {
+        Ok(_) => Redirect::to("/staff/approvals?notice=notice.settings_proposed").into_response(),
+        Err(failure)
+            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
+        {
+            // The API names the field that is wrong: show it with its words.
+            let message = match &failure.field {
+                Some(field) => format!(
+                    "{} ({field}: {})",
+                    ctx.error_text(&failure),
+                    failure.message
+                ),
+                None => ctx.error_text(&failure),
+            };
+            let view = SettingsView {
+                kind,
+                notice_key: None,
+                error: Some(&message),
+                draft: Some(draft),
+            };
+            settings_page(&ctx, &state, &staff, &view).await
+        }
+        Err(failure) => refused(&ctx, &failure),
     }
 }

@@ -244,3 +244,85 @@ async fn the_merchant_portal_wants_a_merchant_key() {
         "{stepup}"
     );
 }
+
+/// The text of the first `<textarea>` of a page, unescaped.
+fn textarea(page: &str) -> String {
+    let start = page.find("<textarea").expect("a textarea");
+    let start = start + page[start..].find('>').expect(">") + 1;
+    let end = start + page[start..].find("</textarea>").expect("</textarea>");
+    page[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fee_changes_go_through_maker_checker_in_the_console() {
+    let web = spawn_web().await;
+    let mut maker = staff_console(&web, "pm.one", vec![Role::ProductManager]).await;
+    let (status, page, _) = web.get(&mut maker, "/staff/settings/fees").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("当前生效版本 0"), "{page}");
+    let document = textarea(&page);
+    let fees: serde_json::Value = serde_json::from_str(&document).expect("the document is JSON");
+    assert!(fees.is_object(), "{fees}");
+    // Not JSON: the form comes back with the draft and the error.
+    let (status, refused, _) = web
+        .post(
+            &mut maker,
+            "/staff/settings/fees",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("idem", &hidden(&page, "idem")),
+                ("base_version", "0"),
+                ("document", "{ not json"),
+                ("reason", "typo"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        refused.contains("这不是有效的 JSON") && refused.contains("{ not json"),
+        "{refused}"
+    );
+    let (status, _, headers) = web
+        .post(
+            &mut maker,
+            "/staff/settings/fees",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("idem", &hidden(&page, "idem")),
+                ("base_version", "0"),
+                ("document", &document),
+                ("reason", "confirm the schedule in force"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{headers:?}");
+    assert!(location(&headers).starts_with("/staff/approvals"));
+
+    let mut checker = staff_console(&web, "admin.one", vec![Role::Administrator]).await;
+    let (_, pending, _) = web.get(&mut checker, "/staff/approvals").await;
+    let start = pending.find("/staff/approvals/").expect("a decide form");
+    let action = &pending[start..start + pending[start..].find('"').expect("quote")];
+    let (status, _, _) = web
+        .post(
+            &mut checker,
+            action,
+            &[
+                ("csrf", &hidden(&pending, "csrf")),
+                ("idem", &hidden(&pending, "idem")),
+                ("approve", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, page, _) = web.get(&mut checker, "/staff/settings/fees").await;
+    assert!(page.contains("当前生效版本 1"), "{page}");
+    assert!(
+        !page.contains("<textarea"),
+        "an administrator approves changes but does not write them"
+    );
+}
