@@ -33,6 +33,7 @@ pub fn routes() -> Router<WebState> {
         .route("/merchant/signin", post(sign_in))
         .route("/merchant/signout", post(sign_out))
         .route("/merchant/qr", get(print_qr))
+        .route("/merchant/live", get(live))
         .route("/merchant/checkout", post(checkout))
         .route("/merchant/payments/{id}", get(payment))
         .route("/merchant/payments/{id}/refund", post(refund))
@@ -229,6 +230,7 @@ async fn portal(
             }
             section.card aria-labelledby="payments-title" {
                 h2 #payments-title { (ctx.t("merchant.payments")) }
+                p { a href="/merchant/live" { (ctx.t("merchant.live")) } }
                 (payments_table(&ctx, list(&payments)))
             }
             section.card aria-labelledby="settlements-title" {
@@ -671,4 +673,37 @@ async fn set_webhook(
         ),
         Err(failure) => ctx.failure(&failure),
     }
+}
+
+/// Incoming payments for the till's screen: the page reloads itself every
+/// few seconds (a `Refresh` header: no script needed), newest first.
+async fn live(ctx: Ctx, State(state): State<WebState>) -> Response {
+    let caller = match merchant(&ctx) {
+        Ok(caller) => caller,
+        Err(page) => return page,
+    };
+    let payments = match state
+        .api
+        .get(&caller, "/v1/merchant/payments?limit=20")
+        .await
+    {
+        Ok(payments) => payments,
+        Err(failure) => return refused(&ctx, &failure),
+    };
+    let mut response = page(
+        &ctx,
+        "merchant.live",
+        html! {
+            h1 { (ctx.t("merchant.live")) }
+            p.help { (ctx.t("merchant.live_help")) }
+            section.card aria-live="polite" {
+                (payments_table(&ctx, list(&payments)))
+            }
+            p { a href="/merchant" { (ctx.t("merchant.back")) } }
+        },
+    );
+    response
+        .headers_mut()
+        .insert("refresh", axum::http::HeaderValue::from_static("5"));
+    response
 }

@@ -39,6 +39,7 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/kyc", get(kyc_queue))
         .route("/staff/kyc/{id}/decide", post(decide_kyc))
         .route("/staff/risk", get(risk_queue))
+        .route("/staff/risk/rules", get(risk_rules))
         .route("/staff/risk/{id}/{action}", post(work_case))
         .route("/staff/compliance", get(compliance_queue))
         .route("/staff/compliance/{id}/decide", post(decide_hit))
@@ -145,7 +146,7 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
     let settings = staff.may(Permission::ManageSettings)
         || staff.may(Permission::ApproveSensitive)
         || staff.may(Permission::ViewDashboards);
-    let entries: [(&str, &str, bool); 8] = [
+    let entries: [(&str, &str, bool); 9] = [
         ("/staff", "staff.home", true),
         (
             "/staff/customers",
@@ -161,6 +162,11 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
         (
             "/staff/risk",
             "staff.risk",
+            staff.may(Permission::ManageRisk),
+        ),
+        (
+            "/staff/risk/rules",
+            "staff.rules",
             staff.may(Permission::ManageRisk),
         ),
         (
@@ -1173,4 +1179,40 @@ async fn propose_settings(
         }
         Err(failure) => refused(&ctx, &failure),
     }
+}
+
+/// The risk rule sets: the version in force and the latest drafts, read
+/// only (drafting, dry runs and activation stay in the API for now).
+async fn risk_rules(ctx: Ctx, State(state): State<WebState>) -> Response {
+    let staff = match staff(&ctx, &state).await {
+        Ok(staff) => staff,
+        Err(page) => return page,
+    };
+    if !staff.may(Permission::ManageRisk) {
+        return forbidden(&ctx);
+    }
+    let rules = match state.api.get(&staff.caller, "/v1/staff/risk/rules").await {
+        Ok(rules) => rules,
+        Err(failure) => return refused(&ctx, &failure),
+    };
+    let active = int(&rules, "active");
+    console(
+        &ctx,
+        &staff,
+        "staff.rules",
+        None,
+        html! {
+            @for version in list(&rules) {
+                section.card {
+                    h2 {
+                        (ctx.tf("staff.rules_version", &[("version", &int(version, "version").to_string())]))
+                        " "
+                        span class=(if int(version, "version") == active { "tag" } else { "tag bad" }) { (text(version, "state")) }
+                    }
+                    p.help { (text(version, "author")) " · " (ctx.time(text(version, "created_at"))) }
+                    pre.document { (serde_json::to_string_pretty(version.get("rules").unwrap_or(&Value::Null)).unwrap_or_default()) }
+                }
+            }
+        },
+    )
 }

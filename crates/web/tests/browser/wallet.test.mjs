@@ -279,6 +279,9 @@ for (const locale of ['zh', 'en']) {
     await submit(page, 'form[action$="/refund"] button[type=submit]');
     assert.match(await page.locator('[data-testid=refunded]').textContent(), /5\.50/);
     await shot(page, `${locale}-9-merchant-refund`);
+    const live = await page.goto(`${base}/merchant/live`);
+    assert.equal(live.headers()['refresh'], '5');
+    await assert.doesNotReject(page.locator('[data-testid=merchant-payments] a', { hasText: '25.50' }).first().waitFor());
     await page.goto(`${base}/merchant`);
     await submit(page, 'form[action="/merchant/signout"] button[type=submit]');
     await assert.doesNotReject(page.locator('#api_key').waitFor());

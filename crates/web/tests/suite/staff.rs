@@ -138,6 +138,7 @@ async fn a_risk_analyst_freezes_a_customer_from_the_console() {
         ("/staff/compliance", true, false),
         ("/staff/kyc", true, false),
         ("/staff/risk", false, true),
+        ("/staff/risk/rules", false, true),
         ("/staff/audit", true, true),
     ] {
         let (status, page, _) = web.get(&mut officer, path).await;
