@@ -52,6 +52,12 @@ pub async fn home(
         .get(&ctx.caller, "/v1/me/incoming-payment-requests")
         .await
         .unwrap_or_default();
+    let unread_alerts = state
+        .api
+        .get(&ctx.caller, "/v1/me/notifications/unread-count")
+        .await
+        .map(|answer| int(&answer, "unread_count"))
+        .unwrap_or(0);
     let open_requests = list(&incoming)
         .iter()
         .filter(|r| text(r, "status") == "open")
@@ -71,6 +77,11 @@ pub async fn home(
             h1.greeting { (ctx.tf("home.hello", &[("name", text(&customer, "display_name"))])) }
             @if tier < 1 {
                 p.banner { (ctx.t("home.kyc_needed")) " " a href="/kyc" { (ctx.t("home.kyc_link")) } }
+            }
+            @if unread_alerts > 0 {
+                p.banner.alerts {
+                    a href="/alerts" data-testid="unread-alerts" { (ctx.tf("home.alerts_waiting", &[("count", &unread_alerts.to_string())])) }
+                }
             }
             @if open_requests > 0 {
                 p.banner.alerts {

@@ -7,6 +7,7 @@ use axum::Router;
 
 use crate::WebState;
 
+mod alerts;
 mod auth;
 mod funding;
 mod history;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<WebState> {
         .route("/signout", post(auth::sign_out))
         .route("/kyc", get(auth::kyc_page).post(auth::kyc))
         .merge(settings::routes())
+        .merge(alerts::routes())
         .merge(funding::routes())
         .merge(pay::routes())
         .merge(history::routes())

@@ -107,6 +107,7 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
                     li { a href="/cards" { (ctx.t("action.cards")) } }
                     li { a href="/requests" { (ctx.t("requests.title")) } }
                     li { a href="/history" { (ctx.t("history.title")) } }
+                    li { a href="/alerts" { (ctx.t("alerts.title")) } }
                     li { a href="/privacy" { (ctx.t("privacy.title")) } }
                     li { a href="/me/merchants" { (ctx.t("merchant.mine")) } }
                     li { a href="/merchant" { (ctx.t("merchant.title")) } }

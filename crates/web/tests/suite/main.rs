@@ -3,5 +3,6 @@
 
 mod support;
 
+mod customer;
 mod pages;
 mod staff;
