@@ -118,6 +118,21 @@ pub fn message_page(ctx: &Ctx, status: StatusCode, title_key: &str, message: &st
     )
 }
 
+/// A page with one piece of good news and the way home.
+pub fn message_page_ok(ctx: &Ctx, title_key: &str, message: &str) -> Response {
+    page(
+        ctx,
+        title_key,
+        html! {
+            section.card {
+                h1 { (ctx.t(title_key)) }
+                p.notice role="status" { (message) }
+                p { a.button href="/" { (ctx.t("nav.back_home")) } }
+            }
+        },
+    )
+}
+
 pub fn csrf_field(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(ctx.csrf_token()); }
 }

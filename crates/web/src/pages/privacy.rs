@@ -19,11 +19,13 @@ use crate::layout::{csrf_field, encode, idempotency_field, page};
 use crate::WebState;
 
 pub const EXPORT_ACTION: &str = "/privacy/export";
+pub const ERASE_ACTION: &str = "/privacy/erase";
 
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/privacy", get(privacy_page))
         .route(EXPORT_ACTION, post(export))
+        .route(ERASE_ACTION, post(erase))
         .route("/privacy/exports/{id}", get(download))
 }
 
@@ -43,7 +45,19 @@ async fn privacy_page(ctx: Ctx) -> Response {
                     (idempotency_field())
                     button.primary type="submit" { (ctx.t("privacy.export")) }
                 }
-                p.help { (ctx.t("privacy.delete_help")) }
+            }
+            section.card.narrow {
+                h2 { (ctx.t("privacy.delete")) }
+                p { (ctx.t("privacy.delete_help")) }
+                form method="post" action=(ERASE_ACTION) {
+                    (csrf_field(&ctx))
+                    (idempotency_field())
+                    div.check {
+                        input #confirm_delete type="checkbox" name="confirm" value="yes" required;
+                        label for="confirm_delete" { (ctx.t("privacy.delete_confirm")) }
+                    }
+                    button.danger type="submit" { (ctx.t("privacy.delete")) }
+                }
             }
         },
     )
@@ -133,4 +147,56 @@ async fn download(ctx: Ctx, State(state): State<WebState>, Path(id): Path<String
         HeaderValue::from_static("attachment; filename=\"coffer-my-data.json\""),
     );
     response
+}
+
+/// Delete my account: refused while money or operations remain (the API
+/// says which); after it every session has ended, this one too.
+async fn erase(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let bound = Bound {
+        operation: "account_deletion",
+        amount: 0,
+        currency: "CNY",
+        payee: "self",
+    };
+    let Some(challenge) = stepup::challenge(&form) else {
+        return stepup::required(&ctx, ERASE_ACTION, &bound, &form, None);
+    };
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    match state
+        .api
+        .post(
+            &ctx.caller,
+            "/v1/me/privacy/erasure",
+            &json!({ "challenge_id": challenge }),
+            key,
+        )
+        .await
+    {
+        Ok(_) => {
+            let mut response = crate::layout::message_page_ok(
+                &ctx,
+                "privacy.deleted",
+                ctx.t("privacy.deleted_help"),
+            );
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                ctx.cookie(crate::ctx::SESSION_COOKIE, "", 0),
+            );
+            response
+        }
+        Err(failure) if stepup::is_required(&failure) => {
+            stepup::required(&ctx, ERASE_ACTION, &bound, &form, None)
+        }
+        Err(failure) => ctx.failure(&failure),
+    }
 }

@@ -31,12 +31,13 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 5] = [
+const ACTIONS: [&str; 6] = [
     "/withdraw/confirm",
     "/pay/confirm",
     "/transfer/confirm",
     "/requests/pay",
     super::privacy::EXPORT_ACTION,
+    super::privacy::ERASE_ACTION,
 ];
 
 fn passthrough(form: &Form) -> Markup {
@@ -253,7 +254,9 @@ async fn verify(
                         }
                         input type="hidden" name="step_up_challenge_id" value=(challenge_id);
                         (idempotency_field())
-                        button.primary type="submit" { (ctx.t("stepup.continue")) }
+                        button.primary type="submit" {
+                            (if bound.amount == 0 { ctx.t("stepup.continue_plain") } else { ctx.t("stepup.continue") })
+                        }
                     }
                 }
             },

@@ -150,3 +150,54 @@ async fn download_my_data_after_a_step_up_and_see_the_alert() {
         "{inbox}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_my_wallet_after_a_step_up() {
+    let web = spawn_web().await;
+    let phone = "+8613800138302";
+    let (mut customer, _) = sign_up(&web, phone, "周芷若").await;
+    let sign_up_code = web.sms.last_code(phone);
+    let (_, privacy, _) = web.get(&mut customer, "/privacy").await;
+    let mut fields = form_fields(&privacy, "/privacy/erase");
+    fields.push(("confirm".into(), "yes".into()));
+    let (status, stepup) = post_form(&web, &mut customer, "/privacy/erase", &fields).await;
+    assert_eq!(status, 200, "{stepup}");
+    assert!(stepup.contains("value=\"account_deletion\""), "{stepup}");
+    let (_, code_form) = post_form(
+        &web,
+        &mut customer,
+        "/stepup/start",
+        &form_fields(&stepup, "/stepup/start"),
+    )
+    .await;
+    let mut code = None;
+    for _ in 0..200 {
+        code = web
+            .sms
+            .last_code(phone)
+            .filter(|c| Some(c) != sign_up_code.as_ref());
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut fields = form_fields(&code_form, "/stepup/verify");
+    fields.push(("code".into(), code.expect("a step-up code")));
+    let (status, verified) = post_form(&web, &mut customer, "/stepup/verify", &fields).await;
+    assert_eq!(status, 200, "{verified}");
+    let (status, closed) = post_form(
+        &web,
+        &mut customer,
+        "/privacy/erase",
+        &form_fields(&verified, "/privacy/erase"),
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+    assert!(closed.contains("钱包已注销"), "{closed}");
+    assert!(
+        !customer.0.contains_key("coffer_session"),
+        "the session cookie is cleared"
+    );
+    let (status, _, headers) = web.get(&mut customer, "/").await;
+    assert_eq!((status, location(&headers).as_str()), (303, "/signin"));
+}
