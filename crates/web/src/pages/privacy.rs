@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::stepup::{self, Bound};
 use super::Form;
-use crate::api::text;
+use crate::api::{list, text};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
 use crate::layout::{csrf_field, encode, idempotency_field, page};
 use crate::WebState;
@@ -26,13 +26,24 @@ pub fn routes() -> Router<WebState> {
         .route("/privacy", get(privacy_page))
         .route(EXPORT_ACTION, post(export))
         .route(ERASE_ACTION, post(erase))
+        .route("/privacy/consents/{id}/revoke", post(revoke_consent))
         .route("/privacy/exports/{id}", get(download))
 }
 
-async fn privacy_page(ctx: Ctx) -> Response {
+async fn privacy_page(ctx: Ctx, State(state): State<WebState>) -> Response {
     if let Err(signin) = ctx.require_session() {
         return signin;
     }
+    let consents = state
+        .api
+        .get(&ctx.caller, "/v1/me/privacy/consents")
+        .await
+        .unwrap_or_default();
+    let access = state
+        .api
+        .get(&ctx.caller, "/v1/me/privacy/access-log")
+        .await
+        .unwrap_or_default();
     page(
         &ctx,
         "privacy.title",
@@ -44,6 +55,57 @@ async fn privacy_page(ctx: Ctx) -> Response {
                     (csrf_field(&ctx))
                     (idempotency_field())
                     button.primary type="submit" { (ctx.t("privacy.export")) }
+                }
+            }
+            section.card.narrow aria-labelledby="consents-title" {
+                h2 #consents-title { (ctx.t("privacy.consents")) }
+                @if list(&consents).is_empty() {
+                    p.empty { (ctx.t("privacy.no_consents")) }
+                } @else {
+                    ul {
+                        @for c in list(&consents) {
+                            li {
+                                strong { (text(c, "partner_id")) }
+                                " · "
+                                (c.get("scopes").and_then(serde_json::Value::as_array).map(|s| s.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default())
+                                " · "
+                                (ctx.tf("privacy.until", &[("time", &ctx.time(text(c, "expires_at")))]))
+                                @if c.get("live").and_then(serde_json::Value::as_bool) == Some(true) {
+                                    form.inline method="post" action=(format!("/privacy/consents/{}/revoke", encode(text(c, "id")))) {
+                                        (csrf_field(&ctx))
+                                        (idempotency_field())
+                                        " "
+                                        button.link type="submit" { (ctx.t("privacy.revoke")) }
+                                    }
+                                } @else {
+                                    " · " (ctx.t("privacy.ended"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section.card.narrow aria-labelledby="access-title" {
+                h2 #access-title { (ctx.t("privacy.access_log")) }
+                p.help { (ctx.t("privacy.access_help")) }
+                @if list(&access).is_empty() {
+                    p.empty { (ctx.t("privacy.no_access")) }
+                } @else {
+                    div.table-wrap { table data-testid="access-log" {
+                        tbody {
+                            @for a in list(&access) {
+                                tr {
+                                    td { (ctx.time(text(a, "at"))) }
+                                    td {
+                                        (ctx.locale.lookup(&format!("accessor.{}", text(a, "by"))).unwrap_or(text(a, "by")))
+                                        @if !text(a, "role").is_empty() { " (" (ctx.locale.lookup(&format!("role.{}", text(a, "role"))).unwrap_or(text(a, "role"))) ")" }
+                                        @if !text(a, "partner_id").is_empty() { " " (text(a, "partner_id")) }
+                                    }
+                                    td { code { (text(a, "action")) } }
+                                }
+                            }
+                        }
+                    } }
                 }
             }
             section.card.narrow {
@@ -197,6 +259,23 @@ async fn erase(
         Err(failure) if stepup::is_required(&failure) => {
             stepup::required(&ctx, ERASE_ACTION, &bound, &form, None)
         }
+        Err(failure) => ctx.failure(&failure),
+    }
+}
+
+async fn revoke_consent(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    let path = format!("/v1/me/privacy/consents/{}/revoke", encode(&id));
+    match state.api.post(&ctx.caller, &path, &json!({}), key).await {
+        Ok(_) => axum::response::Redirect::to("/privacy").into_response(),
         Err(failure) => ctx.failure(&failure),
     }
 }

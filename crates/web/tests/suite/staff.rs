@@ -159,7 +159,7 @@ async fn a_risk_analyst_freezes_a_customer_from_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_staff_see_only_what_support_may_do() {
     let web = spawn_web().await;
-    let (_, customer_id) = sign_up(&web, "+8613800138202", "韩梅梅").await;
+    let (mut customer, customer_id) = sign_up(&web, "+8613800138202", "韩梅梅").await;
     let mut support = staff_console(&web, "support.one", vec![Role::Support]).await;
     let (_, home, _) = web.get(&mut support, "/staff").await;
     assert!(home.contains("href=\"/staff/customers\""), "{home}");
@@ -189,6 +189,13 @@ async fn support_staff_see_only_what_support_may_do() {
     );
     // The contact is masked for a role without `view_personal_data`.
     assert!(!profile.contains("13800138202"), "{profile}");
+    // The customer sees, by role, that bank staff looked at their data.
+    let (status, privacy, _) = web.get(&mut customer, "/privacy").await;
+    assert_eq!(status, 200);
+    assert!(
+        privacy.contains("data-testid=\"access-log\"") && privacy.contains("银行员工 (客服)"),
+        "{privacy}"
+    );
     // Signing out of the console clears its cookie.
     let (status, _, headers) = web
         .post(
