@@ -336,6 +336,25 @@ async fn home(
                         div.row { dt { (ctx.t("staff.freezes")) } dd { (int(&fraud, "freezes")) } }
                         div.row { dt { (ctx.t("staff.step_ups")) } dd { (int(&fraud, "step_ups_verified")) " / " (int(&fraud, "step_ups_started")) } }
                     }
+                    h3 { (ctx.t("staff.volumes")) }
+                    div.table-wrap { table data-testid="volumes" {
+                        thead { tr {
+                            th scope="col" { (ctx.t("merchant.date")) }
+                            th scope="col" { (ctx.t("staff.operation")) }
+                            th scope="col" { (ctx.t("staff.transactions")) }
+                            th scope="col" { (ctx.t("receipt.amount")) }
+                        } }
+                        tbody {
+                            @for v in board.get("volumes").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+                                tr {
+                                    td { (text(v, "day")) }
+                                    td { (label(&ctx, "operation", text(v, "operation"))) }
+                                    td { (int(v, "count")) }
+                                    td { (ctx.money(int(v, "amount"), text(v, "currency"))) }
+                                }
+                            }
+                        }
+                    } }
                     h3 { (ctx.t("staff.failures")) }
                     div.table-wrap { table {
                         thead { tr { th scope="col" { (ctx.t("staff.operation")) } th scope="col" { (ctx.t("status.succeeded")) } th scope="col" { (ctx.t("status.failed")) } th scope="col" { (ctx.t("staff.failure_rate")) } } }

@@ -36,7 +36,7 @@ async fn a_risk_analyst_freezes_a_customer_from_the_console() {
         );
     }
     assert!(
-        home.contains("data-testid=\"queues\""),
+        home.contains("data-testid=\"queues\"") && home.contains("data-testid=\"volumes\""),
         "dashboards: {home}"
     );
 
