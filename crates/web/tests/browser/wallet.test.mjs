@@ -401,6 +401,7 @@ test('a staff member freezes a customer, and the customer sees it', async () => 
   await shot(staff, 'staff-2-search');
   await Promise.all([staff.waitForLoadState('domcontentloaded'), staff.locator('[data-testid=search-results] a').first().click()]);
   assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'active');
+  const freezeMark = output.length;
   await staff.fill('#freeze-reason', 'card testing pattern');
   await submit(staff, 'form[action$="/freeze"] button[type=submit]');
   assert.equal(await staff.locator('[data-testid=customer-status]').getAttribute('data-status'), 'frozen');
@@ -409,7 +410,13 @@ test('a staff member freezes a customer, and the customer sees it', async () => 
   await assert.doesNotReject(staff.locator('[data-testid=audit] td', { hasText: 'customer_frozen' }).first().waitFor());
   await shot(staff, 'staff-4-audit-log');
 
-  // The customer's next page is the sign-in page, and signing in is refused.
+  // The customer is told on her phone (the demo console stands in for the SMS gateway)...
+  await waitFor(
+    () => output.slice(freezeMark).split('\n').some((l) => l.includes(`[simulated sms to ${DEMO_FRIEND.contact}]`) && l.includes('security alert') && l.includes('frozen')),
+    'the freeze alert by SMS',
+    20000,
+  ).catch((e) => { writeFileSync('/tmp/coffer-output.txt', output); throw e; });
+  // ...her next page is the sign-in page, and signing in is refused.
   await customer.goto(`${base}/`);
   assert.match(customer.url(), /\/signin$/);
   await customer.fill('#contact', DEMO_FRIEND.contact);
