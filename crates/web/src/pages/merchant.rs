@@ -24,6 +24,9 @@ use crate::layout::{
 };
 use crate::WebState;
 
+/// Marks a portal key the wallet minted for this browser (revoked at sign-out).
+const MINTED_COOKIE: &str = "coffer_merchant_minted";
+
 /// A day: the portal is a till, signed in for a working day at most.
 const PORTAL_COOKIE_SECONDS: i64 = 12 * 3600;
 
@@ -115,6 +118,10 @@ async fn sign_in(
                 header::SET_COOKIE,
                 ctx.scoped_cookie(MERCHANT_COOKIE, key, "/merchant", PORTAL_COOKIE_SECONDS),
             );
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                ctx.scoped_cookie(MINTED_COOKIE, "", "/merchant", 0),
+            );
             response
         }
         Err(failure) if failure.status.is_client_error() => {
@@ -124,14 +131,52 @@ async fn sign_in(
     }
 }
 
-async fn sign_out(ctx: Ctx, AxumForm(form): AxumForm<Form>) -> Response {
+async fn sign_out(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    headers: axum::http::HeaderMap,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
         return refused;
+    }
+    // A key the wallet minted for this browser ("Open the merchant portal")
+    // dies with the portal's session; a key typed in belongs to the till
+    // and is left alone.
+    let minted = crate::ctx::cookies(&headers)
+        .get(MINTED_COOKIE)
+        .is_some_and(|v| v == "1");
+    if let (true, Some(caller), Some(_)) = (minted, ctx.merchant_caller(), &ctx.session) {
+        if let Ok(profile) = state.api.get(&caller, "/v1/merchant").await {
+            let key_id = ctx
+                .merchant_key
+                .as_deref()
+                .and_then(|k| k.strip_prefix("coffer_"))
+                .and_then(|rest| rest.split('_').next())
+                .unwrap_or_default();
+            let path = format!(
+                "/v1/me/merchants/{}/api-keys/{}/revoke",
+                encode(text(&profile, "id")),
+                encode(key_id)
+            );
+            let key = crate::ctx::random_token();
+            if let Err(failure) = state
+                .api
+                .post(&ctx.caller, &path, &json!({}), Some(&key))
+                .await
+            {
+                tracing::warn!(code = %failure.code, "the portal's key was not revoked at sign-out");
+            }
+        }
     }
     let mut response = Redirect::to("/merchant").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         ctx.scoped_cookie(MERCHANT_COOKIE, "", "/merchant", 0),
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        ctx.scoped_cookie(MINTED_COOKIE, "", "/merchant", 0),
     );
     response
 }
@@ -626,6 +671,10 @@ async fn open_portal(
                     "/merchant",
                     PORTAL_COOKIE_SECONDS,
                 ),
+            );
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                ctx.scoped_cookie(MINTED_COOKIE, "1", "/merchant", PORTAL_COOKIE_SECONDS),
             );
             response
         }

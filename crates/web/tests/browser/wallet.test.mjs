@@ -346,6 +346,13 @@ test('the home page on a desktop, in simple mode, and the PWA pieces', async () 
   await submit(page, 'form[action$="/portal"] button[type=submit]');
   await assert.doesNotReject(page.locator('[data-testid=merchant-name]').waitFor());
   await shot(page, 'desktop-merchant-portal');
+  // Closing a portal the wallet opened revokes the key it minted.
+  await submit(page, 'form[action="/merchant/signout"] button[type=submit]');
+  const owner = await signInByApi(DEMO_OWNER);
+  const merchants = await api('GET', '/v1/me/merchants', { token: owner });
+  const merchant = merchants.json.data.find((m) => m.status === 'approved');
+  const keys = await api('GET', `/v1/me/merchants/${merchant.id}/api-keys`, { token: owner });
+  assert.ok(keys.json.data[0].revoked_at, `the portal's key is revoked: ${keys.text}`);
   await page.goto(`${base}/paycode`);
   await assert.doesNotReject(page.locator('#paycode svg').waitFor({ timeout: 15000 }));
   await shot(page, 'desktop-payment-code');
