@@ -345,13 +345,13 @@ pub(crate) struct Customer360 {
     /// Freezes, unfreezes, unlocks, KYC and security events, staff views:
     /// the newest audit records about the customer.
     history: Vec<HistoryBody>,
-    /// The risk engine's latest decisions about the customer (id, kind,
-    /// amount, decision, score, at), newest first.
+    /// The risk engine's latest decisions about the customer, payments and
+    /// sign-ins (id, kind, amount, decision, score, reasons, at), newest first.
     #[schema(value_type = Option<Vec<Object>>)]
     risk_history: Option<serde_json::Value>,
 }
 
-/// The customer's last risk evaluations (payments, withdrawals), newest first.
+/// The customer's last risk evaluations (payments, withdrawals, sign-ins), newest first.
 async fn risk_history(
     state: &AppState,
     customer_id: &str,
@@ -369,6 +369,7 @@ async fn risk_history(
                 "amount": e.amount,
                 "decision": e.decision,
                 "score": e.score,
+                "reasons": e.reasons.iter().map(|r| serde_json::json!({"rule_id": r.rule_id, "text": r.text})).collect::<Vec<_>>(),
                 "at": coffer_core::Timestamp::from_nanos(e.at).to_rfc3339(),
             })
         })

@@ -82,6 +82,8 @@ pub struct Attempt<'a> {
     pub card: Option<&'a str>,
     /// A merchant's refunds over payments (basis points, payment count).
     pub merchant_refunds: Option<(i64, i64)>,
+    /// For a sign-in: failed attempts since the last successful one.
+    pub failed_sign_ins: i64,
 }
 
 /// A decision with what it was made from, ready to record.
@@ -369,6 +371,7 @@ impl Risk {
             at: now,
             merchant_refund_bps: attempt.merchant_refunds.map(|(bps, _)| bps),
             merchant_payment_count: attempt.merchant_refunds.map(|(_, count)| count),
+            failed_sign_ins: attempt.failed_sign_ins,
             ..Signals::default()
         };
         fill_history(db, customer, &mut signals)?;
@@ -822,7 +825,7 @@ impl Risk {
     ) -> Result<Vec<EvaluationSummary>, RiskError> {
         let rows = self.sql.run(|db| {
             db.query(
-                "SELECT id, kind, amount, decision, score, created_at FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
+                "SELECT id, kind, amount, decision, score, created_at, reasons FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
                 sql_params![customer_id, limit.clamp(1, PAGE_MAX)],
             )
         })?;
@@ -835,6 +838,8 @@ impl Risk {
                     decision: r.text(3)?,
                     score: r.int(4)?,
                     at: r.int(5)?,
+                    reasons: serde_json::from_str(&r.text(6)?)
+                        .map_err(|_| corrupt("risk reasons"))?,
                 })
             })
             .collect()
@@ -852,6 +857,8 @@ pub struct EvaluationSummary {
     pub score: i64,
     /// Nanoseconds since the epoch.
     pub at: i64,
+    /// Why: the rules that matched.
+    pub reasons: Vec<Reason>,
 }
 
 /// The customer's payments before `signals.at` (newest first) and the
