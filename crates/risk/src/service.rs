@@ -485,6 +485,54 @@ impl Risk {
         Ok(id)
     }
 
+    /// The risk side of the back office's queues overview: (queue, count,
+    /// oldest item's creation time) for open and for escalated cases.
+    pub fn queue_summaries(&self) -> Result<Vec<(&'static str, i64, Option<i64>)>, RiskError> {
+        let mut queues = Vec::new();
+        for (name, state) in [
+            ("risk_cases", "open"),
+            ("risk_cases_escalated", "escalated"),
+        ] {
+            let row = self.sql.run(|db| {
+                db.query_one(
+                    "SELECT COUNT(*), MIN(created_at) FROM risk_cases WHERE state = $1",
+                    sql_params![state],
+                )
+            })?;
+            queues.push((name, row.int(0)?, row.opt_int(1)?));
+        }
+        Ok(queues)
+    }
+
+    /// Closes the open cases about one payment in the caller's transaction
+    /// (the payment ended without a decision: e.g. its money was gone).
+    pub fn close_subject_cases(
+        &self,
+        db: &mut dyn Sql,
+        subject_kind: &str,
+        subject_id: &str,
+        note: &str,
+    ) -> Result<(), RiskError> {
+        let now = self.now();
+        let rows = db.query(
+            "UPDATE risk_cases SET state = 'closed', resolved_by = $3, note = $4, updated_at = $5 \
+             WHERE subject_kind = $1 AND subject_id = $2 AND state IN ('open', 'escalated') RETURNING id, customer_id",
+            sql_params![subject_kind, subject_id, ACTOR_RISK, note, now],
+        )?;
+        for row in &rows {
+            let (id, customer) = (row.text(0)?, row.text(1)?);
+            audit(
+                db,
+                now,
+                ACTOR_RISK,
+                "risk_case_closed",
+                Some(&customer),
+                &format!("{id} {note}"),
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn case(&self, case_id: &str) -> Result<Case, RiskError> {
         self.sql
             .run(|db| {
