@@ -417,7 +417,7 @@ pub struct ClientKey {
 pub struct Funding {
     sql: Arc<SqlStore>,
     engine: Arc<Engine>,
-    reader: Arc<dyn LedgerReader>,
+    pub(crate) reader: Arc<dyn LedgerReader>,
     identity: Arc<Identity>,
     cards: Arc<Cards>,
     bank_accounts: Arc<BankAccounts>,

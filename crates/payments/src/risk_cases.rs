@@ -192,10 +192,13 @@ impl RiskCases {
     /// After a rejection committed: the held payment's review hold is
     /// released (the resolver does it if this process dies first).
     fn carry_rejected(&self, case: &Case) -> Result<(), CaseError> {
-        if let (Some(SUBJECT_P2P), Some(id)) = (case.subject_kind.as_deref(), &case.subject_id) {
-            if case.kind == "held_payment" {
-                self.p2p.carry_rejected(id)?;
-            }
+        if case.kind != "held_payment" {
+            return Ok(());
+        }
+        match (case.subject_kind.as_deref(), &case.subject_id) {
+            (Some(SUBJECT_P2P), Some(id)) => self.p2p.carry_rejected(id)?,
+            (Some(SUBJECT_MERCHANT_PAYMENT), Some(id)) => self.merchants.carry_rejected(id)?,
+            _ => {}
         }
         Ok(())
     }

@@ -610,7 +610,21 @@ async fn back_office(app: App) {
     assert_eq!(view["limits"]["in_force"]["per_payment"], 60_000);
     assert_eq!(view["limits"]["override"], Value::Null);
     assert_eq!(view["locked_until"], Value::Null);
-    assert!(view["risk_history"].is_array(), "{view}");
+    // Registration is the first sign-in: evaluated, and shown with its reasons.
+    let sign_ins: Vec<&Value> = view["risk_history"]
+        .as_array()
+        .expect("risk history")
+        .iter()
+        .filter(|e| e["kind"] == "sign_in")
+        .collect();
+    assert!(!sign_ins.is_empty(), "{view}");
+    assert_eq!(sign_ins[0]["decision"], "allow");
+    assert!(
+        sign_ins[0]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["rule_id"] == "new_device_sign_in")),
+        "{view}"
+    );
     let (status, masked, text) = app
         .get(&support, &format!("/v1/staff/customers/{}/360", zhang.id))
         .await;
