@@ -126,7 +126,7 @@ impl Compliance {
     /// hits awaiting an officer, and regulatory reports awaiting review.
     pub fn queue_summaries(
         &self,
-    ) -> Result<Vec<(&'static str, i64, Option<i64>)>, coffer_store::StoreError> {
+    ) -> Result<Vec<coffer_identity::QueueSummary>, coffer_store::StoreError> {
         let mut queues = Vec::new();
         for (name, sql) in [
             (

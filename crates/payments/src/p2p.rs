@@ -684,6 +684,10 @@ fn record(row: &Row) -> Result<Record, P2pError> {
     })
 }
 
+/// One leg of a payment's linked batch: (transfer id, debit, credit,
+/// amount, transfer code).
+type Leg = (String, Identifier, Identifier, Amount, &'static str);
+
 /// The review hold of a leg whose transfer id is `base`.
 fn review_hold_id(base: &str) -> String {
     format!("{base}:review")
@@ -1588,11 +1592,8 @@ impl P2p {
         self.load(&current.id)?.ok_or(P2pError::NotFound("payment"))
     }
 
-    /// The payment's ledger legs: (transfer id, debit, credit, amount, code).
-    fn legs(
-        &self,
-        current: &Record,
-    ) -> Result<Vec<(String, Identifier, Identifier, Amount, &'static str)>, P2pError> {
+    /// The payment's ledger legs: the amount, and the fee when there is one.
+    fn legs(&self, current: &Record) -> Result<Vec<Leg>, P2pError> {
         let payer_wallet = id(&wallet_account_id(&current.payer_id, FUNDING_CURRENCY))?;
         let payee_wallet = id(&wallet_account_id(&current.payee_id, FUNDING_CURRENCY))?;
         let amount = |minor: i64| Amount::new(minor).map_err(|e| P2pError::Internal(e.to_string()));

@@ -174,6 +174,10 @@ pub struct Case {
     pub reasons: Vec<Reason>,
 }
 
+/// A queue of the back office's overview: its name, how many items wait,
+/// and when the oldest was created (nanoseconds; none when empty).
+pub type QueueSummary = (&'static str, i64, Option<i64>);
+
 /// What a case transition may start from.
 pub const CASE_ACTIONABLE: [&str; 2] = ["open", "escalated"];
 
@@ -487,7 +491,7 @@ impl Risk {
 
     /// The risk side of the back office's queues overview: (queue, count,
     /// oldest item's creation time) for open and for escalated cases.
-    pub fn queue_summaries(&self) -> Result<Vec<(&'static str, i64, Option<i64>)>, RiskError> {
+    pub fn queue_summaries(&self) -> Result<Vec<QueueSummary>, RiskError> {
         let mut queues = Vec::new();
         for (name, state) in [
             ("risk_cases", "open"),
