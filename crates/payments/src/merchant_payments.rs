@@ -1573,14 +1573,21 @@ impl Merchants {
         let since = self.now()
             - i64::try_from(crate::p2p::REVIEW_HOLD_TIMEOUT_SECONDS).unwrap_or(i64::MAX)
                 * NANOS_PER_SECOND;
-        let review = self.sql.run(|db| {
+        // Two range reads on (state, updated_at) (migration 0026).
+        let mut review = self.sql.run(|db| {
             db.query(
-                "SELECT id, state FROM merchant_payments WHERE (state = 'held' OR (state = 'failed' \
-                 AND reason IN ('rejected_by_risk', 'not_authorised_by_customer') AND updated_at > $2)) \
-                 AND updated_at <= $1 ORDER BY updated_at, id LIMIT $3",
-                sql_params![before, since, MERCHANT_PAGE_MAX],
+                "SELECT id, state FROM merchant_payments WHERE state = 'held' AND updated_at <= $1 \
+                 ORDER BY updated_at, id LIMIT $2",
+                sql_params![before, MERCHANT_PAGE_MAX],
             )
         })?;
+        review.extend(self.sql.run(|db| {
+            db.query(
+                "SELECT id, state FROM merchant_payments WHERE state = 'failed' AND updated_at > $2 AND updated_at <= $1 \
+                 AND reason IN ('rejected_by_risk', 'not_authorised_by_customer') ORDER BY updated_at, id LIMIT $3",
+                sql_params![before, since, MERCHANT_PAGE_MAX],
+            )
+        })?);
         for row in &review {
             let id = row.text(0)?;
             let done = if row.text(1)? == "held" {

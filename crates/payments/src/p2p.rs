@@ -2006,13 +2006,21 @@ impl P2p {
         // Review holds a crash left unplaced (held) or unreleased (rejected).
         let since = self.now()
             - i64::try_from(REVIEW_HOLD_TIMEOUT_SECONDS).unwrap_or(i64::MAX) * NANOS_PER_SECOND;
-        let review = self.sql.run(|db| {
+        // Two range reads on (state, updated_at), not one OR the planner
+        // could only answer by scanning.
+        let mut review = self.sql.run(|db| {
             db.query(
-                &format!("{SELECT_RECORD} WHERE (state = 'held' OR (state = 'failed' AND reason IN ($3, $4) AND updated_at > $2)) \
-                          AND updated_at <= $1 ORDER BY updated_at, id LIMIT 100"),
-                sql_params![before, since, REVIEW_REJECTIONS[0], REVIEW_REJECTIONS[1]],
+                &format!("{SELECT_RECORD} WHERE state = 'held' AND updated_at <= $1 ORDER BY updated_at, id LIMIT 100"),
+                sql_params![before],
             )
         })?;
+        review.extend(self.sql.run(|db| {
+            db.query(
+                &format!("{SELECT_RECORD} WHERE state = 'failed' AND updated_at > $2 AND updated_at <= $1 \
+                          AND reason IN ($3, $4) ORDER BY updated_at, id LIMIT 100"),
+                sql_params![before, since, REVIEW_REJECTIONS[0], REVIEW_REJECTIONS[1]],
+            )
+        })?);
         for row in &review {
             let found = record(row)?;
             let payment = found.id.clone();
