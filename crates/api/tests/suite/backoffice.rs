@@ -677,6 +677,7 @@ async fn back_office(app: App) {
     changed["merchant_discounts"] = json!([
         {"scope": "mcc", "id": "5812", "percent_bps": 60, "minimum": 0, "maximum": null}
     ]);
+    changed["withdrawal"] = json!({"fixed": 300, "percent_bps": 0, "minimum": 0, "maximum": null, "free_per_month": 0, "first_free": false});
     changed["p2p"]["percent_bps"] = json!(20_000);
     let (status, body) = app
         .propose(&super_user, "fp-0", "fees", 0, changed.clone())
@@ -732,6 +733,18 @@ async fn back_office(app: App) {
     );
     let (_, quote) = app.quote(&zhang, "fq-3", &john.contact, 10_000).await;
     assert_eq!(quote["fee"], 200, "2 % on the next quote: {quote}");
+    // The same schedule prices withdrawals.
+    let (status, withdrawal, _) = app
+        .get(
+            &zhang.bearer,
+            "/v1/me/withdrawals/quote?amount=10000&currency=CNY",
+        )
+        .await;
+    assert_eq!(status, 200, "{withdrawal}");
+    assert_eq!(
+        withdrawal["fee"], 300,
+        "the runtime withdrawal rule: {withdrawal}"
+    );
     let (_, fees, _) = app.get(&compliance, "/v1/staff/settings/fees").await;
     assert_eq!(fees["version"], 1);
     assert_eq!(
