@@ -345,13 +345,13 @@ pub(crate) struct Customer360 {
     /// Freezes, unfreezes, unlocks, KYC and security events, staff views:
     /// the newest audit records about the customer.
     history: Vec<HistoryBody>,
-    /// The risk engine's latest decisions about the customer (id, kind,
-    /// amount, decision, score, at), newest first.
+    /// The risk engine's latest decisions about the customer, payments and
+    /// sign-ins (id, kind, amount, decision, score, reasons, at), newest first.
     #[schema(value_type = Option<Vec<Object>>)]
     risk_history: Option<serde_json::Value>,
 }
 
-/// The customer's last risk evaluations (payments, withdrawals), newest first.
+/// The customer's last risk evaluations (payments, withdrawals, sign-ins), newest first.
 async fn risk_history(
     state: &AppState,
     customer_id: &str,
@@ -369,6 +369,7 @@ async fn risk_history(
                 "amount": e.amount,
                 "decision": e.decision,
                 "score": e.score,
+                "reasons": e.reasons.iter().map(|r| serde_json::json!({"rule_id": r.rule_id, "text": r.text})).collect::<Vec<_>>(),
                 "at": coffer_core::Timestamp::from_nanos(e.at).to_rfc3339(),
             })
         })
@@ -552,7 +553,8 @@ pub(crate) async fn customer_360(
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct QueueView {
-    /// `kyc_reviews`, `pending_approvals`, `merchant_reviews`, `pending_fundings`, …
+    /// `kyc_reviews`, `pending_approvals`, `merchant_reviews`, `pending_fundings`,
+    /// `risk_cases`, `risk_cases_escalated`, `compliance_hits`, `compliance_reports`.
     name: &'static str,
     count: i64,
     /// When the oldest waiting item was created (null when empty).
@@ -565,7 +567,7 @@ pub(crate) struct QueuesResponse {
 }
 
 #[utoipa::path(get, path = "/v1/staff/queues", tag = "staff", summary = "Queues overview",
-    description = "Every staff queue with how many items wait and when the oldest was created: KYC reviews, pending maker-checker approvals, merchant reviews, top-ups and withdrawals the connectors have not answered (what reconciliation reports as stuck). Needs `view_dashboards`.",
+    description = "Every staff queue with how many items wait and when the oldest was created: KYC reviews, pending maker-checker approvals, merchant reviews, top-ups and withdrawals the connectors have not answered (what reconciliation reports as stuck), open and escalated risk cases, pending screening hits and regulatory reports awaiting review. Needs `view_dashboards`.",
     responses(
         (status = 200, description = "The queues.", body = QueuesResponse),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
@@ -583,6 +585,10 @@ pub(crate) async fn queues(
     let mut all = identity_call(move || identity.queue_summaries()).await?;
     let dashboards = coffer_payments::Dashboards::new(state.sql.clone());
     all.extend(blocking_call(move || dashboards.queue_summaries()).await?);
+    let risk = state.risk.risk.clone();
+    all.extend(blocking_call(move || risk.queue_summaries()).await?);
+    let compliance = state.compliance.clone();
+    all.extend(blocking_call(move || compliance.queue_summaries()).await?);
     Ok(json_response(
         StatusCode::OK,
         &QueuesResponse {
@@ -777,6 +783,11 @@ fn validated(kind: &str, document: &serde_json::Value) -> Result<serde_json::Val
         TIER_LIMITS_SETTING => Ok(coffer_identity::tiers_to_json(
             &coffer_identity::tiers_from_json(document)?,
         )),
+        coffer_payments::biller_catalogue::BILLERS_SETTING => {
+            Ok(coffer_payments::biller_catalogue::to_json(
+                &coffer_payments::biller_catalogue::from_json(document)?,
+            ))
+        }
         _ => Err(ApiError::not_found("settings kind")),
     }
 }
@@ -799,6 +810,15 @@ async fn current_settings(
             let (version, tiers) = identity_call(move || identity.current_tiers()).await?;
             Ok((version, coffer_identity::tiers_to_json(&tiers)))
         }
+        coffer_payments::biller_catalogue::BILLERS_SETTING => {
+            let sql = state.sql.clone();
+            let (version, catalogue) =
+                blocking_call(move || sql.run(coffer_payments::biller_catalogue::current)).await?;
+            Ok((
+                version,
+                coffer_payments::biller_catalogue::to_json(&catalogue),
+            ))
+        }
         _ => Err(ApiError::not_found("settings kind")),
     }
 }
@@ -814,7 +834,7 @@ pub(crate) struct SettingsVersionBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct SettingsView {
-    /// `fees` or `tier_limits`.
+    /// `fees`, `tier_limits` or `billers`.
     kind: String,
     /// The version in force; 0: the configuration file's values.
     version: i64,
@@ -826,8 +846,8 @@ pub(crate) struct SettingsView {
 }
 
 #[utoipa::path(get, path = "/v1/staff/settings/{id}", tag = "staff", summary = "Fee schedule or tier limits in force",
-    description = "`fees`: one rule per operation (`p2p`, `withdrawal`, `merchant_payment`, `bill_payment`: `fixed`, `percent_bps`, `minimum`, `maximum` (null: none), `free_per_month`, `first_free`). `tier_limits`: `{\"tiers\": [{balance_cap, per_payment, daily, monthly} × 3]}` in minor units of CNY. Version 0 is the configuration file's; each approved change adds one. Needs `manage_settings`, `approve_sensitive` or `view_dashboards`.",
-    params(("id" = String, Path, description = "`fees` or `tier_limits`.")),
+    description = "`fees`: one rule per operation (`p2p`, `withdrawal`, `merchant_payment`, `bill_payment`: `fixed`, `percent_bps`, `minimum`, `maximum` (null: none), `free_per_month`, `first_free`), and `merchant_discounts`: the merchant discount rate rules over the shipped MCC table (`[{scope: merchant|mcc, id, percent_bps, minimum, maximum}]`). `billers`: `{\"billers\": [{id, name_zh, name_en, category, reference_digits, reference_prefix, reference_format, partial_payment, enabled}]}`, the whole catalogue (add one by listing it, disable with `enabled: false`). `tier_limits`: `{\"tiers\": [{balance_cap, per_payment, daily, monthly} × 3]}` in minor units of CNY. Version 0 is the configuration file's; each approved change adds one. Needs `manage_settings`, `approve_sensitive` or `view_dashboards`.",
+    params(("id" = String, Path, description = "`fees`, `tier_limits` or `billers`.")),
     responses(
         (status = 200, description = "The settings in force and their versions.", body = SettingsView),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
@@ -903,7 +923,7 @@ pub(crate) struct SettingsProposalView {
 
 #[utoipa::path(post, path = "/v1/staff/settings/{id}/proposals", tag = "staff", summary = "Propose a fee or limit change",
     description = "Maker-checker: the whole new document is validated now (every error names its field, e.g. `settings.p2p.percent_bps`) and takes effect, without a restart, when a second staff member with `approve_sensitive` approves it at `POST /v1/staff/approvals/{id}/decide`; never the maker. Needs `manage_settings`. Audited.",
-    params(("id" = String, Path, description = "`fees` or `tier_limits`."), IdempotencyKey),
+    params(("id" = String, Path, description = "`fees`, `tier_limits` or `billers`."), IdempotencyKey),
     request_body = SettingsProposalRequest,
     responses(
         (status = 201, description = "Proposed.", body = SettingsProposalView),

@@ -274,7 +274,8 @@ impl CustomerServices {
             Identity::new(sql, vault.clone(), clock, policy, passwords)
                 .with_passkeys(passkeys)
                 .map_err(|e| e.to_string())?
-                .with_screening(screener.clone()),
+                .with_screening(screener.clone())
+                .with_risk(risk.clone()),
         );
         Ok(CustomerServices {
             identity,

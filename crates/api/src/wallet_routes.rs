@@ -12,11 +12,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coffer_core::Timestamp;
 use coffer_payments::activity::{ActivityKind, ActivityStatus, Category, Cursor, Filter};
-use coffer_payments::bills::{biller, BillerInfo};
+use coffer_payments::bills::BillerInfo;
 use coffer_payments::fx::format_rate;
 use coffer_payments::{
     ActivityView, BillError, BillPaymentRequest, BillPaymentView, FixedSide, FxError, FxQuoteView,
-    WalletView, BILLERS,
+    WalletView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -118,13 +118,13 @@ fn rfc3339(at: i64) -> String {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct BillerBody {
-    id: &'static str,
-    name_zh: &'static str,
-    name_en: &'static str,
+    id: String,
+    name_zh: String,
+    name_en: String,
     /// `electricity`, `water`, `gas`, `phone` or `credit_card`.
     category: &'static str,
     /// What the account reference is (digits; spaces and dashes ignored).
-    reference_format: &'static str,
+    reference_format: String,
     reference_digits: usize,
     /// Whether less than the amount due may be paid (credit cards).
     partial_payment: bool,
@@ -132,11 +132,11 @@ pub(crate) struct BillerBody {
 
 fn biller_body(info: &BillerInfo) -> BillerBody {
     BillerBody {
-        id: info.id,
-        name_zh: info.name_zh,
-        name_en: info.name_en,
+        id: info.id.to_string(),
+        name_zh: info.name_zh.to_string(),
+        name_en: info.name_en.to_string(),
         category: info.category.as_str(),
-        reference_format: info.reference_format,
+        reference_format: info.reference_format.to_string(),
         reference_digits: info.reference_digits,
         partial_payment: info.partial_payment,
     }
@@ -160,13 +160,23 @@ pub(crate) struct BillersResponse {
     ),
     security(("session" = []))
 )]
-pub(crate) async fn list_billers(_session: CustomerSession) -> Response {
-    json_response(
+pub(crate) async fn list_billers(
+    State(state): State<AppState>,
+    _session: CustomerSession,
+) -> Result<Response, ApiError> {
+    // The catalogue in force: staff add and disable billers at runtime.
+    let bills = state.bills.clone();
+    let catalogue = blocking_call(move || bills.catalogue()).await?;
+    Ok(json_response(
         StatusCode::OK,
         &BillersResponse {
-            data: BILLERS.iter().map(biller_body).collect(),
+            data: catalogue
+                .iter()
+                .filter(|e| e.enabled)
+                .map(|e| biller_body(&e.info))
+                .collect(),
         },
-    )
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -179,7 +189,7 @@ pub(crate) struct BillQuery {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct BillBody {
-    biller_id: &'static str,
+    biller_id: String,
     /// Only its last four digits.
     account_reference: String,
     /// `due` or `paid`.
@@ -220,15 +230,19 @@ pub(crate) async fn lookup_bill(
     let reference = query
         .account_reference
         .ok_or_else(|| ApiError::invalid("account_reference", "required"))?;
-    let info = biller(&id).ok_or(BillError::UnknownBiller)?;
     let bills = state.bills.clone();
     let lookup_reference = reference.clone();
-    let bill = blocking_call(move || bills.lookup(info.id, &lookup_reference)).await?;
+    let (info, bill) = blocking_call(move || {
+        let info = bills.enabled_biller(&id)?;
+        let bill = bills.lookup(&info.id, &lookup_reference)?;
+        Ok::<_, BillError>((info, bill))
+    })
+    .await?;
     let digits = info.parse_reference(&reference).unwrap_or_default();
     Ok(json_response(
         StatusCode::OK,
         &BillBody {
-            biller_id: info.id,
+            biller_id: info.id.to_string(),
             account_reference: coffer_payments::bills::mask_reference(&digits),
             status: if bill.paid { "paid" } else { "due" },
             amount_due: bill.amount_due,

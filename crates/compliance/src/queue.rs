@@ -122,6 +122,30 @@ pub struct Compliance {
 }
 
 impl Compliance {
+    /// The compliance side of the back office's queues overview: screening
+    /// hits awaiting an officer, and regulatory reports awaiting review.
+    pub fn queue_summaries(
+        &self,
+    ) -> Result<Vec<coffer_identity::QueueSummary>, coffer_store::StoreError> {
+        let mut queues = Vec::new();
+        for (name, sql) in [
+            (
+                "compliance_hits",
+                "SELECT COUNT(*), MIN(created_at) FROM screening_hits WHERE state = 'pending'",
+            ),
+            (
+                "compliance_reports",
+                "SELECT COUNT(*), MIN(created_at) FROM compliance_reports WHERE state = 'pending_review'",
+            ),
+        ] {
+            let row = self.sql.run(|db| db.query_one(sql, &[]))?;
+            queues.push((name, row.int(0)?, row.opt_int(1)?));
+        }
+        Ok(queues)
+    }
+}
+
+impl Compliance {
     pub fn new(
         sql: Arc<SqlStore>,
         vault: Arc<Vault>,

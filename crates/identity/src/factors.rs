@@ -522,13 +522,16 @@ impl Identity {
         Ok(())
     }
 
-    /// A sign-in challenge after a verified password (customers with TOTP).
+    /// A sign-in challenge after a verified password: the authenticator
+    /// app for customers with TOTP, otherwise (a risk step-up) a one-time
+    /// code sent to the customer's contact.
     pub(crate) fn login_challenge(
         &self,
         db: &mut dyn Sql,
         customer_id: &str,
+        method: Method,
     ) -> Result<Challenge, IdentityError> {
-        self.create_challenge(db, customer_id, "login", "", Method::Totp)
+        self.create_challenge(db, customer_id, "login", "", method)
     }
 
     /// Answers a challenge; marks it verified. Wrong answers count, and a

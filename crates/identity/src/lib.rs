@@ -28,6 +28,7 @@ mod profile;
 mod screening;
 mod session;
 mod settings;
+mod sign_in_risk;
 mod staff;
 mod throttle;
 
@@ -148,6 +149,8 @@ pub struct Identity {
     webauthn: Option<webauthn_rs::Webauthn>,
     /// Watch-list screening of the legal name at KYC (compliance).
     screening: Option<Arc<dyn Screening>>,
+    /// The risk engine every sign-in passes (`sign_in_risk.rs`).
+    risk: Option<Arc<coffer_risk::Risk>>,
 }
 
 pub(crate) const CONTACT_CONTEXT: &str = "customer.contact";
@@ -282,7 +285,14 @@ impl Identity {
             passwords,
             webauthn: None,
             screening: None,
+            risk: None,
         }
+    }
+
+    /// Evaluates every sign-in with the risk engine before its session exists.
+    pub fn with_risk(mut self, risk: Arc<coffer_risk::Risk>) -> Identity {
+        self.risk = Some(risk);
+        self
     }
 
     /// Screens every legal name given at identity verification.
@@ -480,7 +490,7 @@ impl Identity {
         let index = self.vault.blind_index("contact", contact.as_str());
         let contact_enc = self.vault.encrypt_text(CONTACT_CONTEXT, contact.as_str())?;
         let name_enc = self.vault.encrypt_text(NAME_CONTEXT, display_name)?;
-        let session = self.sql.transaction(|db| -> Result<NewSession, IdentityError> {
+        let session = self.sql.transaction(|db| -> Result<Option<NewSession>, IdentityError> {
             let claimed = db.execute(
                 "UPDATE registrations SET completed_at = $2 WHERE id = $1 AND completed_at IS NULL",
                 sql_params![registration_id, now],
@@ -507,8 +517,18 @@ impl Identity {
             }
             self.index_name(db, &customer_id, backoffice::DISPLAY_NAME_SOURCE, display_name)?;
             self.event(db, Some(&customer_id), "registered", context, "")?;
-            session::create(db, &self.policy, &customer_id, context, now)
+            // The first sign-in: the code just verified is its second
+            // factor, so only a block changes anything.
+            if self.sign_in_risk(db, &customer_id, None, context)? == sign_in_risk::Verdict::Blocked {
+                return Ok(None);
+            }
+            session::create(db, &self.policy, &customer_id, context, now).map(Some)
         })?;
+        let Some(session) = session else {
+            return Err(IdentityError::Forbidden(
+                "this wallet was frozen for your protection; contact the bank",
+            ));
+        };
         tracing::info!(customer = %customer_id, "customer registered");
         Ok((self.customer(&customer_id)?, session))
     }
@@ -566,23 +586,41 @@ impl Identity {
         }
         let customer_id = customer_id.ok_or(IdentityError::InvalidCredentials)?;
         let second_factor = self.has_totp(&customer_id)?;
-        self.sql.transaction(|db| -> Result<SignIn, IdentityError> {
-            throttle::clear(db, &subjects[0])?;
-            if second_factor {
-                self.event(db, Some(&customer_id), "password_verified", context, "")?;
-                return Ok(SignIn::SecondFactor(
-                    self.login_challenge(db, &customer_id)?,
-                ));
-            }
-            self.event(db, Some(&customer_id), "signed_in", context, "")?;
-            Ok(SignIn::Session(session::create(
-                db,
-                &self.policy,
-                &customer_id,
-                context,
-                now,
-            )?))
-        })
+        let signed_in = self
+            .sql
+            .transaction(|db| -> Result<Option<SignIn>, IdentityError> {
+                // Before the success clears the failure count it reads.
+                let verdict = self.sign_in_risk(db, &customer_id, Some(&subjects[0]), context)?;
+                if verdict == sign_in_risk::Verdict::Blocked {
+                    return Ok(None);
+                }
+                throttle::clear(db, &subjects[0])?;
+                if second_factor || verdict == sign_in_risk::Verdict::StepUp {
+                    let detail = if second_factor { "" } else { "risk step-up" };
+                    self.event(db, Some(&customer_id), "password_verified", context, detail)?;
+                    let method = if second_factor {
+                        Method::Totp
+                    } else {
+                        Method::Sms
+                    };
+                    return Ok(Some(SignIn::SecondFactor(self.login_challenge(
+                        db,
+                        &customer_id,
+                        method,
+                    )?)));
+                }
+                self.event(db, Some(&customer_id), "signed_in", context, "")?;
+                Ok(Some(SignIn::Session(session::create(
+                    db,
+                    &self.policy,
+                    &customer_id,
+                    context,
+                    now,
+                )?)))
+            })?;
+        // Blocked: the freeze committed (the customer is alerted on their
+        // own contact); whoever holds the password learns nothing from it.
+        signed_in.ok_or(IdentityError::InvalidCredentials)
     }
 
     /// The lock-out alert always goes out (a security alert, not marketing).

@@ -372,15 +372,24 @@ impl Identity {
         let stored =
             serde_json::to_string(&passkey).map_err(|e| IdentityError::Internal(e.to_string()))?;
         let now = self.now();
-        self.sql
-            .transaction(|db| -> Result<NewSession, IdentityError> {
+        let session = self
+            .sql
+            .transaction(|db| -> Result<Option<NewSession>, IdentityError> {
                 db.execute(
                     "UPDATE passkeys SET passkey = $2, last_used_at = $3 WHERE credential_id = $1",
                     sql_params![id.as_str(), stored, now],
                 )?;
+                // A passkey verified the user on the device: it is already
+                // the second factor a risk step-up would ask for.
+                if self.sign_in_risk(db, &customer_id, None, context)?
+                    == crate::sign_in_risk::Verdict::Blocked
+                {
+                    return Ok(None);
+                }
                 self.event(db, Some(&customer_id), "signed_in", context, "passkey")?;
-                session::create(db, &self.policy, &customer_id, context, now)
-            })
+                session::create(db, &self.policy, &customer_id, context, now).map(Some)
+            })?;
+        session.ok_or_else(invalid_credential)
     }
 }
 

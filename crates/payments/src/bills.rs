@@ -25,6 +25,7 @@
 //! | `0504` | a bill due | times out: `pending`, then `failed` (`timeout`) by the resolver |
 //! | anything else | a bill due (amount from the reference) | paid, with a confirmation number |
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -70,21 +71,34 @@ impl BillerCategory {
             BillerCategory::CreditCard => "credit_card",
         }
     }
+
+    pub fn parse(text: &str) -> Option<BillerCategory> {
+        [
+            BillerCategory::Electricity,
+            BillerCategory::Water,
+            BillerCategory::Gas,
+            BillerCategory::Phone,
+            BillerCategory::CreditCard,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == text)
+    }
 }
 
-/// One biller of the catalogue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One biller of the catalogue (shipped ones borrow their text; ones staff
+/// add at runtime own it: `biller_catalogue.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillerInfo {
-    pub id: &'static str,
-    pub name_zh: &'static str,
-    pub name_en: &'static str,
+    pub id: Cow<'static, str>,
+    pub name_zh: Cow<'static, str>,
+    pub name_en: Cow<'static, str>,
     pub category: BillerCategory,
     /// Digits in an account reference (spaces and dashes are ignored).
     pub reference_digits: usize,
     /// The first digit a reference must have, if any (mobile numbers start with 1).
     pub reference_prefix: Option<char>,
     /// For people: what the reference is and where to find it.
-    pub reference_format: &'static str,
+    pub reference_format: Cow<'static, str>,
     /// Whether less than the amount due may be paid (credit cards).
     pub partial_payment: bool,
 }
@@ -92,68 +106,69 @@ pub struct BillerInfo {
 /// The catalogue.
 pub const BILLERS: [BillerInfo; 6] = [
     BillerInfo {
-        id: "state-grid-electricity",
-        name_zh: "国家电网 电费",
-        name_en: "State Grid electricity",
+        id: Cow::Borrowed("state-grid-electricity"),
+        name_zh: Cow::Borrowed("国家电网 电费"),
+        name_en: Cow::Borrowed("State Grid electricity"),
         category: BillerCategory::Electricity,
         reference_digits: 10,
         reference_prefix: None,
-        reference_format: "10-digit customer number (户号) on the electricity bill",
+        reference_format: Cow::Borrowed("10-digit customer number (户号) on the electricity bill"),
         partial_payment: false,
     },
     BillerInfo {
-        id: "beijing-water",
-        name_zh: "北京自来水",
-        name_en: "Beijing Waterworks",
+        id: Cow::Borrowed("beijing-water"),
+        name_zh: Cow::Borrowed("北京自来水"),
+        name_en: Cow::Borrowed("Beijing Waterworks"),
         category: BillerCategory::Water,
         reference_digits: 8,
         reference_prefix: None,
-        reference_format: "8-digit account number on the water bill",
+        reference_format: Cow::Borrowed("8-digit account number on the water bill"),
         partial_payment: false,
     },
     BillerInfo {
-        id: "beijing-gas",
-        name_zh: "北京燃气",
-        name_en: "Beijing Gas",
+        id: Cow::Borrowed("beijing-gas"),
+        name_zh: Cow::Borrowed("北京燃气"),
+        name_en: Cow::Borrowed("Beijing Gas"),
         category: BillerCategory::Gas,
         reference_digits: 10,
         reference_prefix: None,
-        reference_format: "10-digit gas account number (燃气户号)",
+        reference_format: Cow::Borrowed("10-digit gas account number (燃气户号)"),
         partial_payment: false,
     },
     BillerInfo {
-        id: "china-mobile",
-        name_zh: "中国移动 话费",
-        name_en: "China Mobile",
+        id: Cow::Borrowed("china-mobile"),
+        name_zh: Cow::Borrowed("中国移动 话费"),
+        name_en: Cow::Borrowed("China Mobile"),
         category: BillerCategory::Phone,
         reference_digits: 11,
         reference_prefix: Some('1'),
-        reference_format: "11-digit mobile number starting with 1",
+        reference_format: Cow::Borrowed("11-digit mobile number starting with 1"),
         partial_payment: false,
     },
     BillerInfo {
-        id: "china-unicom",
-        name_zh: "中国联通 话费",
-        name_en: "China Unicom",
+        id: Cow::Borrowed("china-unicom"),
+        name_zh: Cow::Borrowed("中国联通 话费"),
+        name_en: Cow::Borrowed("China Unicom"),
         category: BillerCategory::Phone,
         reference_digits: 11,
         reference_prefix: Some('1'),
-        reference_format: "11-digit mobile number starting with 1",
+        reference_format: Cow::Borrowed("11-digit mobile number starting with 1"),
         partial_payment: false,
     },
     BillerInfo {
-        id: "cmb-credit-card",
-        name_zh: "招商银行信用卡还款",
-        name_en: "CMB credit card repayment",
+        id: Cow::Borrowed("cmb-credit-card"),
+        name_zh: Cow::Borrowed("招商银行信用卡还款"),
+        name_en: Cow::Borrowed("CMB credit card repayment"),
         category: BillerCategory::CreditCard,
         reference_digits: 16,
         reference_prefix: None,
-        reference_format: "16-digit credit card number",
+        reference_format: Cow::Borrowed("16-digit credit card number"),
         partial_payment: true,
     },
 ];
 
-/// A biller of the catalogue by id.
+/// A biller of the shipped catalogue by id (the catalogue in force, which
+/// staff change at runtime, is `biller_catalogue::current`).
 pub fn biller(id: &str) -> Option<&'static BillerInfo> {
     BILLERS.iter().find(|b| b.id == id)
 }
@@ -340,7 +355,13 @@ impl Biller for BillerSimulator {
                 reason: "bill_already_paid".into(),
             });
         }
-        let partial = biller(biller_id).is_some_and(|b| b.partial_payment);
+        let partial = self
+            .sql
+            .run(|db| crate::biller_catalogue::current(db))
+            .map_err(|e| ConnectorError(e.to_string()))?
+            .1
+            .iter()
+            .any(|e| e.info.id == biller_id && e.info.partial_payment);
         let minor = amount.minor_units();
         if minor > bill.amount_due || (!partial && minor != bill.amount_due) {
             return Ok(PaymentAnswer::Refused {
@@ -681,8 +702,13 @@ impl Bills {
         }
     }
 
-    fn parse(biller_id: &str, reference: &str) -> Result<(&'static BillerInfo, String), BillError> {
-        let info = biller(biller_id).ok_or(BillError::UnknownBiller)?;
+    /// An enabled biller of the catalogue in force and the reference as
+    /// its digits.
+    fn parse(&self, biller_id: &str, reference: &str) -> Result<(BillerInfo, String), BillError> {
+        let info = self
+            .sql
+            .run(|db| crate::biller_catalogue::enabled(db, biller_id))?
+            .ok_or(BillError::UnknownBiller)?;
         let reference = info
             .parse_reference(reference)
             .map_err(|message| BillError::Invalid {
@@ -692,11 +718,23 @@ impl Bills {
         Ok((info, reference))
     }
 
+    /// The catalogue in force, disabled billers included (staff view).
+    pub fn catalogue(&self) -> Result<Vec<crate::biller_catalogue::CatalogueEntry>, BillError> {
+        Ok(self.sql.run(|db| crate::biller_catalogue::current(db))?.1)
+    }
+
+    /// An enabled biller of the catalogue in force.
+    pub fn enabled_biller(&self, biller_id: &str) -> Result<BillerInfo, BillError> {
+        self.sql
+            .run(|db| crate::biller_catalogue::enabled(db, biller_id))?
+            .ok_or(BillError::UnknownBiller)
+    }
+
     /// The bill due on an account.
     pub fn lookup(&self, biller_id: &str, reference: &str) -> Result<Bill, BillError> {
-        let (info, reference) = Self::parse(biller_id, reference)?;
+        let (info, reference) = self.parse(biller_id, reference)?;
         self.biller
-            .lookup(info.id, &reference)
+            .lookup(&info.id, &reference)
             .map_err(BillError::BillerUnavailable)?
             .ok_or(BillError::NoBillDue)
     }
@@ -754,7 +792,7 @@ impl Bills {
         if let Some(existing) = self.existing(customer_id, client)? {
             return self.answer(self.advance(existing)?);
         }
-        let (info, reference) = Self::parse(&request.biller_id, &request.account_reference)?;
+        let (info, reference) = self.parse(&request.biller_id, &request.account_reference)?;
         if request.currency != BILL_CURRENCY {
             return Err(BillError::Invalid {
                 field: "currency",
@@ -779,7 +817,7 @@ impl Bills {
         // is not due, already paid, or of another amount.
         let bill = self
             .biller
-            .lookup(info.id, &reference)
+            .lookup(&info.id, &reference)
             .map_err(BillError::BillerUnavailable)?
             .ok_or(BillError::NoBillDue)?;
         if bill.paid {
@@ -845,7 +883,7 @@ impl Bills {
                     customer_id,
                     client.key.as_str(),
                     client.request_hash.as_str(),
-                    info.id,
+                    &*info.id,
                     reference.as_str(),
                     bill.holder_masked.as_str(),
                     minor,

@@ -409,8 +409,35 @@ pub fn schedule_to_json(schedule: &FeeSchedule) -> serde_json::Value {
             }),
         );
     }
+    // The merchant discount rate (MDR) rules over the shipped MCC table's
+    // rates, most specific first when settling: a merchant's own, then its
+    // MCC's, then the table's.
+    document.insert(
+        DISCOUNTS_KEY.to_string(),
+        serde_json::Value::Array(
+            schedule
+                .discounts()
+                .map(|(scope, rule)| {
+                    let (kind, id) = match scope {
+                        DiscountScope::Merchant(id) => ("merchant", id),
+                        DiscountScope::Mcc(code) => ("mcc", code),
+                    };
+                    serde_json::json!({
+                        "scope": kind,
+                        "id": id,
+                        "percent_bps": rule.percent_bps,
+                        "minimum": rule.minimum,
+                        "maximum": rule.maximum,
+                    })
+                })
+                .collect(),
+        ),
+    );
     serde_json::Value::Object(document)
 }
+
+/// The schedule document's list of merchant discount rules.
+pub const DISCOUNTS_KEY: &str = "merchant_discounts";
 
 /// Parses and validates a whole schedule document: every operation named
 /// once, every rule complete and valid (`FeeRule::validate`); the error
@@ -430,10 +457,13 @@ pub fn schedule_from_json(
     let object = value
         .as_object()
         .ok_or_else(|| SettingError::new("settings", "an object with one rule per operation"))?;
-    if let Some(key) = object.keys().find(|k| FeeOperation::parse(k).is_none()) {
+    if let Some(key) = object
+        .keys()
+        .find(|k| FeeOperation::parse(k).is_none() && k.as_str() != DISCOUNTS_KEY)
+    {
         return Err(SettingError::new(
             format!("settings.{key}"),
-            "unknown operation; expected p2p, withdrawal, merchant_payment, bill_payment",
+            "unknown operation; expected p2p, withdrawal, merchant_payment, bill_payment, merchant_discounts",
         ));
     }
     let mut rules = Vec::new();
@@ -471,12 +501,76 @@ pub fn schedule_from_json(
         };
         rules.push((operation, rule));
     }
-    FeeSchedule::new(rules).map_err(|(operation, error)| {
+    let mut schedule = FeeSchedule::new(rules).map_err(|(operation, error)| {
         SettingError::new(
             format!("settings.{}.{}", operation.as_str(), error.field),
             error.message,
         )
-    })
+    })?;
+    let discounts = match object.get(DISCOUNTS_KEY) {
+        None => Vec::new(),
+        Some(list) => list.as_array().cloned().ok_or_else(|| {
+            SettingError::new(format!("settings.{DISCOUNTS_KEY}"), "a list of rules")
+        })?,
+    };
+    for (index, entry) in discounts.iter().enumerate() {
+        let path = format!("settings.{DISCOUNTS_KEY}[{index}]");
+        let entry = entry
+            .as_object()
+            .ok_or_else(|| SettingError::new(path.clone(), "an object"))?;
+        const DISCOUNT_FIELDS: [&str; 5] = ["scope", "id", "percent_bps", "minimum", "maximum"];
+        if let Some(key) = entry
+            .keys()
+            .find(|k| !DISCOUNT_FIELDS.contains(&k.as_str()))
+        {
+            return Err(SettingError::new(
+                format!("{path}.{key}"),
+                "unknown key; expected scope, id, percent_bps, minimum, maximum",
+            ));
+        }
+        let text = |name: &str| {
+            entry
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .filter(|t| !t.is_empty() && t.len() <= 64)
+                .ok_or_else(|| SettingError::new(format!("{path}.{name}"), "1 to 64 characters"))
+        };
+        let id = text("id")?.to_string();
+        let scope = match text("scope")? {
+            "merchant" => DiscountScope::Merchant(id),
+            "mcc" if crate::mcc::category(&id).is_some() => DiscountScope::Mcc(id),
+            "mcc" => {
+                return Err(SettingError::new(
+                    format!("{path}.id"),
+                    "a merchant category code of the shipped table",
+                ))
+            }
+            _ => {
+                return Err(SettingError::new(
+                    format!("{path}.scope"),
+                    "merchant or mcc",
+                ))
+            }
+        };
+        let whole = |name: &str| {
+            entry
+                .get(name)
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| SettingError::new(format!("{path}.{name}"), "a whole number"))
+        };
+        let rule = DiscountRule {
+            percent_bps: whole("percent_bps")?,
+            minimum: whole("minimum")?,
+            maximum: match entry.get("maximum") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => Some(whole("maximum")?),
+            },
+        };
+        schedule = schedule
+            .with_discount(scope, rule)
+            .map_err(|e| SettingError::new(format!("{path}.{}", e.field), e.message))?;
+    }
+    Ok(schedule)
 }
 
 /// The schedule in force: the latest approved version, else `seed` (the

@@ -417,7 +417,7 @@ pub struct ClientKey {
 pub struct Funding {
     sql: Arc<SqlStore>,
     engine: Arc<Engine>,
-    reader: Arc<dyn LedgerReader>,
+    pub(crate) reader: Arc<dyn LedgerReader>,
     identity: Arc<Identity>,
     cards: Arc<Cards>,
     bank_accounts: Arc<BankAccounts>,
@@ -816,8 +816,14 @@ impl Funding {
     ) -> Result<WithdrawalQuote, FundingError> {
         let amount = Self::parse_amount(amount, currency_text)?.minor_units();
         let (_, month) = self.limit_periods(self.now());
-        let rule = self.policy.fees.rule(FeeOperation::Withdrawal);
-        let usage = self.sql.run(|db| Self::fee_usage(db, customer_id, month))?;
+        // The schedule in force (staff change it at runtime), as the
+        // withdrawal's own transaction will read it.
+        let (rule, usage) = self.sql.run(|db| {
+            let rule = crate::fees::current(db, &self.policy.fees)?
+                .1
+                .rule(FeeOperation::Withdrawal);
+            Ok((rule, Self::fee_usage(db, customer_id, month)?))
+        })?;
         let FeeQuote { fee, waiver } = rule.quote(amount, usage);
         Ok(WithdrawalQuote {
             amount,
@@ -839,7 +845,7 @@ impl Funding {
         month: i64,
     ) -> Result<FeeQuote, FundingError> {
         let op = FeeOperation::Withdrawal;
-        let rule = self.policy.fees.rule(op);
+        let rule = crate::fees::current(db, &self.policy.fees)?.1.rule(op);
         let quote = rule.quote(amount, Self::fee_usage(db, customer_id, month)?);
         let reserved = match quote.waiver {
             Some(Waiver::First) => {

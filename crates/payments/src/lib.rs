@@ -12,6 +12,7 @@
 
 pub mod activity;
 pub mod bank_accounts;
+pub mod biller_catalogue;
 pub mod bills;
 pub mod campaigns;
 pub mod cards;

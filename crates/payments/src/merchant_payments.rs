@@ -18,7 +18,7 @@
 
 use coffer_core::Secret;
 use coffer_identity::Operation as StepUpOperation;
-use coffer_ledger::Rejection;
+use coffer_ledger::{HoldState, Rejection, TransferCommand, TransferOp};
 use coffer_store::sql::{Row, Sql};
 use coffer_store::{sql_params, StoreError};
 use rand::Rng;
@@ -773,6 +773,123 @@ impl Merchants {
         Ok((bps, count))
     }
 
+    /// The payment's ledger transfer (wallet → the merchant's receivable),
+    /// posted as it stands or turned into its review hold or capture.
+    fn payment_transfer(
+        &self,
+        record: &PaymentRecord,
+        transfer_id: &str,
+    ) -> Result<TransferCommand, MerchantError> {
+        let view = &record.view;
+        let customer_id = view
+            .customer_id
+            .clone()
+            .ok_or_else(|| MerchantError::Internal("a payment without payer".into()))?;
+        Self::post(
+            transfer_id,
+            &wallet_account_id(&customer_id, FUNDING_CURRENCY),
+            &receivable_account_id(&view.merchant_id),
+            view.amount,
+            "merchant.payment",
+            &[("payment_id", &view.id), ("merchant", &view.merchant_name)],
+        )
+    }
+
+    fn review_hold_state(&self, payment_id: &str) -> Result<Option<HoldState>, MerchantError> {
+        let hold = crate::merchants::id(&review_hold_id(payment_id))?;
+        Ok(self.funding.reader.hold(&hold)?.map(|h| h.state))
+    }
+
+    /// Reserves a held payment's amount with a ledger hold (as P2P does:
+    /// `p2p::REVIEW_HOLD_TIMEOUT_SECONDS`); idempotent by its derived id.
+    /// When the money is not there the payment fails now and its case closes.
+    fn hold_for_review(&self, record: &PaymentRecord) -> Result<(), MerchantError> {
+        let view = &record.view;
+        if record.state != "held" || self.review_hold_state(&view.id)?.is_some() {
+            return Ok(());
+        }
+        let mut transfer = self.payment_transfer(record, &review_hold_id(&view.id))?;
+        if let TransferOp::Post {
+            debit,
+            credit,
+            amount,
+            currency,
+        } = transfer.op
+        {
+            transfer.op = TransferOp::Hold {
+                debit,
+                credit,
+                amount,
+                currency,
+                timeout_ms: crate::p2p::REVIEW_HOLD_TIMEOUT_SECONDS * 1000,
+            };
+        }
+        let rejection = match self.transfer(vec![transfer])? {
+            Ok(()) => return Ok(()),
+            Err(rejection) => rejection,
+        };
+        let reason = match rejection {
+            Rejection::InsufficientFunds | Rejection::AccountNotFound(_) => "insufficient_funds",
+            other => other.code(),
+        };
+        let now = self.now();
+        self.sql.transaction(|db| -> Result<(), MerchantError> {
+            let changed = db.execute(
+                "UPDATE merchant_payments SET state = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND state = 'held'",
+                sql_params![view.id.as_str(), reason, now],
+            )?;
+            if changed != 1 {
+                return Ok(());
+            }
+            if let Some(customer_id) = &view.customer_id {
+                release_limits(db, customer_id, record, view.amount)?;
+            }
+            activity::set_status(
+                db,
+                ActivityKind::MerchantPayment,
+                &view.id,
+                ActivityStatus::Failed,
+                Some(reason),
+                now,
+            )?;
+            if let Some(risk) = &self.risk {
+                risk.risk.close_subject_cases(
+                    db,
+                    SUBJECT_MERCHANT_PAYMENT,
+                    &view.id,
+                    "the held amount is not available",
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// After a held payment was rejected: its review hold released.
+    pub fn carry_rejected(&self, payment_id: &str) -> Result<(), MerchantError> {
+        let record = self
+            .load_payment(payment_id)?
+            .ok_or(MerchantError::NotFound("payment"))?;
+        if record.state != "failed"
+            || self.review_hold_state(payment_id)? != Some(HoldState::Pending)
+        {
+            return Ok(());
+        }
+        let mut transfer =
+            self.payment_transfer(&record, &format!("{}:void", review_hold_id(payment_id)))?;
+        transfer.op = TransferOp::Release {
+            hold: crate::merchants::id(&review_hold_id(payment_id))?,
+        };
+        if let Err(rejection) = self.transfer(vec![transfer])? {
+            if self.review_hold_state(payment_id)? == Some(HoldState::Pending) {
+                return Err(MerchantError::Internal(format!(
+                    "review hold of {payment_id} not released: {}",
+                    rejection.code()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Releases a held payment inside the caller's transaction (its case
     /// was released); `carry_released` then runs it through the ledger.
     pub fn release_held_in(&self, db: &mut dyn Sql, payment_id: &str) -> Result<(), MerchantError> {
@@ -827,6 +944,14 @@ impl Merchants {
     /// state from the ledger's answer. Safe to repeat (the transfer id is
     /// the payment's). A refusal for want of funds is the caller's error.
     pub(crate) fn carry(&self, record: PaymentRecord) -> Result<PaymentView, MerchantError> {
+        if record.state == "held" {
+            // Held for review: its money reserved now (or the payment fails).
+            self.hold_for_review(&record)?;
+            let reloaded = self
+                .load_payment(&record.view.id)?
+                .ok_or(MerchantError::NotFound("payment"))?;
+            return finished(reloaded.view);
+        }
         if record.state != "pending" {
             return finished(record.view);
         }
@@ -835,21 +960,28 @@ impl Merchants {
             .customer_id
             .clone()
             .ok_or_else(|| MerchantError::Internal("a pending payment without payer".into()))?;
-        let transfer = Self::post(
-            &format!("mpay:{}", view.id),
-            &wallet_account_id(&customer_id, FUNDING_CURRENCY),
-            &receivable_account_id(&view.merchant_id),
-            view.amount,
-            "merchant.payment",
-            &[("payment_id", &view.id), ("merchant", &view.merchant_name)],
-        )?;
-        let (state, reason) = match self.transfer(vec![transfer])? {
-            Ok(()) => ("succeeded", None),
+        let mut transfer = self.payment_transfer(&record, &format!("mpay:{}", view.id))?;
+        // Released from review: capture its hold under the id a direct post
+        // would use (the money moves once); a hold gone stale fails it.
+        let outcome = match self.review_hold_state(&view.id)? {
+            None => Some(self.transfer(vec![transfer])?),
+            Some(HoldState::Pending | HoldState::Captured) => {
+                transfer.op = TransferOp::Capture {
+                    hold: crate::merchants::id(&review_hold_id(&view.id))?,
+                    amount: None,
+                };
+                Some(self.transfer(vec![transfer])?)
+            }
+            Some(HoldState::Released | HoldState::Expired) => None,
+        };
+        let (state, reason) = match outcome {
+            None => ("failed", Some("review_hold_expired")),
+            Some(Ok(())) => ("succeeded", None),
             // No wallet yet is no money yet.
-            Err(Rejection::InsufficientFunds | Rejection::AccountNotFound(_)) => {
+            Some(Err(Rejection::InsufficientFunds | Rejection::AccountNotFound(_))) => {
                 ("failed", Some("insufficient_funds"))
             }
-            Err(rejection) => ("failed", Some(rejection.code())),
+            Some(Err(rejection)) => ("failed", Some(rejection.code())),
         };
         let now = self.now();
         self.sql.transaction(|db| -> Result<(), MerchantError> {
@@ -1437,6 +1569,39 @@ impl Merchants {
                 Err(error) => tracing::warn!(payment = %id, %error, "could not resolve yet"),
             }
         }
+        // Review holds a crash left unplaced (held) or unreleased (rejected).
+        let since = self.now()
+            - i64::try_from(crate::p2p::REVIEW_HOLD_TIMEOUT_SECONDS).unwrap_or(i64::MAX)
+                * NANOS_PER_SECOND;
+        // Two range reads on (state, updated_at) (migration 0026).
+        let mut review = self.sql.run(|db| {
+            db.query(
+                "SELECT id, state FROM merchant_payments WHERE state = 'held' AND updated_at <= $1 \
+                 ORDER BY updated_at, id LIMIT $2",
+                sql_params![before, MERCHANT_PAGE_MAX],
+            )
+        })?;
+        review.extend(self.sql.run(|db| {
+            db.query(
+                "SELECT id, state FROM merchant_payments WHERE state = 'failed' AND updated_at > $2 AND updated_at <= $1 \
+                 AND reason IN ('rejected_by_risk', 'not_authorised_by_customer') ORDER BY updated_at, id LIMIT $3",
+                sql_params![before, since, MERCHANT_PAGE_MAX],
+            )
+        })?);
+        for row in &review {
+            let id = row.text(0)?;
+            let done = if row.text(1)? == "held" {
+                match self.load_payment(&id)? {
+                    Some(record) => self.hold_for_review(&record),
+                    None => Ok(()),
+                }
+            } else {
+                self.carry_rejected(&id)
+            };
+            if let Err(error) = done {
+                tracing::warn!(payment = %id, %error, "could not settle a review hold yet");
+            }
+        }
         let refunds = self.sql.run(|db| {
             db.query(
                 &format!("{SELECT_REFUND} WHERE state = 'pending' AND updated_at <= $1 ORDER BY updated_at, id LIMIT $2"),
@@ -1478,6 +1643,11 @@ fn refund_category(db: &mut dyn Sql, payment_id: &str) -> Result<String, StoreEr
         .map(|row| row.text(0))
         .transpose()?
         .unwrap_or_else(|| Category::Other.as_str().to_string()))
+}
+
+/// The review hold of a held merchant payment.
+fn review_hold_id(payment_id: &str) -> String {
+    format!("mpay:{payment_id}:review")
 }
 
 fn finished(view: PaymentView) -> Result<PaymentView, MerchantError> {

@@ -749,6 +749,15 @@ impl Merchants {
         Ok(true)
     }
 
+    /// The fee schedule in force (staff change it at runtime): the
+    /// merchant discount rules a view and its settlement use.
+    fn fee_schedule(&self) -> Result<crate::fees::FeeSchedule, MerchantError> {
+        Ok(self
+            .sql
+            .run(|db| crate::fees::current(db, &self.policy.fees))?
+            .1)
+    }
+
     pub fn get(&self, merchant_id: &str) -> Result<MerchantView, MerchantError> {
         let row = self
             .sql
@@ -759,7 +768,7 @@ impl Merchants {
                 )
             })?
             .ok_or(MerchantError::NotFound("merchant"))?;
-        merchant(&row, &self.policy.fees)
+        merchant(&row, &self.fee_schedule()?)
     }
 
     /// A merchant its owner may manage (another customer's is "not found").
@@ -787,9 +796,8 @@ impl Merchants {
                 sql_params![owner],
             )
         })?;
-        rows.iter()
-            .map(|r| merchant(r, &self.policy.fees))
-            .collect()
+        let fees = self.fee_schedule()?;
+        rows.iter().map(|r| merchant(r, &fees)).collect()
     }
 
     /// Merchants for staff, by status, oldest first (a review queue).
@@ -806,9 +814,8 @@ impl Merchants {
                 sql_params![status.map(MerchantStatus::as_str), limit.clamp(1, MERCHANT_PAGE_MAX)],
             )
         })?;
-        rows.iter()
-            .map(|r| merchant(r, &self.policy.fees))
-            .collect()
+        let fees = self.fee_schedule()?;
+        rows.iter().map(|r| merchant(r, &fees)).collect()
     }
 
     /// Every approved merchant's id (for the settlement run).

@@ -32,7 +32,7 @@ use coffer_identity::{
     ScreeningError, ScreeningSource, Standing,
 };
 use coffer_ledger::{
-    AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, Rejection,
+    AccountKind, AccountSpec, BalanceConstraint, Command, HoldState, Metadata, Outcome, Rejection,
     TransferCommand, TransferOp,
 };
 use coffer_notify::alerts::Bilingual;
@@ -63,6 +63,14 @@ pub const HANDLE_LENGTH_MAX: usize = 30;
 /// A pending payment the resolver leaves alone for this long: the request
 /// that recorded it is still applying it (see `resolve_pending`).
 pub const RESOLVE_GRACE_SECONDS: i64 = 60;
+/// How long a payment held for review keeps its money reserved: a case
+/// still open then finds the hold expired, and a release fails the payment
+/// (`review_hold_expired`) instead of moving money the customer may have
+/// been told is free again.
+pub const REVIEW_HOLD_TIMEOUT_SECONDS: u64 = 7 * 86_400;
+/// Why a held payment failed when its case was rejected (its review hold is
+/// released by `carry_rejected`, or by the resolver after a crash).
+const REVIEW_REJECTIONS: [&str; 2] = ["rejected_by_risk", "not_authorised_by_customer"];
 /// A payment at or above this (CNY 5,000.00) also sends the payer a
 /// security alert, which preferences cannot switch off.
 pub const LARGE_PAYMENT_ALERT_MINOR: i64 = 500_000;
@@ -674,6 +682,15 @@ fn record(row: &Row) -> Result<Record, P2pError> {
         limit_month: row.int(10)?,
         request_hash: row.text(11)?,
     })
+}
+
+/// One leg of a payment's linked batch: (transfer id, debit, credit,
+/// amount, transfer code).
+type Leg = (String, Identifier, Identifier, Amount, &'static str);
+
+/// The review hold of a leg whose transfer id is `base`.
+fn review_hold_id(base: &str) -> String {
+    format!("{base}:review")
 }
 
 /// The payee's activity row of a payment (the payer's has the payment's id:
@@ -1497,6 +1514,13 @@ impl P2p {
         let created = self
             .load(&payment_id)?
             .ok_or(P2pError::NotFound("payment"))?;
+        let created = if created.state == PaymentState::Held {
+            self.hold_for_review(&created)?;
+            self.load(&payment_id)?
+                .ok_or(P2pError::NotFound("payment"))?
+        } else {
+            created
+        };
         let applied = self.apply(created)?;
         if applied.state == PaymentState::Failed {
             return Err(P2pError::InsufficientFunds);
@@ -1510,54 +1534,52 @@ impl P2p {
         if current.state != PaymentState::Pending {
             return Ok(current);
         }
-        let payer_wallet = id(&wallet_account_id(&current.payer_id, FUNDING_CURRENCY))?;
-        let payee_wallet = id(&wallet_account_id(&current.payee_id, FUNDING_CURRENCY))?;
         let metadata = payment_metadata(&current)?;
-        let mut transfers = vec![TransferCommand {
-            id: id(&format!("p2p:{}", current.id))?,
-            op: TransferOp::Post {
-                debit: payer_wallet.clone(),
-                credit: payee_wallet,
-                amount: Amount::new(current.amount)
-                    .map_err(|e| P2pError::Internal(e.to_string()))?,
-                currency: currency()?,
-            },
-            code: code("p2p")?,
-            metadata: metadata.clone(),
-        }];
-        if current.fee > 0 {
-            transfers.push(TransferCommand {
-                id: id(&format!("p2p:{}:fee", current.id))?,
-                op: TransferOp::Post {
-                    debit: payer_wallet,
-                    credit: id(FEE_INCOME_ACCOUNT)?,
-                    amount: Amount::new(current.fee)
-                        .map_err(|e| P2pError::Internal(e.to_string()))?,
-                    currency: currency()?,
-                },
-                code: code("fee.p2p")?,
-                metadata,
-            });
-        }
-        let results = match self.engine.execute_blocking(Command::Transfers {
-            transfers,
-            linked: true,
-        })? {
-            Outcome::Transfers(results) => results,
-            Outcome::Account(_) => return Err(P2pError::Internal("unexpected outcome".into())),
-        };
-        // Linked: all succeeded, or the first refusal says why none did.
-        let refusal = results.iter().find_map(|r| match r {
-            Err(Rejection::LinkedTransferFailed) | Ok(_) => None,
-            Err(rejection) => Some(*rejection),
-        });
-        match refusal {
-            None if results.iter().all(Result::is_ok) => self.finish(&current, Ok(()))?,
-            None => {
-                return Err(P2pError::Internal(
-                    "a linked batch failed without a reason".into(),
-                ))
+        // A payment released from review captures its hold (a capture
+        // repeated after a crash is a duplicate, answered as the original);
+        // one never held posts directly. Both use the same transfer ids, so
+        // the money can move only once.
+        let transfers = match self.review_hold_state(&current)? {
+            None => self
+                .legs(&current)?
+                .into_iter()
+                .map(|(base, debit, credit, amount, label)| {
+                    Ok(TransferCommand {
+                        id: id(&base)?,
+                        op: TransferOp::Post {
+                            debit,
+                            credit,
+                            amount,
+                            currency: currency()?,
+                        },
+                        code: code(label)?,
+                        metadata: metadata.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, P2pError>>()?,
+            Some(HoldState::Pending | HoldState::Captured) => self
+                .legs(&current)?
+                .into_iter()
+                .map(|(base, _, _, _, label)| {
+                    Ok(TransferCommand {
+                        id: id(&base)?,
+                        op: TransferOp::Capture {
+                            hold: id(&review_hold_id(&base))?,
+                            amount: None,
+                        },
+                        code: code(label)?,
+                        metadata: metadata.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, P2pError>>()?,
+            Some(HoldState::Released | HoldState::Expired) => {
+                self.finish(&current, Err("review_hold_expired"))?;
+                return self.load(&current.id)?.ok_or(P2pError::NotFound("payment"));
             }
+        };
+        let refusal = self.run_linked(transfers)?;
+        match refusal {
+            None => self.finish(&current, Ok(()))?,
             Some(Rejection::InsufficientFunds) => {
                 self.finish(&current, Err("insufficient_funds"))?
             }
@@ -1568,6 +1590,153 @@ impl P2p {
             }
         };
         self.load(&current.id)?.ok_or(P2pError::NotFound("payment"))
+    }
+
+    /// The payment's ledger legs: the amount, and the fee when there is one.
+    fn legs(&self, current: &Record) -> Result<Vec<Leg>, P2pError> {
+        let payer_wallet = id(&wallet_account_id(&current.payer_id, FUNDING_CURRENCY))?;
+        let payee_wallet = id(&wallet_account_id(&current.payee_id, FUNDING_CURRENCY))?;
+        let amount = |minor: i64| Amount::new(minor).map_err(|e| P2pError::Internal(e.to_string()));
+        let mut legs = vec![(
+            format!("p2p:{}", current.id),
+            payer_wallet.clone(),
+            payee_wallet,
+            amount(current.amount)?,
+            "p2p",
+        )];
+        if current.fee > 0 {
+            legs.push((
+                format!("p2p:{}:fee", current.id),
+                payer_wallet,
+                id(FEE_INCOME_ACCOUNT)?,
+                amount(current.fee)?,
+                "fee.p2p",
+            ));
+        }
+        Ok(legs)
+    }
+
+    /// Runs a linked batch; `None` when every transfer succeeded, else the
+    /// first refusal (linked: none of them happened).
+    fn run_linked(&self, transfers: Vec<TransferCommand>) -> Result<Option<Rejection>, P2pError> {
+        let results = match self.engine.execute_blocking(Command::Transfers {
+            transfers,
+            linked: true,
+        })? {
+            Outcome::Transfers(results) => results,
+            Outcome::Account(_) => return Err(P2pError::Internal("unexpected outcome".into())),
+        };
+        let refusal = results.iter().find_map(|r| match r {
+            Err(Rejection::LinkedTransferFailed) | Ok(_) => None,
+            Err(rejection) => Some(*rejection),
+        });
+        if refusal.is_none() && !results.iter().all(Result::is_ok) {
+            return Err(P2pError::Internal(
+                "a linked batch failed without a reason".into(),
+            ));
+        }
+        Ok(refusal)
+    }
+
+    /// The state of the payment's review hold (of its amount leg), if any.
+    fn review_hold_state(&self, current: &Record) -> Result<Option<HoldState>, P2pError> {
+        let hold = id(&review_hold_id(&format!("p2p:{}", current.id)))?;
+        Ok(self.reader.hold(&hold)?.map(|h| h.state))
+    }
+
+    /// Reserves a held payment's amount and fee in the ledger (two-phase:
+    /// a linked hold per leg, so `available` shows them while the case is
+    /// open). Idempotent (derived ids); the resolver repeats it after a
+    /// crash. When the money is not there the payment fails at once and
+    /// its case is closed: there is nothing left to review.
+    fn hold_for_review(&self, current: &Record) -> Result<(), P2pError> {
+        if current.state != PaymentState::Held || self.review_hold_state(current)?.is_some() {
+            return Ok(());
+        }
+        let metadata = payment_metadata(current)?;
+        let transfers = self
+            .legs(current)?
+            .into_iter()
+            .map(|(base, debit, credit, amount, label)| {
+                Ok(TransferCommand {
+                    id: id(&review_hold_id(&base))?,
+                    op: TransferOp::Hold {
+                        debit,
+                        credit,
+                        amount,
+                        currency: currency()?,
+                        timeout_ms: REVIEW_HOLD_TIMEOUT_SECONDS * 1000,
+                    },
+                    code: code(label)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, P2pError>>()?;
+        let Some(rejection) = self.run_linked(transfers)? else {
+            return Ok(());
+        };
+        let reason = match rejection {
+            Rejection::InsufficientFunds => "insufficient_funds",
+            other => other.code(),
+        };
+        let payer_name = self.masked_name(&current.payer_id)?;
+        self.sql.transaction(|db| -> Result<(), P2pError> {
+            if self.finish_in(
+                db,
+                current,
+                Err(reason),
+                PaymentState::Held,
+                (&payer_name, ""),
+            )? {
+                if let Some(risk) = &self.risk {
+                    risk.risk.close_subject_cases(
+                        db,
+                        SUBJECT_P2P,
+                        &current.id,
+                        "the held amount is not available",
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// After a held payment was rejected: its review hold released, so the
+    /// money is available again (a hold never placed has nothing to do).
+    pub fn carry_rejected(&self, payment_id: &str) -> Result<(), P2pError> {
+        let current = self
+            .load(payment_id)?
+            .ok_or(P2pError::NotFound("payment"))?;
+        if current.state != PaymentState::Failed
+            || self.review_hold_state(&current)? != Some(HoldState::Pending)
+        {
+            return Ok(());
+        }
+        let metadata = payment_metadata(&current)?;
+        let transfers = self
+            .legs(&current)?
+            .into_iter()
+            .map(|(base, _, _, _, label)| {
+                Ok(TransferCommand {
+                    id: id(&format!("{}:void", review_hold_id(&base)))?,
+                    op: TransferOp::Release {
+                        hold: id(&review_hold_id(&base))?,
+                    },
+                    code: code(label)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, P2pError>>()?;
+        if let Some(rejection) = self.run_linked(transfers)? {
+            // Expired meanwhile (released by the ledger itself) is fine.
+            if self.review_hold_state(&current)? == Some(HoldState::Pending) {
+                return Err(P2pError::Internal(format!(
+                    "review hold of {payment_id} not released: {}",
+                    rejection.code()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the final state once; a failure gives back every reservation
@@ -1834,7 +2003,37 @@ impl P2p {
                 tracing::warn!(payment = %payment, %error, "could not resolve a P2P payment yet");
             }
         }
-        Ok(rows.len())
+        // Review holds a crash left unplaced (held) or unreleased (rejected).
+        let since = self.now()
+            - i64::try_from(REVIEW_HOLD_TIMEOUT_SECONDS).unwrap_or(i64::MAX) * NANOS_PER_SECOND;
+        // Two range reads on (state, updated_at), not one OR the planner
+        // could only answer by scanning.
+        let mut review = self.sql.run(|db| {
+            db.query(
+                &format!("{SELECT_RECORD} WHERE state = 'held' AND updated_at <= $1 ORDER BY updated_at, id LIMIT 100"),
+                sql_params![before],
+            )
+        })?;
+        review.extend(self.sql.run(|db| {
+            db.query(
+                &format!("{SELECT_RECORD} WHERE state = 'failed' AND updated_at > $2 AND updated_at <= $1 \
+                          AND reason IN ($3, $4) ORDER BY updated_at, id LIMIT 100"),
+                sql_params![before, since, REVIEW_REJECTIONS[0], REVIEW_REJECTIONS[1]],
+            )
+        })?);
+        for row in &review {
+            let found = record(row)?;
+            let payment = found.id.clone();
+            let done = if found.state == PaymentState::Held {
+                self.hold_for_review(&found)
+            } else {
+                self.carry_rejected(&payment)
+            };
+            if let Err(error) = done {
+                tracing::warn!(payment = %payment, %error, "could not settle a P2P review hold yet");
+            }
+        }
+        Ok(rows.len() + review.len())
     }
 
     /// A payment as `customer_id` (its payer or payee) sees it.

@@ -170,7 +170,7 @@ impl RiskCases {
     pub fn reject(&self, case_id: &str, actor: &str, text: &str) -> Result<Case, CaseError> {
         let note = note(text)?;
         let before = self.gate.risk.case(case_id)?;
-        self.sql.transaction(|db| -> Result<Case, CaseError> {
+        let case = self.sql.transaction(|db| -> Result<Case, CaseError> {
             let case = self
                 .gate
                 .risk
@@ -184,7 +184,23 @@ impl RiskCases {
                  一笔待审核的付款已被银行拒绝，资金未转出。",
             )?;
             Ok(case)
-        })
+        })?;
+        self.carry_rejected(&before)?;
+        Ok(case)
+    }
+
+    /// After a rejection committed: the held payment's review hold is
+    /// released (the resolver does it if this process dies first).
+    fn carry_rejected(&self, case: &Case) -> Result<(), CaseError> {
+        if case.kind != "held_payment" {
+            return Ok(());
+        }
+        match (case.subject_kind.as_deref(), &case.subject_id) {
+            (Some(SUBJECT_P2P), Some(id)) => self.p2p.carry_rejected(id)?,
+            (Some(SUBJECT_MERCHANT_PAYMENT), Some(id)) => self.merchants.carry_rejected(id)?,
+            _ => {}
+        }
+        Ok(())
     }
 
     /// An analyst hands the case to a senior colleague; it stays actionable.
@@ -230,7 +246,7 @@ impl RiskCases {
             })?;
             return self.release_as(case_id, &actor, Some("yes"), "the customer confirmed");
         }
-        self.sql.transaction(|db| -> Result<Case, CaseError> {
+        let updated = self.sql.transaction(|db| -> Result<Case, CaseError> {
             let updated = self.gate.risk.transition(
                 db,
                 case_id,
@@ -247,7 +263,9 @@ impl RiskCases {
                 &format!("the customer answered no to case {case_id}"),
             )?;
             Ok(updated)
-        })
+        })?;
+        self.carry_rejected(&case)?;
+        Ok(updated)
     }
 }
 

@@ -15,6 +15,6 @@ pub use rules::{
     Reason, Rule, RuleSet, Signals, Thresholds, DEFAULT_RULE_SET,
 };
 pub use service::{
-    Assessment, Attempt, BlockEntry, Case, DryRun, DryRunExample, EvaluationSummary, Risk,
-    RiskError, RuleSetVersion, ACTOR_RISK, CASE_ACTIONABLE,
+    Assessment, Attempt, BlockEntry, Case, DryRun, DryRunExample, EvaluationSummary, QueueSummary,
+    Risk, RiskError, RuleSetVersion, ACTOR_RISK, CASE_ACTIONABLE,
 };

@@ -175,6 +175,11 @@ pub enum Condition {
     /// The merchant refunded more than `above_bps` of what it was paid
     /// (over at least `min_payments` payments).
     MerchantRefundRatio { above_bps: i64, min_payments: i64 },
+    /// A sign-in after at least `count_at_least` failed attempts for the
+    /// same contact since its last successful sign-in (or staff unlock),
+    /// as the sign-in throttle counts them (forgotten after an hour
+    /// without a failure).
+    FailedSignIns { count_at_least: i64 },
 }
 
 /// One rule: a condition, the kinds it applies to, and either a score or
@@ -251,6 +256,9 @@ pub struct Signals {
     pub merchant_refund_bps: Option<i64>,
     #[serde(default)]
     pub merchant_payment_count: Option<i64>,
+    /// For sign-ins: failed attempts since the last success (throttle count).
+    #[serde(default)]
+    pub failed_sign_ins: i64,
 }
 
 /// Why a rule matched, as recorded and shown to analysts.
@@ -439,6 +447,11 @@ fn matches(rule_set: &RuleSet, condition: &Condition, signals: &Signals) -> Opti
             let count = signals.merchant_payment_count?;
             (count >= *min_payments && ratio > *above_bps)
                 .then(|| format!("the merchant refunded {ratio} bp of its payments (over {count})"))
+        }
+        Condition::FailedSignIns { count_at_least } => {
+            let failed = signals.failed_sign_ins;
+            (failed >= *count_at_least)
+                .then(|| format!("{failed} failed attempts since the last successful sign-in"))
         }
     }
 }
@@ -724,6 +737,15 @@ fn validate_condition(errors: &mut Vec<FieldError>, at: &str, condition: &Condit
                 *min_payments,
                 1,
                 i64::from(u32::MAX),
+            );
+        }
+        Condition::FailedSignIns { count_at_least } => {
+            range(
+                "failed_sign_ins",
+                "count_at_least",
+                *count_at_least,
+                1,
+                1000,
             );
         }
     }

@@ -82,6 +82,8 @@ pub struct Attempt<'a> {
     pub card: Option<&'a str>,
     /// A merchant's refunds over payments (basis points, payment count).
     pub merchant_refunds: Option<(i64, i64)>,
+    /// For a sign-in: failed attempts since the last successful one.
+    pub failed_sign_ins: i64,
 }
 
 /// A decision with what it was made from, ready to record.
@@ -171,6 +173,10 @@ pub struct Case {
     pub score: i64,
     pub reasons: Vec<Reason>,
 }
+
+/// A queue of the back office's overview: its name, how many items wait,
+/// and when the oldest was created (nanoseconds; none when empty).
+pub type QueueSummary = (&'static str, i64, Option<i64>);
 
 /// What a case transition may start from.
 pub const CASE_ACTIONABLE: [&str; 2] = ["open", "escalated"];
@@ -369,6 +375,7 @@ impl Risk {
             at: now,
             merchant_refund_bps: attempt.merchant_refunds.map(|(bps, _)| bps),
             merchant_payment_count: attempt.merchant_refunds.map(|(_, count)| count),
+            failed_sign_ins: attempt.failed_sign_ins,
             ..Signals::default()
         };
         fill_history(db, customer, &mut signals)?;
@@ -480,6 +487,54 @@ impl Risk {
             &format!("{id} {kind} {}", assessment.summary()),
         )?;
         Ok(id)
+    }
+
+    /// The risk side of the back office's queues overview: (queue, count,
+    /// oldest item's creation time) for open and for escalated cases.
+    pub fn queue_summaries(&self) -> Result<Vec<QueueSummary>, RiskError> {
+        let mut queues = Vec::new();
+        for (name, state) in [
+            ("risk_cases", "open"),
+            ("risk_cases_escalated", "escalated"),
+        ] {
+            let row = self.sql.run(|db| {
+                db.query_one(
+                    "SELECT COUNT(*), MIN(created_at) FROM risk_cases WHERE state = $1",
+                    sql_params![state],
+                )
+            })?;
+            queues.push((name, row.int(0)?, row.opt_int(1)?));
+        }
+        Ok(queues)
+    }
+
+    /// Closes the open cases about one payment in the caller's transaction
+    /// (the payment ended without a decision: e.g. its money was gone).
+    pub fn close_subject_cases(
+        &self,
+        db: &mut dyn Sql,
+        subject_kind: &str,
+        subject_id: &str,
+        note: &str,
+    ) -> Result<(), RiskError> {
+        let now = self.now();
+        let rows = db.query(
+            "UPDATE risk_cases SET state = 'closed', resolved_by = $3, note = $4, updated_at = $5 \
+             WHERE subject_kind = $1 AND subject_id = $2 AND state IN ('open', 'escalated') RETURNING id, customer_id",
+            sql_params![subject_kind, subject_id, ACTOR_RISK, note, now],
+        )?;
+        for row in &rows {
+            let (id, customer) = (row.text(0)?, row.text(1)?);
+            audit(
+                db,
+                now,
+                ACTOR_RISK,
+                "risk_case_closed",
+                Some(&customer),
+                &format!("{id} {note}"),
+            )?;
+        }
+        Ok(())
     }
 
     pub fn case(&self, case_id: &str) -> Result<Case, RiskError> {
@@ -822,7 +877,7 @@ impl Risk {
     ) -> Result<Vec<EvaluationSummary>, RiskError> {
         let rows = self.sql.run(|db| {
             db.query(
-                "SELECT id, kind, amount, decision, score, created_at FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
+                "SELECT id, kind, amount, decision, score, created_at, reasons FROM risk_evaluations WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
                 sql_params![customer_id, limit.clamp(1, PAGE_MAX)],
             )
         })?;
@@ -835,6 +890,8 @@ impl Risk {
                     decision: r.text(3)?,
                     score: r.int(4)?,
                     at: r.int(5)?,
+                    reasons: serde_json::from_str(&r.text(6)?)
+                        .map_err(|_| corrupt("risk reasons"))?,
                 })
             })
             .collect()
@@ -852,6 +909,8 @@ pub struct EvaluationSummary {
     pub score: i64,
     /// Nanoseconds since the epoch.
     pub at: i64,
+    /// Why: the rules that matched.
+    pub reasons: Vec<Reason>,
 }
 
 /// The customer's payments before `signals.at` (newest first) and the

@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         24,
         include_str!("migrations/postgres_0024_payments_gaps.sql"),
     ),
+    (
+        26,
+        include_str!("migrations/postgres_0026_review_holds.sql"),
+    ),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

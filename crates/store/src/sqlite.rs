@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (21, include_str!("migrations/sqlite_0021_privacy.sql")),
     (22, include_str!("migrations/sqlite_0022_backoffice.sql")),
     (24, include_str!("migrations/sqlite_0024_payments_gaps.sql")),
+    (26, include_str!("migrations/sqlite_0026_review_holds.sql")),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.

@@ -610,7 +610,21 @@ async fn back_office(app: App) {
     assert_eq!(view["limits"]["in_force"]["per_payment"], 60_000);
     assert_eq!(view["limits"]["override"], Value::Null);
     assert_eq!(view["locked_until"], Value::Null);
-    assert!(view["risk_history"].is_array(), "{view}");
+    // Registration is the first sign-in: evaluated, and shown with its reasons.
+    let sign_ins: Vec<&Value> = view["risk_history"]
+        .as_array()
+        .expect("risk history")
+        .iter()
+        .filter(|e| e["kind"] == "sign_in")
+        .collect();
+    assert!(!sign_ins.is_empty(), "{view}");
+    assert_eq!(sign_ins[0]["decision"], "allow");
+    assert!(
+        sign_ins[0]["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["rule_id"] == "new_device_sign_in")),
+        "{view}"
+    );
     let (status, masked, text) = app
         .get(&support, &format!("/v1/staff/customers/{}/360", zhang.id))
         .await;
@@ -657,7 +671,13 @@ async fn back_office(app: App) {
     assert_eq!(fees["settings"]["p2p"]["percent_bps"], 100);
     let (_, quote) = app.quote(&zhang, "fq-1", &john.contact, 10_000).await;
     assert_eq!(quote["fee"], 100, "1 % before the change: {quote}");
+    // The document carries the merchant discount rules (none: the MCC table).
+    assert_eq!(fees["settings"]["merchant_discounts"], json!([]), "{fees}");
     let mut changed = fees["settings"].clone();
+    changed["merchant_discounts"] = json!([
+        {"scope": "mcc", "id": "5812", "percent_bps": 60, "minimum": 0, "maximum": null}
+    ]);
+    changed["withdrawal"] = json!({"fixed": 300, "percent_bps": 0, "minimum": 0, "maximum": null, "free_per_month": 0, "first_free": false});
     changed["p2p"]["percent_bps"] = json!(20_000);
     let (status, body) = app
         .propose(&super_user, "fp-0", "fees", 0, changed.clone())
@@ -713,8 +733,24 @@ async fn back_office(app: App) {
     );
     let (_, quote) = app.quote(&zhang, "fq-3", &john.contact, 10_000).await;
     assert_eq!(quote["fee"], 200, "2 % on the next quote: {quote}");
+    // The same schedule prices withdrawals.
+    let (status, withdrawal, _) = app
+        .get(
+            &zhang.bearer,
+            "/v1/me/withdrawals/quote?amount=10000&currency=CNY",
+        )
+        .await;
+    assert_eq!(status, 200, "{withdrawal}");
+    assert_eq!(
+        withdrawal["fee"], 300,
+        "the runtime withdrawal rule: {withdrawal}"
+    );
     let (_, fees, _) = app.get(&compliance, "/v1/staff/settings/fees").await;
     assert_eq!(fees["version"], 1);
+    assert_eq!(
+        fees["settings"]["merchant_discounts"][0]["percent_bps"], 60,
+        "the merchant discount rate is part of the schedule: {fees}"
+    );
     assert_eq!(fees["history"][0]["maker"], "super.a");
     assert_eq!(fees["history"][0]["checker"], "compliance.a");
     // A second proposal on the old base cannot be approved over the first.
@@ -762,10 +798,98 @@ async fn back_office(app: App) {
             "kyc_reviews",
             "pending_approvals",
             "merchant_reviews",
-            "pending_fundings"
+            "pending_fundings",
+            "risk_cases",
+            "risk_cases_escalated",
+            "compliance_hits",
+            "compliance_reports"
         ]
     );
     assert_eq!(queues["data"][1]["count"], 0, "every proposal was decided");
+
+    // ---- billers managed at runtime (maker-checker) ------------------------------------
+    let (status, billers, _) = app.get(&product, "/v1/staff/settings/billers").await;
+    assert_eq!(status, 200, "{billers}");
+    assert_eq!(billers["version"], 0);
+    let mut catalogue = billers["settings"].clone();
+    let list = catalogue["billers"].as_array_mut().expect("billers");
+    assert_eq!(list.len(), 6);
+    for biller in list.iter_mut() {
+        if biller["id"] == "china-unicom" {
+            biller["enabled"] = json!(false);
+        }
+    }
+    list.push(json!({
+        "id": "shanghai-electricity", "name_zh": "上海电力 电费", "name_en": "Shanghai electricity",
+        "category": "electricity", "reference_digits": 10, "reference_prefix": null,
+        "reference_format": "10-digit customer number on the bill", "partial_payment": false,
+        "enabled": true
+    }));
+    let mut bad = catalogue.clone();
+    bad["billers"][6]["reference_digits"] = json!(2);
+    let (status, body) = app.propose(&super_user, "bp-0", "billers", 0, bad).await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (
+            422,
+            (
+                Some("invalid_field"),
+                Some("settings.billers[6].reference_digits")
+            )
+        )
+    );
+    let (status, proposal) = app
+        .propose(&super_user, "bp-1", "billers", 0, catalogue)
+        .await;
+    assert_eq!(status, 201, "{proposal}");
+    let (_, listed, _) = app.get(&zhang.bearer, "/v1/me/billers").await;
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(6),
+        "not before approval"
+    );
+    let (status, decided) = app
+        .decide(
+            &compliance,
+            "bd-1",
+            proposal["approval_id"].as_str().expect("id"),
+        )
+        .await;
+    assert_eq!(
+        (status, &decided["state"]),
+        (200, &json!("executed")),
+        "{decided}"
+    );
+    let (_, listed, _) = app.get(&zhang.bearer, "/v1/me/billers").await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("billers")
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"shanghai-electricity"), "{ids:?}");
+    assert!(!ids.contains(&"china-unicom"), "{ids:?}");
+    let (status, bill, _) = app
+        .get(
+            &zhang.bearer,
+            "/v1/me/billers/shanghai-electricity/bill?account_reference=3100000042",
+        )
+        .await;
+    assert_eq!(status, 200, "the added biller takes payments: {bill}");
+    let (status, body, _) = app
+        .get(
+            &zhang.bearer,
+            "/v1/me/billers/china-unicom/bill?account_reference=13800138000",
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (404, Some("unknown_biller")),
+        "a disabled biller takes none"
+    );
+    let (_, billers, _) = app.get(&product, "/v1/staff/settings/billers").await;
+    assert_eq!(billers["version"], 1);
+    assert_eq!(billers["history"][0]["maker"], "super.a");
     let (status, _, _) = app.get(&support, "/v1/staff/queues").await;
     assert_eq!(status, 403);
 

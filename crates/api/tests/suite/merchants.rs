@@ -1546,3 +1546,118 @@ async fn concurrent_code_guesses_never_pass_the_budget_on_postgres() {
         .expect("pg");
     concurrent_code_guesses(spawn_app(db).await).await;
 }
+
+/// A merchant payment held for review reserves its amount in the ledger:
+/// `available` drops while the case is open, a rejection gives it back, a
+/// release captures it (the money moves once), and the books stay clean.
+async fn merchant_review_holds(app: &App) {
+    let analyst = app.staff("review.analyst", Role::RiskAnalyst).await;
+    let officer = app.staff("review.officer", Role::ComplianceOfficer).await;
+    let (merchant_id, merchant, _) = app
+        .merchant("+8613900139700", "Held Tea House", "5814", &officer)
+        .await;
+    let (_, bob) = app.customer("+8613900139701").await;
+    app.fund(&bob, 100_000).await;
+    let available = |me: &Value| {
+        me["wallets"][0]["balances"]["available"]
+            .as_i64()
+            .expect("available")
+    };
+    // Every merchant payment of at least CNY 200.00 goes to review.
+    let rules = json!({
+        "currency": "CNY", "utc_offset_seconds": 28800,
+        "thresholds": {"step_up": 40, "review": 70, "block_and_freeze": 100},
+        "rules": [{"id": "big_merchant_payment", "description": "A big merchant payment",
+                   "kinds": ["merchant_payment"],
+                   "when": {"amount_at_least": {"min_amount": 20000}}, "outcome": "review"}]
+    });
+    let (status, draft) = app
+        .post(
+            &analyst,
+            "rh-rules",
+            "/v1/staff/risk/rules",
+            json!({"rules": rules}),
+        )
+        .await;
+    assert_eq!(status, 201, "{draft}");
+    let version = draft["version"].as_i64().expect("version");
+    let (status, _) = app
+        .post(
+            &analyst,
+            "rh-on",
+            &format!("/v1/staff/risk/rules/{version}/activate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, qr) = app.get(&merchant, "/v1/merchant/qr").await;
+    assert_eq!(status, 200, "{qr}");
+    let pay = json!({"payload": qr["payload"], "amount": 30_000});
+    let open_case = || async {
+        let (status, cases) = app.get(&analyst, "/v1/staff/risk/cases?state=open").await;
+        assert_eq!(status, 200, "{cases}");
+        assert_eq!(cases["data"].as_array().map(Vec::len), Some(1), "{cases}");
+        cases["data"][0]["id"].as_str().expect("case").to_string()
+    };
+
+    // Held, then rejected: reserved while open, given back after.
+    let (status, held) = app
+        .post(&bob, "rh-pay-1", "/v1/me/merchant-payments", pay.clone())
+        .await;
+    assert_eq!((status, &held["status"]), (201, &json!("held")), "{held}");
+    let (_, me) = app.get(&bob, "/v1/me").await;
+    assert_eq!(app.balance(&bob).await, 100_000, "nothing posted");
+    assert_eq!(available(&me), 70_000, "but reserved: {me}");
+    let case = open_case().await;
+    let (status, rejected) = app
+        .post(
+            &analyst,
+            "rh-reject",
+            &format!("/v1/staff/risk/cases/{case}/reject"),
+            json!({"note": "not the customer's pattern"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rejected}");
+    let (_, me) = app.get(&bob, "/v1/me").await;
+    assert_eq!(available(&me), 100_000, "the hold released: {me}");
+
+    // Held, then released: captured once.
+    let (status, held) = app
+        .post(&bob, "rh-pay-2", "/v1/me/merchant-payments", pay)
+        .await;
+    assert_eq!((status, &held["status"]), (201, &json!("held")), "{held}");
+    let case = open_case().await;
+    let (status, released) = app
+        .post(
+            &analyst,
+            "rh-release",
+            &format!("/v1/staff/risk/cases/{case}/release"),
+            json!({"note": "customer called"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    let (_, me) = app.get(&bob, "/v1/me").await;
+    assert_eq!(app.balance(&bob).await, 70_000);
+    assert_eq!(available(&me), 70_000, "captured, not twice: {me}");
+    assert_eq!(
+        app.account_posted(&coffer_payments::merchants::receivable_account_id(
+            &merchant_id
+        ))
+        .await,
+        30_000
+    );
+    app.verify_ledger().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_review_holds_on_sqlite() {
+    merchant_review_holds(&spawn_app(TestDatabase::sqlite()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_review_holds_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("pg");
+    merchant_review_holds(&spawn_app(db).await).await;
+}

@@ -246,6 +246,20 @@ impl App {
         assert_eq!(self.balance(who).await, amount);
     }
 
+    /// The CNY wallet's available balance as the customer sees it (posted
+    /// net of holds).
+    async fn available(&self, who: &Customer) -> i64 {
+        let (status, wallets) = self.get(&who.bearer, "/v1/me/wallets").await;
+        assert_eq!(status, 200, "{wallets}");
+        wallets["data"]
+            .as_array()
+            .expect("wallets")
+            .iter()
+            .find(|w| w["currency"] == "CNY")
+            .and_then(|w| w["available"].as_i64())
+            .expect("a CNY wallet")
+    }
+
     /// The posted balance, read from the ledger (works for frozen customers).
     async fn balance(&self, who: &Customer) -> i64 {
         let reader = self.state.reader.clone();
@@ -508,7 +522,8 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     app.activate_rules(&analyst, "held-rules", review_rules())
         .await;
 
-    // Held: nothing moved, a case is open, the customer was asked.
+    // Held: nothing moved, but the amount is reserved by a ledger hold
+    // (it counts against `available`); a case is open, the customer asked.
     let (status, held, _) = app.pay(&payer, "held-1", &payee.phone, 70_000).await;
     assert_eq!(
         (status, held["status"].as_str()),
@@ -516,11 +531,36 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
         "{held}"
     );
     assert_eq!(app.balance(&payer).await, 500_000);
+    assert_eq!(app.available(&payer).await, 430_000);
+    // What is reserved cannot be spent twice: a payment of more than the
+    // rest is refused by the ledger (a hold for review too).
+    let (status, over, _) = app.pay(&payer, "held-over", &payee.phone, 440_000).await;
+    assert_eq!(
+        (status, error_code(&over)),
+        (422, Some("insufficient_funds")),
+        "{over}"
+    );
+    assert_eq!(app.available(&payer).await, 430_000);
     let (status, mine) = app.get(&payer.bearer, "/v1/me/risk/cases").await;
     assert_eq!(status, 200, "{mine}");
-    assert_eq!(mine["data"][0]["subject_id"], held["id"]);
-    assert_eq!(mine["data"][0]["state"], "open");
-    let first_case = mine["data"][0]["id"].as_str().expect("case").to_string();
+    let cases = mine["data"].as_array().expect("cases");
+    assert_eq!(cases.len(), 2, "{mine}");
+    let case_of = |payment: &Value| {
+        cases
+            .iter()
+            .find(|c| c["subject_id"] == *payment)
+            .cloned()
+            .expect("a case for the payment")
+    };
+    let first = case_of(&held["id"]);
+    assert_eq!(first["state"], "open");
+    // The refused one's case closed itself: nothing is left to review.
+    let refused = cases
+        .iter()
+        .find(|c| c["subject_id"] != held["id"])
+        .expect("the refused payment's case");
+    assert_eq!(refused["state"], "closed", "{refused}");
+    let first_case = first["id"].as_str().expect("case").to_string();
 
     // An analyst escalates, then releases: the payment completes.
     let (status, escalated) = app
@@ -562,6 +602,7 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
         "{payment}"
     );
     assert_eq!(app.balance(&payer).await, 430_000);
+    assert_eq!(app.available(&payer).await, 430_000, "captured, not twice");
     assert_eq!(app.balance(&payee).await, 70_000);
     // A settled case takes no second action.
     let (status, body) = app
@@ -577,6 +618,7 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     // Rejected by the analyst: failed, nothing moved.
     let (_, held, _) = app.pay(&payer, "held-2", &payee.phone, 80_000).await;
     assert_eq!(held["status"], "held", "{held}");
+    assert_eq!(app.available(&payer).await, 350_000);
     let case = open_case_of(app, &analyst, &payer).await;
     let (status, rejected) = app
         .post(
@@ -602,6 +644,7 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
         (Some("failed"), Some("rejected_by_risk"))
     );
     assert_eq!(app.balance(&payer).await, 430_000);
+    assert_eq!(app.available(&payer).await, 430_000, "the hold released");
 
     // "Was this you?" yes: needs a step-up bound to the case, then releases.
     let (_, held, _) = app.pay(&payer, "held-3", &other.phone, 90_000).await;
@@ -664,6 +707,19 @@ async fn held_payments_released_rejected_and_answered(app: &App) {
     assert_eq!(status, 401, "frozen: signed out everywhere");
     assert_eq!(app.balance(&payer).await, 340_000);
     assert_eq!(app.balance(&other).await, 90_000);
+    let reader = app.state.reader.clone();
+    let wallet = coffer_payments::funding::wallet_account_id(&payer.id, "CNY");
+    let available = tokio::task::spawn_blocking(move || {
+        let id = coffer_core::Identifier::parse(&wallet).expect("id");
+        reader.account(&id).expect("read").map(|a| a.available())
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        available,
+        Some(340_000),
+        "the declined payment's hold released"
+    );
     app.verify_books().await;
 }
 
@@ -683,7 +739,8 @@ async fn rules_are_validated_dry_run_and_activated_without_restart(app: &App) {
     let analyst = app.staff("analyst.rules", Role::RiskAnalyst).await;
     let payer = app.customer("+8613700137021", "周八").await;
     let payee = app.customer("+8613700137022", "吴九").await;
-    app.top_up(&payer, 300_000).await;
+    // Enough for four payments and a fifth held for review (its hold needs the money).
+    app.top_up(&payer, 400_000).await;
     let (status, active) = app.get(&analyst, "/v1/staff/risk/rules").await;
     assert_eq!(status, 200, "{active}");
     let shipped = active["active"].as_i64().expect("an active version");

@@ -8,3 +8,4 @@ mod identity;
 mod kyc;
 mod passkeys;
 mod profile;
+mod sign_in_risk;

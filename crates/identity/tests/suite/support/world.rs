@@ -26,6 +26,35 @@ pub fn world(database: &Database) -> World {
     build(database, None)
 }
 
+/// A world whose sign-ins pass the risk engine (shipped rules seeded), and
+/// that engine, to list evaluations and cases and to blocklist.
+pub fn world_with_risk(database: &Database) -> (World, Arc<coffer_risk::Risk>) {
+    let mut world = build(database, None);
+    let vault = Arc::new(
+        Vault::open(
+            Arc::new(LocalMasterKey::from_bytes([7; 32])),
+            world.sql.clone(),
+            0,
+        )
+        .expect("vault"),
+    );
+    let risk = Arc::new(coffer_risk::Risk::new(
+        world.sql.clone(),
+        vault.clone(),
+        world.clock.clone(),
+    ));
+    risk.seed_default().expect("seed rules");
+    world.identity = Identity::new(
+        world.sql.clone(),
+        vault,
+        world.clock.clone(),
+        Policy::default(),
+        PasswordPolicy::new(None),
+    )
+    .with_risk(risk.clone());
+    (world, risk)
+}
+
 /// A world whose identity service also takes passkeys for this relying party.
 pub fn world_with_passkeys(database: &Database, settings: &PasskeySettings) -> World {
     build(database, Some(settings))
