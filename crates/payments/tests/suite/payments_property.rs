@@ -117,7 +117,8 @@ fn world(database: &coffer_store::Database) -> World {
         Arc::new(SimulatedRateSource::default()),
         base.clock.clone(),
         FxPolicy::default(),
-    );
+    )
+    .with_alerts(base.identity.clone());
     fx.open_accounts().expect("fx accounts");
     let merchants = Merchants::new(
         base.sql.clone(),
@@ -154,6 +155,9 @@ struct Customer {
     /// Free withdrawals this month taken by pending or succeeded ones.
     withdrawals_free: i64,
     p2p_usage: FeeUsage,
+    /// The alerts the inbox must hold: one per payment that moved money
+    /// for this customer, by template (none for a refused one).
+    inbox: Vec<String>,
 }
 
 impl Customer {
@@ -196,6 +200,8 @@ struct Case<'w> {
     rng: StdRng,
     customers: Vec<Customer>,
     shop: MerchantView,
+    /// The shop owner's inbox, as `Customer::inbox`.
+    owner_inbox: Vec<String>,
     receivable: i64,
     paid: Vec<Paid>,
     open: Vec<Open>,
@@ -230,7 +236,6 @@ impl<'w> Case<'w> {
                 world.fx.open_wallet(&id, code).expect("wallet");
             }
             customers.push(Customer {
-                id,
                 phone,
                 cards,
                 accounts,
@@ -238,6 +243,8 @@ impl<'w> Case<'w> {
                 held_out: 0,
                 withdrawals_free: 0,
                 p2p_usage: FeeUsage::default(),
+                inbox: inbox(world, &id),
+                id,
             });
         }
         let owner = register(
@@ -274,6 +281,7 @@ impl<'w> Case<'w> {
             seed,
             rng: StdRng::seed_from_u64(seed),
             customers,
+            owner_inbox: inbox(world, &shop.owner_customer_id),
             shop,
             receivable: 0,
             paid: Vec::new(),
@@ -498,6 +506,14 @@ impl<'w> Case<'w> {
                 (true, Expect::Succeeds) => "withdrawal succeeded",
                 (true, _) => "withdrawal failed",
             });
+            if outcome == Expect::Succeeds {
+                let template = if op.withdrawal {
+                    "withdrawal"
+                } else {
+                    "top_up"
+                };
+                customer.inbox.push(template.into());
+            }
             if op.withdrawal {
                 customer.held_out -= op.amount + op.fee;
                 if outcome == Expect::Succeeds {
@@ -574,6 +590,8 @@ impl<'w> Case<'w> {
             None => {}
         }
         self.customers[payee].add("CNY", amount);
+        self.customers[payer].inbox.push("p2p_sent".into());
+        self.customers[payee].inbox.push("p2p_received".into());
         self.fees += expected.fee;
         self.saw("p2p paid");
     }
@@ -648,6 +666,8 @@ impl<'w> Case<'w> {
         let view = result.unwrap_or_else(|e| panic!("{context}: merchant payment {e}"));
         assert_eq!(view.status, "succeeded", "{context}");
         self.customers[who].add("CNY", -amount);
+        self.customers[who].inbox.push("merchant_payment".into());
+        self.owner_inbox.push("merchant_received".into());
         self.receivable += amount;
         self.paid.push(Paid {
             id: view.id,
@@ -693,6 +713,7 @@ impl<'w> Case<'w> {
         self.receivable -= amount;
         let who = paid.customer;
         self.customers[who].add("CNY", amount);
+        self.customers[who].inbox.push("refund".into());
         self.saw("refunded");
     }
 
@@ -737,6 +758,7 @@ impl<'w> Case<'w> {
         let customer = &mut self.customers[who];
         customer.add(sell, -quote.sell_amount);
         customer.add(buy, quote.buy_amount);
+        customer.inbox.push("fx_conversion".into());
         self.saw("converted");
     }
 
@@ -761,6 +783,16 @@ impl<'w> Case<'w> {
                 );
             }
         }
+        for (id, expected) in self
+            .customers
+            .iter()
+            .map(|c| (&c.id, &c.inbox))
+            .chain([(&self.shop.owner_customer_id, &self.owner_inbox)])
+        {
+            let mut expected = expected.clone();
+            expected.sort_unstable();
+            assert_eq!(inbox(self.world, id), expected, "{context}: {id}'s inbox");
+        }
         assert_eq!(
             posted(self.world, &receivable_account_id(&self.shop.id)),
             self.receivable,
@@ -772,6 +804,10 @@ impl<'w> Case<'w> {
             "{context}: fee income"
         );
     }
+}
+
+fn inbox(world: &World, customer_id: &str) -> Vec<String> {
+    crate::support::inbox(&world.base, customer_id)
 }
 
 fn run(database: &coffer_store::Database, offset: u64) {

@@ -76,7 +76,8 @@ fn world(database: &coffer_store::Database) -> World {
         rates.clone(),
         dyn_clock,
         FxPolicy::default(),
-    );
+    )
+    .with_alerts(base.identity.clone());
     bills.open_accounts().expect("bill accounts");
     fx.open_accounts().expect("fx accounts");
     let opened = engine
@@ -106,6 +107,9 @@ struct Model {
     posted: BTreeMap<&'static str, i64>,
     /// CNY held by bill payments the biller has not answered.
     held: BTreeMap<String, i64>,
+    /// The alerts the inbox must hold (a bill paid, a conversion): none
+    /// for a refused or failed payment.
+    alerts: Vec<String>,
 }
 
 fn key(step: usize, name: &str) -> ClientKey {
@@ -147,7 +151,10 @@ fn run(seed: u64, database: &coffer_store::Database) {
             })
             .expect("fund");
         assert!(matches!(&posted, Outcome::Transfers(r) if r[0].is_ok()));
-        let mut model = Model::default();
+        let mut model = Model {
+            alerts: crate::support::inbox(&world.base, &id),
+            ..Model::default()
+        };
         model.posted.insert("CNY", amount);
         customers.push((id, model));
     }
@@ -198,6 +205,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         assert_eq!(view.state, BillState::Succeeded, "{context}");
                         assert!(view.confirmation.is_some(), "{context}");
                         model.posted.insert("CNY", cny - amount);
+                        model.alerts.push("bill_payment".into());
                     }
                     (ending, other) => panic!("{context}: {ending} gave {other:?}"),
                 }
@@ -255,6 +263,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         assert_eq!(view.state, "converted", "{context}");
                         *model.posted.entry(sell).or_default() -= quote.sell_amount;
                         *model.posted.entry(buy).or_default() += quote.buy_amount;
+                        model.alerts.push("fx_conversion".into());
                     }
                     Err(FxError::InsufficientFunds) => {
                         assert!(quote.sell_amount > sell_posted - held, "{context}");
@@ -288,6 +297,13 @@ fn run(seed: u64, database: &coffer_store::Database) {
 
 fn check(world: &World, customers: &[(String, Model)], context: &str) {
     for (id, model) in customers {
+        let mut alerts = model.alerts.clone();
+        alerts.sort_unstable();
+        assert_eq!(
+            crate::support::inbox(&world.base, id),
+            alerts,
+            "{context}: {id}'s inbox"
+        );
         for code in CURRENCIES {
             let account = world
                 .reader

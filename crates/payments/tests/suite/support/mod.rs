@@ -145,4 +145,33 @@ pub fn unguarded_p2p_policy(fees: coffer_payments::FeeSchedule) -> coffer_paymen
     }
 }
 
+/// The templates of every alert in a customer's inbox, sorted.
+pub fn inbox(base: &Base, customer_id: &str) -> Vec<String> {
+    let mut templates = Vec::new();
+    let mut before = None;
+    loop {
+        let page = base
+            .sql
+            .run(|db| {
+                Ok(coffer_notify::inbox::list(
+                    db,
+                    &base.vault,
+                    customer_id,
+                    before,
+                    100,
+                    false,
+                ))
+            })
+            .expect("sql")
+            .expect("inbox");
+        templates.extend(page.items.into_iter().map(|item| item.template));
+        match page.next_cursor {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+    }
+    templates.sort_unstable();
+    templates
+}
+
 pub mod funding;
