@@ -763,7 +763,8 @@ async fn withdrawal_flows(app: &App) {
         (status, error_of(&body)),
         (422, (Some("limit_exceeded"), Some("amount")))
     );
-    let withdrawal = json!({"amount": 45_000, "currency": "CNY", "bank_account_id": good, "fee": 0});
+    let withdrawal =
+        json!({"amount": 45_000, "currency": "CNY", "bank_account_id": good, "fee": 0});
     let (status, body) = app
         .post(&bearer, "wd-5", "/v1/me/withdrawals", withdrawal.clone())
         .await;

@@ -1003,7 +1003,12 @@ fn parse_tiers(key: Key, raw: Option<Sourced<String>>) -> Result<Sourced<[bool; 
         return Ok(Sourced::default_value([false; 3]));
     };
     let mut tiers = [false; 3];
-    for part in raw.value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in raw
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         match part.parse::<usize>().ok().and_then(|t| tiers.get_mut(t)) {
             Some(slot) => *slot = true,
             None => {

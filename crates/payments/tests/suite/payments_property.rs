@@ -158,6 +158,9 @@ struct Customer {
     /// The alerts the inbox must hold: one per payment that moved money
     /// for this customer, by template (none for a refused one).
     inbox: Vec<String>,
+    /// Switched off "payment sent" alerts in the inbox (the last customer
+    /// does): those must then stay out of it.
+    sent_muted: bool,
 }
 
 impl Customer {
@@ -168,6 +171,17 @@ impl Customer {
     fn available(&self, currency: &str) -> i64 {
         let held = if currency == "CNY" { self.held_out } else { 0 };
         self.posted(currency) - held
+    }
+
+    /// An alert of `template` was due: in the inbox unless switched off.
+    fn alerted(&mut self, template: &str) {
+        let sent = matches!(
+            template,
+            "withdrawal" | "p2p_sent" | "merchant_payment" | "fx_conversion"
+        );
+        if !(sent && self.sent_muted) {
+            self.inbox.push(template.into());
+        }
     }
 
     fn add(&mut self, currency: &'static str, delta: i64) {
@@ -232,6 +246,22 @@ impl<'w> Case<'w> {
             let phone = format!("+86133{:05}{n:03}", seed % 100_000);
             let id = register(&world.base, &phone, "Pro Perty");
             let (cards, accounts) = world.rig.link_test_methods(&id);
+            if n == CUSTOMERS - 1 {
+                let mute = coffer_notify::preferences::Update {
+                    language: None,
+                    preferences: vec![(
+                        coffer_notify::preferences::Category::PaymentSent,
+                        "inbox".into(),
+                        false,
+                    )],
+                };
+                world
+                    .base
+                    .sql
+                    .run(|db| Ok(coffer_notify::preferences::update(db, &id, &mute, 0)))
+                    .expect("sql")
+                    .expect("preferences");
+            }
             for code in CURRENCIES {
                 world.fx.open_wallet(&id, code).expect("wallet");
             }
@@ -244,6 +274,7 @@ impl<'w> Case<'w> {
                 withdrawals_free: 0,
                 p2p_usage: FeeUsage::default(),
                 inbox: inbox(world, &id),
+                sent_muted: n == CUSTOMERS - 1,
                 id,
             });
         }
@@ -512,7 +543,7 @@ impl<'w> Case<'w> {
                 } else {
                     "top_up"
                 };
-                customer.inbox.push(template.into());
+                customer.alerted(template);
             }
             if op.withdrawal {
                 customer.held_out -= op.amount + op.fee;
@@ -590,8 +621,8 @@ impl<'w> Case<'w> {
             None => {}
         }
         self.customers[payee].add("CNY", amount);
-        self.customers[payer].inbox.push("p2p_sent".into());
-        self.customers[payee].inbox.push("p2p_received".into());
+        self.customers[payer].alerted("p2p_sent");
+        self.customers[payee].alerted("p2p_received");
         self.fees += expected.fee;
         self.saw("p2p paid");
     }
@@ -666,7 +697,7 @@ impl<'w> Case<'w> {
         let view = result.unwrap_or_else(|e| panic!("{context}: merchant payment {e}"));
         assert_eq!(view.status, "succeeded", "{context}");
         self.customers[who].add("CNY", -amount);
-        self.customers[who].inbox.push("merchant_payment".into());
+        self.customers[who].alerted("merchant_payment");
         self.owner_inbox.push("merchant_received".into());
         self.receivable += amount;
         self.paid.push(Paid {
@@ -713,7 +744,7 @@ impl<'w> Case<'w> {
         self.receivable -= amount;
         let who = paid.customer;
         self.customers[who].add("CNY", amount);
-        self.customers[who].inbox.push("refund".into());
+        self.customers[who].alerted("refund");
         self.saw("refunded");
     }
 
@@ -758,7 +789,7 @@ impl<'w> Case<'w> {
         let customer = &mut self.customers[who];
         customer.add(sell, -quote.sell_amount);
         customer.add(buy, quote.buy_amount);
-        customer.inbox.push("fx_conversion".into());
+        customer.alerted("fx_conversion");
         self.saw("converted");
     }
 
