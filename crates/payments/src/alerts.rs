@@ -64,3 +64,15 @@ pub(crate) fn minor(amount: i64, currency: &str) -> String {
         width = usize::from(exponent)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::minor;
+
+    #[test]
+    fn amounts_are_written_in_the_currency_s_own_units() {
+        assert_eq!(minor(12_345, "CNY"), "CNY 123.45");
+        assert_eq!(minor(5, "USD"), "USD 0.05");
+        assert_eq!(minor(500, "JPY"), "JPY 500");
+    }
+}
