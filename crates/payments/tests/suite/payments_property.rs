@@ -210,6 +210,8 @@ struct Paid {
 
 struct Case<'w> {
     world: &'w World,
+    /// What `COFFER_SEED` replays; `seed` adds the backend's offset to it.
+    case: u64,
     seed: u64,
     rng: StdRng,
     customers: Vec<Customer>,
@@ -238,9 +240,11 @@ fn posted(world: &World, account: &str) -> i64 {
 impl<'w> Case<'w> {
     fn new(
         world: &'w World,
-        seed: u64,
+        case: u64,
+        offset: u64,
         seen: &'w std::cell::RefCell<BTreeMap<&'static str, usize>>,
     ) -> Case<'w> {
+        let seed = case + offset;
         let mut customers = Vec::new();
         for n in 0..CUSTOMERS {
             let phone = format!("+86133{:05}{n:03}", seed % 100_000);
@@ -309,6 +313,7 @@ impl<'w> Case<'w> {
             .expect("review");
         Case {
             world,
+            case,
             seed,
             rng: StdRng::seed_from_u64(seed),
             customers,
@@ -330,7 +335,10 @@ impl<'w> Case<'w> {
     }
 
     fn context(&self) -> String {
-        format!("seed {}, operation {}", self.seed, self.step)
+        format!(
+            "case {} (replay with COFFER_SEED={}), operation {}",
+            self.case, self.case, self.step
+        )
     }
 
     fn key(&self, name: &str) -> ClientKey {
@@ -846,7 +854,7 @@ fn run(database: &coffer_store::Database, offset: u64) {
     let seen = std::cell::RefCell::new(BTreeMap::new());
     let cases = seeds(&CASES);
     for seed in &cases {
-        Case::new(&world, seed + offset, &seen).run();
+        Case::new(&world, *seed, offset, &seen).run();
     }
     world.base.engine.shutdown();
     // The default cases must meet every outcome, or they prove little.
