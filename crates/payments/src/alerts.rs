@@ -23,19 +23,23 @@ pub(crate) struct Moved<'a> {
 }
 
 /// Alerts `customer_id`; a party that is no customer (a merchant's own
-/// settlement wallet, paid out through the withdrawal path) gets none.
+/// settlement wallet, paid out through the withdrawal path) gets none, nor
+/// does an erased customer (no contact left, and a refund to the wallet
+/// kept under the pseudonymous id must still finish).
 pub(crate) fn send(
     identity: &Identity,
     db: &mut dyn Sql,
     customer_id: &str,
     moved: Moved<'_>,
 ) -> Result<(), IdentityError> {
-    let customer = db.query_opt(
-        "SELECT id FROM customers WHERE id = $1",
+    let status = db.query_opt(
+        "SELECT status FROM customers WHERE id = $1",
         sql_params![customer_id],
     )?;
-    if customer.is_none() {
-        return Ok(());
+    match status.map(|row| row.text(0)).transpose()? {
+        None => return Ok(()),
+        Some(status) if status == "erased" => return Ok(()),
+        Some(_) => {}
     }
     identity.notify_customer(
         db,
