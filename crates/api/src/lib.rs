@@ -611,8 +611,16 @@ pub fn routes() -> RouteTable {
 }
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API together with `extra` routes of the same service (the web app),
+/// inside the same layers: security headers, request ids and logs, metrics,
+/// rate limits.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     routes()
         .into_router()
+        .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body::BODY_LIMIT_BYTES))

@@ -214,7 +214,14 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
             clock.clone(),
             config.idempotency.retention_hours.value,
         ));
-        let router = coffer_api::router(state.clone());
+        // The web app (`/`) is served by the same router as the API.
+        let web = coffer_web::routes(
+            state.clone(),
+            &coffer_web::WebConfig {
+                secure_cookies: config.server.tls.is_some(),
+            },
+        );
+        let router = coffer_api::router_with(state.clone(), web);
         // Callbacks of the simulated card network and core banking system,
         // and the resolver for operations whose callback is overdue.
         tokio::spawn(coffer_api::connector_tasks::run(

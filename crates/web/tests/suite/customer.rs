@@ -1,0 +1,203 @@
+//! Customer pages beyond sign-up: download my data through the step-up
+//! flow, and the alerts inbox that tells the customer about it.
+
+use std::time::Duration;
+
+use crate::support::{hidden, location, sign_up, spawn_web, Web};
+
+/// The named inputs of the form posting to `action`, as a browser sends
+/// them (hidden fields and their values; checked radio buttons).
+fn form_fields(page: &str, action: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form for {action}:\n{page}"));
+    let end = start + page[start..].find("</form>").expect("</form>");
+    let form = &page[start..end];
+    let attribute = |tag: &str, name: &str| {
+        let marker = format!(" {name}=\"");
+        tag.find(&marker).map(|at| {
+            let rest = &tag[at + marker.len()..];
+            rest[..rest.find('"').expect("quote")].replace("&amp;", "&")
+        })
+    };
+    form.split("<input")
+        .skip(1)
+        .map(|tag| &tag[..tag.find('>').expect(">")])
+        .filter(|tag| !tag.contains("type=\"radio\"") || tag.contains(" checked"))
+        .filter_map(|tag| {
+            Some((
+                attribute(tag, "name")?,
+                attribute(tag, "value").unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+async fn post_form(
+    web: &Web,
+    jar: &mut crate::support::Jar,
+    action: &str,
+    fields: &[(String, String)],
+) -> (u16, String) {
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, page, _) = web.post(jar, action, &pairs).await;
+    (status, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_my_data_after_a_step_up_and_see_the_alert() {
+    let web = spawn_web().await;
+    let phone = "+8613800138301";
+    let (mut customer, customer_id) = sign_up(&web, phone, "赵敏").await;
+    let sign_up_code = web.sms.last_code(phone);
+
+    let (status, privacy, _) = web.get(&mut customer, "/privacy").await;
+    assert_eq!(status, 200, "{privacy}");
+    let (status, stepup) = post_form(
+        &web,
+        &mut customer,
+        "/privacy/export",
+        &form_fields(&privacy, "/privacy/export"),
+    )
+    .await;
+    assert_eq!(status, 200, "{stepup}");
+    let (status, code_form) = post_form(
+        &web,
+        &mut customer,
+        "/stepup/start",
+        &form_fields(&stepup, "/stepup/start"),
+    )
+    .await;
+    assert_eq!(status, 200, "{code_form}");
+    let mut code = None;
+    for _ in 0..200 {
+        code = web
+            .sms
+            .last_code(phone)
+            .filter(|c| Some(c) != sign_up_code.as_ref());
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut fields = form_fields(&code_form, "/stepup/verify");
+    fields.push(("code".into(), code.expect("a step-up code")));
+    let (status, verified) = post_form(&web, &mut customer, "/stepup/verify", &fields).await;
+    assert_eq!(status, 200, "{verified}");
+    let (status, ready) = post_form(
+        &web,
+        &mut customer,
+        "/privacy/export",
+        &form_fields(&verified, "/privacy/export"),
+    )
+    .await;
+    assert_eq!(status, 200, "{ready}");
+    let start = ready
+        .find("href=\"/privacy/exports/")
+        .expect("a download link")
+        + "href=\"".len();
+    let link = &ready[start..start + ready[start..].find('"').expect("quote")];
+    let response = web
+        .client
+        .get(format!("{}{link}", web.base))
+        .header("cookie", customer.header())
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("attachment"));
+    let archive: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    assert_eq!(archive["schema"], "coffer.privacy.export/1");
+    assert!(archive.to_string().contains(&customer_id), "{archive}");
+    assert!(!archive.to_string().contains("a quiet walk by the lake"));
+
+    // The export is announced in the inbox; home counts it as unread.
+    let mut inbox = String::new();
+    for _ in 0..200 {
+        inbox = web.get(&mut customer, "/alerts").await.1;
+        if inbox.contains("class=\"alert unread\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(inbox.contains("class=\"alert unread\""), "{inbox}");
+    let (_, home, _) = web.get(&mut customer, "/").await;
+    assert!(home.contains("data-testid=\"unread-alerts\""), "{home}");
+    // Without the form's token nothing is marked; with it, all are read.
+    let (status, _, _) = web.post(&mut customer, "/alerts/read-all", &[]).await;
+    assert_eq!(status, 403);
+    let (status, _, headers) = web
+        .post(
+            &mut customer,
+            "/alerts/read-all",
+            &[
+                ("csrf", &hidden(&inbox, "csrf")),
+                ("idem", &hidden(&inbox, "idem")),
+            ],
+        )
+        .await;
+    assert_eq!((status, location(&headers).as_str()), (303, "/alerts"));
+    let (_, inbox, _) = web.get(&mut customer, "/alerts").await;
+    assert!(
+        !inbox.contains("class=\"alert unread\"") && inbox.contains("data-testid=\"alerts\""),
+        "{inbox}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_my_wallet_after_a_step_up() {
+    let web = spawn_web().await;
+    let phone = "+8613800138302";
+    let (mut customer, _) = sign_up(&web, phone, "周芷若").await;
+    let sign_up_code = web.sms.last_code(phone);
+    let (_, privacy, _) = web.get(&mut customer, "/privacy").await;
+    let mut fields = form_fields(&privacy, "/privacy/erase");
+    fields.push(("confirm".into(), "yes".into()));
+    let (status, stepup) = post_form(&web, &mut customer, "/privacy/erase", &fields).await;
+    assert_eq!(status, 200, "{stepup}");
+    assert!(stepup.contains("value=\"account_deletion\""), "{stepup}");
+    let (_, code_form) = post_form(
+        &web,
+        &mut customer,
+        "/stepup/start",
+        &form_fields(&stepup, "/stepup/start"),
+    )
+    .await;
+    let mut code = None;
+    for _ in 0..200 {
+        code = web
+            .sms
+            .last_code(phone)
+            .filter(|c| Some(c) != sign_up_code.as_ref());
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut fields = form_fields(&code_form, "/stepup/verify");
+    fields.push(("code".into(), code.expect("a step-up code")));
+    let (status, verified) = post_form(&web, &mut customer, "/stepup/verify", &fields).await;
+    assert_eq!(status, 200, "{verified}");
+    let (status, closed) = post_form(
+        &web,
+        &mut customer,
+        "/privacy/erase",
+        &form_fields(&verified, "/privacy/erase"),
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+    assert!(closed.contains("钱包已注销"), "{closed}");
+    assert!(
+        !customer.0.contains_key("coffer_session"),
+        "the session cookie is cleared"
+    );
+    let (status, _, headers) = web.get(&mut customer, "/").await;
+    assert_eq!((status, location(&headers).as_str()), (303, "/signin"));
+}

@@ -1,0 +1,8 @@
+//! The black-box tests of `coffer-web`, one module per area, linked into one
+//! test binary (each binary carries the whole service).
+
+mod support;
+
+mod customer;
+mod pages;
+mod staff;

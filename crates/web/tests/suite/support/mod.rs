@@ -1,0 +1,297 @@
+//! The web app served over real HTTP (API and pages in one router) on a
+//! throwaway SQLite database, and a hand-kept cookie jar.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_api::AppState;
+use coffer_app::Engine;
+use coffer_core::CurrencyRegistry;
+use coffer_notify::{Channel, SimulatedTransport};
+use coffer_testkit::TestDatabase;
+
+pub struct Web {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub sms: Arc<SimulatedTransport>,
+    pub state: AppState,
+    pub _db: TestDatabase,
+}
+
+pub async fn spawn_web() -> Web {
+    let db = TestDatabase::sqlite();
+    let database = db.database.clone();
+    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
+    let sms_for_setup = sms.clone();
+    let (state, customers) = tokio::task::spawn_blocking(move || {
+        let clock = coffer_app::system_clock();
+        let engine = Arc::new(Engine::start(&database, clock.clone()).expect("engine"));
+        let service: Arc<dyn coffer_store::service::ServiceStore> =
+            Arc::from(coffer_store::service::open(&database, 2).expect("service"));
+        let customers = coffer_api::CustomerServices::open(
+            &database,
+            clock.clone(),
+            Arc::new(coffer_vault::LocalMasterKey::from_bytes([7; 32])),
+            vec![sms_for_setup],
+            coffer_identity::Policy::default(),
+            coffer_identity::PasswordPolicy::new(None),
+        )
+        .expect("customer services");
+        let state = AppState::new(
+            engine,
+            database.open_reader(2).expect("reader"),
+            service,
+            Arc::new(CurrencyRegistry::default()),
+            clock,
+            &customers,
+        );
+        state.open_bank_accounts().expect("bank accounts");
+        (state, customers)
+    })
+    .await
+    .expect("setup");
+    let dispatcher = customers.dispatcher.clone();
+    dispatcher
+        .run(Duration::from_millis(50))
+        .map(std::mem::forget)
+        .expect("dispatcher");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let router = coffer_api::router_with(
+        state.clone(),
+        coffer_web::routes(state.clone(), &coffer_web::WebConfig::default()),
+    );
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serve")
+    });
+    Web {
+        base,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        sms,
+        state,
+        _db: db,
+    }
+}
+
+/// A browser's cookie jar, by hand: what `Set-Cookie` said last.
+#[derive(Default)]
+pub struct Jar(pub HashMap<String, String>);
+
+impl Jar {
+    pub fn take(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().expect("ascii");
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.into(), value.into());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Web {
+    pub async fn get(
+        &self,
+        jar: &mut Jar,
+        path: &str,
+    ) -> (u16, String, reqwest::header::HeaderMap) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", jar.header())
+            .header("accept-language", "zh-CN,zh;q=0.9")
+            .send()
+            .await
+            .expect("get");
+        jar.take(&response);
+        let headers = response.headers().clone();
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+            headers,
+        )
+    }
+
+    pub async fn post(
+        &self,
+        jar: &mut Jar,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String, reqwest::header::HeaderMap) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", jar.header())
+            .form(form)
+            .send()
+            .await
+            .expect("post");
+        jar.take(&response);
+        let headers = response.headers().clone();
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+            headers,
+        )
+    }
+}
+
+/// The value of a hidden input in a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in page:\n{page}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').expect("quote")].to_string()
+}
+
+pub fn location(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A new customer signed up through the forms: their cookie jar and id.
+pub async fn sign_up(web: &Web, phone: &str, name: &str) -> (Jar, String) {
+    let mut jar = Jar::default();
+    let (_, page, _) = web.get(&mut jar, "/signup").await;
+    let (status, page, _) = web
+        .post(
+            &mut jar,
+            "/signup",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("idem", &hidden(&page, "idem")),
+                ("contact", phone),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let registration = hidden(&page, "registration_id");
+    let mut code = None;
+    for _ in 0..200 {
+        code = web.sms.last_code(phone);
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let code = code.expect("an SMS code");
+    let (status, page, _) = web
+        .post(
+            &mut jar,
+            "/signup/complete",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("registration_id", &registration),
+                ("code", &code),
+                ("display_name", name),
+                ("password", "a quiet walk by the lake"),
+                ("accept_terms", coffer_identity::TERMS_VERSION),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303, "{page}");
+    let (status, profile, _) = web.get(&mut jar, "/v1/me/profile").await;
+    assert_eq!(status, 200, "{profile}");
+    let profile: serde_json::Value = serde_json::from_str(&profile).expect("json");
+    let id = profile["id"]
+        .as_str()
+        .or_else(|| profile["customer"]["id"].as_str())
+        .unwrap_or_else(|| panic!("no id in {profile}"))
+        .to_string();
+    (jar, id)
+}
+
+/// The authenticator code of `base32` now.
+pub fn totp_now(base32: &str) -> String {
+    let seed = totp_rs::Secret::Encoded(base32.to_string())
+        .to_bytes()
+        .expect("base32");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed)
+        .expect("totp")
+        .generate(now)
+}
+
+/// A new staff member with `roles`, signed in to the console through its
+/// form: their cookie jar.
+pub async fn staff_console(web: &Web, username: &str, roles: Vec<coffer_identity::Role>) -> Jar {
+    let identity = web.state.identity.clone();
+    let name = username.to_string();
+    let new = tokio::task::spawn_blocking(move || {
+        identity.create_staff(
+            &name,
+            "Test Staff",
+            &roles,
+            &coffer_identity::Context {
+                ip: "test".into(),
+                device: "test".into(),
+            },
+        )
+    })
+    .await
+    .expect("join")
+    .expect("create staff");
+    let mut jar = Jar::default();
+    let (status, page, _) = web.get(&mut jar, "/staff").await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page, headers) = web
+        .post(
+            &mut jar,
+            "/staff/signin",
+            &[
+                ("csrf", &hidden(&page, "csrf")),
+                ("username", username),
+                ("password", new.password.expose()),
+                ("code", &totp_now(new.totp_base32.expose())),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, location(&headers).as_str()),
+        (303, "/staff"),
+        "{page}"
+    );
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_string())
+        .find(|c| c.starts_with("coffer_staff="))
+        .expect("staff cookie");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/staff"),
+        "{cookie}"
+    );
+    jar
+}
