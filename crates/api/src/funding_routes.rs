@@ -175,11 +175,11 @@ pub(crate) struct WithdrawalBody {
     /// currency, and payee `bank_account:<bank_account_id>`.
     #[serde(default)]
     step_up_challenge_id: Option<String>,
-    /// The fee from GET /v1/me/withdrawals/quote that the customer agreed
-    /// to: the withdrawal goes ahead only at exactly this fee (otherwise
-    /// `fee_changed`, nothing moves). Send it whenever a fee was shown.
-    #[serde(default)]
-    fee: Option<i64>,
+    /// The fee from GET /v1/me/withdrawals/quote that the customer saw and
+    /// agreed to (0 when waived): required, so no withdrawal goes ahead
+    /// without its fee shown; it goes ahead only at exactly this fee
+    /// (otherwise `fee_changed`, nothing moves).
+    fee: i64,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -657,7 +657,7 @@ pub(crate) async fn authenticate_top_up(
     path = "/v1/me/withdrawals",
     tag = "funding",
     summary = "Withdraw to a bank account",
-    description = "Holds the amount and its fee (the fee schedule's `withdrawal` rule, waivers counted; see GET /v1/me/withdrawals/quote) in the wallet at once, in one linked batch (neither is available any more), then asks the core banking system to pay the amount out; `succeeded` (the fee goes to the bank's fee income) or `failed` with a reason follows by callback, and a failure gives amount and fee back. With `fee`, it goes ahead only at that fee. Checked against the KYC tier's per-payment, daily and monthly limits (atomically: concurrent withdrawals cannot together pass a limit). At or above the step-up threshold it needs a verified step-up challenge bound to the amount and the account.",
+    description = "Holds the amount and its fee (the fee schedule's `withdrawal` rule, waivers counted; see GET /v1/me/withdrawals/quote) in the wallet at once, in one linked batch (neither is available any more), then asks the core banking system to pay the amount out; `succeeded` (the fee goes to the bank's fee income) or `failed` with a reason follows by callback, and a failure gives amount and fee back. `fee` is required: the quoted fee the customer agreed to; it goes ahead only at that fee. Checked against the KYC tier's per-payment, daily and monthly limits (atomically: concurrent withdrawals cannot together pass a limit). At or above the step-up threshold it needs a verified step-up challenge bound to the amount and the account.",
     params(IdempotencyKey),
     request_body = WithdrawalBody,
     responses(
@@ -668,7 +668,7 @@ pub(crate) async fn authenticate_top_up(
         (status = 404, description = "`not_found`: no such bank account.", body = crate::error::ErrorBody),
         (status = 409, description = "`fee_changed` (the fee differs from `fee`: quote again), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
-        (status = 422, description = "`invalid_field` (`amount`, `currency`), `limit_exceeded` (per payment, daily, monthly), `insufficient_funds` (for amount plus fee), `idempotency_key_reused`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`amount`, `currency`, `fee` missing), `limit_exceeded` (per payment, daily, monthly), `insufficient_funds` (for amount plus fee), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
         (status = 503, description = "`unavailable`, `overloaded`, `storage_unavailable`: retry with the same Idempotency-Key.", body = crate::error::ErrorBody),
     ),
@@ -703,7 +703,7 @@ pub(crate) async fn create_withdrawal(
                         amount: request.amount,
                         currency: request.currency,
                         step_up_challenge_id: request.step_up_challenge_id,
-                        expected_fee: request.fee,
+                        expected_fee: Some(request.fee),
                     },
                     &session.context.ip,
                 )

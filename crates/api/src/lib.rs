@@ -349,15 +349,18 @@ impl AppState {
             clock.clone(),
             coffer_payments::BillPolicy::default(),
         ));
-        let fx = Arc::new(coffer_payments::Fx::new(
-            customers.sql.clone(),
-            engine.clone(),
-            reader.clone(),
-            currencies.clone(),
-            customers.connectors.rates.clone(),
-            clock.clone(),
-            coffer_payments::FxPolicy::default(),
-        ));
+        let fx = Arc::new(
+            coffer_payments::Fx::new(
+                customers.sql.clone(),
+                engine.clone(),
+                reader.clone(),
+                currencies.clone(),
+                customers.connectors.rates.clone(),
+                clock.clone(),
+                coffer_payments::FxPolicy::default(),
+            )
+            .with_alerts(customers.identity.clone()),
+        );
         let merchants = Arc::new(
             coffer_payments::Merchants::new(
                 customers.sql.clone(),
@@ -545,15 +548,18 @@ impl AppState {
             self.clock.clone(),
             bills,
         ));
-        self.fx = Arc::new(coffer_payments::Fx::new(
-            self.sql.clone(),
-            self.engine.clone(),
-            self.reader.clone(),
-            self.currencies.clone(),
-            self.connectors.rates.clone(),
-            self.clock.clone(),
-            fx,
-        ));
+        self.fx = Arc::new(
+            coffer_payments::Fx::new(
+                self.sql.clone(),
+                self.engine.clone(),
+                self.reader.clone(),
+                self.currencies.clone(),
+                self.connectors.rates.clone(),
+                self.clock.clone(),
+                fx,
+            )
+            .with_alerts(self.identity.clone()),
+        );
         // Erasure checks balances through the wallets the bank enables.
         self.privacy = Arc::new(coffer_privacy::Privacy::new(
             self.sql.clone(),

@@ -149,6 +149,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         .with_funding_policy(coffer_payments::FundingPolicy {
             // One fee schedule: its `withdrawal` rule prices withdrawals.
             fees: config.payments.value.fees.clone(),
+            top_ups_limited: config.limits.top_ups_limited.value,
             ..coffer_payments::FundingPolicy::default()
         })
         .with_merchant_policy(coffer_payments::MerchantPolicy {

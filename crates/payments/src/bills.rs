@@ -1140,6 +1140,29 @@ impl Bills {
                     }
                 }
             }
+            if state == BillState::Succeeded {
+                let amount = crate::alerts::minor(view.amount, &view.currency);
+                let account = &view.account_reference_masked;
+                let biller = &view.biller_id;
+                crate::alerts::send(
+                    &self.identity,
+                    db,
+                    &current.customer_id,
+                    crate::alerts::Moved {
+                        template: "bill_payment",
+                        category: coffer_notify::preferences::Category::PaymentSent,
+                        source_id: &view.id,
+                        en: (
+                            "Bill paid",
+                            format!("You paid {amount} to {biller} for account {account}."),
+                        ),
+                        zh: (
+                            "缴费成功",
+                            format!("您已为账户 {account} 向 {biller} 缴费 {amount}。"),
+                        ),
+                    },
+                )?;
+            }
             let action = format!("bill_payment_{}", state.as_str());
             let detail = format!("{} {}", view.id, reason.or(confirmation).unwrap_or(""));
             coffer_audit::append(

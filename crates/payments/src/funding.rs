@@ -53,6 +53,7 @@ use crate::fees::{FeeOperation, FeeQuote, FeeSchedule, FeeUsage, Waiver};
 use crate::limits::{self, LimitError, LimitExceeded};
 // Withdrawal fees go where P2P fees go.
 use crate::p2p::FEE_INCOME_ACCOUNT;
+use coffer_notify::preferences::Category as AlertCategory;
 
 /// The wallet currency every funding is in, for now.
 pub const FUNDING_CURRENCY: &str = "CNY";
@@ -1468,6 +1469,42 @@ impl Funding {
                     }
                     _ => {}
                 }
+            }
+            if state == FundingState::Succeeded {
+                let amount = crate::alerts::minor(view.amount, &view.currency);
+                let label = &view.method_label;
+                let moved = match view.kind {
+                    FundingKind::TopUp => crate::alerts::Moved {
+                        template: "top_up",
+                        category: AlertCategory::PaymentReceived,
+                        source_id: &view.id,
+                        en: (
+                            "Top-up received",
+                            format!("{amount} from {label} is now in your Coffer wallet."),
+                        ),
+                        zh: (
+                            "充值到账",
+                            format!("来自 {label} 的 {amount} 已存入您的 Coffer 钱包。"),
+                        ),
+                    },
+                    FundingKind::Withdrawal => {
+                        let fee = crate::alerts::minor(view.fee, &view.currency);
+                        crate::alerts::Moved {
+                            template: "withdrawal",
+                            category: AlertCategory::PaymentSent,
+                            source_id: &view.id,
+                            en: (
+                                "Withdrawal paid out",
+                                format!("{amount} was paid out to {label} (fee {fee})."),
+                            ),
+                            zh: (
+                                "提现到账",
+                                format!("{amount} 已提现至 {label}（手续费 {fee}）。"),
+                            ),
+                        }
+                    }
+                };
+                crate::alerts::send(&self.identity, db, &current.customer_id, moved)?;
             }
             let action = format!("{}_{}", view.kind.as_str(), state.as_str());
             let detail = format!("{} {}", view.id, reason.unwrap_or(""));

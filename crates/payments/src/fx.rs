@@ -461,6 +461,9 @@ pub struct Fx {
     rates: Arc<dyn RateSource>,
     clock: Arc<dyn Clock>,
     policy: FxPolicy,
+    /// Whom to alert of a conversion (`with_alerts`); none in tests of the
+    /// arithmetic alone.
+    identity: Option<Arc<coffer_identity::Identity>>,
 }
 
 impl Fx {
@@ -481,7 +484,15 @@ impl Fx {
             rates,
             clock,
             policy,
+            identity: None,
         }
+    }
+
+    /// Alerts the customer of each conversion, in the transaction that
+    /// marks it converted.
+    pub fn with_alerts(mut self, identity: Arc<coffer_identity::Identity>) -> Fx {
+        self.identity = Some(identity);
+        self
     }
 
     pub fn policy(&self) -> &FxPolicy {
@@ -859,6 +870,9 @@ impl Fx {
                     reason.as_deref(),
                     now,
                 )?;
+                if let (Some(identity), ActivityStatus::Succeeded) = (&self.identity, status) {
+                    alert_converted(identity, db, &current.customer_id, view)?;
+                }
             }
             Ok(())
         })?;
@@ -890,6 +904,35 @@ impl Fx {
         }
         Ok(rows.len())
     }
+}
+
+fn alert_converted(
+    identity: &coffer_identity::Identity,
+    db: &mut dyn coffer_store::sql::Sql,
+    customer_id: &str,
+    view: &QuoteView,
+) -> Result<(), FxError> {
+    let sold = crate::alerts::minor(view.sell_amount, &view.sell_currency);
+    let bought = crate::alerts::minor(view.buy_amount, &view.buy_currency);
+    crate::alerts::send(
+        identity,
+        db,
+        customer_id,
+        crate::alerts::Moved {
+            template: "fx_conversion",
+            category: coffer_notify::preferences::Category::PaymentSent,
+            source_id: &view.id,
+            en: (
+                "Currency converted",
+                format!("You converted {sold} into {bought} in your Coffer wallet."),
+            ),
+            zh: (
+                "换汇成功",
+                format!("您已在 Coffer 钱包中将 {sold} 兑换为 {bought}。"),
+            ),
+        },
+    )
+    .map_err(|e| internal(format!("conversion alert: {e}")))
 }
 
 #[cfg(test)]

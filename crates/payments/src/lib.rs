@@ -11,6 +11,7 @@
 //! codes, payment codes, checkout, refunds, webhooks, daily settlement).
 
 pub mod activity;
+mod alerts;
 pub mod bank_accounts;
 pub mod biller_catalogue;
 pub mod bills;

@@ -1031,6 +1031,7 @@ impl Merchants {
                 },
             )?;
             if state == "succeeded" {
+                self.alert_paid(db, &customer_id, view)?;
                 let mut paid = view.clone();
                 paid.status = "succeeded".into();
                 self.enqueue_webhook(
@@ -1047,6 +1048,55 @@ impl Merchants {
             .load_payment(&view.id)?
             .ok_or(MerchantError::NotFound("payment"))?;
         finished(reloaded.view)
+    }
+
+    /// A payment's alerts, in the transaction that marks it succeeded:
+    /// the payer's, and the merchant owner's (the merchant itself also
+    /// gets its signed webhook).
+    fn alert_paid(
+        &self,
+        db: &mut dyn Sql,
+        payer_id: &str,
+        view: &PaymentView,
+    ) -> Result<(), MerchantError> {
+        use coffer_notify::preferences::Category as AlertCategory;
+        let amount = crate::alerts::minor(view.amount, &view.currency);
+        let merchant = &view.merchant_name;
+        crate::alerts::send(
+            &self.identity,
+            db,
+            payer_id,
+            crate::alerts::Moved {
+                template: "merchant_payment",
+                category: AlertCategory::PaymentSent,
+                source_id: &view.id,
+                en: (
+                    "Payment sent",
+                    format!("You paid {amount} to {merchant} from your Coffer wallet."),
+                ),
+                zh: (
+                    "付款通知",
+                    format!("您已从 Coffer 钱包向 {merchant} 支付 {amount}。"),
+                ),
+            },
+        )?;
+        let (owner, _) = merchant_parties(db, &view.merchant_id)?;
+        crate::alerts::send(
+            &self.identity,
+            db,
+            &owner,
+            crate::alerts::Moved {
+                template: "merchant_received",
+                category: AlertCategory::PaymentReceived,
+                source_id: &view.id,
+                en: (
+                    "Payment received",
+                    format!("{merchant} received a payment of {amount}."),
+                ),
+                zh: ("收款通知", format!("{merchant} 收到一笔 {amount} 的付款。")),
+            },
+        )?;
+        Ok(())
     }
 
     // ---- online checkout ------------------------------------------------------------
@@ -1506,6 +1556,26 @@ impl Merchants {
                     view.amount,
                     now,
                 )?;
+                let amount = crate::alerts::minor(view.amount, &view.currency);
+                let (_, merchant) = merchant_parties(db, &view.merchant_id)?;
+                crate::alerts::send(
+                    &self.identity,
+                    db,
+                    &customer_id,
+                    crate::alerts::Moved {
+                        template: "refund",
+                        category: coffer_notify::preferences::Category::PaymentReceived,
+                        source_id: &view.id,
+                        en: (
+                            "Refund received",
+                            format!("{merchant} refunded {amount} to your Coffer wallet."),
+                        ),
+                        zh: (
+                            "退款到账",
+                            format!("{merchant} 已退款 {amount} 至您的 Coffer 钱包。"),
+                        ),
+                    },
+                )?;
                 self.enqueue_webhook(
                     db,
                     &view.merchant_id,
@@ -1682,4 +1752,19 @@ fn release_limits(
         }
     }
     Ok(())
+}
+
+/// A merchant's owner (a customer) and display name, read in the caller's
+/// transaction.
+fn merchant_parties(
+    db: &mut dyn Sql,
+    merchant_id: &str,
+) -> Result<(String, String), MerchantError> {
+    let row = db
+        .query_opt(
+            "SELECT owner_customer_id, display_name FROM merchants WHERE id = $1",
+            sql_params![merchant_id],
+        )?
+        .ok_or(MerchantError::NotFound("merchant"))?;
+    Ok((row.text(0)?, row.text(1)?))
 }

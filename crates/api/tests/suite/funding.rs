@@ -659,13 +659,30 @@ async fn withdrawal_flows(app: &App) {
     app.deliver_all().await;
     assert_eq!(app.balance(&bearer).await, (150_000, 150_000));
 
+    // The fee the customer was shown is part of the confirmation: without
+    // it, refused and nothing held.
+    let (status, body) = app
+        .post(
+            &bearer,
+            "wd-0",
+            "/v1/me/withdrawals",
+            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_of(&body)),
+        (422, (Some("invalid_field"), Some("fee"))),
+        "{body}"
+    );
+    assert_eq!(app.balance(&bearer).await, (150_000, 150_000));
+
     // Held at once, paid on success.
     let (status, started) = app
         .post(
             &bearer,
             "wd-1",
             "/v1/me/withdrawals",
-            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good}),
+            json!({"amount": 20_000, "currency": "CNY", "bank_account_id": good, "fee": 0}),
         )
         .await;
     assert_eq!(
@@ -698,7 +715,7 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-2",
             "/v1/me/withdrawals",
-            json!({"amount": 30_000, "currency": "CNY", "bank_account_id": closed}),
+            json!({"amount": 30_000, "currency": "CNY", "bank_account_id": closed, "fee": 0}),
         )
         .await;
     assert_eq!(app.balance(&bearer).await, (130_000, 100_000));
@@ -718,7 +735,7 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-3",
             "/v1/me/withdrawals",
-            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": silent}),
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": silent, "fee": 0}),
         )
         .await;
     assert_eq!(app.balance(&bearer).await, (130_000, 120_000));
@@ -739,14 +756,15 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-4",
             "/v1/me/withdrawals",
-            json!({"amount": 60_001, "currency": "CNY", "bank_account_id": good}),
+            json!({"amount": 60_001, "currency": "CNY", "bank_account_id": good, "fee": 0}),
         )
         .await;
     assert_eq!(
         (status, error_of(&body)),
         (422, (Some("limit_exceeded"), Some("amount")))
     );
-    let withdrawal = json!({"amount": 45_000, "currency": "CNY", "bank_account_id": good});
+    let withdrawal =
+        json!({"amount": 45_000, "currency": "CNY", "bank_account_id": good, "fee": 0});
     let (status, body) = app
         .post(&bearer, "wd-5", "/v1/me/withdrawals", withdrawal.clone())
         .await;
@@ -772,7 +790,7 @@ async fn withdrawal_flows(app: &App) {
     assert_eq!(status, 200);
     // Bound to the amount: 45,001 with this challenge is refused.
     let (status, _) = app
-        .post(&bearer, "wd-6", "/v1/me/withdrawals", json!({"amount": 45_001, "currency": "CNY", "bank_account_id": good, "step_up_challenge_id": challenge_id}))
+        .post(&bearer, "wd-6", "/v1/me/withdrawals", json!({"amount": 45_001, "currency": "CNY", "bank_account_id": good, "step_up_challenge_id": challenge_id, "fee": 0}))
         .await;
     assert_eq!(status, 403);
     let mut with_challenge = withdrawal.clone();
@@ -804,7 +822,7 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-9",
             "/v1/me/withdrawals",
-            json!({"amount": 35_001, "currency": "CNY", "bank_account_id": good}),
+            json!({"amount": 35_001, "currency": "CNY", "bank_account_id": good, "fee": 0}),
         )
         .await;
     assert_eq!(
@@ -821,7 +839,7 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-10",
             "/v1/me/withdrawals",
-            json!({"amount": 35_000, "currency": "CNY", "bank_account_id": good}),
+            json!({"amount": 35_000, "currency": "CNY", "bank_account_id": good, "fee": 0}),
         )
         .await;
     assert_eq!(status, 201);
@@ -836,7 +854,7 @@ async fn withdrawal_flows(app: &App) {
             &poor,
             "wd-11",
             "/v1/me/withdrawals",
-            json!({"amount": 100, "currency": "CNY", "bank_account_id": account}),
+            json!({"amount": 100, "currency": "CNY", "bank_account_id": account, "fee": 0}),
         )
         .await;
     assert_eq!(
@@ -859,7 +877,7 @@ async fn withdrawal_flows(app: &App) {
             &bearer,
             "wd-12",
             "/v1/me/withdrawals",
-            json!({"amount": 100, "currency": "CNY", "bank_account_id": closed}),
+            json!({"amount": 100, "currency": "CNY", "bank_account_id": closed, "fee": 0}),
         )
         .await;
     assert_eq!(status, 404);
@@ -945,7 +963,7 @@ async fn concurrent_withdrawals(app: App) {
                 &bearer,
                 &format!("race-{n}"),
                 "/v1/me/withdrawals",
-                json!({"amount": 60_000, "currency": "CNY", "bank_account_id": account}),
+                json!({"amount": 60_000, "currency": "CNY", "bank_account_id": account, "fee": 0}),
             )
             .await
         }));
@@ -1295,7 +1313,7 @@ async fn withdrawal_fee_flows(app: &App) {
             &bearer,
             "wd-all",
             "/v1/me/withdrawals",
-            json!({"amount": 9_300, "currency": "CNY", "bank_account_id": good}),
+            json!({"amount": 9_300, "currency": "CNY", "bank_account_id": good, "fee": 100}),
         )
         .await;
     assert_eq!(

@@ -702,7 +702,7 @@ async fn privacy_flows(app: App) {
             &bearer,
             "withdraw-1",
             "/v1/me/withdrawals",
-            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": account["id"]}),
+            json!({"amount": 10_000, "currency": "CNY", "bank_account_id": account["id"], "fee": 0}),
         )
         .await;
     assert_eq!(status, 201, "{withdrawal}");

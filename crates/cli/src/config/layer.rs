@@ -14,7 +14,7 @@ use super::{
     LOG_JSON_ENV, MASTER_KEY_FILE, MATCH_THRESHOLD, PASSKEYS_ORIGIN, PASSKEYS_RP_ID,
     PREVIOUS_MASTER_KEY_FILE, RATE_LIMIT, READER_CONNECTIONS, RETENTION_HOURS, SMTP_FROM,
     SMTP_HOST, SMTP_PASSWORD_FILE, SMTP_PORT, SMTP_TLS, SMTP_USERNAME, TLS_CERT, TLS_KEY,
-    TRUSTED_PROXIES, WATCHLIST_FILE,
+    TOP_UPS_LIMITED_TIERS, TRUSTED_PROXIES, WATCHLIST_FILE,
 };
 
 /// What one layer sets, unchecked; `None` keeps the value from the layers
@@ -43,6 +43,7 @@ pub(super) struct Layer {
     pub watchlist_file: Option<Sourced<String>>,
     pub match_threshold_bps: Option<Sourced<String>>,
     pub large_value_threshold_cny: Option<Sourced<String>>,
+    pub top_ups_limited_tiers: Option<Sourced<String>>,
     pub smtp_host: Option<Sourced<String>>,
     pub smtp_port: Option<Sourced<String>>,
     pub smtp_tls: Option<Sourced<String>>,
@@ -82,6 +83,7 @@ impl Layer {
             large_value_threshold_cny: self
                 .large_value_threshold_cny
                 .or(lower.large_value_threshold_cny),
+            top_ups_limited_tiers: self.top_ups_limited_tiers.or(lower.top_ups_limited_tiers),
             smtp_host: self.smtp_host.or(lower.smtp_host),
             smtp_port: self.smtp_port.or(lower.smtp_port),
             smtp_tls: self.smtp_tls.or(lower.smtp_tls),
@@ -225,6 +227,7 @@ pub(super) fn from_env(env: &Env) -> Result<Layer, ConfigError> {
         watchlist_file: get(WATCHLIST_FILE)?,
         match_threshold_bps: get(MATCH_THRESHOLD)?,
         large_value_threshold_cny: get(LARGE_VALUE_CNY)?,
+        top_ups_limited_tiers: get(TOP_UPS_LIMITED_TIERS)?,
         smtp_host: get(SMTP_HOST)?,
         smtp_port: get(SMTP_PORT)?,
         smtp_tls: get(SMTP_TLS)?,
@@ -306,7 +309,14 @@ struct FileConfig {
     p2p: FileP2p,
     fees: FileFees,
     compliance: FileCompliance,
+    limits: FileLimits,
     smtp: FileSmtp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileLimits {
+    top_ups_limited_tiers: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -496,6 +506,10 @@ pub(super) fn from_file(file: &Sourced<PathBuf>) -> Result<Layer, ConfigError> {
         watchlist_file: value(parsed.compliance.watchlist_file),
         match_threshold_bps: number(parsed.compliance.match_threshold_bps),
         large_value_threshold_cny: number(parsed.compliance.large_value_threshold_cny),
+        top_ups_limited_tiers: parsed.limits.top_ups_limited_tiers.map(|tiers| {
+            let listed: Vec<String> = tiers.iter().map(u64::to_string).collect();
+            Sourced::new(listed.join(","), origin.clone())
+        }),
         // Only a file that names a payment table is its origin.
         payments: (parsed.p2p != FileP2p::default() || parsed.fees != FileFees::default()).then(
             || {

@@ -120,6 +120,12 @@ pub const LARGE_VALUE_CNY: Key = Key {
     name: "compliance.large_value_threshold_cny",
     env: "COFFER_COMPLIANCE_LARGE_VALUE_THRESHOLD_CNY",
 };
+/// The KYC tiers (0, 1, 2) whose top-ups count against the tier's daily
+/// and monthly limits, comma-separated (a TOML list in the file).
+pub const TOP_UPS_LIMITED_TIERS: Key = Key {
+    name: "limits.top_ups_limited_tiers",
+    env: "COFFER_LIMITS_TOP_UPS_LIMITED_TIERS",
+};
 /// The SMTP relay for e-mail notifications; unset, e-mail goes to the simulator.
 pub const SMTP_HOST: Key = Key {
     name: "smtp.host",
@@ -149,7 +155,7 @@ pub const SMTP_FROM: Key = Key {
     env: "COFFER_SMTP_FROM",
 };
 /// Every key, in the order `coffer config check` and the README list them.
-pub const KEYS: [Key; 26] = [
+pub const KEYS: [Key; 27] = [
     LISTEN,
     TLS_CERT,
     TLS_KEY,
@@ -170,6 +176,7 @@ pub const KEYS: [Key; 26] = [
     WATCHLIST_FILE,
     MATCH_THRESHOLD,
     LARGE_VALUE_CNY,
+    TOP_UPS_LIMITED_TIERS,
     SMTP_HOST,
     SMTP_PORT,
     SMTP_TLS,
@@ -254,6 +261,8 @@ pub struct Config {
     /// `[p2p]` and `[fees.…]`: the P2P policy and the fee schedule.
     pub payments: Sourced<coffer_payments::P2pPolicy>,
     pub compliance: ComplianceConfig,
+    /// `[limits]`: how the KYC tiers' limits apply beyond their amounts.
+    pub limits: LimitsConfig,
     /// `[smtp]`: the relay e-mail notifications go through; `None` keeps
     /// the simulator.
     pub smtp: Option<SmtpConfig>,
@@ -419,6 +428,14 @@ impl VaultConfig {
             .with_context(|| PREVIOUS_MASTER_KEY_FILE.name.to_string())?;
         Ok(Arc::new(ring))
     }
+}
+
+/// How the KYC tiers' limits apply (their amounts are runtime settings).
+#[derive(Debug)]
+pub struct LimitsConfig {
+    /// Per tier: whether top-ups count against its daily and monthly
+    /// limits (`FundingPolicy::top_ups_limited`).
+    pub top_ups_limited: Sourced<[bool; 3]>,
 }
 
 /// Watch-list screening and regulatory reports.
@@ -661,6 +678,9 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
             i64::MAX / 4,
         )?,
     };
+    let limits = LimitsConfig {
+        top_ups_limited: parse_tiers(TOP_UPS_LIMITED_TIERS, layer.top_ups_limited_tiers)?,
+    };
     let smtp = parse_smtp(
         layer.smtp_host,
         layer.smtp_port,
@@ -688,6 +708,7 @@ fn validate(layer: Layer) -> Result<Config, ConfigError> {
         vault,
         payments,
         compliance,
+        limits,
         smtp,
         warnings: Vec::new(),
     })
@@ -974,6 +995,32 @@ fn parse_database_url(raw: Sourced<String>) -> Result<Sourced<Database>, ConfigE
                 .to_string(),
         }),
     }
+}
+
+/// A set of KYC tiers, `0,2` (or empty for none), as a flag per tier.
+fn parse_tiers(key: Key, raw: Option<Sourced<String>>) -> Result<Sourced<[bool; 3]>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Sourced::default_value([false; 3]));
+    };
+    let mut tiers = [false; 3];
+    for part in raw
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match part.parse::<usize>().ok().and_then(|t| tiers.get_mut(t)) {
+            Some(slot) => *slot = true,
+            None => {
+                return Err(invalid(
+                    key,
+                    &raw,
+                    "expected KYC tiers from 0 to 2, comma-separated (e.g. 0,1), or nothing",
+                ))
+            }
+        }
+    }
+    Ok(Sourced::new(tiers, raw.origin))
 }
 
 fn parse_bounded<T>(

@@ -146,6 +146,19 @@ pub fn render(config: &Config) -> String {
         &compliance.large_value_threshold_cny.origin,
     ));
     sections.push(("compliance", compliance_lines));
+    let limited = &config.limits.top_ups_limited;
+    let tiers: Vec<String> = (0..3)
+        .filter(|&t| limited.value[t])
+        .map(|t| t.to_string())
+        .collect();
+    sections.push((
+        "limits",
+        vec![line(
+            "top_ups_limited_tiers",
+            format!("[{}]", tiers.join(", ")),
+            &limited.origin,
+        )],
+    ));
     // E-mail notifications: the relay when one is configured. The password
     // is never shown, only where it was read from.
     if let Some(smtp) = &config.smtp {

@@ -351,7 +351,7 @@ fn an_unknown_key_in_the_file_is_named_with_its_line() {
     );
     assert_eq!(
         error_in_file("[databse]\nurl = \"x\"\n"),
-        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`, `compliance`, `smtp`"
+        "FILE, line 1: databse: unknown key `databse`, expected one of `server`, `database`, `log`, `idempotency`, `passkeys`, `vault`, `p2p`, `fees`, `compliance`, `limits`, `smtp`"
     );
 }
 
@@ -1054,4 +1054,27 @@ fn smtp_needs_a_sender_and_keeps_its_password_out_of_the_output() {
     let rendered = render(&config);
     assert!(rendered.contains("[smtp]") && rendered.contains("password_file"));
     assert!(!rendered.contains("hunter2") && !format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn top_ups_count_against_limits_for_the_tiers_the_file_or_the_environment_names() {
+    let config = load(&Flags::default(), &Env::from_pairs(&[])).expect("config");
+    assert_eq!(config.limits.top_ups_limited.value, [false; 3]);
+    let dir = dir();
+    let file = write(
+        dir.path(),
+        "coffer.toml",
+        "[limits]\ntop_ups_limited_tiers = [0, 1]\n",
+    );
+    let config = load(&with_file(&file), &Env::from_pairs(&[])).expect("config");
+    assert_eq!(config.limits.top_ups_limited.value, [true, true, false]);
+    assert!(render(&config).contains("top_ups_limited_tiers = [0, 1]"));
+    let env = Env::from_pairs(&[("COFFER_LIMITS_TOP_UPS_LIMITED_TIERS", "2")]);
+    let config = load(&with_file(&file), &env).expect("config");
+    assert_eq!(config.limits.top_ups_limited.value, [false, false, true]);
+    assert!(error(
+        &Flags::default(),
+        &[("COFFER_LIMITS_TOP_UPS_LIMITED_TIERS", "0,3")]
+    )
+    .starts_with("limits.top_ups_limited_tiers = \"0,3\" (from COFFER_LIMITS_TOP_UPS_LIMITED_TIERS): expected KYC tiers"));
 }

@@ -10,22 +10,17 @@
 //! held withdrawals), and at the end `coffer verify`'s audit of the ledger
 //! must be clean. A failure names its seed; `COFFER_SEED=<n>` replays it.
 
-use std::sync::Arc;
-
-use coffer_app::Engine;
 use coffer_core::{Identifier, Secret};
-use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_payments::{
-    BankAccounts, Callback, Cards, ClientKey, ConnectorKind, FeeOperation, FeeRule, FeeSchedule,
-    Funding, FundingError, FundingPolicy, FundingState, NewCard, Simulator, SimulatorSettings,
-    Source, TopUpRequest, WebhookSecret, WithdrawalRequest, CHALLENGE_ANSWER,
+    ClientKey, FeeOperation, FeeRule, FeeSchedule, FundingError, FundingPolicy, FundingState,
+    Source, TopUpRequest, WithdrawalRequest, CHALLENGE_ANSWER,
 };
-use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::support::funding::{funding_rig, unruly_settings, Expect, FundingRig, ACCOUNTS, CARDS};
+use crate::support::{assert_verified, base, register, Base};
 
 const CUSTOMERS: usize = 3;
 const STEPS: usize = 80;
@@ -40,89 +35,14 @@ const WITHDRAWAL_FEE: FeeRule = FeeRule {
 };
 
 struct World {
-    funding: Funding,
-    identity: Arc<Identity>,
-    dispatcher: Dispatcher,
-    sms: Arc<SimulatedTransport>,
-    cards: Arc<Cards>,
-    bank_accounts: Arc<BankAccounts>,
-    simulators: Vec<(Arc<Simulator>, WebhookSecret)>,
-    reader: Arc<dyn coffer_store::LedgerReader>,
-    _engine: Arc<Engine>,
+    base: Base,
+    rig: FundingRig,
 }
 
 fn world(database: &coffer_store::Database) -> World {
-    let clock = coffer_app::system_clock();
-    let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([4; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
-    );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        vec![sms.clone() as Arc<dyn Transport>],
-    );
-    // Limits out of the way: this is about money, not limits (the HTTP tests cover those).
-    let roomy = TierLimits {
-        balance_cap: i64::MAX / 4,
-        per_payment: i64::MAX / 4,
-        daily: i64::MAX / 4,
-        monthly: i64::MAX / 4,
-    };
-    let identity = Arc::new(Identity::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        Policy {
-            tiers: Tiers([roomy, roomy, roomy]),
-            ..Policy::default()
-        },
-        PasswordPolicy::new(None),
-    ));
-    let engine = Arc::new(Engine::start(database, clock.clone()).expect("engine"));
-    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
-    let settings = SimulatorSettings {
-        callback_delay_ms: 0,
-        duplicate_callbacks: true,
-        late_callbacks: true,
-        challenge_timeout_ms: 3_600_000,
-    };
-    let simulator = |kind| {
-        let secret = WebhookSecret::generate();
-        (
-            Arc::new(Simulator::new(
-                kind,
-                sql.clone(),
-                clock.clone(),
-                secret.clone(),
-                settings.clone(),
-            )),
-            secret,
-        )
-    };
-    let simulators = vec![
-        simulator(ConnectorKind::CardNetwork),
-        simulator(ConnectorKind::CoreBanking),
-    ];
-    let cards = Arc::new(Cards::new(sql.clone(), vault.clone()));
-    let bank_accounts = Arc::new(BankAccounts::new(sql.clone(), vault));
-    let funding = Funding::new(
-        sql,
-        engine.clone(),
-        reader.clone(),
-        identity.clone(),
-        cards.clone(),
-        bank_accounts.clone(),
-        simulators[0].0.clone(),
-        simulators[1].0.clone(),
-        clock,
+    let base = base(database, coffer_app::system_clock(), 4);
+    let rig = funding_rig(
+        &base,
         FundingPolicy {
             status_query_after_ms: 0,
             fees: FeeSchedule::free()
@@ -130,42 +50,10 @@ fn world(database: &coffer_store::Database) -> World {
                 .expect("fee rule"),
             ..FundingPolicy::default()
         },
+        unruly_settings(),
     );
-    funding.open_accounts().expect("accounts");
-    World {
-        funding,
-        identity,
-        dispatcher,
-        sms,
-        cards,
-        bank_accounts,
-        simulators,
-        reader,
-        _engine: engine,
-    }
+    World { base, rig }
 }
-
-/// What a test number promises.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expect {
-    Succeeds,
-    Fails(&'static str),
-    /// 3-D Secure: decided by the answer given later.
-    Challenge,
-}
-
-const CARDS: [(&str, Expect); 5] = [
-    ("4111111111111111", Expect::Succeeds),
-    ("4000000000000002", Expect::Fails("card_declined")),
-    ("4000000000009995", Expect::Fails("insufficient_funds")),
-    ("4000000000000069", Expect::Fails("timeout")),
-    ("4000000000003220", Expect::Challenge),
-];
-const ACCOUNTS: [(&str, Expect); 3] = [
-    ("6222000000000001", Expect::Succeeds),
-    ("6222000000000002", Expect::Fails("account_closed")),
-    ("6222000000000069", Expect::Fails("timeout")),
-];
 
 struct Customer {
     id: String,
@@ -187,30 +75,8 @@ struct Open {
     expect: Expect,
 }
 
-fn register(world: &World, n: usize) -> String {
-    let phone = format!("+86137{:08}", 10_000 + n);
-    let context = Context {
-        ip: "sim".into(),
-        device: "sim".into(),
-    };
-    let started = world
-        .identity
-        .start_registration(&phone, &context)
-        .expect("start");
-    world.dispatcher.run_once().expect("dispatch");
-    let code = world.sms.last_code(&phone).expect("code");
-    let (customer, _) = world
-        .identity
-        .complete_registration(
-            &started.registration_id,
-            &Secret::new(code),
-            &Secret::new("a walk by the lake".into()),
-            "Sim",
-            coffer_identity::TERMS_VERSION,
-            &context,
-        )
-        .expect("complete");
-    customer.id
+fn phone(n: usize) -> String {
+    format!("+86137{:08}", 10_000 + n)
 }
 
 fn run(seed: u64, database: &coffer_store::Database) {
@@ -218,39 +84,8 @@ fn run(seed: u64, database: &coffer_store::Database) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut customers: Vec<Customer> = (0..CUSTOMERS)
         .map(|n| {
-            let id = register(&world, n + seed as usize % 1000 * 10);
-            let cards = CARDS
-                .iter()
-                .map(|(number, _)| {
-                    world
-                        .cards
-                        .link(
-                            &id,
-                            NewCard {
-                                number: Secret::new(number.to_string()),
-                                expiry_month: 12,
-                                expiry_year: 2035,
-                                cvv: Secret::new("123".into()),
-                                funding: "debit".into(),
-                            },
-                            (2026, 11),
-                            "sim",
-                            0,
-                        )
-                        .expect("card")
-                        .id
-                })
-                .collect();
-            let accounts = ACCOUNTS
-                .iter()
-                .map(|(number, _)| {
-                    world
-                        .bank_accounts
-                        .link(&id, "ICBC", &Secret::new(number.to_string()), "sim", 0)
-                        .expect("account")
-                        .id
-                })
-                .collect();
+            let id = register(&world.base, &phone(n + seed as usize % 1000 * 10), "Sim");
+            let (cards, accounts) = world.rig.link_test_methods(&id);
             Customer {
                 id,
                 cards,
@@ -285,6 +120,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 };
                 let amount = rng.random_range(1..=20_000);
                 let view = world
+                    .rig
                     .funding
                     .top_up(
                         &customers[who].id,
@@ -334,6 +170,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                     WITHDRAWAL_FEE.charge(amount)
                 };
                 let quote = world
+                    .rig
                     .funding
                     .withdrawal_quote(&customers[who].id, amount, "CNY")
                     .unwrap_or_else(|e| panic!("{context}: quote {e}"));
@@ -341,7 +178,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 // Now and then a client confirms a fee it was never quoted:
                 // refused, and nothing moves or is reserved.
                 if rng.random_bool(0.1) {
-                    let wrong = world.funding.withdraw(
+                    let wrong = world.rig.funding.withdraw(
                         &customers[who].id,
                         &ClientKey {
                             key: format!("wd-wrong-{step}"),
@@ -361,7 +198,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         "{context}: {wrong:?}"
                     );
                 }
-                let result = world.funding.withdraw(
+                let result = world.rig.funding.withdraw(
                     &customers[who].id,
                     &ClientKey {
                         key: format!("wd-{step}"),
@@ -399,7 +236,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                     });
                 }
             }
-            7 => deliver(&world, &mut rng),
+            7 => world.rig.deliver(&mut rng),
             8 => {
                 if let Some((funding_id, right)) = answers.pop() {
                     let owner = open
@@ -408,6 +245,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         .map_or(0, |o| o.customer);
                     let answer = if right { CHALLENGE_ANSWER } else { "000000" };
                     world
+                        .rig
                         .funding
                         .authenticate(
                             &customers[owner].id,
@@ -418,7 +256,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                 }
             }
             _ => {
-                world.funding.resolve_pending().expect("resolve");
+                world.rig.funding.resolve_pending().expect("resolve");
             }
         }
         settle_model(&world, &mut customers, &mut open, &mut fee_income, &context);
@@ -432,6 +270,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
             .map_or(0, |o| o.customer);
         let answer = if right { CHALLENGE_ANSWER } else { "000000" };
         world
+            .rig
             .funding
             .authenticate(
                 &customers[owner].id,
@@ -441,41 +280,14 @@ fn run(seed: u64, database: &coffer_store::Database) {
             .expect("authenticate");
     }
     for _ in 0..3 {
-        deliver(&world, &mut rng);
-        world.funding.resolve_pending().expect("resolve");
+        world.rig.deliver(&mut rng);
+        world.rig.funding.resolve_pending().expect("resolve");
     }
     let context = format!("seed {seed}, at the end");
     settle_model(&world, &mut customers, &mut open, &mut fee_income, &context);
     assert!(open.is_empty(), "{context}: still pending: {}", open.len());
     check_balances(&world, &customers, fee_income, &context);
-    let report = coffer_app::verify(world.reader.as_ref(), &mut |_| {}).expect("verify");
-    assert!(report.is_clean(), "{context}: {:?}", report.violations);
-}
-
-/// Hands over the due callbacks: each delivered with probability 0.8 (the
-/// rest are lost), and a delivered one again with probability 0.3.
-fn deliver(world: &World, rng: &mut StdRng) {
-    for (simulator, secret) in &world.simulators {
-        for callback in simulator.take_due(i64::MAX).expect("callbacks") {
-            if !rng.random_bool(0.8) {
-                continue;
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            secret
-                .verify(&callback.signature, callback.body.as_bytes(), now)
-                .expect("signed");
-            let body: Callback = serde_json::from_str(&callback.body).expect("callback");
-            for _ in 0..if rng.random_bool(0.3) { 2 } else { 1 } {
-                world
-                    .funding
-                    .apply_callback(simulator.kind(), &body)
-                    .expect("apply");
-            }
-        }
-    }
+    assert_verified(world.base.reader.as_ref(), &context);
 }
 
 /// Applies every newly resolved operation to the model, checking its outcome.
@@ -489,6 +301,7 @@ fn settle_model(
     open.retain(|op| {
         let customer = &mut customers[op.customer];
         let view = world
+            .rig
             .funding
             .get(&customer.id, &op.funding_id)
             .expect("funding");
@@ -524,6 +337,7 @@ fn settle_model(
 fn check_balances(world: &World, customers: &[Customer], fee_income: i64, context: &str) {
     let income = Identifier::parse("bank:fee-income:cny").expect("id");
     let posted = world
+        .base
         .reader
         .account(&income)
         .expect("read")
@@ -533,6 +347,7 @@ fn check_balances(world: &World, customers: &[Customer], fee_income: i64, contex
         let wallet = Identifier::parse(&format!("wallet:{}:cny", customer.id)).expect("id");
         // The wallet opens with the customer's first funding.
         let balances = world
+            .base
             .reader
             .account(&wallet)
             .expect("read")
@@ -546,16 +361,9 @@ fn check_balances(world: &World, customers: &[Customer], fee_income: i64, contex
     }
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("COFFER_SEED") {
-        Ok(seed) => vec![seed.parse().expect("COFFER_SEED is a number")],
-        Err(_) => vec![1, 2, 3],
-    }
-}
-
 #[test]
 fn random_fundings_keep_the_books_and_the_model_equal_on_sqlite() {
-    for seed in seeds() {
+    for seed in crate::support::seeds(&[1, 2, 3]) {
         let db = TestDatabase::sqlite();
         run(seed, &db.database);
     }
@@ -563,7 +371,7 @@ fn random_fundings_keep_the_books_and_the_model_equal_on_sqlite() {
 
 #[test]
 fn random_fundings_keep_the_books_and_the_model_equal_on_postgres() {
-    let seed = seeds()[0] + 100;
+    let seed = crate::support::seeds(&[1])[0] + 100;
     let db = TestDatabase::postgres();
     run(seed, &db.database);
 }

@@ -7,4 +7,6 @@ mod cards;
 mod funding_simulation;
 mod merchant_simulation;
 mod p2p_simulation;
+mod payments_property;
+mod support;
 mod wallet_simulation;

@@ -11,26 +11,23 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use coffer_app::Engine;
 use coffer_core::{Amount, Clock, Code, Currency, Identifier, Secret, Timestamp};
-use coffer_identity::{
-    Context, Identity, PasswordPolicy, Policy, Role, StaffInfo, TierLimits, Tiers,
-};
+use coffer_identity::{Role, StaffInfo};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, TransferCommand, TransferOp,
 };
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_payments::settlement::discount_fee;
 use coffer_payments::{
-    BankAccounts, Callback, Cards, ChargeRequest, ClientKey, ConnectorKind, Funding, FundingPolicy,
+    Callback, ChargeRequest, ClientKey, ConnectorKind, FundingPolicy,
     MerchantConfirmation as Confirmation, MerchantError, MerchantPolicy, Merchants, NewMerchant,
-    Simulator, SimulatorSettings, WebhookSecret,
+    SimulatorSettings,
 };
-use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::support::funding::funding_rig;
+use crate::support::{base, register};
 
 const CUSTOMERS: usize = 3;
 const MERCHANTS: usize = 2;
@@ -74,84 +71,32 @@ fn run(seed: u64, database: &coffer_store::Database) {
     let mut rng = StdRng::seed_from_u64(seed);
     let clock = Arc::new(OffsetClock(AtomicI64::new(0)));
     let app_clock: Arc<dyn Clock> = clock.clone();
-    let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([5; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
-    );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        app_clock.clone(),
-        vec![sms.clone() as Arc<dyn Transport>],
-    );
-    let roomy = TierLimits {
-        balance_cap: i64::MAX / 4,
-        per_payment: i64::MAX / 4,
-        daily: i64::MAX / 4,
-        monthly: i64::MAX / 4,
-    };
-    let identity = Arc::new(Identity::new(
-        sql.clone(),
-        vault.clone(),
-        app_clock.clone(),
-        Policy {
-            tiers: Tiers([roomy, roomy, roomy]),
-            ..Policy::default()
-        },
-        PasswordPolicy::new(None),
-    ));
-    let engine = Arc::new(Engine::start(database, app_clock.clone()).expect("engine"));
-    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
-    let settings = SimulatorSettings {
-        callback_delay_ms: 0,
-        duplicate_callbacks: true,
-        late_callbacks: false,
-        challenge_timeout_ms: 3_600_000,
-    };
-    let core_secret = WebhookSecret::generate();
-    let core = Arc::new(Simulator::new(
-        ConnectorKind::CoreBanking,
-        sql.clone(),
-        app_clock.clone(),
-        core_secret,
-        settings.clone(),
-    ));
-    let cards_network = Arc::new(Simulator::new(
-        ConnectorKind::CardNetwork,
-        sql.clone(),
-        app_clock.clone(),
-        WebhookSecret::generate(),
-        settings,
-    ));
-    let bank_accounts = Arc::new(BankAccounts::new(sql.clone(), vault.clone()));
-    let funding = Arc::new(Funding::new(
-        sql.clone(),
-        engine.clone(),
-        reader.clone(),
-        identity.clone(),
-        Arc::new(Cards::new(sql.clone(), vault.clone())),
-        bank_accounts.clone(),
-        cards_network,
-        core.clone(),
-        app_clock.clone(),
+    let base = base(database, app_clock.clone(), 5);
+    let rig = funding_rig(
+        &base,
         FundingPolicy {
             status_query_after_ms: 0,
             ..FundingPolicy::default()
         },
-    ));
-    funding.open_accounts().expect("funding accounts");
+        SimulatorSettings {
+            callback_delay_ms: 0,
+            duplicate_callbacks: true,
+            late_callbacks: false,
+            challenge_timeout_ms: 3_600_000,
+        },
+    );
+    let (engine, reader, identity) = (
+        base.engine.clone(),
+        base.reader.clone(),
+        base.identity.clone(),
+    );
+    let (funding, core) = (rig.funding.clone(), rig.simulators[1].0.clone());
     let merchants = Merchants::new(
-        sql,
+        base.sql.clone(),
         engine.clone(),
         identity.clone(),
-        vault,
-        bank_accounts,
+        base.vault.clone(),
+        rig.bank_accounts.clone(),
         funding.clone(),
         app_clock.clone(),
         MerchantPolicy {
@@ -180,41 +125,22 @@ fn run(seed: u64, database: &coffer_store::Database) {
     );
 
     // Customers with money, each from the bank's cash (a plain transfer).
-    let context = Context {
-        ip: "sim".into(),
-        device: "sim".into(),
-    };
     let mut model = Model::default();
     let mut customers = Vec::new();
     for n in 0..CUSTOMERS {
-        let phone = format!("+86135{seed:04}{n:04}");
-        let started = identity
-            .start_registration(&phone, &context)
-            .expect("start");
-        dispatcher.run_once().expect("dispatch");
-        let code = sms.last_code(&phone).expect("code");
-        let (customer, _) = identity
-            .complete_registration(
-                &started.registration_id,
-                &Secret::new(code),
-                &Secret::new("a walk by the lake".into()),
-                "Sim",
-                coffer_identity::TERMS_VERSION,
-                &context,
-            )
-            .expect("register");
-        let wallet = format!("wallet:{}:cny", customer.id);
+        let customer_id = register(&base, &format!("+86135{seed:04}{n:04}"), "Sim");
+        let wallet = format!("wallet:{customer_id}:cny");
         open(
             &wallet,
             AccountKind::Liability,
             BalanceConstraint::NoOverdraft,
-            &customer.id,
+            &customer_id,
         );
         let amount = rng.random_range(5_000..50_000);
         engine
             .execute_blocking(Command::Transfers {
                 transfers: vec![TransferCommand {
-                    id: Identifier::parse(&format!("sim:fund:{}", customer.id)).expect("id"),
+                    id: Identifier::parse(&format!("sim:fund:{customer_id}")).expect("id"),
                     op: TransferOp::Post {
                         debit: Identifier::parse("sim:cash:cny").expect("id"),
                         credit: Identifier::parse(&wallet).expect("id"),
@@ -228,7 +154,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
             })
             .expect("fund");
         model.wallets.push(amount);
-        customers.push(customer.id);
+        customers.push(customer_id);
     }
     let reviewer = StaffInfo {
         staff_id: "sim".into(),
@@ -429,16 +355,9 @@ fn run(seed: u64, database: &coffer_store::Database) {
     engine.shutdown();
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("COFFER_SEED") {
-        Ok(seed) => vec![seed.parse().expect("COFFER_SEED is a number")],
-        Err(_) => vec![1, 2, 3],
-    }
-}
-
 #[test]
 fn random_merchant_payments_refunds_and_settlements_keep_the_books_on_sqlite() {
-    for seed in seeds() {
+    for seed in crate::support::seeds(&[1, 2, 3]) {
         let db = TestDatabase::sqlite();
         run(seed, &db.database);
     }
@@ -446,7 +365,7 @@ fn random_merchant_payments_refunds_and_settlements_keep_the_books_on_sqlite() {
 
 #[test]
 fn random_merchant_payments_refunds_and_settlements_keep_the_books_on_postgres() {
-    let seed = seeds()[0] + 100;
+    let seed = crate::support::seeds(&[1])[0] + 100;
     let db = TestDatabase::postgres();
     run(seed, &db.database);
 }

@@ -10,23 +10,21 @@
 use std::sync::Arc;
 
 use coffer_app::Engine;
-use coffer_core::{Amount, Code, Currency, Identifier, Secret};
-use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
+use coffer_core::{Amount, Code, Currency, Identifier};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, TransferCommand, TransferOp,
 };
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_payments::funding::wallet_account_id;
 use coffer_payments::p2p::FEE_INCOME_ACCOUNT;
 use coffer_payments::{
     ClientKey, Confirmation, FeeOperation, FeeRule, FeeSchedule, FeeUsage, NewRequest, P2p,
-    P2pError, P2pPolicy, QuoteFor, Shares,
+    P2pError, QuoteFor, Shares,
 };
-use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::support::{base, register, unguarded_p2p_policy, Base};
 
 const CUSTOMERS: usize = 4;
 const STEPS: usize = 120;
@@ -45,9 +43,7 @@ fn rule() -> FeeRule {
 
 struct World {
     p2p: P2p,
-    identity: Arc<Identity>,
-    dispatcher: Dispatcher,
-    sms: Arc<SimulatedTransport>,
+    base: Base,
     engine: Arc<Engine>,
     reader: Arc<dyn coffer_store::LedgerReader>,
 }
@@ -57,71 +53,27 @@ fn world(database: &coffer_store::Database) -> World {
 }
 
 fn world_with(database: &coffer_store::Database, clock: Arc<dyn coffer_core::Clock>) -> World {
-    let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([5; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
-    );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        vec![sms.clone() as Arc<dyn Transport>],
-    );
-    // Limits and step-up out of the way: this is about money (the HTTP
-    // tests cover limits and step-up).
-    let roomy = TierLimits {
-        balance_cap: i64::MAX / 4,
-        per_payment: i64::MAX / 4,
-        daily: i64::MAX / 4,
-        monthly: i64::MAX / 4,
-    };
-    let identity = Arc::new(Identity::new(
-        sql.clone(),
-        vault.clone(),
-        clock.clone(),
-        Policy {
-            tiers: Tiers([roomy, roomy, roomy]),
-            ..Policy::default()
-        },
-        PasswordPolicy::new(None),
-    ));
-    let engine = Arc::new(Engine::start(database, clock.clone()).expect("engine"));
-    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
-    let policy = P2pPolicy {
-        fees: FeeSchedule::free()
-            .with(FeeOperation::P2p, rule())
-            .expect("rule"),
-        step_up_threshold: i64::MAX,
-        exempt_payment_max: i64::MAX - 1,
-        exempt_daily_total_max: i64::MAX / 2,
-        exempt_daily_count_max: i64::MAX / 2,
-        lookups_per_hour_max: i64::MAX / 2,
-        lookups_per_ip_per_hour_max: i64::MAX / 2,
-        ..P2pPolicy::default()
-    };
+    // Step-up out of the way: this is about money (the HTTP tests cover
+    // limits and step-up).
+    let base = base(database, clock, 5);
+    let fees = FeeSchedule::free()
+        .with(FeeOperation::P2p, rule())
+        .expect("rule");
     let p2p = P2p::new(
-        sql,
-        engine.clone(),
-        reader.clone(),
-        identity.clone(),
-        vault,
-        clock,
-        policy,
+        base.sql.clone(),
+        base.engine.clone(),
+        base.reader.clone(),
+        base.identity.clone(),
+        base.vault.clone(),
+        base.clock.clone(),
+        unguarded_p2p_policy(fees),
     );
     p2p.open_accounts().expect("fee account");
     World {
         p2p,
-        identity,
-        dispatcher,
-        sms,
-        engine,
-        reader,
+        engine: base.engine.clone(),
+        reader: base.reader.clone(),
+        base,
     }
 }
 
@@ -140,28 +92,8 @@ fn execute(world: &World, command: Command) {
 /// Registers a customer and gives the wallet `amount` from the simulation's
 /// source account (a plain ledger transfer: funding has its own simulation).
 fn customer(world: &World, phone: &str, amount: i64) -> String {
-    let context = Context {
-        ip: "sim".into(),
-        device: "sim".into(),
-    };
-    let started = world
-        .identity
-        .start_registration(phone, &context)
-        .expect("start");
-    world.dispatcher.run_once().expect("dispatch");
-    let code = world.sms.last_code(phone).expect("code");
-    let (customer, _) = world
-        .identity
-        .complete_registration(
-            &started.registration_id,
-            &Secret::new(code),
-            &Secret::new("a walk by the lake".into()),
-            "Sim Ulation",
-            coffer_identity::TERMS_VERSION,
-            &context,
-        )
-        .expect("complete");
-    let wallet = id(&wallet_account_id(&customer.id, "CNY"));
+    let customer_id = register(&world.base, phone, "Sim Ulation");
+    let wallet = id(&wallet_account_id(&customer_id, "CNY"));
     execute(
         world,
         Command::OpenAccount(AccountSpec {
@@ -169,14 +101,14 @@ fn customer(world: &World, phone: &str, amount: i64) -> String {
             currency: cny(),
             kind: AccountKind::Liability,
             constraint: BalanceConstraint::NoOverdraft,
-            owner: id(&customer.id),
+            owner: id(&customer_id),
         }),
     );
     execute(
         world,
         Command::Transfers {
             transfers: vec![TransferCommand {
-                id: id(&format!("sim:fund:{}", customer.id)),
+                id: id(&format!("sim:fund:{customer_id}")),
                 op: TransferOp::Post {
                     debit: id(SOURCE),
                     credit: wallet,
@@ -189,7 +121,7 @@ fn customer(world: &World, phone: &str, amount: i64) -> String {
             linked: false,
         },
     );
-    customer.id
+    customer_id
 }
 
 fn posted(world: &World, account: &str) -> i64 {
@@ -502,16 +434,9 @@ fn run(seed: u64, database: &coffer_store::Database) {
     assert!(report.is_clean(), "seed {seed}: {:?}", report.violations);
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("COFFER_SEED") {
-        Ok(seed) => vec![seed.parse().expect("COFFER_SEED is a number")],
-        Err(_) => vec![1, 2, 3],
-    }
-}
-
 #[test]
 fn random_p2p_payments_and_requests_keep_the_books_and_the_model_equal_on_sqlite() {
-    for seed in seeds() {
+    for seed in crate::support::seeds(&[1, 2, 3]) {
         let db = TestDatabase::sqlite();
         run(seed, &db.database);
     }
@@ -519,7 +444,7 @@ fn random_p2p_payments_and_requests_keep_the_books_and_the_model_equal_on_sqlite
 
 #[test]
 fn random_p2p_payments_and_requests_keep_the_books_and_the_model_equal_on_postgres() {
-    let seed = seeds()[0] + 100;
+    let seed = crate::support::seeds(&[1])[0] + 100;
     let db = TestDatabase::postgres();
     run(seed, &db.database);
 }

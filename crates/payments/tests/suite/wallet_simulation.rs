@@ -12,23 +12,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use coffer_app::{Engine, ManualClock};
-use coffer_core::{Amount, Clock, Code, Currency, CurrencyRegistry, Identifier, Secret, Timestamp};
-use coffer_identity::{Context, Identity, PasswordPolicy, Policy, TierLimits, Tiers};
+use coffer_core::{Amount, Clock, Code, Currency, CurrencyRegistry, Identifier, Timestamp};
 use coffer_ledger::{
     AccountKind, AccountSpec, BalanceConstraint, Command, Metadata, Outcome, TransferCommand,
     TransferOp,
 };
-use coffer_notify::{Channel, Dispatcher, SimulatedTransport, Transport};
 use coffer_payments::funding::{wallet_account_id, ClientKey};
 use coffer_payments::{
     BillError, BillPaymentRequest, BillPolicy, BillState, BillerSimulator, Bills, FixedSide, Fx,
     FxError, FxPolicy, SimulatedRateSource,
 };
-use coffer_store::sql::SqlStore;
 use coffer_testkit::TestDatabase;
-use coffer_vault::{LocalMasterKey, Vault};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::support::{base, register, Base};
 
 const CUSTOMERS: usize = 2;
 const STEPS: usize = 60;
@@ -39,9 +37,7 @@ struct World {
     bills: Bills,
     fx: Fx,
     rates: Arc<SimulatedRateSource>,
-    identity: Arc<Identity>,
-    dispatcher: Dispatcher,
-    sms: Arc<SimulatedTransport>,
+    base: Base,
     engine: Arc<Engine>,
     reader: Arc<dyn coffer_store::LedgerReader>,
     clock: Arc<ManualClock>,
@@ -52,40 +48,13 @@ fn world(database: &coffer_store::Database) -> World {
         1_790_000_000_000_000_000,
     )));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let sql = Arc::new(SqlStore::open(database, 4).expect("sql"));
-    let vault = Arc::new(
-        Vault::open(
-            Arc::new(LocalMasterKey::from_bytes([6; 32])),
-            sql.clone(),
-            0,
-        )
-        .expect("vault"),
+    let base = base(database, dyn_clock.clone(), 6);
+    let (sql, identity, engine, reader) = (
+        base.sql.clone(),
+        base.identity.clone(),
+        base.engine.clone(),
+        base.reader.clone(),
     );
-    let sms = Arc::new(SimulatedTransport::new(Channel::Sms));
-    let dispatcher = Dispatcher::new(
-        sql.clone(),
-        vault.clone(),
-        dyn_clock.clone(),
-        vec![sms.clone() as Arc<dyn Transport>],
-    );
-    let roomy = TierLimits {
-        balance_cap: i64::MAX / 4,
-        per_payment: i64::MAX / 4,
-        daily: i64::MAX / 4,
-        monthly: i64::MAX / 4,
-    };
-    let identity = Arc::new(Identity::new(
-        sql.clone(),
-        vault,
-        dyn_clock.clone(),
-        Policy {
-            tiers: Tiers([roomy, roomy, roomy]),
-            ..Policy::default()
-        },
-        PasswordPolicy::new(None),
-    ));
-    let engine = Arc::new(Engine::start(database, dyn_clock.clone()).expect("engine"));
-    let reader: Arc<dyn coffer_store::LedgerReader> = database.open_reader(2).expect("reader");
     let rates = Arc::new(SimulatedRateSource::default());
     let bills = Bills::new(
         sql.clone(),
@@ -107,7 +76,8 @@ fn world(database: &coffer_store::Database) -> World {
         rates.clone(),
         dyn_clock,
         FxPolicy::default(),
-    );
+    )
+    .with_alerts(base.identity.clone());
     bills.open_accounts().expect("bill accounts");
     fx.open_accounts().expect("fx accounts");
     let opened = engine
@@ -124,39 +94,11 @@ fn world(database: &coffer_store::Database) -> World {
         bills,
         fx,
         rates,
-        identity,
-        dispatcher,
-        sms,
+        base,
         engine,
         reader,
         clock,
     }
-}
-
-fn register(world: &World, n: usize) -> String {
-    let phone = format!("+86136{:08}", n);
-    let context = Context {
-        ip: "sim".into(),
-        device: "sim".into(),
-    };
-    let started = world
-        .identity
-        .start_registration(&phone, &context)
-        .expect("start");
-    world.dispatcher.run_once().expect("dispatch");
-    let code = world.sms.last_code(&phone).expect("code");
-    let (customer, _) = world
-        .identity
-        .complete_registration(
-            &started.registration_id,
-            &Secret::new(code),
-            &Secret::new("a walk by the lake".into()),
-            "Sim",
-            coffer_identity::TERMS_VERSION,
-            &context,
-        )
-        .expect("complete");
-    customer.id
 }
 
 /// What each customer's wallets should hold.
@@ -165,6 +107,9 @@ struct Model {
     posted: BTreeMap<&'static str, i64>,
     /// CNY held by bill payments the biller has not answered.
     held: BTreeMap<String, i64>,
+    /// The alerts the inbox must hold (a bill paid, a conversion): none
+    /// for a refused or failed payment.
+    alerts: Vec<String>,
 }
 
 fn key(step: usize, name: &str) -> ClientKey {
@@ -179,7 +124,11 @@ fn run(seed: u64, database: &coffer_store::Database) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut customers: Vec<(String, Model)> = Vec::new();
     for n in 0..CUSTOMERS {
-        let id = register(&world, seed as usize % 1000 * 10 + n);
+        let id = register(
+            &world.base,
+            &format!("+86136{:08}", seed as usize % 1000 * 10 + n),
+            "Sim",
+        );
         for code in CURRENCIES {
             world.fx.open_wallet(&id, code).expect("wallet");
         }
@@ -202,7 +151,10 @@ fn run(seed: u64, database: &coffer_store::Database) {
             })
             .expect("fund");
         assert!(matches!(&posted, Outcome::Transfers(r) if r[0].is_ok()));
-        let mut model = Model::default();
+        let mut model = Model {
+            alerts: crate::support::inbox(&world.base, &id),
+            ..Model::default()
+        };
         model.posted.insert("CNY", amount);
         customers.push((id, model));
     }
@@ -253,6 +205,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         assert_eq!(view.state, BillState::Succeeded, "{context}");
                         assert!(view.confirmation.is_some(), "{context}");
                         model.posted.insert("CNY", cny - amount);
+                        model.alerts.push("bill_payment".into());
                     }
                     (ending, other) => panic!("{context}: {ending} gave {other:?}"),
                 }
@@ -310,6 +263,7 @@ fn run(seed: u64, database: &coffer_store::Database) {
                         assert_eq!(view.state, "converted", "{context}");
                         *model.posted.entry(sell).or_default() -= quote.sell_amount;
                         *model.posted.entry(buy).or_default() += quote.buy_amount;
+                        model.alerts.push("fx_conversion".into());
                     }
                     Err(FxError::InsufficientFunds) => {
                         assert!(quote.sell_amount > sell_posted - held, "{context}");
@@ -343,6 +297,13 @@ fn run(seed: u64, database: &coffer_store::Database) {
 
 fn check(world: &World, customers: &[(String, Model)], context: &str) {
     for (id, model) in customers {
+        let mut alerts = model.alerts.clone();
+        alerts.sort_unstable();
+        assert_eq!(
+            crate::support::inbox(&world.base, id),
+            alerts,
+            "{context}: {id}'s inbox"
+        );
         for code in CURRENCIES {
             let account = world
                 .reader
@@ -364,16 +325,9 @@ fn check(world: &World, customers: &[(String, Model)], context: &str) {
     }
 }
 
-fn seeds() -> Vec<u64> {
-    match std::env::var("COFFER_SEED") {
-        Ok(seed) => vec![seed.parse().expect("COFFER_SEED is a number")],
-        Err(_) => vec![11, 12],
-    }
-}
-
 #[test]
 fn random_bill_payments_and_conversions_keep_the_books_and_the_model_equal_on_sqlite() {
-    for seed in seeds() {
+    for seed in crate::support::seeds(&[11, 12]) {
         let db = TestDatabase::sqlite();
         run(seed, &db.database);
     }
@@ -381,7 +335,7 @@ fn random_bill_payments_and_conversions_keep_the_books_and_the_model_equal_on_sq
 
 #[test]
 fn random_bill_payments_and_conversions_keep_the_books_and_the_model_equal_on_postgres() {
-    let seed = seeds()[0] + 100;
+    let seed = crate::support::seeds(&[11])[0] + 100;
     let db = TestDatabase::postgres();
     run(seed, &db.database);
 }

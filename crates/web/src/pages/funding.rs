@@ -143,6 +143,9 @@ fn review(
                     (idempotency_field())
                     input type="hidden" name="source" value=(source);
                     input type="hidden" name="amount" value=(amount);
+                    // The fee shown is the fee confirmed: the API refuses
+                    // a withdrawal at any other (`fee_changed`).
+                    input type="hidden" name="fee" value=(fee);
                     button.primary type="submit" { (ctx.t("funding.confirm")) }
                 }
                 p { a href="/" { (ctx.t("funding.cancel")) } }
@@ -369,6 +372,18 @@ async fn withdraw_review(
             Some(ctx.t("funding.invalid_amount")),
         );
     };
+    // The fee the bank charges now (waivers counted), from the API's quote.
+    let quote = state
+        .api
+        .get(
+            &ctx.caller,
+            &format!("/v1/me/withdrawals/quote?amount={amount}&currency={CURRENCY}"),
+        )
+        .await;
+    let fee = match quote {
+        Ok(quote) => quote["fee"].as_i64().unwrap_or(0),
+        Err(failure) => return ctx.failure(&failure),
+    };
     review(
         &ctx,
         "withdraw.title",
@@ -376,7 +391,7 @@ async fn withdraw_review(
         source,
         label,
         amount,
-        0,
+        fee,
         "withdraw.fee_note",
     )
 }
@@ -391,7 +406,9 @@ async fn withdraw_confirm(
     }
     let amount: i64 = field(&form, "amount").parse().unwrap_or(0);
     let account = field(&form, "source").strip_prefix("bank:").unwrap_or("");
-    let mut body = json!({ "amount": amount, "currency": CURRENCY, "bank_account_id": account });
+    let fee: i64 = field(&form, "fee").parse().unwrap_or(0);
+    let mut body =
+        json!({ "amount": amount, "currency": CURRENCY, "bank_account_id": account, "fee": fee });
     if let Some(challenge) = stepup::challenge(&form) {
         body["step_up_challenge_id"] = json!(challenge);
     }
