@@ -24,7 +24,7 @@ use totp_rs::{Algorithm, TOTP};
 use webauthn_rs::prelude::{PublicKeyCredential, RequestChallengeResponse};
 
 use crate::{
-    random_hex, same, session, Contact, Context, Identity, IdentityError, NewSession, SessionInfo,
+    random_hex, same, Contact, Context, Identity, IdentityError, NewSession, SessionInfo,
     CONTACT_CONTEXT, NANOS_PER_SECOND,
 };
 
@@ -496,8 +496,22 @@ impl Identity {
         template: &'static str,
         text: &str,
     ) -> Result<(), IdentityError> {
-        let contact = self.contact_of(db, customer_id)?;
         let (en, zh) = crate::split_bilingual(text);
+        self.security_alert_in(db, customer_id, template, en, zh)
+    }
+
+    /// A security alert whose two languages are given apart: for texts that
+    /// quote the client's own words, which may hold Chinese characters where
+    /// the English half is.
+    pub(crate) fn security_alert_in(
+        &self,
+        db: &mut dyn Sql,
+        customer_id: &str,
+        template: &'static str,
+        en: String,
+        zh: String,
+    ) -> Result<(), IdentityError> {
+        let contact = self.contact_of(db, customer_id)?;
         let mut key = [0u8; 8];
         rand::rng().fill_bytes(&mut key);
         let key = format!("sec:{template}:{}", hex::encode(key));
@@ -654,7 +668,7 @@ impl Identity {
                     context,
                     "second factor",
                 )?;
-                session::create(db, &self.policy, &customer_id, context, now)
+                self.open_session(db, &customer_id, context, now)
             });
         if matches!(result, Err(IdentityError::CodeInvalid)) {
             self.count_attempt(challenge_id, context, "second factor")?;

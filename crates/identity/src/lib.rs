@@ -22,6 +22,7 @@ mod credentials;
 mod error;
 mod factors;
 mod kyc;
+mod new_device;
 mod passkeys;
 mod password;
 mod profile;
@@ -610,9 +611,8 @@ impl Identity {
                     )?)));
                 }
                 self.event(db, Some(&customer_id), "signed_in", context, "")?;
-                Ok(Some(SignIn::Session(session::create(
+                Ok(Some(SignIn::Session(self.open_session(
                     db,
-                    &self.policy,
                     &customer_id,
                     context,
                     now,

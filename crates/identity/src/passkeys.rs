@@ -23,8 +23,7 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::{
-    random_hex, session, Context, Identity, IdentityError, NewSession, SessionInfo,
-    NANOS_PER_SECOND,
+    random_hex, Context, Identity, IdentityError, NewSession, SessionInfo, NANOS_PER_SECOND,
 };
 
 const CEREMONY_TTL_SECONDS: i64 = 300;
@@ -387,7 +386,7 @@ impl Identity {
                     return Ok(None);
                 }
                 self.event(db, Some(&customer_id), "signed_in", context, "passkey")?;
-                session::create(db, &self.policy, &customer_id, context, now).map(Some)
+                self.open_session(db, &customer_id, context, now).map(Some)
             })?;
         session.ok_or_else(invalid_credential)
     }

@@ -48,6 +48,11 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// The device label as a session stores it (the client's text, bounded).
+pub(crate) fn stored_device(device: &str) -> String {
+    device.chars().take(DEVICE_LENGTH_MAX).collect()
+}
+
 pub(crate) fn create(
     db: &mut dyn Sql,
     policy: &Policy,
@@ -61,7 +66,7 @@ pub(crate) fn create(
     let session_id = format!("ses_{}", random_hex(8));
     let absolute = now + policy.session_absolute_seconds * NANOS_PER_SECOND;
     let idle = (now + policy.session_idle_seconds * NANOS_PER_SECOND).min(absolute);
-    let device: String = context.device.chars().take(DEVICE_LENGTH_MAX).collect();
+    let device = stored_device(&context.device);
     db.execute(
         "INSERT INTO sessions (id, customer_id, token_hash, device, ip, created_at, last_seen_at, idle_expires_at, absolute_expires_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, NULL)",

@@ -677,3 +677,55 @@ fn step_up_is_single_use_short_lived_and_bound_to_the_operation() {
         ));
     }
 }
+
+#[test]
+fn a_sign_in_from_a_new_device_alerts_the_customer_once() {
+    for db in TestDatabase::both() {
+        let w = world(&db.database);
+        w.register(PHONE);
+        let alerts = |w: &World| -> Vec<String> {
+            w.dispatcher.run_once().expect("dispatch");
+            w.sms
+                .to(PHONE)
+                .into_iter()
+                .map(|m| m.body.expose().clone())
+                .filter(|body| body.contains("new device"))
+                .collect()
+        };
+        // Registration's own session and a sign-in on the same device: no alert.
+        session(
+            w.identity
+                .login(PHONE, &secret(PASSWORD), &here())
+                .expect("same device"),
+        );
+        assert!(alerts(&w).is_empty(), "the known device raised an alert");
+
+        // A device the wallet has not seen: one alert naming it (the label's
+        // Chinese characters stay in the English text, not split off as Chinese).
+        let elsewhere = Context {
+            ip: "198.51.100.23".into(),
+            device: "Unknown tablet\u{7}\n新平板".into(),
+        };
+        session(
+            w.identity
+                .login(PHONE, &secret(PASSWORD), &elsewhere)
+                .expect("new device"),
+        );
+        let sent = alerts(&w);
+        assert_eq!(sent.len(), 1, "one alert for the new device: {sent:?}");
+        assert!(sent[0].contains("Unknown tablet新平板"), "{}", sent[0]);
+        assert!(sent[0].contains("198.51.100.23"), "{}", sent[0]);
+        assert!(
+            !sent[0].contains('\u{7}'),
+            "control characters reach the SMS"
+        );
+
+        // The same new device again is no longer new.
+        session(
+            w.identity
+                .login(PHONE, &secret(PASSWORD), &elsewhere)
+                .expect("again"),
+        );
+        assert_eq!(alerts(&w).len(), 1, "a second alert for a known device");
+    }
+}
