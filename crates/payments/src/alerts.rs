@@ -51,6 +51,47 @@ pub(crate) fn send(
     )
 }
 
+/// Money leaving a wallet at or above this many minor units (CNY 5,000)
+/// also raises a security alert, which no preference can switch off: a
+/// thief emptying the wallet must not go unnoticed.
+pub const LARGE_PAYMENT_ALERT_MINOR: i64 = 500_000;
+
+/// The security alert for a large payment out of `customer_id`'s wallet to
+/// `to` (a payee, a merchant, a bank account); nothing below the threshold.
+/// Keyed by the payment, so finishing it twice alerts once.
+pub(crate) fn large_outflow(
+    identity: &Identity,
+    db: &mut dyn Sql,
+    customer_id: &str,
+    source_id: &str,
+    amount: i64,
+    currency: &str,
+    to: &str,
+) -> Result<(), IdentityError> {
+    if amount < LARGE_PAYMENT_ALERT_MINOR {
+        return Ok(());
+    }
+    let amount = minor(amount, currency);
+    send(
+        identity,
+        db,
+        customer_id,
+        Moved {
+            template: "large_payment",
+            category: Category::Security,
+            source_id,
+            en: (
+                "Coffer security alert",
+                format!("A large payment of {amount} to {to} left your Coffer wallet. If this was not you, contact the bank at once."),
+            ),
+            zh: (
+                "Coffer 安全提醒",
+                format!("您的 Coffer 钱包向 {to} 支付了大额款项 {amount}；如非本人操作，请立即联系银行。"),
+            ),
+        },
+    )
+}
+
 /// `12345` fen as `123.45` (alert texts only; amounts stay integers).
 pub(crate) fn minor(amount: i64, currency: &str) -> String {
     let exponent = coffer_core::Currency::parse(currency)

@@ -1505,6 +1505,17 @@ impl Funding {
                     }
                 };
                 crate::alerts::send(&self.identity, db, &current.customer_id, moved)?;
+                if view.kind == FundingKind::Withdrawal {
+                    crate::alerts::large_outflow(
+                        &self.identity,
+                        db,
+                        &current.customer_id,
+                        &view.id,
+                        view.amount,
+                        &view.currency,
+                        label,
+                    )?;
+                }
             }
             let action = format!("{}_{}", view.kind.as_str(), state.as_str());
             let detail = format!("{} {}", view.id, reason.unwrap_or(""));

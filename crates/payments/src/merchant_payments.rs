@@ -1080,6 +1080,15 @@ impl Merchants {
                 ),
             },
         )?;
+        crate::alerts::large_outflow(
+            &self.identity,
+            db,
+            payer_id,
+            &view.id,
+            view.amount,
+            &view.currency,
+            merchant,
+        )?;
         let (owner, _) = merchant_parties(db, &view.merchant_id)?;
         crate::alerts::send(
             &self.identity,

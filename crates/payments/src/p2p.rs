@@ -71,9 +71,6 @@ pub const REVIEW_HOLD_TIMEOUT_SECONDS: u64 = 7 * 86_400;
 /// Why a held payment failed when its case was rejected (its review hold is
 /// released by `carry_rejected`, or by the resolver after a crash).
 const REVIEW_REJECTIONS: [&str; 2] = ["rejected_by_risk", "not_authorised_by_customer"];
-/// A payment at or above this (CNY 5,000.00) also sends the payer a
-/// security alert, which preferences cannot switch off.
-pub const LARGE_PAYMENT_ALERT_MINOR: i64 = 500_000;
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 const NOTE_CONTEXT: &str = "p2p.note";
 
@@ -1965,21 +1962,15 @@ impl P2p {
                 format!("您已从 Coffer 钱包向 {payee_name} 支付 CNY {amount}。"),
             ),
         )?;
-        if current.amount >= LARGE_PAYMENT_ALERT_MINOR {
-            self.identity.notify_customer(
-                db,
-                &current.payer_id,
-                &format!("p2p:{}:large", current.id),
-                AlertCategory::Security,
-                "large_payment",
-                Bilingual::new(
-                    "Coffer security alert",
-                    format!("A large payment of CNY {amount} to {payee_name} left your Coffer wallet. If this was not you, contact the bank at once."),
-                    "Coffer 安全提醒",
-                    format!("您的 Coffer 钱包向 {payee_name} 支付了大额款项 CNY {amount}；如非本人操作，请立即联系银行。"),
-                ),
-            )?;
-        }
+        crate::alerts::large_outflow(
+            &self.identity,
+            db,
+            &current.payer_id,
+            &current.id,
+            current.amount,
+            "CNY",
+            payee_name,
+        )?;
         Ok(())
     }
 

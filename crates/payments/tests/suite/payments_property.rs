@@ -94,6 +94,9 @@ fn world(database: &coffer_store::Database) -> World {
         &base,
         FundingPolicy {
             status_query_after_ms: 0,
+            // Step-up is the HTTP tests' subject; here it would only stop
+            // the large withdrawal of the security-alert test.
+            withdrawal_step_up_threshold: i64::MAX,
             fees: fees.clone(),
             ..FundingPolicy::default()
         },
@@ -879,4 +882,109 @@ fn any_interleaving_of_payments_keeps_the_books_and_the_model_equal_on_sqlite() 
 fn any_interleaving_of_payments_keeps_the_books_and_the_model_equal_on_postgres() {
     let db = TestDatabase::postgres();
     run(&db.database, 1_000);
+}
+
+/// Money leaving a wallet at or above `LARGE_PAYMENT_ALERT_MINOR` raises a
+/// security alert on top of the payment's own (the random runs stay below
+/// it): once per payment, for a merchant payment and for a withdrawal, and
+/// not for a payment just under the line.
+#[test]
+fn large_payments_out_raise_one_security_alert_each() {
+    let db = TestDatabase::sqlite();
+    let world = world(&db.database);
+    let seen = std::cell::RefCell::new(BTreeMap::new());
+    let mut case = Case::new(&world, 4_242, 0, &seen);
+    let customer = case.customers[0].id.clone();
+    let large = coffer_payments::LARGE_PAYMENT_ALERT_MINOR;
+    let security = |case: &Case| {
+        inbox(case.world, &customer)
+            .into_iter()
+            .filter(|template| template == "large_payment")
+            .count()
+    };
+
+    // Fund the wallet through the card that approves; its callbacks may be
+    // lost or late (the unruly simulator), so deliver and query until done.
+    let top_up = world
+        .rig
+        .funding
+        .top_up(
+            &customer,
+            &case.key("big-top-up"),
+            &TopUpRequest {
+                source: Source::Card(case.customers[0].cards[0].clone()),
+                amount: 4 * large,
+                currency: "CNY".into(),
+            },
+            "sim",
+        )
+        .expect("top-up");
+    for _ in 0..10 {
+        world.rig.deliver(&mut case.rng);
+        world.rig.funding.resolve_pending().expect("resolve");
+    }
+    let funded = world
+        .rig
+        .funding
+        .get(&customer, &top_up.id)
+        .expect("top-up");
+    assert_eq!(funded.state, FundingState::Succeeded, "{funded:?}");
+    assert_eq!(security(&case), 0, "a top-up is money in, not out");
+
+    let pay = |case: &mut Case, amount: i64, name: &str| {
+        let payload = world.merchants.static_qr(&case.shop).expect("qr");
+        world
+            .merchants
+            .pay_qr(
+                &customer,
+                &case.key(name),
+                &payload,
+                &MerchantConfirmation {
+                    amount: Some(amount),
+                    step_up_challenge_id: None,
+                },
+                "sim",
+            )
+            .expect("merchant payment");
+    };
+    pay(&mut case, large - 1, "just-under");
+    assert_eq!(security(&case), 0, "just under the line");
+    pay(&mut case, large, "large");
+    assert_eq!(security(&case), 1, "a large merchant payment");
+
+    let fee = world
+        .rig
+        .funding
+        .withdrawal_quote(&customer, large, "CNY")
+        .expect("quote")
+        .fee;
+    let withdrawal = world
+        .rig
+        .funding
+        .withdraw(
+            &customer,
+            &case.key("big-withdrawal"),
+            &WithdrawalRequest {
+                bank_account_id: case.customers[0].accounts[0].clone(),
+                amount: large,
+                currency: "CNY".into(),
+                step_up_challenge_id: None,
+                expected_fee: Some(fee),
+            },
+            "sim",
+        )
+        .expect("withdraw");
+    for _ in 0..10 {
+        world.rig.deliver(&mut case.rng);
+        world.rig.funding.resolve_pending().expect("resolve");
+    }
+    let paid_out = world
+        .rig
+        .funding
+        .get(&customer, &withdrawal.id)
+        .expect("withdrawal");
+    assert_eq!(paid_out.state, FundingState::Succeeded, "{paid_out:?}");
+    assert_eq!(security(&case), 2, "a large withdrawal, alerted once");
+    assert_verified(world.base.reader.as_ref(), "large payments");
+    world.base.engine.shutdown();
 }
