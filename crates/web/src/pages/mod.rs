@@ -10,6 +10,7 @@ use crate::WebState;
 mod alerts;
 mod auth;
 mod funding;
+mod help;
 mod history;
 mod home;
 mod merchant;
@@ -36,6 +37,7 @@ pub fn routes() -> Router<WebState> {
         .merge(merchant::routes())
         .merge(privacy::routes())
         .merge(staff::routes())
+        .merge(help::routes())
 }
 
 /// A form's fields.

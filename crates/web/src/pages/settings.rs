@@ -109,6 +109,7 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
                     li { a href="/history" { (ctx.t("history.title")) } }
                     li { a href="/alerts" { (ctx.t("alerts.title")) } }
                     li { a href="/privacy" { (ctx.t("privacy.title")) } }
+                    li { a href="/help" { (ctx.t("help.title")) } }
                     li { a href="/me/merchants" { (ctx.t("merchant.mine")) } }
                     li { a href="/merchant" { (ctx.t("merchant.title")) } }
                     li { a href="/docs" { (ctx.t("me.api_docs")) } }

@@ -5,4 +5,5 @@ mod support;
 
 mod customer;
 mod pages;
+mod privacy_help;
 mod staff;
