@@ -14,6 +14,7 @@ mod help;
 mod history;
 mod home;
 mod merchant;
+mod passkeys;
 mod pay;
 mod privacy;
 mod settings;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<WebState> {
         .merge(privacy::routes())
         .merge(staff::routes())
         .merge(help::routes())
+        .merge(passkeys::routes())
 }
 
 /// A form's fields.
