@@ -1,28 +1,31 @@
-//! Passkeys in "Me": the list, and adding one. The WebAuthn ceremony needs
-//! `navigator.credentials.create()`, so adding is done by `passkeys.js`
-//! (an external file: the page policy allows no inline script) through two
-//! JSON endpoints here that pass the API's options and the authenticator's
+//! Passkeys in "Me": the list, adding one and removing one. The WebAuthn
+//! ceremony needs `navigator.credentials.create()`, so adding is done by
+//! `passkeys.js` (an external file: the page policy allows no inline
+//! script) through two JSON endpoints here that pass the API's options and the authenticator's
 //! answer through, guarded by the page's CSRF token in a header. Without
-//! JavaScript or WebAuthn the add control stays hidden.
+//! JavaScript or WebAuthn the add control stays hidden. Removing is a
+//! plain form.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Form as AxumForm, Json, Router};
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
+use super::Form;
 use crate::api::{list, text, ApiFailure};
 use crate::assets;
-use crate::ctx::Ctx;
-use crate::layout::encode;
+use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
+use crate::layout::{csrf_field, encode, idempotency_field};
 use crate::WebState;
 
 pub fn routes() -> Router<WebState> {
     Router::new()
         .route("/me/passkeys/start", post(start))
         .route("/me/passkeys/{id}/finish", post(finish))
+        .route("/me/passkeys/{id}/remove", post(remove))
 }
 
 /// The passkeys section of "Me".
@@ -45,6 +48,12 @@ pub async fn section(ctx: &Ctx, state: &WebState) -> Markup {
                         span.when { (ctx.tf("me.passkey_added", &[("time", &ctx.time(text(key, "created_at")))])) }
                         @if !text(key, "last_used_at").is_empty() {
                             " · " span.when { (ctx.tf("me.last_seen", &[("time", &ctx.time(text(key, "last_used_at")))])) }
+                        }
+                        form.inline method="post" action=(format!("/me/passkeys/{}/remove", encode(text(key, "id")))) {
+                            (csrf_field(ctx))
+                            (idempotency_field())
+                            " "
+                            button.link type="submit" { (ctx.t("me.passkey_remove")) }
                         }
                     }
                 }
@@ -122,5 +131,26 @@ async fn finish(
     {
         Ok(passkey) => (StatusCode::CREATED, Json(passkey)).into_response(),
         Err(failure) => refused(&failure),
+    }
+}
+
+/// Remove a passkey (a plain form: works without JavaScript).
+async fn remove(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    let path = format!("/v1/me/passkeys/{}/remove", encode(&id));
+    match state.api.post(&ctx.caller, &path, &json!({}), key).await {
+        Ok(_) => Redirect::to("/me").into_response(),
+        Err(failure) => ctx.failure(&failure),
     }
 }

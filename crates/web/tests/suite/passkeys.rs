@@ -1,8 +1,8 @@
-//! Passkeys on "Me": the list, and adding one through the page's JSON
+//! Passkeys on "Me": the list, removing one, and adding one through the page's JSON
 //! endpoints (what `passkeys.js` calls) with a software authenticator in
 //! place of the browser's — headless Chromium has none.
 
-use crate::support::{sign_up, spawn_web, Jar, Web};
+use crate::support::{hidden, location, sign_up, spawn_web, Jar, Web};
 
 // Sign-in with a passkey is not on these pages yet.
 #[allow(dead_code)]
@@ -42,7 +42,7 @@ async fn post_json(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn add_a_passkey_and_see_it_listed() {
+async fn add_a_passkey_see_it_listed_then_remove_it() {
     let web = spawn_web().await;
     let (mut customer, _) = sign_up(&web, "+8613800138321", "孙八").await;
 
@@ -101,6 +101,39 @@ async fn add_a_passkey_and_see_it_listed() {
     assert!(me.contains("data-testid=\"passkeys\""), "{me}");
     assert_eq!(me.matches("我的手机").count(), 1, "{me}");
     assert!(!me.contains("me.passkey"), "an untranslated key:\n{me}");
+
+    // Remove it with the plain form; a resubmitted form removes once.
+    let remove = format!(
+        "/me/passkeys/{}/remove",
+        added["id"].as_str().expect("passkey id")
+    );
+    let form = &me[me.find(&remove).expect("remove form")..];
+    let fields = [
+        ("csrf", hidden(form, "csrf")),
+        ("idem", hidden(form, "idem")),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page, headers) = web.post(&mut customer, &remove, &fields).await;
+    assert_eq!(
+        (status, location(&headers)),
+        (303, "/me".to_string()),
+        "{page}"
+    );
+    let (status, _, _) = web.post(&mut customer, &remove, &fields).await;
+    assert_eq!(status, 303);
+    let (_, me, _) = web.get(&mut customer, "/me").await;
+    assert!(me.contains("data-testid=\"no-passkeys\""), "{me}");
+    // Someone else's (or a gone) passkey: not found, nothing shown.
+    let (_, me_now, _) = web.get(&mut customer, "/me").await;
+    let csrf_now = page_csrf(&me_now);
+    let (status, _, _) = web
+        .post(
+            &mut customer,
+            &remove,
+            &[("csrf", &csrf_now), ("idem", "another-key-1")],
+        )
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
