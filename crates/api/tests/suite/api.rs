@@ -2289,8 +2289,20 @@ async fn passkey_step_up_over_http_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passkey_removed_once_and_gone_from_the_list() {
-    let app = spawn_app(TestDatabase::sqlite()).await;
+async fn passkey_removed_once_and_gone_from_the_list_on_sqlite() {
+    passkey_removed_once_and_gone_from_the_list(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_removed_once_and_gone_from_the_list_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("postgres");
+    passkey_removed_once_and_gone_from_the_list(db).await;
+}
+
+async fn passkey_removed_once_and_gone_from_the_list(db: TestDatabase) {
+    let app = spawn_app(db).await;
     let (_, bearer) = registered_customer(&app, "+8613200132077").await;
     let settings = coffer_identity::PasskeySettings::default();
     let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
