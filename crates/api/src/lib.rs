@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notification_routes;
 pub mod openapi;
 pub mod p2p_routes;
+pub mod passkey_routes;
 pub mod path_id;
 pub mod privacy_routes;
 pub mod rate_limit;
@@ -609,6 +610,7 @@ pub fn routes() -> RouteTable {
         .merge(notification_routes::routes())
         .merge(privacy_routes::routes())
         .merge(backoffice_routes::routes())
+        .merge(passkey_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi, ToResponse};
 use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
+use crate::passkey_routes;
 use crate::{
     backoffice_routes, compliance_routes, customer_routes, funding_routes, ledger_routes,
     merchant_key_routes, merchant_routes, notification_routes, p2p_routes, privacy_routes,
@@ -211,6 +212,7 @@ pub const SESSION_SCHEME: &str = "session";
         backoffice_routes::dashboards,
         backoffice_routes::view_settings,
         backoffice_routes::propose_settings,
+        passkey_routes::remove_passkey,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the

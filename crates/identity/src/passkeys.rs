@@ -320,6 +320,39 @@ impl Identity {
             .collect()
     }
 
+    /// Removes one of the customer's passkeys: it no longer signs in or
+    /// answers a step-up (a challenge issued before is refused too, see
+    /// `check_passkey_assertion`). Audited, and the customer is alerted.
+    pub fn remove_passkey(
+        &self,
+        info: &SessionInfo,
+        passkey_id: &str,
+        context: &Context,
+    ) -> Result<(), IdentityError> {
+        self.sql.transaction(|db| -> Result<(), IdentityError> {
+            let Some(row) = db.query_opt(
+                "SELECT name FROM passkeys WHERE credential_id = $1 AND customer_id = $2",
+                sql_params![passkey_id, info.customer_id.as_str()],
+            )?
+            else {
+                return Err(IdentityError::NotFound("no such passkey"));
+            };
+            let name = row.text(0)?;
+            db.execute(
+                "DELETE FROM passkeys WHERE credential_id = $1 AND customer_id = $2",
+                sql_params![passkey_id, info.customer_id.as_str()],
+            )?;
+            self.event(db, Some(&info.customer_id), "passkey_removed", context, &name)?;
+            self.security_alert(
+                db,
+                &info.customer_id,
+                "factor_removed",
+                "A passkey was removed from your Coffer wallet. If this was not you, contact the bank at once. \
+                 您的 Coffer 钱包已删除一个通行密钥；如非本人操作，请立即联系银行。",
+            )
+        })
+    }
+
     /// Starts a passkey sign-in; names no account.
     pub fn start_passkey_sign_in(
         &self,

@@ -17,7 +17,7 @@ pub struct Asset {
     pub bytes: &'static [u8],
 }
 
-pub const ASSETS: [Asset; 4] = [
+pub const ASSETS: [Asset; 5] = [
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -27,6 +27,11 @@ pub const ASSETS: [Asset; 4] = [
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        name: "passkeys.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/passkeys.js"),
     },
     Asset {
         name: "icon.svg",

@@ -2287,3 +2287,62 @@ async fn passkey_step_up_over_http_on_postgres() {
         .expect("pg");
     passkey_step_up_over_http(&spawn_app(db).await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_removed_once_and_gone_from_the_list_on_sqlite() {
+    passkey_removed_once_and_gone_from_the_list(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_removed_once_and_gone_from_the_list_on_postgres() {
+    let db = tokio::task::spawn_blocking(TestDatabase::postgres)
+        .await
+        .expect("postgres");
+    passkey_removed_once_and_gone_from_the_list(db).await;
+}
+
+async fn passkey_removed_once_and_gone_from_the_list(db: TestDatabase) {
+    let app = spawn_app(db).await;
+    let (_, bearer) = registered_customer(&app, "+8613200132077").await;
+    let settings = coffer_identity::PasskeySettings::default();
+    let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
+    add_passkey_over_http(&app, &bearer, &mut device, "pk-rm").await;
+    let (_, before, _) = app
+        .send(
+            reqwest::Method::GET,
+            "/v1/me/passkeys",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await;
+    let id = before["data"][0]["id"]
+        .as_str()
+        .expect("a passkey")
+        .to_string();
+    let path = format!("/v1/me/passkeys/{id}/remove");
+
+    let (status, removed) = app.customer_post(&bearer, "rm-1", &path, json!({})).await;
+    assert_eq!(
+        (status, &removed["removed"]),
+        (200, &json!(true)),
+        "{removed}"
+    );
+    // A retry answers the first result; a new request finds nothing.
+    let (status, _) = app.customer_post(&bearer, "rm-1", &path, json!({})).await;
+    assert_eq!(status, 200);
+    let (status, gone) = app.customer_post(&bearer, "rm-2", &path, json!({})).await;
+    assert_eq!(
+        (status, &gone["error"]["code"]),
+        (404, &json!("not_found")),
+        "{gone}"
+    );
+    let (_, after, _) = app
+        .send(
+            reqwest::Method::GET,
+            "/v1/me/passkeys",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(after["data"], json!([]), "{after}");
+}

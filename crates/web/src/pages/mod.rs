@@ -10,9 +10,11 @@ use crate::WebState;
 mod alerts;
 mod auth;
 mod funding;
+mod help;
 mod history;
 mod home;
 mod merchant;
+mod passkeys;
 mod pay;
 mod privacy;
 mod settings;
@@ -36,6 +38,8 @@ pub fn routes() -> Router<WebState> {
         .merge(merchant::routes())
         .merge(privacy::routes())
         .merge(staff::routes())
+        .merge(help::routes())
+        .merge(passkeys::routes())
 }
 
 /// A form's fields.

@@ -12,7 +12,7 @@ use maud::html;
 use serde_json::json;
 
 use super::stepup::{self, Bound};
-use super::Form;
+use super::{field, Form};
 use crate::api::{list, text};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
 use crate::layout::{csrf_field, encode, idempotency_field, page};
@@ -26,6 +26,7 @@ pub fn routes() -> Router<WebState> {
         .route("/privacy", get(privacy_page))
         .route(EXPORT_ACTION, post(export))
         .route(ERASE_ACTION, post(erase))
+        .route("/privacy/consents", post(grant_consent))
         .route("/privacy/consents/{id}/revoke", post(revoke_consent))
         .route("/privacy/exports/{id}", get(download))
 }
@@ -83,6 +84,33 @@ async fn privacy_page(ctx: Ctx, State(state): State<WebState>) -> Response {
                             }
                         }
                     }
+                }
+                h3 { (ctx.t("privacy.grant")) }
+                p.help { (ctx.t("privacy.grant_help")) }
+                form method="post" action="/privacy/consents" {
+                    (csrf_field(&ctx))
+                    (idempotency_field())
+                    // The consent's clock starts when the form was shown, so
+                    // sending it again is the same request to the API.
+                    input type="hidden" name="from" value=(state.app.clock.now().to_rfc3339());
+                    label for="partner_id" { (ctx.t("privacy.partner")) }
+                    input #partner_id name="partner_id" required maxlength="64" autocomplete="off";
+                    fieldset {
+                        legend { (ctx.t("privacy.scopes")) }
+                        @for scope in CONSENT_SCOPES {
+                            div.check {
+                                input id=(format!("scope_{scope}")) type="checkbox" name=(format!("scope_{scope}")) value="yes";
+                                label for=(format!("scope_{scope}")) { (ctx.t(&format!("privacy.scope.{scope}"))) }
+                            }
+                        }
+                    }
+                    label for="days" { (ctx.t("privacy.duration")) }
+                    select #days name="days" {
+                        @for days in CONSENT_DAYS {
+                            option value=(days) selected[days == 90] { (ctx.tf("privacy.days", &[("days", &days.to_string())])) }
+                        }
+                    }
+                    button.primary type="submit" { (ctx.t("privacy.grant_submit")) }
                 }
             }
             section.card.narrow aria-labelledby="access-title" {
@@ -259,6 +287,52 @@ async fn erase(
         Err(failure) if stepup::is_required(&failure) => {
             stepup::required(&ctx, ERASE_ACTION, &bound, &form, None)
         }
+        Err(failure) => ctx.failure(&failure),
+    }
+}
+
+/// What a partner may be allowed to read (the API's consent scopes).
+const CONSENT_SCOPES: [&str; 3] = ["profile", "balance", "transactions"];
+/// Offered lengths of a consent; the API allows at most 365 days.
+const CONSENT_DAYS: [u64; 4] = [30, 90, 180, 365];
+
+/// Allow a partner: the checked scopes for the chosen number of days from
+/// now. The API validates the partner and the scopes; its refusal is shown.
+async fn grant_consent(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    AxumForm(form): AxumForm<Form>,
+) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let scopes: Vec<&str> = CONSENT_SCOPES
+        .into_iter()
+        .filter(|scope| field(&form, &format!("scope_{scope}")) == "yes")
+        .collect();
+    let days = field(&form, "days")
+        .parse::<u64>()
+        .ok()
+        .filter(|d| CONSENT_DAYS.contains(d))
+        .unwrap_or(90);
+    let from = coffer_core::Timestamp::parse_rfc3339(field(&form, "from"))
+        .unwrap_or_else(|| state.app.clock.now());
+    let expires_at = from.plus_millis(days * 86_400 * 1_000).to_rfc3339();
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    let body = json!({
+        "partner_id": field(&form, "partner_id"),
+        "scopes": scopes,
+        "expires_at": expires_at,
+    });
+    match state
+        .api
+        .post(&ctx.caller, "/v1/me/privacy/consents", &body, key)
+        .await
+    {
+        Ok(_) => axum::response::Redirect::to("/privacy").into_response(),
         Err(failure) => ctx.failure(&failure),
     }
 }

@@ -47,6 +47,7 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
         .get(&ctx.caller, "/v1/me/handle")
         .await
         .unwrap_or_default();
+    let passkeys = super::passkeys::section(&ctx, &state).await;
     let customer = profile.get("customer").cloned().unwrap_or_default();
     let limits = profile.get("limits").cloned().unwrap_or_default();
     let limit_currency = text(&limits, "currency");
@@ -77,6 +78,7 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
                     (csrf_field(&ctx))
                     button type="submit" { (ctx.t("me.totp_enrol")) }
                 }
+                (passkeys)
                 h3 { (ctx.t("me.devices")) }
                 ul.devices {
                     @for session in list(&sessions) {
@@ -109,6 +111,7 @@ async fn me(ctx: Ctx, State(state): State<WebState>, Query(query): Query<NoticeQ
                     li { a href="/history" { (ctx.t("history.title")) } }
                     li { a href="/alerts" { (ctx.t("alerts.title")) } }
                     li { a href="/privacy" { (ctx.t("privacy.title")) } }
+                    li { a href="/help" { (ctx.t("help.title")) } }
                     li { a href="/me/merchants" { (ctx.t("merchant.mine")) } }
                     li { a href="/merchant" { (ctx.t("merchant.title")) } }
                     li { a href="/docs" { (ctx.t("me.api_docs")) } }

@@ -315,6 +315,15 @@ for (const locale of ['zh', 'en']) {
     assert.equal(archive.schema, 'coffer.privacy.export/1');
     assert.doesNotMatch(JSON.stringify(archive), /a quiet walk by the lake/);
 
+    // Help: the FAQ in this language. Me loads the passkey script (shown
+    // where WebAuthn exists) without a CSP complaint.
+    await page.goto(`${base}/help`);
+    await assert.doesNotReject(page.locator('[data-testid=faq-pay]').waitFor());
+    assert.match(await page.locator('main').innerText(), locale === 'zh' ? /在商店怎样付款/ : /How do I pay in a shop/);
+    await shot(page, `${locale}-13-help`);
+    await page.goto(`${base}/me`);
+    await assert.doesNotReject(page.locator('#passkey-add').waitFor());
+
     // A form without its CSRF token is refused.
     const forged = await page.request.post(`${base}/topup/confirm`, { form: { amount: '100', source: 'card:x' } });
     assert.equal(forged.status(), 403);

@@ -5,4 +5,6 @@ mod support;
 
 mod customer;
 mod pages;
+mod passkeys;
+mod privacy_help;
 mod staff;
