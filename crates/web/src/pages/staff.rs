@@ -124,6 +124,26 @@ async fn staff(ctx: &Ctx, state: &WebState) -> Result<Staff, Response> {
     }
 }
 
+/// The start of a console page that shows one staff-API read: signed in,
+/// allowed by `permission`, then the read (an ended session signs out).
+async fn staff_read(
+    ctx: &Ctx,
+    state: &WebState,
+    permission: Permission,
+    path: &str,
+) -> Result<(Staff, Value), Response> {
+    let staff = staff(ctx, state).await?;
+    if !staff.may(permission) {
+        return Err(forbidden(ctx));
+    }
+    let read = state
+        .api
+        .get(&staff.caller, path)
+        .await
+        .map_err(|failure| refused(ctx, &failure))?;
+    Ok((staff, read))
+}
+
 /// A refusal of the staff API: an ended session signs the console out.
 fn refused(ctx: &Ctx, failure: &ApiFailure) -> Response {
     if failure.status == StatusCode::UNAUTHORIZED {
@@ -477,17 +497,10 @@ async fn customer(
     Path(id): Path<String>,
     Query(query): Query<StaffQuery>,
 ) -> Response {
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
-    if !staff.may(Permission::ViewCustomers) {
-        return forbidden(&ctx);
-    }
     let path = format!("/v1/staff/customers/{}/360", encode(&id));
-    let view = match state.api.get(&staff.caller, &path).await {
-        Ok(view) => view,
-        Err(failure) => return refused(&ctx, &failure),
+    let (staff, view) = match staff_read(&ctx, &state, Permission::ViewCustomers, &path).await {
+        Ok(read) => read,
+        Err(page) => return page,
     };
     let profile = view.get("profile").cloned().unwrap_or_default();
     let kyc = view.get("kyc").cloned().unwrap_or_default();
@@ -730,17 +743,11 @@ async fn kyc_queue(
     State(state): State<WebState>,
     Query(query): Query<StaffQuery>,
 ) -> Response {
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
-    if !staff.may(Permission::ReviewKyc) {
-        return forbidden(&ctx);
-    }
-    let reviews = match state.api.get(&staff.caller, "/v1/staff/kyc/reviews").await {
-        Ok(reviews) => reviews,
-        Err(failure) => return refused(&ctx, &failure),
-    };
+    let (staff, reviews) =
+        match staff_read(&ctx, &state, Permission::ReviewKyc, "/v1/staff/kyc/reviews").await {
+            Ok(read) => read,
+            Err(page) => return page,
+        };
     console(
         &ctx,
         &staff,
@@ -796,17 +803,11 @@ async fn risk_queue(
     State(state): State<WebState>,
     Query(query): Query<StaffQuery>,
 ) -> Response {
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
-    if !staff.may(Permission::ManageRisk) {
-        return forbidden(&ctx);
-    }
-    let cases = match state.api.get(&staff.caller, "/v1/staff/risk/cases").await {
-        Ok(cases) => cases,
-        Err(failure) => return refused(&ctx, &failure),
-    };
+    let (staff, cases) =
+        match staff_read(&ctx, &state, Permission::ManageRisk, "/v1/staff/risk/cases").await {
+            Ok(read) => read,
+            Err(page) => return page,
+        };
     console(
         &ctx,
         &staff,
@@ -1203,17 +1204,11 @@ async fn propose_settings(
 /// The risk rule sets: the version in force and the latest drafts, read
 /// only (drafting, dry runs and activation stay in the API for now).
 async fn risk_rules(ctx: Ctx, State(state): State<WebState>) -> Response {
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
-    if !staff.may(Permission::ManageRisk) {
-        return forbidden(&ctx);
-    }
-    let rules = match state.api.get(&staff.caller, "/v1/staff/risk/rules").await {
-        Ok(rules) => rules,
-        Err(failure) => return refused(&ctx, &failure),
-    };
+    let (staff, rules) =
+        match staff_read(&ctx, &state, Permission::ManageRisk, "/v1/staff/risk/rules").await {
+            Ok(read) => read,
+            Err(page) => return page,
+        };
     let active = int(&rules, "active");
     console(
         &ctx,
