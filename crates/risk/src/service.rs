@@ -378,33 +378,28 @@ impl Risk {
             failed_sign_ins: attempt.failed_sign_ins,
             ..Signals::default()
         };
-        fill_history(db, customer, &mut signals)?;
-        let seen = |db: &mut dyn Sql, column: &str, value: &str| -> Result<bool, RiskError> {
-            Ok(db
-                .query_opt(
-                    &format!(
-                        "SELECT 1 FROM risk_evaluations WHERE customer_id = $1 AND {column} = $2 AND decision <> 'block_and_freeze' LIMIT 1"
-                    ),
-                    sql_params![customer, value],
-                )?
-                .is_some())
-        };
-        if let Some(counterparty) = attempt.counterparty {
-            signals.new_payee = !seen(db, "counterparty", counterparty)?;
-        }
-        if let Some(device) = &device {
-            signals.new_device = !seen(db, "device", device)?;
-        }
-        if let Some(ip) = &ip_index {
-            signals.new_ip = !seen(db, "ip_index", ip)?;
-        }
-        let rows = db.query(
-            "SELECT kind FROM risk_blocklist WHERE (kind = 'payee' AND value = $1) OR (kind = 'device' AND value = $2) \
-             OR (kind = 'card' AND value = $3) OR (kind = 'ip' AND value = $4)",
-            sql_params![attempt.counterparty, device.clone(), attempt.card, ip_index.clone()],
+        let flags = gather(
+            db,
+            &mut signals,
+            Lookup {
+                customer,
+                counterparty: attempt.counterparty,
+                device: device.as_deref(),
+                ip_index: ip_index.as_deref(),
+                card: attempt.card,
+            },
         )?;
-        for row in &rows {
-            if let Some(list) = BlockList::parse(&row.text(0)?) {
+        if attempt.counterparty.is_some() {
+            signals.new_payee = flags & SEEN_PAYEE == 0;
+        }
+        if device.is_some() {
+            signals.new_device = flags & SEEN_DEVICE == 0;
+        }
+        if ip_index.is_some() {
+            signals.new_ip = flags & SEEN_IP == 0;
+        }
+        for (bit, list) in BLOCKED {
+            if flags & bit != 0 {
                 signals.blocklisted.push(list);
             }
         }
@@ -738,10 +733,20 @@ impl Risk {
             signals.at = row.int(4)?;
             since = Some(signals.at);
             self.sql.run(|db| {
-                fill_history(db, &customer, &mut signals).map_err(|e| match e {
-                    RiskError::Store(e) => e,
-                    other => StoreError::Corrupt(other.to_string()),
-                })
+                // Only the history is rebuilt: the flags were stored with it.
+                let lookup = Lookup {
+                    customer: &customer,
+                    counterparty: None,
+                    device: None,
+                    ip_index: None,
+                    card: None,
+                };
+                gather(db, &mut signals, lookup)
+                    .map(drop)
+                    .map_err(|e| match e {
+                        RiskError::Store(e) => e,
+                        other => StoreError::Corrupt(other.to_string()),
+                    })
             })?;
             let decision = rules::evaluate(&draft, &signals);
             decided[was as usize] += 1;
@@ -916,34 +921,78 @@ pub struct EvaluationSummary {
 /// The customer's payments before `signals.at` (newest first) and the
 /// largest ever: two index range reads on (customer_id, created_at) and
 /// (customer_id, amount).
-fn fill_history(db: &mut dyn Sql, customer: &str, signals: &mut Signals) -> Result<(), RiskError> {
-    let Some(currency) = signals.currency.clone() else {
-        return Ok(());
-    };
+/// What `gather` looks up, as stored (device and IP as blind indexes).
+struct Lookup<'a> {
+    customer: &'a str,
+    counterparty: Option<&'a str>,
+    device: Option<&'a str>,
+    ip_index: Option<&'a str>,
+    card: Option<&'a str>,
+}
+
+const SEEN_PAYEE: i64 = 1;
+const SEEN_DEVICE: i64 = 2;
+const SEEN_IP: i64 = 4;
+const BLOCKED: [(i64, BlockList); 4] = [
+    (8, BlockList::Payee),
+    (16, BlockList::Device),
+    (32, BlockList::Card),
+    (64, BlockList::Ip),
+];
+
+/// Every stored signal in ONE statement: a payment waits for this, and on
+/// PostgreSQL each statement is a network round trip (six separate reads
+/// put the p99 at 2.2 ms, over the 1 ms budget). The first row (tag 0)
+/// carries the largest earlier payment and the seen/blocklisted flags as
+/// bits; the rows after it (tag 1) are the recent history. Earlier
+/// evaluations that were blocked do not count as usual behaviour.
+const GATHER: &str = "SELECT CAST(0 AS BIGINT), \
+       (SELECT MAX(amount) FROM risk_evaluations WHERE customer_id = $1 AND created_at < $2 \
+        AND amount IS NOT NULL AND currency = $3 AND decision <> 'block_and_freeze'), \
+       CAST((CASE WHEN EXISTS (SELECT 1 FROM risk_evaluations WHERE customer_id = $1 AND counterparty = $5 AND decision <> 'block_and_freeze') THEN 1 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_evaluations WHERE customer_id = $1 AND device = $6 AND decision <> 'block_and_freeze') THEN 2 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_evaluations WHERE customer_id = $1 AND ip_index = $7 AND decision <> 'block_and_freeze') THEN 4 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_blocklist WHERE kind = 'payee' AND value = $5) THEN 8 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_blocklist WHERE kind = 'device' AND value = $6) THEN 16 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_blocklist WHERE kind = 'card' AND value = $8) THEN 32 ELSE 0 END) \
+       + (CASE WHEN EXISTS (SELECT 1 FROM risk_blocklist WHERE kind = 'ip' AND value = $7) THEN 64 ELSE 0 END) AS BIGINT) \
+     UNION ALL \
+     SELECT CAST(1 AS BIGINT), h.created_at, h.amount FROM ( \
+       SELECT created_at, amount FROM risk_evaluations WHERE customer_id = $1 AND created_at < $2 \
+       AND amount IS NOT NULL AND currency = $3 AND decision <> 'block_and_freeze' ORDER BY created_at DESC LIMIT $4) h";
+
+/// Fills `history` and `largest_before` (for a payment with a currency)
+/// and returns the flags row's bits.
+fn gather(db: &mut dyn Sql, signals: &mut Signals, lookup: Lookup<'_>) -> Result<i64, RiskError> {
     let limit = i64::try_from(HISTORY_MAX).unwrap_or(100);
     let rows = db.query(
-        "SELECT created_at, amount FROM risk_evaluations WHERE customer_id = $1 AND created_at < $2 \
-         AND amount IS NOT NULL AND currency = $3 AND decision <> 'block_and_freeze' ORDER BY created_at DESC LIMIT $4",
-        sql_params![customer, signals.at, currency.as_str(), limit],
+        GATHER,
+        sql_params![
+            lookup.customer,
+            signals.at,
+            signals.currency.as_deref(),
+            limit,
+            lookup.counterparty,
+            lookup.device,
+            lookup.ip_index,
+            lookup.card
+        ],
     )?;
-    signals.history = rows
-        .iter()
-        .map(|r| {
-            Ok(Past {
-                at: r.int(0)?,
-                amount: r.int(1)?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    signals.largest_before = db
-        .query_opt(
-            "SELECT amount FROM risk_evaluations WHERE customer_id = $1 AND amount IS NOT NULL AND created_at < $2 \
-             AND currency = $3 AND decision <> 'block_and_freeze' ORDER BY amount DESC LIMIT 1",
-            sql_params![customer, signals.at, currency.as_str()],
-        )?
-        .map(|r| r.int(0))
-        .transpose()?;
-    Ok(())
+    let mut flags = None;
+    for row in &rows {
+        if row.int(0)? == 0 {
+            signals.largest_before = row.opt_int(1)?;
+            flags = Some(row.int(2)?);
+        } else {
+            signals.history.push(Past {
+                at: row.int(1)?,
+                amount: row.int(2)?,
+            });
+        }
+    }
+    // A UNION does not promise the subquery's order: newest first again.
+    signals.history.sort_by(|a, b| b.at.cmp(&a.at));
+    flags.ok_or_else(|| corrupt("risk signals without their flags row"))
 }
 
 fn rule_set_version(row: &Row) -> Result<RuleSetVersion, RiskError> {
