@@ -131,7 +131,8 @@ async fn merchant_page(
     let mut found = list(&all).iter().find(|m| text(m, "id") == id).cloned();
     if found.is_none() {
         // Past the newest page of all statuses: look in the pending queue.
-        let pending = format!("/v1/staff/merchants?status=pending_review&limit={MERCHANTS_PAGE_MAX}");
+        let pending =
+            format!("/v1/staff/merchants?status=pending_review&limit={MERCHANTS_PAGE_MAX}");
         if let Ok(queue) = state.api.get(&staff.caller, &pending).await {
             found = list(&queue).iter().find(|m| text(m, "id") == id).cloned();
         }
@@ -205,12 +206,17 @@ async fn review(
         Err(page) => return page,
     };
     let mut body = Map::new();
-    body.insert("approve".into(), json!(field(&form, "decision") == "approve"));
+    body.insert(
+        "approve".into(),
+        json!(field(&form, "decision") == "approve"),
+    );
     body.insert("note".into(), json!(field(&form, "note")));
     let rate = field(&form, "discount_rate_bps");
     if !rate.is_empty() {
         // Not a number: the API names the field (a string is not a rate).
-        let value = rate.parse::<u32>().map_or_else(|_| json!(rate), |n| json!(n));
+        let value = rate
+            .parse::<u32>()
+            .map_or_else(|_| json!(rate), |n| json!(n));
         body.insert("discount_rate_bps".into(), value);
     }
     let path = format!("/v1/staff/merchants/{}/review", encode(&id));

@@ -231,7 +231,8 @@ fn campaign_form(ctx: &Ctx, form: Option<&Form>) -> Markup {
 /// A whole number of the form as JSON; anything else as typed, for the
 /// API to refuse with the field's name.
 fn number_or_text(text: &str) -> Value {
-    text.parse::<i64>().map_or_else(|_| json!(text), |n| json!(n))
+    text.parse::<i64>()
+        .map_or_else(|_| json!(text), |n| json!(n))
 }
 
 async fn create_campaign(
@@ -247,11 +248,7 @@ async fn create_campaign(
         Err(page) => return page,
     };
     let mut segment = Map::new();
-    for name in [
-        "kyc_tier_min",
-        "active_within_days",
-        "spending_within_days",
-    ] {
+    for name in ["kyc_tier_min", "active_within_days", "spending_within_days"] {
         let value = field(&form, name);
         if !value.is_empty() {
             segment.insert(name.into(), number_or_text(value));

@@ -15,9 +15,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::staff::{
-    console, forbidden, label, refused, staff, staff_read, Staff, StaffQuery,
-};
+use super::staff::{console, forbidden, label, refused, staff, staff_read, Staff, StaffQuery};
 use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
