@@ -34,6 +34,21 @@ fn form_action(page: &str, prefix: &str) -> String {
     page[start..start + page[start..].find('"').expect("quote")].to_string()
 }
 
+/// The whole number right after `marker` in a page.
+fn number_in(page: &str, marker: &str) -> i64 {
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker}:\n{page}"))
+        + marker.len();
+    let digits: String = page[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {marker}"))
+}
+
 fn links_to(page: &str, path: &str) -> bool {
     page.contains(&format!("href=\"{path}\""))
 }
@@ -68,6 +83,8 @@ async fn post_draft(web: &Web, jar: &mut Jar, page: &str, text: &str) -> (u16, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn risk_rules_are_drafted_dry_run_and_activated_from_the_console() {
     let web = spawn_web().await;
+    // A registration, assessed by the rules in force: traffic to replay.
+    sign_up(&web, "+8613800138300", "赵敏").await;
     let mut analyst = staff_console(&web, "analyst.rules", vec![Role::RiskAnalyst]).await;
     let (status, home, _) = web.get(&mut analyst, "/staff").await;
     assert_eq!(status, 200, "{home}");
@@ -147,10 +164,17 @@ async fn risk_rules_are_drafted_dry_run_and_activated_from_the_console() {
             "{outcome}:\n{run}"
         );
     }
-    assert!(
-        run.contains("data-testid=\"evaluations\"") && run.contains("data-testid=\"changed\""),
-        "{run}"
+    let evaluations = number_in(&run, "data-testid=\"evaluations\">");
+    assert!(evaluations >= 1, "the registration is replayed:\n{run}");
+    assert_eq!(
+        number_in(
+            &run,
+            "data-outcome=\"allow\"><th scope=\"row\">放行</th><td>"
+        ),
+        evaluations,
+        "every replayed evaluation was allowed:\n{run}"
     );
+    assert!(run.contains("data-testid=\"changed\""), "{run}");
     let (status, rerun, _) = web
         .get(
             &mut analyst,
