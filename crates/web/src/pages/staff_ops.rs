@@ -1,7 +1,8 @@
 //! The console's operations pages: marketing campaigns (`manage_campaigns`:
 //! list, create with a segment, see the opted-in audience and the result,
-//! propose sending for a second staff member to approve) and the
-//! notification dead letters (`manage_notifications`: list, re-queue).
+//! propose sending for a second staff member to approve), the
+//! notification dead letters (`manage_notifications`: list, re-queue) and
+//! the connectors' reconciliation (`reconcile`).
 //! Also the menu entries of every page outside `staff.rs`, so that module's
 //! own list stays as it is.
 
@@ -37,7 +38,7 @@ const SPENDING_CATEGORIES: [&str; 9] = [
 
 /// The console pages that live outside `staff.rs`, each shown only to the
 /// roles whose permission the API asks for.
-pub(super) fn menu_entries(staff: &Staff) -> [(&'static str, &'static str, bool); 5] {
+pub(super) fn menu_entries(staff: &Staff) -> [(&'static str, &'static str, bool); 6] {
     [
         (
             "/staff/risk/blocklist",
@@ -53,6 +54,11 @@ pub(super) fn menu_entries(staff: &Staff) -> [(&'static str, &'static str, bool)
             "/staff/settlements",
             "staff.settlements",
             staff.may(Permission::SettleMerchants),
+        ),
+        (
+            "/staff/reconciliation",
+            "staff.reconciliation",
+            staff.may(Permission::Reconcile),
         ),
         (
             "/staff/campaigns",
@@ -74,6 +80,7 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/campaigns/{id}/send", post(propose_send))
         .route("/staff/notifications", get(dead_letters))
         .route("/staff/notifications/{id}/requeue", post(requeue))
+        .route("/staff/reconciliation", get(reconciliation))
 }
 
 // ---- campaigns -----------------------------------------------------------------------
@@ -446,4 +453,142 @@ async fn requeue(
         Ok(_) => Redirect::to("/staff/notifications?notice=notice.requeued").into_response(),
         Err(page) => page,
     }
+}
+
+// ---- reconciliation --------------------------------------------------------------------
+
+/// The connectors the API reconciles against.
+const CONNECTORS: [&str; 2] = ["card_network", "core_banking"];
+
+#[derive(serde::Deserialize, Default)]
+struct ReconcileQuery {
+    connector: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+/// A day picked in the form (YYYY-MM-DD) as the start of that day in China
+/// time, the zone every date of the console is shown in; anything else as
+/// typed, for the API to refuse with the field's name.
+fn day_start(day: &str) -> String {
+    let shaped = day.len() == 10
+        && day.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if shaped {
+        format!("{day}T00:00:00+08:00")
+    } else {
+        day.to_string()
+    }
+}
+
+/// The form, and once a connector is chosen, its report matched against
+/// the ledger (each run is audited by the API, so a plain visit runs none).
+async fn reconciliation(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    Query(query): Query<ReconcileQuery>,
+) -> Response {
+    let staff = match staff(&ctx, &state).await {
+        Ok(staff) => staff,
+        Err(page) => return page,
+    };
+    if !staff.may(Permission::Reconcile) {
+        return super::staff::forbidden(&ctx);
+    }
+    let connector = query
+        .connector
+        .as_deref()
+        .and_then(|c| CONNECTORS.into_iter().find(|k| *k == c));
+    let from = query.from.as_deref().map(str::trim).unwrap_or("");
+    let until = query.until.as_deref().map(str::trim).unwrap_or("");
+    let (report, error) = match connector {
+        None => (None, None),
+        Some(connector) => {
+            let mut path = format!("/v1/staff/reconciliation?connector={connector}");
+            for (name, day) in [("from", from), ("until", until)] {
+                if !day.is_empty() {
+                    path.push_str(&format!(
+                        "&{name}={}",
+                        super::staff::encode_query(&day_start(day))
+                    ));
+                }
+            }
+            match state.api.get(&staff.caller, &path).await {
+                Ok(report) => (Some(report), None),
+                Err(failure) if failure.status == StatusCode::UNAUTHORIZED => {
+                    return refused(&ctx, &failure)
+                }
+                Err(failure) => (None, Some(with_detail(&ctx, &failure))),
+            }
+        }
+    };
+    let breaks = report
+        .as_ref()
+        .and_then(|r| r.get("breaks"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    console(
+        &ctx,
+        &staff,
+        "staff.reconciliation",
+        None,
+        html! {
+            section.card {
+                p.help { (ctx.t("staff.reconcile_help")) }
+                (error_box(error.as_deref()))
+                form method="get" action="/staff/reconciliation" {
+                    label for="connector" { (ctx.t("staff.connector")) }
+                    select #connector name="connector" required {
+                        @for c in CONNECTORS {
+                            option value=(c) selected[connector == Some(c)] { (label(&ctx, "connector", c)) }
+                        }
+                    }
+                    label for="reconcile-from" { (ctx.t("staff.reconcile_from")) }
+                    input #reconcile-from name="from" type="date" value=(from);
+                    label for="reconcile-until" { (ctx.t("staff.reconcile_until")) }
+                    input #reconcile-until name="until" type="date" value=(until);
+                    button.primary type="submit" { (ctx.t("staff.reconcile_run")) }
+                }
+            }
+            @if let Some(report) = &report {
+                section.card aria-labelledby="report-title" {
+                    h2 #report-title { (label(&ctx, "connector", text(report, "connector"))) }
+                    p.help { (ctx.time(text(report, "from"))) " – " (ctx.time(text(report, "until"))) }
+                    dl.receipt {
+                        div.row { dt { (ctx.t("staff.report_lines")) } dd data-testid="report-lines" { (int(report, "report_lines")) } }
+                        div.row { dt { (ctx.t("staff.matched")) } dd data-testid="matched" { (int(report, "matched")) } }
+                        div.row { dt { (ctx.t("staff.breaks")) } dd data-testid="breaks" { (breaks.len()) } }
+                    }
+                    @if !breaks.is_empty() {
+                        div.table-wrap { table data-testid="reconciliation-breaks" {
+                            thead { tr {
+                                th scope="col" { (ctx.t("staff.kind")) }
+                                th scope="col" { (ctx.t("receipt.reference")) }
+                                th scope="col" { (ctx.t("staff.ours")) }
+                                th scope="col" { (ctx.t("staff.theirs")) }
+                                th scope="col" { (ctx.t("staff.detail")) }
+                            } }
+                            tbody {
+                                @for b in &breaks {
+                                    tr {
+                                        td { (label(&ctx, "break", text(b, "kind"))) }
+                                        td { code { (text(b, "funding_id")) } " " code { (text(b, "connector_reference")) } }
+                                        td { @if let Some(v) = b.get("ours").and_then(Value::as_i64) { (v) } }
+                                        td { @if let Some(v) = b.get("theirs").and_then(Value::as_i64) { (v) } }
+                                        td { (text(b, "detail")) }
+                                    }
+                                }
+                            }
+                        } }
+                    }
+                }
+            }
+        },
+    )
 }

@@ -591,4 +591,31 @@ async fn a_dead_letter_is_requeued_from_the_console() {
     // The settlements page opens for the administrator too.
     let (status, settlements, _) = web.get(&mut admin, "/staff/settlements").await;
     assert_eq!(status, 200, "{settlements}");
+
+    // Reconciliation: nothing runs on a plain visit; a connector runs it.
+    assert!(links_to(&home, "/staff/reconciliation"), "{home}");
+    let (status, page, _) = web.get(&mut admin, "/staff/reconciliation").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("data-testid=\"matched\""), "{page}");
+    let (status, report, _) = web
+        .get(&mut admin, "/staff/reconciliation?connector=core_banking")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert!(
+        report.contains("data-testid=\"matched\"") && report.contains("核心银行系统"),
+        "{report}"
+    );
+    let (status, refused, _) = web
+        .get(
+            &mut admin,
+            "/staff/reconciliation?connector=core_banking&from=2026-13-45",
+        )
+        .await;
+    assert_eq!(status, 200, "{refused}");
+    assert!(
+        refused.contains("role=\"alert\"") && refused.contains("from"),
+        "{refused}"
+    );
+    let (status, _, _) = web.get(&mut analyst, "/staff/reconciliation").await;
+    assert_eq!(status, 403);
 }
