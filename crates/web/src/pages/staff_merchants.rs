@@ -152,7 +152,7 @@ async fn merchant_page(
         "staff.merchant",
         notice_key,
         html! {
-            p { a href="/staff/merchants" { (ctx.t("staff.merchants")) } }
+            p { a href="/staff/merchants" { (ctx.t("staff.merchants_all")) } }
             section.card {
                 h2 { (text(&m, "display_name")) }
                 dl.receipt {

@@ -312,7 +312,7 @@ async fn campaign(
         "staff.campaign",
         query.notice.as_deref(),
         html! {
-            p { a href="/staff/campaigns" { (ctx.t("staff.campaigns")) } }
+            p { a href="/staff/campaigns" { (ctx.t("staff.campaigns_all")) } }
             section.card {
                 h2 { (text(&c, "name")) }
                 dl.receipt {

@@ -124,7 +124,7 @@ async fn rules_page(ctx: &Ctx, state: &WebState, view: &RulesView<'_>) -> Respon
                         }
                     }
                     @if state_name == "draft" {
-                        p {
+                        div.actions {
                             a.button href=(format!("/staff/risk/rules/{number}/dry-run")) { (ctx.t("staff.rules_dry_run")) }
                             " "
                             (activate_form(ctx, number))
@@ -363,7 +363,7 @@ fn dry_run_page(
                 dl.receipt {
                     div.row { dt { (ctx.t("staff.rules_evaluations")) } dd data-testid="evaluations" { (int(run, "evaluations")) } }
                     @if !text(run, "since").is_empty() {
-                        div.row { dt { (ctx.t("staff.since")) } dd { (ctx.time(text(run, "since"))) } }
+                        div.row { dt { (ctx.t("staff.rules_since")) } dd { (ctx.time(text(run, "since"))) } }
                     }
                     div.row { dt { (ctx.t("staff.rules_changed")) } dd data-testid="changed" { (int(run, "changed")) } }
                 }
@@ -385,7 +385,7 @@ fn dry_run_page(
                     }
                 } }
                 @if text(this, "state") == "draft" {
-                    p { (activate_form(ctx, version)) }
+                    div.actions { (activate_form(ctx, version)) }
                 }
             }
             section.card aria-labelledby="examples-title" {
