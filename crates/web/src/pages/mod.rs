@@ -19,6 +19,9 @@ mod pay;
 mod privacy;
 mod settings;
 mod staff;
+mod staff_merchants;
+mod staff_ops;
+mod staff_rules;
 mod stepup;
 
 pub fn routes() -> Router<WebState> {
@@ -40,6 +43,9 @@ pub fn routes() -> Router<WebState> {
         .merge(staff::routes())
         .merge(help::routes())
         .merge(passkeys::routes())
+        .merge(staff_rules::routes())
+        .merge(staff_merchants::routes())
+        .merge(staff_ops::routes())
 }
 
 /// A form's fields.

@@ -39,7 +39,6 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/kyc", get(kyc_queue))
         .route("/staff/kyc/{id}/decide", post(decide_kyc))
         .route("/staff/risk", get(risk_queue))
-        .route("/staff/risk/rules", get(risk_rules))
         .route("/staff/risk/{id}/{action}", post(work_case))
         .route("/staff/compliance", get(compliance_queue))
         .route("/staff/compliance/{id}/decide", post(decide_hit))
@@ -59,13 +58,13 @@ pub struct StaffQuery {
 }
 
 /// The signed-in staff member: their API caller and who they are.
-struct Staff {
-    caller: Caller,
-    info: StaffInfo,
+pub(super) struct Staff {
+    pub(super) caller: Caller,
+    pub(super) info: StaffInfo,
 }
 
 impl Staff {
-    fn may(&self, permission: Permission) -> bool {
+    pub(super) fn may(&self, permission: Permission) -> bool {
         self.info
             .roles
             .iter()
@@ -106,7 +105,7 @@ fn signed_out(ctx: &Ctx, error: Option<&str>) -> Response {
 }
 
 /// The staff member behind the console's cookie, or the sign-in page.
-async fn staff(ctx: &Ctx, state: &WebState) -> Result<Staff, Response> {
+pub(super) async fn staff(ctx: &Ctx, state: &WebState) -> Result<Staff, Response> {
     let Some(caller) = ctx.staff_caller() else {
         return Err(sign_in_page(ctx, None));
     };
@@ -126,7 +125,7 @@ async fn staff(ctx: &Ctx, state: &WebState) -> Result<Staff, Response> {
 
 /// The start of a console page that shows one staff-API read: signed in,
 /// allowed by `permission`, then the read (an ended session signs out).
-async fn staff_read(
+pub(super) async fn staff_read(
     ctx: &Ctx,
     state: &WebState,
     permission: Permission,
@@ -145,14 +144,14 @@ async fn staff_read(
 }
 
 /// A refusal of the staff API: an ended session signs the console out.
-fn refused(ctx: &Ctx, failure: &ApiFailure) -> Response {
+pub(super) fn refused(ctx: &Ctx, failure: &ApiFailure) -> Response {
     if failure.status == StatusCode::UNAUTHORIZED {
         return signed_out(ctx, Some(&ctx.error_text(failure)));
     }
     ctx.failure(failure)
 }
 
-fn forbidden(ctx: &Ctx) -> Response {
+pub(super) fn forbidden(ctx: &Ctx) -> Response {
     crate::layout::message_page(
         ctx,
         StatusCode::FORBIDDEN,
@@ -213,6 +212,10 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
                 @for (path, key, shown) in entries {
                     @if shown { li { a href=(path) { (ctx.t(key)) } } }
                 }
+                // The pages of the other console modules, each behind its permission.
+                @for (path, key, shown) in super::staff_ops::menu_entries(staff) {
+                    @if shown { li { a href=(path) { (ctx.t(key)) } } }
+                }
             }
             form.inline method="post" action="/staff/signout" {
                 (csrf_field(ctx))
@@ -222,7 +225,7 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
     }
 }
 
-fn console(
+pub(super) fn console(
     ctx: &Ctx,
     staff: &Staff,
     title_key: &str,
@@ -298,7 +301,7 @@ fn queue_label(ctx: &Ctx, name: &str) -> String {
         .to_string()
 }
 
-fn label(ctx: &Ctx, prefix: &str, value: &str) -> String {
+pub(super) fn label(ctx: &Ctx, prefix: &str, value: &str) -> String {
     ctx.locale
         .lookup(&format!("{prefix}.{value}"))
         .unwrap_or(value)
@@ -479,7 +482,7 @@ async fn search(
 }
 
 /// Percent-encodes a query value (`+86…`, e-mail addresses, names).
-fn encode_query(value: &str) -> String {
+pub(super) fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
@@ -595,7 +598,7 @@ async fn customer(
 
 /// A POST of the console with its reason: CSRF, the staff member, the
 /// form's Idempotency-Key.
-async fn staff_post(
+pub(super) async fn staff_post(
     ctx: &Ctx,
     state: &WebState,
     form: &Form,
@@ -1199,34 +1202,4 @@ async fn propose_settings(
         }
         Err(failure) => refused(&ctx, &failure),
     }
-}
-
-/// The risk rule sets: the version in force and the latest drafts, read
-/// only (drafting, dry runs and activation stay in the API for now).
-async fn risk_rules(ctx: Ctx, State(state): State<WebState>) -> Response {
-    let (staff, rules) =
-        match staff_read(&ctx, &state, Permission::ManageRisk, "/v1/staff/risk/rules").await {
-            Ok(read) => read,
-            Err(page) => return page,
-        };
-    let active = int(&rules, "active");
-    console(
-        &ctx,
-        &staff,
-        "staff.rules",
-        None,
-        html! {
-            @for version in list(&rules) {
-                section.card {
-                    h2 {
-                        (ctx.tf("staff.rules_version", &[("version", &int(version, "version").to_string())]))
-                        " "
-                        span class=(if int(version, "version") == active { "tag" } else { "tag bad" }) { (text(version, "state")) }
-                    }
-                    p.help { (text(version, "author")) " · " (ctx.time(text(version, "created_at"))) }
-                    pre.document { (serde_json::to_string_pretty(version.get("rules").unwrap_or(&Value::Null)).unwrap_or_default()) }
-                }
-            }
-        },
-    )
 }
