@@ -8,6 +8,8 @@
 //! run it on both backends. Values are a closed set (integers, text, bytes,
 //! null): no floats can reach a column through here.
 
+use std::collections::HashMap;
+
 use crate::pool::Pool;
 use crate::{Database, StoreError};
 
@@ -159,7 +161,7 @@ pub struct SqlStore {
 
 enum Backend {
     Sqlite(Pool<rusqlite::Connection>),
-    Postgres(Pool<postgres::Client>),
+    Postgres(Pool<PgConnection>),
 }
 
 impl SqlStore {
@@ -178,7 +180,12 @@ impl SqlStore {
                 let url = url.clone();
                 Backend::Postgres(Pool::new(
                     connections,
-                    Box::new(move || crate::postgres::connect(&url)),
+                    Box::new(move || {
+                        Ok(PgConnection {
+                            client: crate::postgres::connect(&url)?,
+                            statements: HashMap::new(),
+                        })
+                    }),
                 ))
             }
         };
@@ -203,9 +210,10 @@ impl SqlStore {
                 Ok(result)
             }
             Backend::Postgres(pool) => {
-                let mut client = pool.get()?;
+                let mut connection = pool.get()?;
+                let PgConnection { client, statements } = &mut *connection;
                 let mut transaction = client.transaction().map_err(StoreError::from)?;
-                let result = work(&mut PostgresTx(&mut transaction))?;
+                let result = work(&mut Postgres(&mut transaction, statements))?;
                 transaction.commit().map_err(StoreError::from)?;
                 Ok(result)
             }
@@ -223,8 +231,9 @@ impl SqlStore {
                 work(&mut SqliteTx(&connection))
             }
             Backend::Postgres(pool) => {
-                let mut client = pool.get()?;
-                work(&mut PostgresClient(&mut client))
+                let mut connection = pool.get()?;
+                let PgConnection { client, statements } = &mut *connection;
+                work(&mut Postgres(client, statements))
             }
         }
     }
@@ -372,27 +381,48 @@ fn postgres_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)
         .collect()
 }
 
-struct PostgresTx<'a, 'b>(&'a mut postgres::Transaction<'b>);
+/// A pooled PostgreSQL connection with the statements it has prepared.
+/// Without the cache every query is parsed, described and planned anew:
+/// two network round trips and a planning pass per statement, which
+/// doubled the latency a payment's risk evaluation added.
+pub(crate) struct PgConnection {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
 
-impl Sql for PostgresTx<'_, '_> {
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        Ok(self.0.execute(sql, &postgres_params(params))?)
-    }
+/// Distinct statements a connection keeps prepared. Statement texts are
+/// written in the code, so the set is small; the bound only guards
+/// against text built at run time (then the cache starts over).
+const STATEMENTS_MAX: usize = 512;
 
-    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        postgres_rows(self.0.query(sql, &postgres_params(params))?)
+struct Postgres<'a, C: postgres::GenericClient>(
+    &'a mut C,
+    &'a mut HashMap<String, postgres::Statement>,
+);
+
+impl<C: postgres::GenericClient> Postgres<'_, C> {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
+        if let Some(statement) = self.1.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.0.prepare(sql)?;
+        if self.1.len() >= STATEMENTS_MAX {
+            self.1.clear();
+        }
+        self.1.insert(sql.to_string(), statement.clone());
+        Ok(statement)
     }
 }
 
-struct PostgresClient<'a>(&'a mut postgres::Client);
-
-impl Sql for PostgresClient<'_> {
+impl<C: postgres::GenericClient> Sql for Postgres<'_, C> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
-        Ok(self.0.execute(sql, &postgres_params(params))?)
+        let statement = self.statement(sql)?;
+        Ok(self.0.execute(&statement, &postgres_params(params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, StoreError> {
-        postgres_rows(self.0.query(sql, &postgres_params(params))?)
+        let statement = self.statement(sql)?;
+        postgres_rows(self.0.query(&statement, &postgres_params(params))?)
     }
 }
 
