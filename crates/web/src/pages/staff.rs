@@ -708,7 +708,12 @@ async fn approvals(
                             @for a in list(&pending) {
                                 tr {
                                     td { (label(&ctx, "sensitive", text(a, "action"))) }
-                                    td { a href=(format!("/staff/customers/{}", encode(text(a, "subject")))) { code { (text(a, "subject")) } } }
+                                    td {
+                                        @match subject_href(&staff, text(a, "action"), text(a, "subject")) {
+                                            Some(href) => a href=(href) { code { (text(a, "subject")) } },
+                                            None => code { (text(a, "subject")) },
+                                        }
+                                    }
                                     td { (text(a, "reason")) }
                                     td { (text(a, "maker")) }
                                     td {
@@ -725,6 +730,26 @@ async fn approvals(
             }
         },
     )
+}
+
+/// Where an approval's subject can be looked at, by its action: a
+/// customer, a campaign or a settings page; none when this staff member
+/// may not open that page (a link to a 403 helps no one).
+fn subject_href(staff: &Staff, action: &str, subject: &str) -> Option<String> {
+    match action {
+        "unfreeze" | "adjust_balance" | "override_limit"
+            if staff.may(Permission::ViewCustomers) =>
+        {
+            Some(format!("/staff/customers/{}", encode(subject)))
+        }
+        "send_campaign" if staff.may(Permission::ManageCampaigns) => {
+            Some(format!("/staff/campaigns/{}", encode(subject)))
+        }
+        "change_settings" if staff.may(Permission::ManageSettings) => {
+            settings_kind(subject).map(|kind| format!("/staff/settings/{kind}"))
+        }
+        _ => None,
+    }
 }
 
 async fn decide_approval(

@@ -476,6 +476,16 @@ async fn a_campaign_is_created_from_the_console() {
     assert!(proposed.contains("需另一名员工批准发送"), "{proposed}");
     let (_, pending, _) = web.get(&mut officer, "/staff/approvals").await;
     assert!(pending.contains("发送营销活动"), "{pending}");
+    // The campaign is no customer, and this officer may not open campaigns:
+    // its id is shown, linked nowhere.
+    let campaign_page = to.split('?').next().unwrap_or_default();
+    let campaign_id = campaign_page.trim_start_matches("/staff/campaigns/");
+    assert!(pending.contains(campaign_id), "{pending}");
+    assert!(
+        !pending.contains(&format!("href=\"/staff/customers/{campaign_id}\""))
+            && !pending.contains(&format!("href=\"{campaign_page}\"")),
+        "{pending}"
+    );
 }
 
 /// "Now" a day ahead, so that a message waiting for its next attempt is due.
