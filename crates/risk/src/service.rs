@@ -991,7 +991,7 @@ fn gather(db: &mut dyn Sql, signals: &mut Signals, lookup: Lookup<'_>) -> Result
         }
     }
     // A UNION does not promise the subquery's order: newest first again.
-    signals.history.sort_by(|a, b| b.at.cmp(&a.at));
+    signals.history.sort_by_key(|p| std::cmp::Reverse(p.at));
     flags.ok_or_else(|| corrupt("risk signals without their flags row"))
 }
 
