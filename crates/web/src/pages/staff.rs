@@ -615,6 +615,54 @@ pub(super) async fn staff_post(
         .map_err(|failure| refused(ctx, &failure))
 }
 
+/// How a console form's API call ended when the page stays on the form.
+pub(super) enum Posted {
+    Done(Value),
+    /// Refused for the form's own sake (a 4xx other than a lost sign-in):
+    /// the reason with the API's detail, to show next to the form.
+    Refused(String),
+}
+
+/// The start of every console form that re-renders itself when refused:
+/// CSRF, the staff member, the API call under the form's Idempotency-Key.
+/// The error is a whole page already (bad CSRF, signed out, server fault).
+pub(super) async fn staff_submit(
+    ctx: &Ctx,
+    state: &WebState,
+    form: &Form,
+    path: &str,
+    body: &Value,
+) -> Result<Posted, Response> {
+    ctx.check_csrf(form)?;
+    let staff = staff(ctx, state).await?;
+    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
+    match state.api.post(&staff.caller, path, body, key).await {
+        Ok(answer) => Ok(Posted::Done(answer)),
+        Err(failure)
+            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
+        {
+            Ok(Posted::Refused(with_detail(ctx, &failure)))
+        }
+        Err(failure) => Err(refused(ctx, &failure)),
+    }
+}
+
+/// A refusal in the staff member's language with the API's own words and
+/// field after it, so nothing the API said is lost.
+pub(super) fn with_detail(ctx: &Ctx, failure: &ApiFailure) -> String {
+    let mut message = ctx.error_text(failure);
+    let said = match (&failure.field, failure.message.is_empty()) {
+        (Some(field), false) => format!("{field}: {}", failure.message),
+        (None, false) => failure.message.clone(),
+        (Some(field), true) => field.clone(),
+        (None, true) => String::new(),
+    };
+    if !said.is_empty() && said != message {
+        message.push_str(&format!(" ({said})"));
+    }
+    message
+}
+
 async fn freeze(
     ctx: Ctx,
     State(state): State<WebState>,

@@ -15,11 +15,10 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::staff::{console, label, refused, staff, staff_read, StaffQuery};
-use super::staff_rules::with_detail;
+use super::staff::{console, label, staff_read, staff_submit, Posted, StaffQuery};
 use super::{field, Form};
 use crate::api::{int, list, text};
-use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
+use crate::ctx::Ctx;
 use crate::layout::{csrf_field, encode, error_box, idempotency_field};
 use crate::WebState;
 
@@ -198,13 +197,6 @@ async fn review(
     Path(id): Path<String>,
     AxumForm(form): AxumForm<Form>,
 ) -> Response {
-    if let Err(refused) = ctx.check_csrf(&form) {
-        return refused;
-    }
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
     let mut body = Map::new();
     body.insert(
         "approve".into(),
@@ -220,24 +212,14 @@ async fn review(
         body.insert("discount_rate_bps".into(), value);
     }
     let path = format!("/v1/staff/merchants/{}/review", encode(&id));
-    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state
-        .api
-        .post(&staff.caller, &path, &Value::Object(body), key)
-        .await
-    {
-        Ok(_) => Redirect::to(&format!(
+    match staff_submit(&ctx, &state, &form, &path, &Value::Object(body)).await {
+        Ok(Posted::Done(_)) => Redirect::to(&format!(
             "/staff/merchants/{}?notice=notice.decided",
             encode(&id)
         ))
         .into_response(),
-        Err(failure)
-            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
-        {
-            let error = with_detail(&ctx, &failure);
-            merchant_page(&ctx, &state, &id, None, Some(&error)).await
-        }
-        Err(failure) => refused(&ctx, &failure),
+        Ok(Posted::Refused(error)) => merchant_page(&ctx, &state, &id, None, Some(&error)).await,
+        Err(page) => page,
     }
 }
 
@@ -329,32 +311,17 @@ async fn run_settlements(
     State(state): State<WebState>,
     AxumForm(form): AxumForm<Form>,
 ) -> Response {
-    if let Err(refused) = ctx.check_csrf(&form) {
-        return refused;
-    }
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
     let date = field(&form, "date");
     let body = if date.is_empty() {
         json!({})
     } else {
         json!({ "date": date })
     };
-    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state
-        .api
-        .post(&staff.caller, "/v1/staff/settlements", &body, key)
-        .await
-    {
-        Ok(_) => Redirect::to("/staff/settlements?notice=notice.settled").into_response(),
-        Err(failure)
-            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
-        {
-            let error = with_detail(&ctx, &failure);
-            settlements_page(&ctx, &state, None, Some(&error)).await
+    match staff_submit(&ctx, &state, &form, "/v1/staff/settlements", &body).await {
+        Ok(Posted::Done(_)) => {
+            Redirect::to("/staff/settlements?notice=notice.settled").into_response()
         }
-        Err(failure) => refused(&ctx, &failure),
+        Ok(Posted::Refused(error)) => settlements_page(&ctx, &state, None, Some(&error)).await,
+        Err(page) => page,
     }
 }

@@ -15,11 +15,13 @@ use coffer_identity::Permission;
 use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
-use super::staff::{console, label, refused, staff, staff_post, staff_read, Staff, StaffQuery};
-use super::staff_rules::with_detail;
+use super::staff::{
+    console, label, refused, staff, staff_post, staff_read, staff_submit, with_detail, Posted,
+    Staff, StaffQuery,
+};
 use super::{field, Form};
 use crate::api::{int, list, text};
-use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
+use crate::ctx::Ctx;
 use crate::layout::{csrf_field, encode, error_box, idempotency_field};
 use crate::WebState;
 
@@ -247,13 +249,6 @@ async fn create_campaign(
     State(state): State<WebState>,
     AxumForm(form): AxumForm<Form>,
 ) -> Response {
-    if let Err(refused) = ctx.check_csrf(&form) {
-        return refused;
-    }
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
     let mut segment = Map::new();
     for name in ["kyc_tier_min", "active_within_days", "spending_within_days"] {
         let value = field(&form, name);
@@ -273,24 +268,16 @@ async fn create_campaign(
         "zh_title": field(&form, "zh_title"),
         "zh_body": field(&form, "zh_body"),
     });
-    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state
-        .api
-        .post(&staff.caller, "/v1/staff/campaigns", &body, key)
-        .await
-    {
-        Ok(created) => Redirect::to(&format!(
+    match staff_submit(&ctx, &state, &form, "/v1/staff/campaigns", &body).await {
+        Ok(Posted::Done(created)) => Redirect::to(&format!(
             "/staff/campaigns/{}?notice=notice.campaign_created",
             encode(text(&created, "id"))
         ))
         .into_response(),
-        Err(failure)
-            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
-        {
-            let error = with_detail(&ctx, &failure);
+        Ok(Posted::Refused(error)) => {
             campaigns_page(&ctx, &state, None, Some(&error), Some(&form)).await
         }
-        Err(failure) => refused(&ctx, &failure),
+        Err(page) => page,
     }
 }
 

@@ -15,7 +15,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::staff::{console, forbidden, label, refused, staff, staff_read, Staff, StaffQuery};
+use super::staff::{
+    console, forbidden, label, refused, staff, staff_read, staff_submit, with_detail, Posted,
+    Staff, StaffQuery,
+};
 use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
@@ -245,22 +248,6 @@ async fn draft(
     rules_page(&ctx, &state, &view).await
 }
 
-/// A refusal in the staff member's language with the API's own words and
-/// field after it, so nothing the API said is lost.
-pub(super) fn with_detail(ctx: &Ctx, failure: &ApiFailure) -> String {
-    let mut message = ctx.error_text(failure);
-    let said = match (&failure.field, failure.message.is_empty()) {
-        (Some(field), false) => format!("{field}: {}", failure.message),
-        (None, false) => failure.message.clone(),
-        (Some(field), true) => field.clone(),
-        (None, true) => String::new(),
-    };
-    if !said.is_empty() && said != message {
-        message.push_str(&format!(" ({said})"));
-    }
-    message
-}
-
 /// A positive version number from the path, or nothing (refused).
 fn version_of(text: &str) -> Option<i64> {
     text.parse::<i64>().ok().filter(|v| *v > 0)
@@ -437,28 +424,20 @@ async fn activate(
         return forbidden(&ctx);
     };
     let path = format!("/v1/staff/risk/rules/{version}/activate");
-    if let Err(refused) = ctx.check_csrf(&form) {
-        return refused;
-    }
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
-    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state.api.post(&staff.caller, &path, &json!({}), key).await {
-        Ok(_) => Redirect::to("/staff/risk/rules?notice=notice.rules_activated").into_response(),
-        Err(failure)
-            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
-        {
-            // Refused (already active or retired, not allowed): the rules
-            // page again, with the API's reason on top.
+    match staff_submit(&ctx, &state, &form, &path, &json!({})).await {
+        Ok(Posted::Done(_)) => {
+            Redirect::to("/staff/risk/rules?notice=notice.rules_activated").into_response()
+        }
+        // Refused (already active or retired, not allowed): the rules page
+        // again, with the API's reason on top.
+        Ok(Posted::Refused(error)) => {
             let view = RulesView {
-                error: Some(with_detail(&ctx, &failure)),
+                error: Some(error),
                 ..RulesView::default()
             };
             rules_page(&ctx, &state, &view).await
         }
-        Err(failure) => refused(&ctx, &failure),
+        Err(page) => page,
     }
 }
 
@@ -553,31 +532,18 @@ async fn add_block(
     State(state): State<WebState>,
     AxumForm(form): AxumForm<Form>,
 ) -> Response {
-    if let Err(refused) = ctx.check_csrf(&form) {
-        return refused;
-    }
-    let staff = match staff(&ctx, &state).await {
-        Ok(staff) => staff,
-        Err(page) => return page,
-    };
     let body = json!({
         "list": field(&form, "list"),
         "value": field(&form, "value"),
         "reason": field(&form, "reason"),
     });
-    let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    match state
-        .api
-        .post(&staff.caller, "/v1/staff/risk/blocklist", &body, key)
-        .await
-    {
-        Ok(_) => Redirect::to("/staff/risk/blocklist?notice=notice.blocked").into_response(),
-        Err(failure)
-            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
-        {
-            let error = with_detail(&ctx, &failure);
+    match staff_submit(&ctx, &state, &form, "/v1/staff/risk/blocklist", &body).await {
+        Ok(Posted::Done(_)) => {
+            Redirect::to("/staff/risk/blocklist?notice=notice.blocked").into_response()
+        }
+        Ok(Posted::Refused(error)) => {
             blocklist_page(&ctx, &state, None, Some(&error), Some(&form)).await
         }
-        Err(failure) => refused(&ctx, &failure),
+        Err(page) => page,
     }
 }
