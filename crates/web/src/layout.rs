@@ -152,6 +152,34 @@ pub fn error_box(message: Option<&str>) -> Markup {
     }
 }
 
+/// A list as a table under its column headings (catalogue keys; "" for a
+/// column without one), or the empty message when there is nothing. The
+/// one shape of every list in the console and the portal, so headings are
+/// always `th scope="col"` for screen readers and wide tables scroll.
+pub fn list_table<'a>(
+    ctx: &Ctx,
+    testid: &str,
+    empty_key: &str,
+    headings: &[&str],
+    items: &'a [serde_json::Value],
+    row: impl Fn(&'a serde_json::Value) -> Markup,
+) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p.empty { (ctx.t(empty_key)) }
+        } @else {
+            div.table-wrap { table data-testid=[(!testid.is_empty()).then_some(testid)] {
+                thead { tr {
+                    @for heading in headings {
+                        th scope="col" { @if !heading.is_empty() { (ctx.t(heading)) } }
+                    }
+                } }
+                tbody { @for item in items { tr { (row(item)) } } }
+            } }
+        }
+    }
+}
+
 /// A notice after a redirect (`?notice=key`); only catalogue keys under
 /// `notice.` are shown, so a link cannot put words in the bank's mouth.
 pub fn notice(ctx: &Ctx, key: Option<&str>) -> Markup {

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure, Caller};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD, STAFF_COOKIE};
-use crate::layout::{csrf_field, encode, error_box, idempotency_field, notice, page};
+use crate::layout::{csrf_field, encode, error_box, idempotency_field, list_table, notice, page};
 use crate::WebState;
 
 /// The cookie outlives no shift; the API's own idle and absolute limits
@@ -741,40 +741,30 @@ async fn approvals(
         query.notice.as_deref(),
         html! {
             section.card {
-                @if list(&pending).is_empty() {
-                    p.empty { (ctx.t("staff.nothing_pending")) }
-                } @else {
-                    div.table-wrap { table data-testid="approvals" {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.action")) }
-                            th scope="col" { (ctx.t("staff.subject")) }
-                            th scope="col" { (ctx.t("staff.reason")) }
-                            th scope="col" { (ctx.t("staff.maker")) }
-                            th scope="col" {}
-                        } }
-                        tbody {
-                            @for a in list(&pending) {
-                                tr {
-                                    td { (label(&ctx, "sensitive", text(a, "action"))) }
-                                    td {
-                                        @match subject_href(&staff, text(a, "action"), text(a, "subject")) {
-                                            Some(href) => a href=(href) { code { (text(a, "subject")) } },
-                                            None => code { (text(a, "subject")) },
-                                        }
-                                    }
-                                    td { (text(a, "reason")) }
-                                    td { (text(a, "maker")) }
-                                    td {
-                                        // The API refuses a maker's own proposal; the console does not offer it.
-                                        @if checker && text(a, "maker") != me {
-                                            (decide_forms(&ctx, &format!("/staff/approvals/{}/decide", encode(text(a, "id")))))
-                                        }
-                                    }
-                                }
+                (list_table(
+                    &ctx,
+                    "approvals",
+                    "staff.nothing_pending",
+                    &["staff.action", "staff.subject", "staff.reason", "staff.maker", ""],
+                    list(&pending),
+                    |a| html! {
+                        td { (label(&ctx, "sensitive", text(a, "action"))) }
+                        td {
+                            @match subject_href(&staff, text(a, "action"), text(a, "subject")) {
+                                Some(href) => a href=(href) { code { (text(a, "subject")) } },
+                                None => code { (text(a, "subject")) },
                             }
                         }
-                    } }
-                }
+                        td { (text(a, "reason")) }
+                        td { (text(a, "maker")) }
+                        td {
+                            // The API refuses a maker's own proposal; the console does not offer it.
+                            @if checker && text(a, "maker") != me {
+                                (decide_forms(&ctx, &format!("/staff/approvals/{}/decide", encode(text(a, "id")))))
+                            }
+                        }
+                    },
+                ))
             }
         },
     )
@@ -831,30 +821,20 @@ async fn kyc_queue(
         query.notice.as_deref(),
         html! {
             section.card {
-                @if list(&reviews).is_empty() {
-                    p.empty { (ctx.t("staff.nothing_pending")) }
-                } @else {
-                    div.table-wrap { table {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.subject")) }
-                            th scope="col" { (ctx.t("me.kyc_tier")) }
-                            th scope="col" { (ctx.t("staff.reason")) }
-                            th scope="col" { (ctx.t("receipt.time")) }
-                            th scope="col" {}
-                        } }
-                        tbody {
-                            @for r in list(&reviews) {
-                                tr {
-                                    td { code { (text(r, "customer_id")) } }
-                                    td { (int(r, "target_tier")) }
-                                    td { (text(r, "reason")) }
-                                    td { (ctx.time(text(r, "created_at"))) }
-                                    td { (decide_forms(&ctx, &format!("/staff/kyc/{}/decide", encode(text(r, "id"))))) }
-                                }
-                            }
-                        }
-                    } }
-                }
+                (list_table(
+                    &ctx,
+                    "",
+                    "staff.nothing_pending",
+                    &["staff.subject", "me.kyc_tier", "staff.reason", "receipt.time", ""],
+                    list(&reviews),
+                    |r| html! {
+                        td { code { (text(r, "customer_id")) } }
+                        td { (int(r, "target_tier")) }
+                        td { (text(r, "reason")) }
+                        td { (ctx.time(text(r, "created_at"))) }
+                        td { (decide_forms(&ctx, &format!("/staff/kyc/{}/decide", encode(text(r, "id"))))) }
+                    },
+                ))
             }
         },
     )
@@ -891,43 +871,33 @@ async fn risk_queue(
         query.notice.as_deref(),
         html! {
             section.card {
-                @if list(&cases).is_empty() {
-                    p.empty { (ctx.t("staff.nothing_pending")) }
-                } @else {
-                    div.table-wrap { table {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.subject")) }
-                            th scope="col" { (ctx.t("staff.kind")) }
-                            th scope="col" { (ctx.t("receipt.amount")) }
-                            th scope="col" { (ctx.t("receipt.status")) }
-                            th scope="col" {}
-                        } }
-                        tbody {
-                            @for c in list(&cases) {
-                                tr {
-                                    td { a href=(format!("/staff/customers/{}", encode(text(c, "customer_id")))) { code { (text(c, "customer_id")) } } }
-                                    td { (text(c, "kind")) " " (text(c, "subject_kind")) }
-                                    td { @if !text(c, "currency").is_empty() { (ctx.money(int(c, "amount"), text(c, "currency"))) } }
-                                    td { (label(&ctx, "case_state", text(c, "state"))) }
-                                    td {
-                                        @if matches!(text(c, "state"), "open" | "escalated") {
-                                            @for (action, key) in [("release", "staff.release"), ("reject", "staff.reject"), ("escalate", "staff.escalate")] {
-                                                @if action != "escalate" || text(c, "state") == "open" {
-                                                    form.inline method="post" action=(format!("/staff/risk/{}/{action}", encode(text(c, "id")))) {
-                                                        (csrf_field(&ctx))
-                                                        (idempotency_field())
-                                                        button type="submit" { (ctx.t(key)) }
-                                                    }
-                                                    " "
-                                                }
-                                            }
+                (list_table(
+                    &ctx,
+                    "",
+                    "staff.nothing_pending",
+                    &["staff.subject", "staff.kind", "receipt.amount", "receipt.status", ""],
+                    list(&cases),
+                    |c| html! {
+                        td { a href=(format!("/staff/customers/{}", encode(text(c, "customer_id")))) { code { (text(c, "customer_id")) } } }
+                        td { (text(c, "kind")) " " (text(c, "subject_kind")) }
+                        td { @if !text(c, "currency").is_empty() { (ctx.money(int(c, "amount"), text(c, "currency"))) } }
+                        td { (label(&ctx, "case_state", text(c, "state"))) }
+                        td {
+                            @if matches!(text(c, "state"), "open" | "escalated") {
+                                @for (action, key) in [("release", "staff.release"), ("reject", "staff.reject"), ("escalate", "staff.escalate")] {
+                                    @if action != "escalate" || text(c, "state") == "open" {
+                                        form.inline method="post" action=(format!("/staff/risk/{}/{action}", encode(text(c, "id")))) {
+                                            (csrf_field(&ctx))
+                                            (idempotency_field())
+                                            button type="submit" { (ctx.t(key)) }
                                         }
+                                        " "
                                     }
                                 }
                             }
                         }
-                    } }
-                }
+                    },
+                ))
             }
         },
     )
@@ -960,42 +930,32 @@ async fn compliance_queue(
         query.notice.as_deref(),
         html! {
             section.card {
-                @if list(&hits).is_empty() {
-                    p.empty { (ctx.t("staff.nothing_pending")) }
-                } @else {
-                    div.table-wrap { table {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.subject")) }
-                            th scope="col" { (ctx.t("staff.source")) }
-                            th scope="col" { (ctx.t("staff.score")) }
-                            th scope="col" { (ctx.t("receipt.status")) }
-                            th scope="col" {}
-                        } }
-                        tbody {
-                            @for h in list(&hits) {
-                                tr {
-                                    td { a href=(format!("/staff/customers/{}", encode(text(h, "customer_id")))) { code { (text(h, "customer_id")) } } }
-                                    td { (text(h, "source")) }
-                                    td { (format!("{}.{:02}%", int(h, "score_bps") / 100, int(h, "score_bps") % 100)) }
-                                    td { (label(&ctx, "hit_state", text(h, "state"))) }
-                                    td {
-                                        @if text(h, "state") == "pending" {
-                                            form method="post" action=(format!("/staff/compliance/{}/decide", encode(text(h, "id")))) {
-                                                (csrf_field(&ctx))
-                                                (idempotency_field())
-                                                label for=(format!("note-{}", text(h, "id"))) { (ctx.t("staff.reason")) }
-                                                input id=(format!("note-{}", text(h, "id"))) name="note" type="text" required maxlength="200";
-                                                button type="submit" name="decision" value="clear" { (ctx.t("staff.clear")) }
-                                                " "
-                                                button.danger type="submit" name="decision" value="confirm" { (ctx.t("staff.confirm_hit")) }
-                                            }
-                                        }
-                                    }
+                (list_table(
+                    &ctx,
+                    "",
+                    "staff.nothing_pending",
+                    &["staff.subject", "staff.source", "staff.score", "receipt.status", ""],
+                    list(&hits),
+                    |h| html! {
+                        td { a href=(format!("/staff/customers/{}", encode(text(h, "customer_id")))) { code { (text(h, "customer_id")) } } }
+                        td { (text(h, "source")) }
+                        td { (format!("{}.{:02}%", int(h, "score_bps") / 100, int(h, "score_bps") % 100)) }
+                        td { (label(&ctx, "hit_state", text(h, "state"))) }
+                        td {
+                            @if text(h, "state") == "pending" {
+                                form method="post" action=(format!("/staff/compliance/{}/decide", encode(text(h, "id")))) {
+                                    (csrf_field(&ctx))
+                                    (idempotency_field())
+                                    label for=(format!("note-{}", text(h, "id"))) { (ctx.t("staff.reason")) }
+                                    input id=(format!("note-{}", text(h, "id"))) name="note" type="text" required maxlength="200";
+                                    button type="submit" name="decision" value="clear" { (ctx.t("staff.clear")) }
+                                    " "
+                                    button.danger type="submit" name="decision" value="confirm" { (ctx.t("staff.confirm_hit")) }
                                 }
                             }
                         }
-                    } }
-                }
+                    },
+                ))
             }
         },
     )

@@ -19,7 +19,7 @@ use super::staff::{console, label, staff_read, staff_submit, Posted, StaffQuery}
 use super::{field, Form};
 use crate::api::{int, list, text};
 use crate::ctx::Ctx;
-use crate::layout::{csrf_field, encode, error_box, idempotency_field};
+use crate::layout::{csrf_field, encode, error_box, idempotency_field, list_table};
 use crate::WebState;
 
 /// The statuses the queue can show, the review queue first.
@@ -74,30 +74,20 @@ async fn queue(
                 }
             }
             section.card {
-                @if list(&merchants).is_empty() {
-                    p.empty { (ctx.t("staff.nothing_pending")) }
-                } @else {
-                    div.table-wrap { table data-testid="merchants" {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.name")) }
-                            th scope="col" { (ctx.t("staff.merchant_city")) }
-                            th scope="col" { (ctx.t("staff.merchant_category")) }
-                            th scope="col" { (ctx.t("receipt.status")) }
-                            th scope="col" { (ctx.t("staff.merchant_applied")) }
-                        } }
-                        tbody {
-                            @for m in list(&merchants) {
-                                tr {
-                                    td { a href=(format!("/staff/merchants/{}", encode(text(m, "id")))) { (text(m, "display_name")) } }
-                                    td { (text(m, "city")) }
-                                    td { (text(m, "mcc")) " " (label(&ctx, "category", text(m, "category"))) }
-                                    td { (label(&ctx, "merchant_status", text(m, "status"))) }
-                                    td { (ctx.time(text(m, "created_at"))) }
-                                }
-                            }
-                        }
-                    } }
-                }
+                (list_table(
+                    &ctx,
+                    "merchants",
+                    "staff.nothing_pending",
+                    &["staff.name", "staff.merchant_city", "staff.merchant_category", "receipt.status", "staff.merchant_applied"],
+                    list(&merchants),
+                    |m| html! {
+                        td { a href=(format!("/staff/merchants/{}", encode(text(m, "id")))) { (text(m, "display_name")) } }
+                        td { (text(m, "city")) }
+                        td { (text(m, "mcc")) " " (label(&ctx, "category", text(m, "category"))) }
+                        td { (label(&ctx, "merchant_status", text(m, "status"))) }
+                        td { (ctx.time(text(m, "created_at"))) }
+                    },
+                ))
             }
         },
     )
@@ -269,38 +259,26 @@ async fn settlements_page(
                 }
             }
             section.card {
-                @if list(&settled).is_empty() {
-                    p.empty { (ctx.t("merchant.no_settlements")) }
-                } @else {
-                    div.table-wrap { table data-testid="settlements" {
-                        thead { tr {
-                            th scope="col" { (ctx.t("merchant.date")) }
-                            th scope="col" { (ctx.t("staff.merchant")) }
-                            th scope="col" { (ctx.t("staff.settle_gross")) }
-                            th scope="col" { (ctx.t("staff.settle_refunds")) }
-                            th scope="col" { (ctx.t("staff.settle_fee")) }
-                            th scope="col" { (ctx.t("staff.settle_net")) }
-                            th scope="col" { (ctx.t("receipt.status")) }
-                        } }
-                        tbody {
-                            @for s in list(&settled) {
-                                @let currency = text(s, "currency");
-                                tr {
-                                    td { (text(s, "date")) }
-                                    td { code { (text(s, "merchant_id")) } }
-                                    td { (ctx.money(int(s, "gross"), currency)) " (" (int(s, "payment_count")) ")" }
-                                    td { (ctx.money(int(s, "refunds"), currency)) " (" (int(s, "refund_count")) ")" }
-                                    td { (ctx.money(int(s, "fee"), currency)) }
-                                    td { (ctx.money(int(s, "net"), currency)) }
-                                    td {
-                                        (label(ctx, "settlement_status", text(s, "status")))
-                                        @if !text(s, "reason").is_empty() { br; small { (text(s, "reason")) } }
-                                    }
-                                }
+                (list_table(
+                    ctx,
+                    "settlements",
+                    "merchant.no_settlements",
+                    &["merchant.date", "staff.merchant", "staff.settle_gross", "staff.settle_refunds", "staff.settle_fee", "staff.settle_net", "receipt.status"],
+                    list(&settled),
+                    |s| html! {
+                        @let currency = text(s, "currency");
+                            td { (text(s, "date")) }
+                            td { code { (text(s, "merchant_id")) } }
+                            td { (ctx.money(int(s, "gross"), currency)) " (" (int(s, "payment_count")) ")" }
+                            td { (ctx.money(int(s, "refunds"), currency)) " (" (int(s, "refund_count")) ")" }
+                            td { (ctx.money(int(s, "fee"), currency)) }
+                            td { (ctx.money(int(s, "net"), currency)) }
+                            td {
+                                (label(ctx, "settlement_status", text(s, "status")))
+                                @if !text(s, "reason").is_empty() { br; small { (text(s, "reason")) } }
                             }
-                        }
-                    } }
-                }
+                    },
+                ))
             }
         },
     )

@@ -22,7 +22,7 @@ use super::staff::{
 use super::{field, Form};
 use crate::api::{int, list, text};
 use crate::ctx::Ctx;
-use crate::layout::{csrf_field, encode, error_box, idempotency_field};
+use crate::layout::{csrf_field, encode, error_box, idempotency_field, list_table};
 use crate::WebState;
 
 /// The activity categories a campaign can target by spending.
@@ -156,30 +156,20 @@ async fn campaigns_page(
                 (campaign_form(ctx, form))
             }
             section.card {
-                @if list(&all).is_empty() {
-                    p.empty { (ctx.t("staff.campaign_none")) }
-                } @else {
-                    div.table-wrap { table data-testid="campaigns" {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.name")) }
-                            th scope="col" { (ctx.t("staff.segment")) }
-                            th scope="col" { (ctx.t("staff.audience")) }
-                            th scope="col" { (ctx.t("receipt.status")) }
-                            th scope="col" { (ctx.t("receipt.time")) }
-                        } }
-                        tbody {
-                            @for c in list(&all) {
-                                tr {
-                                    td { a href=(format!("/staff/campaigns/{}", encode(text(c, "id")))) { (text(c, "name")) } }
-                                    td { (segment_text(ctx, c.get("segment").unwrap_or(&Value::Null))) }
-                                    td { (int(c, "audience_now")) }
-                                    td { (label(ctx, "campaign_state", text(c, "state"))) }
-                                    td { (ctx.time(text(c, "created_at"))) }
-                                }
-                            }
-                        }
-                    } }
-                }
+                (list_table(
+                    ctx,
+                    "campaigns",
+                    "staff.campaign_none",
+                    &["staff.name", "staff.segment", "staff.audience", "receipt.status", "receipt.time"],
+                    list(&all),
+                    |c| html! {
+                        td { a href=(format!("/staff/campaigns/{}", encode(text(c, "id")))) { (text(c, "name")) } }
+                        td { (segment_text(ctx, c.get("segment").unwrap_or(&Value::Null))) }
+                        td { (int(c, "audience_now")) }
+                        td { (label(ctx, "campaign_state", text(c, "state"))) }
+                        td { (ctx.time(text(c, "created_at"))) }
+                    },
+                ))
             }
         },
     )

@@ -22,7 +22,7 @@ use super::staff::{
 use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
-use crate::layout::{csrf_field, encode, error_box, idempotency_field};
+use crate::layout::{csrf_field, encode, error_box, idempotency_field, list_table};
 use crate::WebState;
 
 /// The outcomes a rule set decides, in the order the dry run lists them.
@@ -498,30 +498,20 @@ async fn blocklist_page(
                 }
             }
             section.card {
-                @if list(&entries).is_empty() {
-                    p.empty { (ctx.t("staff.block_empty")) }
-                } @else {
-                    div.table-wrap { table data-testid="blocklist" {
-                        thead { tr {
-                            th scope="col" { (ctx.t("staff.block_list")) }
-                            th scope="col" { (ctx.t("staff.block_value")) }
-                            th scope="col" { (ctx.t("staff.reason")) }
-                            th scope="col" { (ctx.t("staff.actor")) }
-                            th scope="col" { (ctx.t("receipt.time")) }
-                        } }
-                        tbody {
-                            @for b in list(&entries) {
-                                tr {
-                                    td { (label(ctx, "block_list", text(b, "list"))) }
-                                    td { code { (text(b, "value")) } }
-                                    td { (text(b, "reason")) }
-                                    td { (text(b, "created_by")) }
-                                    td { (ctx.time(text(b, "created_at"))) }
-                                }
-                            }
-                        }
-                    } }
-                }
+                (list_table(
+                    ctx,
+                    "blocklist",
+                    "staff.block_empty",
+                    &["staff.block_list", "staff.block_value", "staff.reason", "staff.actor", "receipt.time"],
+                    list(&entries),
+                    |b| html! {
+                        td { (label(ctx, "block_list", text(b, "list"))) }
+                        td { code { (text(b, "value")) } }
+                        td { (text(b, "reason")) }
+                        td { (text(b, "created_by")) }
+                        td { (ctx.time(text(b, "created_at"))) }
+                    },
+                ))
             }
         },
     )
