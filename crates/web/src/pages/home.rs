@@ -62,6 +62,12 @@ pub async fn home(
         .iter()
         .filter(|r| text(r, "status") == "open")
         .count();
+    let cases = state
+        .api
+        .get(&ctx.caller, "/v1/me/risk/cases")
+        .await
+        .unwrap_or_default();
+    let held = super::held::waiting(&cases).len();
     let customer = me.get("customer").cloned().unwrap_or_default();
     let tier = int(&customer, "kyc_tier");
     let actions = if ctx.simple {
@@ -77,6 +83,12 @@ pub async fn home(
             h1.greeting { (ctx.tf("home.hello", &[("name", text(&customer, "display_name"))])) }
             @if tier < 1 {
                 p.banner { (ctx.t("home.kyc_needed")) " " a href="/kyc" { (ctx.t("home.kyc_link")) } }
+            }
+            // A held payment waits for the customer before anything else.
+            @if held > 0 {
+                p.banner.urgent role="alert" {
+                    a href="/held" data-testid="held-waiting" { (ctx.tf("home.held_waiting", &[("count", &held.to_string())])) }
+                }
             }
             @if unread_alerts > 0 {
                 p.banner.alerts {

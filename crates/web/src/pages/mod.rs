@@ -10,6 +10,7 @@ use crate::WebState;
 mod alerts;
 mod auth;
 mod funding;
+mod held;
 mod help;
 mod history;
 mod home;
@@ -42,6 +43,7 @@ pub fn routes() -> Router<WebState> {
         .merge(privacy::routes())
         .merge(staff::routes())
         .merge(help::routes())
+        .merge(held::routes())
         .merge(passkeys::routes())
         .merge(staff_rules::routes())
         .merge(staff_merchants::routes())

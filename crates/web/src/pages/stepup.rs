@@ -31,13 +31,14 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 6] = [
+const ACTIONS: [&str; 7] = [
     "/withdraw/confirm",
     "/pay/confirm",
     "/transfer/confirm",
     "/requests/pay",
     super::privacy::EXPORT_ACTION,
     super::privacy::ERASE_ACTION,
+    super::held::ANSWER_ACTION,
 ];
 
 fn passthrough(form: &Form) -> Markup {

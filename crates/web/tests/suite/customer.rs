@@ -3,49 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{hidden, location, sign_up, spawn_web, Web};
-
-/// The named inputs of the form posting to `action`, as a browser sends
-/// them (hidden fields and their values; checked radio buttons).
-fn form_fields(page: &str, action: &str) -> Vec<(String, String)> {
-    let start = page
-        .find(&format!("action=\"{action}\""))
-        .unwrap_or_else(|| panic!("no form for {action}:\n{page}"));
-    let end = start + page[start..].find("</form>").expect("</form>");
-    let form = &page[start..end];
-    let attribute = |tag: &str, name: &str| {
-        let marker = format!(" {name}=\"");
-        tag.find(&marker).map(|at| {
-            let rest = &tag[at + marker.len()..];
-            rest[..rest.find('"').expect("quote")].replace("&amp;", "&")
-        })
-    };
-    form.split("<input")
-        .skip(1)
-        .map(|tag| &tag[..tag.find('>').expect(">")])
-        .filter(|tag| !tag.contains("type=\"radio\"") || tag.contains(" checked"))
-        .filter_map(|tag| {
-            Some((
-                attribute(tag, "name")?,
-                attribute(tag, "value").unwrap_or_default(),
-            ))
-        })
-        .collect()
-}
-
-async fn post_form(
-    web: &Web,
-    jar: &mut crate::support::Jar,
-    action: &str,
-    fields: &[(String, String)],
-) -> (u16, String) {
-    let pairs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (status, page, _) = web.post(jar, action, &pairs).await;
-    (status, page)
-}
+use crate::support::{form_fields, hidden, location, post_form, sign_up, spawn_web};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_my_data_after_a_step_up_and_see_the_alert() {

@@ -4,6 +4,7 @@
 mod support;
 
 mod customer;
+mod held;
 mod pages;
 mod passkeys;
 mod privacy_help;

@@ -295,3 +295,77 @@ pub async fn staff_console(web: &Web, username: &str, roles: Vec<coffer_identity
     );
     jar
 }
+
+/// The named inputs of the form posting to `action`, as a browser sends
+/// them (hidden fields and their values; checked radio buttons).
+pub fn form_fields(page: &str, action: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("action=\"{action}\""))
+        .unwrap_or_else(|| panic!("no form for {action}:\n{page}"));
+    let end = start + page[start..].find("</form>").expect("</form>");
+    let form = &page[start..end];
+    let attribute = |tag: &str, name: &str| {
+        let marker = format!(" {name}=\"");
+        tag.find(&marker).map(|at| {
+            let rest = &tag[at + marker.len()..];
+            rest[..rest.find('"').expect("quote")].replace("&amp;", "&")
+        })
+    };
+    form.split("<input")
+        .skip(1)
+        .map(|tag| &tag[..tag.find('>').expect(">")])
+        .filter(|tag| !tag.contains("type=\"radio\"") || tag.contains(" checked"))
+        .filter_map(|tag| {
+            Some((
+                attribute(tag, "name")?,
+                attribute(tag, "value").unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+pub async fn post_form(
+    web: &Web,
+    jar: &mut Jar,
+    action: &str,
+    fields: &[(String, String)],
+) -> (u16, String) {
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, page, _) = web.post(jar, action, &pairs).await;
+    (status, page)
+}
+
+impl Web {
+    /// A JSON call to the API with the session of a signed-in jar as its
+    /// bearer token (no CSRF: not a browser), for test setup.
+    pub async fn api(
+        &self,
+        jar: &Jar,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let token = jar.0.get("coffer_session").expect("a customer session");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", key);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("api call");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
