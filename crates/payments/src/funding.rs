@@ -1506,14 +1506,18 @@ impl Funding {
                 };
                 crate::alerts::send(&self.identity, db, &current.customer_id, moved)?;
                 if view.kind == FundingKind::Withdrawal {
+                    // Large only: a withdrawal is the customer moving their own
+                    // money home, and its balance fell when it was requested.
                     crate::alerts::large_outflow(
                         &self.identity,
                         db,
-                        &current.customer_id,
-                        &view.id,
-                        view.amount,
-                        &view.currency,
-                        label,
+                        &crate::alerts::Outflow {
+                            customer_id: &current.customer_id,
+                            source_id: &view.id,
+                            amount: view.amount.saturating_add(view.fee),
+                            currency: &view.currency,
+                            to: label,
+                        },
                     )?;
                 }
             }

@@ -12,7 +12,7 @@
 
 pub mod activity;
 mod alerts;
-pub use alerts::LARGE_PAYMENT_ALERT_MINOR;
+pub use alerts::{LARGE_PAYMENT_ALERT_MINOR, LOW_BALANCE_ALERT_MINOR};
 pub mod bank_accounts;
 pub mod biller_catalogue;
 pub mod bills;

@@ -1080,14 +1080,17 @@ impl Merchants {
                 ),
             },
         )?;
-        crate::alerts::large_outflow(
+        crate::alerts::outflow(
             &self.identity,
             db,
-            payer_id,
-            &view.id,
-            view.amount,
-            &view.currency,
-            merchant,
+            self.funding.reader.as_ref(),
+            &crate::alerts::Outflow {
+                customer_id: payer_id,
+                source_id: &view.id,
+                amount: view.amount,
+                currency: &view.currency,
+                to: merchant,
+            },
         )?;
         let (owner, _) = merchant_parties(db, &view.merchant_id)?;
         crate::alerts::send(

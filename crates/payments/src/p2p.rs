@@ -1962,14 +1962,17 @@ impl P2p {
                 format!("您已从 Coffer 钱包向 {payee_name} 支付 CNY {amount}。"),
             ),
         )?;
-        crate::alerts::large_outflow(
+        crate::alerts::outflow(
             &self.identity,
             db,
-            &current.payer_id,
-            &current.id,
-            current.amount,
-            "CNY",
-            payee_name,
+            self.reader.as_ref(),
+            &crate::alerts::Outflow {
+                customer_id: &current.payer_id,
+                source_id: &current.id,
+                amount: current.amount.saturating_add(current.fee),
+                currency: "CNY",
+                to: payee_name,
+            },
         )?;
         Ok(())
     }

@@ -38,7 +38,7 @@ use crate::support::{assert_verified, base, register, seeds, unguarded_p2p_polic
 const CUSTOMERS: usize = 3;
 const OPERATIONS: usize = 40;
 const CASES: [u64; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
-const OUTCOMES: [&str; 13] = [
+const OUTCOMES: [&str; 14] = [
     "top-up succeeded",
     "top-up failed",
     "withdrawal succeeded",
@@ -52,6 +52,7 @@ const OUTCOMES: [&str; 13] = [
     "over-refund refused",
     "converted",
     "conversion refused",
+    "low balance alerted",
 ];
 const CURRENCIES: [&str; 3] = ["CNY", "USD", "EUR"];
 
@@ -185,6 +186,19 @@ impl Customer {
         if !(sent && self.sent_muted) {
             self.inbox.push(template.into());
         }
+    }
+
+    /// A payment took `total` (fee included) out of the CNY wallet, and the
+    /// balances already show it: the low-balance alert if that crossed the
+    /// line (P2P and merchant payments; not withdrawals).
+    fn paid_out(&mut self, total: i64) -> bool {
+        let after = self.available("CNY");
+        let line = coffer_payments::LOW_BALANCE_ALERT_MINOR;
+        let crossed = after < line && after + total >= line;
+        if crossed {
+            self.inbox.push("low_balance".into());
+        }
+        crossed
     }
 
     fn add(&mut self, currency: &'static str, delta: i64) {
@@ -633,6 +647,9 @@ impl<'w> Case<'w> {
         }
         self.customers[payee].add("CNY", amount);
         self.customers[payer].alerted("p2p_sent");
+        if self.customers[payer].paid_out(amount + expected.fee) {
+            self.saw("low balance alerted");
+        }
         self.customers[payee].alerted("p2p_received");
         self.fees += expected.fee;
         self.saw("p2p paid");
@@ -709,6 +726,9 @@ impl<'w> Case<'w> {
         assert_eq!(view.status, "succeeded", "{context}");
         self.customers[who].add("CNY", -amount);
         self.customers[who].alerted("merchant_payment");
+        if self.customers[who].paid_out(amount) {
+            self.saw("low balance alerted");
+        }
         self.owner_inbox.push("merchant_received".into());
         self.receivable += amount;
         self.paid.push(Paid {
