@@ -224,11 +224,11 @@ fn read_messages(
 fn checked_body(text: &str) -> Result<String, SupportError> {
     let body = text.trim();
     if body.is_empty() {
-        return Err(SupportError::invalid("body", "write your message"));
+        return Err(SupportError::invalid("message", "write your message"));
     }
     if body.chars().count() > MESSAGE_CHARS_MAX {
         return Err(SupportError::invalid(
-            "body",
+            "message",
             format!("at most {MESSAGE_CHARS_MAX} characters"),
         ));
     }
@@ -237,13 +237,13 @@ fn checked_body(text: &str) -> Result<String, SupportError> {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(SupportError::invalid(
-            "body",
+            "message",
             "control characters are not allowed",
         ));
     }
     if coffer_notify::alerts::contains_card_number(body) {
         return Err(SupportError::invalid(
-            "body",
+            "message",
             "never write a full card number; the last four digits are enough",
         ));
     }
