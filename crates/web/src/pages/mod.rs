@@ -20,6 +20,7 @@ mod privacy;
 mod settings;
 mod staff;
 mod stepup;
+mod support;
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -40,6 +41,7 @@ pub fn routes() -> Router<WebState> {
         .merge(staff::routes())
         .merge(help::routes())
         .merge(passkeys::routes())
+        .merge(support::routes())
 }
 
 /// A form's fields.

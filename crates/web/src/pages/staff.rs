@@ -213,6 +213,9 @@ fn menu(ctx: &Ctx, staff: &Staff) -> Markup {
                 @for (path, key, shown) in entries {
                     @if shown { li { a href=(path) { (ctx.t(key)) } } }
                 }
+                @if staff.may(Permission::HandleSupport) {
+                    li { a href="/staff/support" { (ctx.t("staff.support")) } }
+                }
             }
             form.inline method="post" action="/staff/signout" {
                 (csrf_field(ctx))
