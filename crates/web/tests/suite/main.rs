@@ -8,3 +8,4 @@ mod pages;
 mod passkeys;
 mod privacy_help;
 mod staff;
+mod support_requests;
