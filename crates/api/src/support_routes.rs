@@ -445,10 +445,9 @@ pub(crate) async fn customer_reply(
         || async {
             let request: CustomerReplyRequest = parse(&body)?;
             let support = state.support.clone();
-            let ticket = blocking_call(move || {
-                support.reply_as_customer(&requester, &id, &request.message)
-            })
-            .await?;
+            let ticket =
+                blocking_call(move || support.reply_as_customer(&requester, &id, &request.message))
+                    .await?;
             to_json(StatusCode::OK, &ticket_body(&ticket))
         },
     )
@@ -547,10 +546,9 @@ pub(crate) async fn support_queue(
             })?,
     };
     let support = state.support.clone();
-    let tickets = blocking_call(move || {
-        support.queue(&session.info, ticket_state, limit, &session.context)
-    })
-    .await?;
+    let tickets =
+        blocking_call(move || support.queue(&session.info, ticket_state, limit, &session.context))
+            .await?;
     Ok(json_response(
         StatusCode::OK,
         &StaffTicketsBody {

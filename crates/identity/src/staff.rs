@@ -154,10 +154,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
     use Role::*;
     matches!(
         (role, permission),
-        (
-            Support,
-            ViewCustomers | ProposeSensitive | UnlockCustomers | HandleSupport
-        )
+        (Support, ViewCustomers | ProposeSensitive | UnlockCustomers)
             | (
                 RiskAnalyst,
                 ViewCustomers
@@ -197,6 +194,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ManageNotifications
                     | ViewDashboards
             )
+            | (Support, HandleSupport)
     )
 }
 

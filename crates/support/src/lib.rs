@@ -30,7 +30,7 @@ use coffer_vault::{EncryptedColumn, Vault, VaultError};
 use rand::RngCore;
 
 pub use model::{
-    AuthorKind, Message, Ticket, TicketCategory, TicketState, Thread, MESSAGE_CHARS_MAX,
+    AuthorKind, Message, Thread, Ticket, TicketCategory, TicketState, MESSAGE_CHARS_MAX,
     OPEN_TICKETS_MAX, QUEUE_PAGE_MAX, TICKETS_LISTED_MAX,
 };
 
@@ -170,7 +170,9 @@ fn ticket_of(row: &Row) -> Result<Ticket, StoreError> {
 fn own_ticket(db: &mut dyn Sql, customer_id: &str, id: &str) -> Result<Ticket, SupportError> {
     let row = db
         .query_opt(
-            &format!("SELECT {TICKET_COLUMNS} FROM support_tickets WHERE id = $1 AND customer_id = $2"),
+            &format!(
+                "SELECT {TICKET_COLUMNS} FROM support_tickets WHERE id = $1 AND customer_id = $2"
+            ),
             sql_params![id, customer_id],
         )?
         .ok_or(SupportError::NotFound("ticket"))?;
@@ -407,7 +409,8 @@ impl Support {
 
     /// One of the customer's tickets with its messages.
     pub fn thread_of(&self, customer_id: &str, ticket_id: &str) -> Result<Thread, SupportError> {
-        self.sql.run(|db| Ok(self.read_thread(db, customer_id, ticket_id)))?
+        self.sql
+            .run(|db| Ok(self.read_thread(db, customer_id, ticket_id)))?
     }
 
     /// The customer writes again; the ticket waits for the bank (a resolved
@@ -454,7 +457,14 @@ impl Support {
                 return Err(SupportError::Closed);
             }
             let actor = coffer_audit::customer_actor(customer_id);
-            self.audit(db, &actor, "support_ticket_closed", Some(customer_id), &requester.ip, ticket_id)?;
+            self.audit(
+                db,
+                &actor,
+                "support_ticket_closed",
+                Some(customer_id),
+                &requester.ip,
+                ticket_id,
+            )?;
             own_ticket(db, customer_id, ticket_id)
         })
     }

@@ -427,9 +427,7 @@ async fn ticket_flows(app: TicketApp) {
         .to_string();
 
     // ---- opening: someone else's transaction, bad input ----
-    let open = |transaction: &str, message: &str| {
-        json!({"category": "payment_problem", "transaction_id": transaction, "message": message})
-    };
+    let open = |transaction: &str, message: &str| json!({"category": "payment_problem", "transaction_id": transaction, "message": message});
     let (status, refused) = app
         .post(
             &other,
@@ -470,9 +468,7 @@ async fn ticket_flows(app: TicketApp) {
             "message",
         ),
     ] {
-        let (status, refused) = app
-            .post(&bearer, key, "/v1/me/support/tickets", body)
-            .await;
+        let (status, refused) = app.post(&bearer, key, "/v1/me/support/tickets", body).await;
         assert_eq!(
             (status, code(&refused), field(&refused)),
             (422, "invalid_field", expected_field),
@@ -557,7 +553,11 @@ async fn ticket_flows(app: TicketApp) {
     let analyst = app.staff_with("wu.analyst", Role::RiskAnalyst).await;
     let staff_path = format!("/v1/staff/support/tickets/{ticket_id}");
     let (status, forbidden, _) = app.get(&analyst, "/v1/staff/support/tickets").await;
-    assert_eq!((status, code(&forbidden)), (403, "forbidden"), "{forbidden}");
+    assert_eq!(
+        (status, code(&forbidden)),
+        (403, "forbidden"),
+        "{forbidden}"
+    );
     let (status, forbidden, _) = app.get(&analyst, &staff_path).await;
     assert_eq!((status, code(&forbidden)), (403, "forbidden"));
     let (status, forbidden) = app
@@ -584,9 +584,7 @@ async fn ticket_flows(app: TicketApp) {
         .get(&support, "/v1/staff/support/tickets?state=lost")
         .await;
     assert_eq!((status, field(&bad)), (422, "state"));
-    let (status, bad, _) = app
-        .get(&support, "/v1/staff/support/tickets?limit=0")
-        .await;
+    let (status, bad, _) = app.get(&support, "/v1/staff/support/tickets?limit=0").await;
     assert_eq!((status, field(&bad)), (422, "limit"));
     let (status, none, _) = app
         .get(&support, "/v1/staff/support/tickets?state=resolved")
@@ -650,12 +648,18 @@ async fn ticket_flows(app: TicketApp) {
         .as_str()
         .expect("body")
         .contains(&ticket_id));
-    assert!(!inbox.to_string().contains(STAFF_TEXT), "the alert never repeats the text");
+    assert!(
+        !inbox.to_string().contains(STAFF_TEXT),
+        "the alert never repeats the text"
+    );
     let (_, thread, text) = app.get(&bearer, &thread_path).await;
     assert_eq!(thread["ticket"]["state"], "answered");
     assert_eq!(thread["messages"][1]["from"], "bank");
     assert_eq!(thread["messages"][1]["text"], STAFF_TEXT);
-    assert!(!text.contains("zhou.support"), "staff are the bank to customers");
+    assert!(
+        !text.contains("zhou.support"),
+        "staff are the bank to customers"
+    );
 
     // ---- the state machine ----
     let (status, reopened) = app
@@ -693,7 +697,11 @@ async fn ticket_flows(app: TicketApp) {
         )
         .await;
     assert_eq!(
-        (status, resolved["state"].as_str(), resolved["messages"].as_i64()),
+        (
+            status,
+            resolved["state"].as_str(),
+            resolved["messages"].as_i64()
+        ),
         (200, Some("resolved"), Some(5)),
         "{resolved}"
     );
@@ -879,7 +887,10 @@ async fn ticket_flows(app: TicketApp) {
     assert_eq!(thread["ticket"]["state"], "closed");
     assert_eq!(thread["messages"], json!([]));
     let mut needles = vec![
-        ("the leaver's text".to_string(), LEAVER_TEXT.as_bytes().to_vec()),
+        (
+            "the leaver's text".to_string(),
+            LEAVER_TEXT.as_bytes().to_vec(),
+        ),
         (
             "the answer to the leaver".to_string(),
             b"Sorry to see you go".to_vec(),

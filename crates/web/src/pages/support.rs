@@ -21,8 +21,7 @@ use super::{field, Form};
 use crate::api::{int, list, text, ApiFailure, Caller};
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
 use crate::layout::{
-    csrf_field, encode, error_box, idempotency_field, message_page, notice, page,
-    page_with_status,
+    csrf_field, encode, error_box, idempotency_field, message_page, notice, page, page_with_status,
 };
 use crate::WebState;
 
@@ -280,14 +279,23 @@ async fn open_request(
             encode(text(&ticket, "id"))
         ))
         .into_response(),
-        Err(failure) if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED => {
+        Err(failure)
+            if failure.status.is_client_error() && failure.status != StatusCode::UNAUTHORIZED =>
+        {
             let draft = Draft {
                 category: field(&form, "category"),
                 transaction,
                 message: form.get("message").map_or("", String::as_str),
             };
             let status = failure.status;
-            request_form(&ctx, &state, status, &draft, Some(&refusal_text(&ctx, &failure))).await
+            request_form(
+                &ctx,
+                &state,
+                status,
+                &draft,
+                Some(&refusal_text(&ctx, &failure)),
+            )
+            .await
         }
         Err(failure) => ctx.failure(&failure),
     }
@@ -389,8 +397,12 @@ async fn reply(
             // The thread again, with the refusal above the reply form.
             match state.api.get(&ctx.caller, &path).await {
                 Ok(read) => {
-                    let mut response =
-                        customer_thread_page(&ctx, &read, None, Some(&refusal_text(&ctx, &failure)));
+                    let mut response = customer_thread_page(
+                        &ctx,
+                        &read,
+                        None,
+                        Some(&refusal_text(&ctx, &failure)),
+                    );
                     *response.status_mut() = failure.status;
                     response
                 }

@@ -188,17 +188,23 @@ async fn report_a_problem_from_a_receipt_and_get_an_answer() {
     }
     assert_eq!(opened[0], opened[1]);
     assert!(
-        opened[0].starts_with("/help/requests/tkt_") && opened[0].ends_with("?notice=notice.support_sent"),
+        opened[0].starts_with("/help/requests/tkt_")
+            && opened[0].ends_with("?notice=notice.support_sent"),
         "{}",
         opened[0]
     );
     let thread_path = opened[0].split('?').next().expect("path").to_string();
-    let ticket_id = thread_path.trim_start_matches("/help/requests/").to_string();
+    let ticket_id = thread_path
+        .trim_start_matches("/help/requests/")
+        .to_string();
     let (_, mine, _) = web.get(&mut customer, "/help/requests").await;
     assert_eq!(mine.matches("data-state=\"open\"").count(), 1, "{mine}");
     let (status, thread, _) = web.get(&mut customer, &opened[0]).await;
     assert_eq!(status, 200, "{thread}");
-    assert!(thread.contains(QUESTION) && thread.contains("等待银行答复"), "{thread}");
+    assert!(
+        thread.contains(QUESTION) && thread.contains("等待银行答复"),
+        "{thread}"
+    );
     assert!(thread.contains("已发送。"), "the notice:\n{thread}");
 
     // Staff without `handle_support` neither see nor open the queue.
@@ -284,16 +290,19 @@ async fn report_a_problem_from_a_receipt_and_get_an_answer() {
         "{thread}"
     );
     let (_, ticket, _) = web.get(&mut support, &staff_path).await;
-    assert!(!ticket.contains(&format!("action=\"{reply_action}\"")), "{ticket}");
+    assert!(
+        !ticket.contains(&format!("action=\"{reply_action}\"")),
+        "{ticket}"
+    );
 
     // The same pages in English.
-    let (status, _, _) = web
-        .get(&mut customer, "/lang/en?back=/help/requests")
-        .await;
+    let (status, _, _) = web.get(&mut customer, "/lang/en?back=/help/requests").await;
     assert_eq!(status, 303);
     let (_, mine, _) = web.get(&mut customer, "/help/requests").await;
     assert!(
-        mine.contains("My requests") && mine.contains("A problem with a payment") && mine.contains("Closed"),
+        mine.contains("My requests")
+            && mine.contains("A problem with a payment")
+            && mine.contains("Closed"),
         "{mine}"
     );
     let (_, help, _) = web.get(&mut customer, "/help").await;
