@@ -52,9 +52,10 @@ impl From<SupportError> for ApiError {
         let status = match &error {
             SupportError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             SupportError::NotFound(_) => StatusCode::NOT_FOUND,
-            SupportError::Closed | SupportError::AlreadyResolved | SupportError::TooManyOpen => {
-                StatusCode::CONFLICT
-            }
+            SupportError::Closed
+            | SupportError::AlreadyResolved
+            | SupportError::Full
+            | SupportError::TooManyOpen => StatusCode::CONFLICT,
             SupportError::Identity(_) => match error {
                 SupportError::Identity(error) => return error.into(),
                 _ => return ApiError::internal("unreachable"),
@@ -419,7 +420,7 @@ pub(crate) async fn my_ticket(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
-        (status = 409, description = "`ticket_closed`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`ticket_closed`, `ticket_full` (200 messages at most: open a new ticket), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`message`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
@@ -590,7 +591,7 @@ pub(crate) async fn staff_ticket(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
-        (status = 409, description = "`ticket_closed`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`ticket_closed`, `ticket_full` (200 messages at most), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`message`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),
@@ -651,7 +652,7 @@ pub(crate) async fn staff_reply(
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
         (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
         (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
-        (status = 409, description = "`ticket_resolved`, `ticket_closed`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
+        (status = 409, description = "`ticket_resolved`, `ticket_closed`, `ticket_full`, `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`invalid_field` (`message`), `idempotency_key_reused`.", body = crate::error::ErrorBody),
         (status = 500, response = Internal),

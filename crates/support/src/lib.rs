@@ -30,8 +30,8 @@ use coffer_vault::{EncryptedColumn, Vault, VaultError};
 use rand::RngCore;
 
 pub use model::{
-    AuthorKind, Message, Thread, Ticket, TicketCategory, TicketState, MESSAGE_CHARS_MAX,
-    OPEN_TICKETS_MAX, QUEUE_PAGE_MAX, TICKETS_LISTED_MAX,
+    AuthorKind, Message, Thread, Ticket, TicketCategory, TicketState, MESSAGES_PER_TICKET_MAX,
+    MESSAGE_CHARS_MAX, OPEN_TICKETS_MAX, QUEUE_PAGE_MAX, TICKETS_LISTED_MAX,
 };
 
 /// The vault purpose of `support_messages.body_enc`.
@@ -58,6 +58,10 @@ pub enum SupportError {
     Closed,
     #[error("this ticket is already resolved")]
     AlreadyResolved,
+    #[error(
+        "this ticket holds {MESSAGES_PER_TICKET_MAX} messages, the most it can; open a new one"
+    )]
+    Full,
     #[error("you have {OPEN_TICKETS_MAX} requests waiting already; reply in one of them or close one first")]
     TooManyOpen,
     #[error(transparent)]
@@ -87,6 +91,7 @@ impl SupportError {
             SupportError::NotFound(_) => "not_found",
             SupportError::Closed => "ticket_closed",
             SupportError::AlreadyResolved => "ticket_resolved",
+            SupportError::Full => "ticket_full",
             SupportError::TooManyOpen => "too_many_open_tickets",
             SupportError::Identity(_)
             | SupportError::Store(_)
@@ -187,6 +192,15 @@ fn any_ticket(db: &mut dyn Sql, id: &str) -> Result<Ticket, SupportError> {
         )?
         .ok_or(SupportError::NotFound("ticket"))?;
     Ok(ticket_of(&row)?)
+}
+
+/// Why a ticket that exists took no message: closed, or full.
+fn refusal(ticket: &Ticket) -> SupportError {
+    if ticket.state == TicketState::Closed {
+        SupportError::Closed
+    } else {
+        SupportError::Full
+    }
 }
 
 /// A thread's messages in order, decrypted (an erased body reads empty).
@@ -427,12 +441,11 @@ impl Support {
         self.sql.transaction(|db| -> Result<Ticket, SupportError> {
             let claimed = db.query_opt(
                 "UPDATE support_tickets SET messages = messages + 1, state = 'open', updated_at = $3 \
-                 WHERE id = $1 AND customer_id = $2 AND state <> 'closed' RETURNING messages",
-                sql_params![ticket_id, customer_id, now],
+                 WHERE id = $1 AND customer_id = $2 AND state <> 'closed' AND messages < $4 RETURNING messages",
+                sql_params![ticket_id, customer_id, now, MESSAGES_PER_TICKET_MAX],
             )?;
             let Some(claimed) = claimed else {
-                own_ticket(db, customer_id, ticket_id)?;
-                return Err(SupportError::Closed);
+                return Err(refusal(&own_ticket(db, customer_id, ticket_id)?));
             };
             let actor = coffer_audit::customer_actor(customer_id);
             let position = claimed.int(0)? - 1;
@@ -553,12 +566,11 @@ impl Support {
         self.sql.transaction(|db| -> Result<Ticket, SupportError> {
             let claimed = db.query_opt(
                 "UPDATE support_tickets SET messages = messages + 1, state = $2, assigned_to = $3, updated_at = $4 \
-                 WHERE id = $1 AND state <> 'closed' RETURNING messages, customer_id",
-                sql_params![ticket_id, state.as_str(), actor.as_str(), now],
+                 WHERE id = $1 AND state <> 'closed' AND messages < $5 RETURNING messages, customer_id",
+                sql_params![ticket_id, state.as_str(), actor.as_str(), now, MESSAGES_PER_TICKET_MAX],
             )?;
             let Some(claimed) = claimed else {
-                any_ticket(db, ticket_id)?;
-                return Err(SupportError::Closed);
+                return Err(refusal(&any_ticket(db, ticket_id)?));
             };
             let (position, customer_id) = (claimed.int(0)? - 1, claimed.text(1)?);
             self.insert_message(db, ticket_id, position, (AuthorKind::Staff, &actor), &body, now)?;
@@ -588,15 +600,15 @@ impl Support {
             let added = i64::from(body.is_some());
             let claimed = db.query_opt(
                 "UPDATE support_tickets SET messages = messages + $2, state = 'resolved', assigned_to = $3, updated_at = $4 \
-                 WHERE id = $1 AND state NOT IN ('closed', 'resolved') RETURNING messages, customer_id",
-                sql_params![ticket_id, added, actor.as_str(), now],
+                 WHERE id = $1 AND state NOT IN ('closed', 'resolved') AND messages + $2 <= $5 RETURNING messages, customer_id",
+                sql_params![ticket_id, added, actor.as_str(), now, MESSAGES_PER_TICKET_MAX],
             )?;
             let Some(claimed) = claimed else {
                 let ticket = any_ticket(db, ticket_id)?;
                 return Err(if ticket.state == TicketState::Resolved {
                     SupportError::AlreadyResolved
                 } else {
-                    SupportError::Closed
+                    refusal(&ticket)
                 });
             };
             let (messages, customer_id) = (claimed.int(0)?, claimed.text(1)?);

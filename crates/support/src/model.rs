@@ -7,6 +7,9 @@ pub const MESSAGE_CHARS_MAX: usize = 2_000;
 /// Tickets a customer may have waiting (open, answered, awaiting them) at
 /// once: enough for any real need, a bound on a script that floods support.
 pub const OPEN_TICKETS_MAX: i64 = 20;
+/// Most messages one ticket holds: a thread longer than this is a new
+/// ticket (and a bound on what one ticket can make the bank store).
+pub const MESSAGES_PER_TICKET_MAX: i64 = 200;
 /// Most tickets "my requests" lists (newest first).
 pub const TICKETS_LISTED_MAX: i64 = 100;
 /// Most tickets one page of the staff queue returns.

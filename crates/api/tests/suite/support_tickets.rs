@@ -804,6 +804,41 @@ async fn ticket_flows(app: TicketApp) {
         .expect("a support queue");
     assert_eq!(support_queue["count"], 1, "{support_queue}");
 
+    // ---- a thread is bounded ----
+    let (status, long) = app
+        .post(
+            &other,
+            "long-open",
+            "/v1/me/support/tickets",
+            json!({"category": "other", "message": "message 1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{long}");
+    let long_path = format!(
+        "/v1/me/support/tickets/{}/messages",
+        long["id"].as_str().expect("id")
+    );
+    for i in 2..=coffer_support::MESSAGES_PER_TICKET_MAX {
+        let (status, body) = app
+            .post(
+                &other,
+                &format!("long-{i}"),
+                &long_path,
+                json!({"message": format!("message {i}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{i}: {body}");
+    }
+    let (status, full) = app
+        .post(
+            &other,
+            "long-full",
+            &long_path,
+            json!({"message": "one too many"}),
+        )
+        .await;
+    assert_eq!((status, code(&full)), (409, "ticket_full"), "{full}");
+
     // ---- the text is never stored in clear ----
     let database = app.db.database.clone();
     tokio::task::spawn_blocking(move || {
