@@ -554,7 +554,8 @@ pub(crate) async fn customer_360(
 #[derive(Serialize, ToSchema)]
 pub(crate) struct QueueView {
     /// `kyc_reviews`, `pending_approvals`, `merchant_reviews`, `pending_fundings`,
-    /// `risk_cases`, `risk_cases_escalated`, `compliance_hits`, `compliance_reports`.
+    /// `risk_cases`, `risk_cases_escalated`, `compliance_hits`, `compliance_reports`,
+    /// `support_tickets` (open: waiting for the bank).
     name: &'static str,
     count: i64,
     /// When the oldest waiting item was created (null when empty).
@@ -567,7 +568,7 @@ pub(crate) struct QueuesResponse {
 }
 
 #[utoipa::path(get, path = "/v1/staff/queues", tag = "staff", summary = "Queues overview",
-    description = "Every staff queue with how many items wait and when the oldest was created: KYC reviews, pending maker-checker approvals, merchant reviews, top-ups and withdrawals the connectors have not answered (what reconciliation reports as stuck), open and escalated risk cases, pending screening hits and regulatory reports awaiting review. Needs `view_dashboards`.",
+    description = "Every staff queue with how many items wait and when the oldest was created: KYC reviews, pending maker-checker approvals, merchant reviews, top-ups and withdrawals the connectors have not answered (what reconciliation reports as stuck), open and escalated risk cases, pending screening hits, regulatory reports awaiting review, and support tickets waiting for the bank. Needs `view_dashboards`.",
     responses(
         (status = 200, description = "The queues.", body = QueuesResponse),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
@@ -589,6 +590,8 @@ pub(crate) async fn queues(
     all.extend(blocking_call(move || risk.queue_summaries()).await?);
     let compliance = state.compliance.clone();
     all.extend(blocking_call(move || compliance.queue_summaries()).await?);
+    let support = state.support.clone();
+    all.extend(blocking_call(move || support.queue_summaries()).await?);
     Ok(json_response(
         StatusCode::OK,
         &QueuesResponse {

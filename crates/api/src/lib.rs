@@ -30,6 +30,7 @@ pub mod risk_routes;
 pub mod route_table;
 pub mod security_headers;
 pub mod staff_routes;
+pub mod support_routes;
 pub mod wallet_routes;
 
 use std::sync::Arc;
@@ -94,6 +95,8 @@ pub struct AppState {
     pub campaigns: Arc<coffer_payments::Campaigns>,
     /// Export, erasure, partner consents and the access log.
     pub privacy: Arc<coffer_privacy::Privacy>,
+    /// Customer support tickets and the support queue.
+    pub support: Arc<coffer_support::Support>,
 }
 
 /// The card network and the core banking system, and the secrets their
@@ -175,6 +178,7 @@ pub fn encrypted_columns() -> Vec<coffer_vault::EncryptedColumn> {
         .chain(coffer_notify::ENCRYPTED_COLUMNS)
         .chain(coffer_payments::ENCRYPTED_COLUMNS)
         .chain(coffer_compliance::ENCRYPTED_COLUMNS)
+        .chain(coffer_support::ENCRYPTED_COLUMNS)
         .collect()
 }
 
@@ -407,6 +411,12 @@ impl AppState {
             customers.identity.clone(),
             fx.clone(),
         ));
+        let support = Arc::new(coffer_support::Support::new(
+            customers.sql.clone(),
+            customers.vault.clone(),
+            clock.clone(),
+            activity.clone(),
+        ));
         AppState {
             campaigns,
             engine,
@@ -437,6 +447,7 @@ impl AppState {
             rate_limiter: Arc::new(RateLimiter::new(RateLimits::default())),
             trusted_proxies: Arc::new(client_addr::TrustedProxies::default()),
             privacy,
+            support,
         }
     }
 
@@ -611,6 +622,7 @@ pub fn routes() -> RouteTable {
         .merge(privacy_routes::routes())
         .merge(backoffice_routes::routes())
         .merge(passkey_routes::routes())
+        .merge(support_routes::routes())
 }
 
 pub fn router(state: AppState) -> Router {

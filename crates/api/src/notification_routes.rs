@@ -127,7 +127,7 @@ pub(crate) struct InboxQuery {
 pub(crate) struct NotificationBody {
     id: i64,
     /// `payment_received`, `payment_sent`, `payment_request`, `low_balance`,
-    /// `marketing` or `security`.
+    /// `marketing`, `security` or `support` (the bank answered a ticket).
     category: String,
     /// What kind of alert (`p2p_received`, `large_payment`, `account_locked`…).
     template: String,

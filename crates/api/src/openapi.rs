@@ -20,6 +20,7 @@ use crate::auth::{SCOPE_LEDGER_READ, SCOPE_LEDGER_WRITE};
 use crate::body::BODY_LIMIT_BYTES;
 use crate::idempotency::{IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_RETENTION_HOURS};
 use crate::passkey_routes;
+use crate::support_routes;
 use crate::{
     backoffice_routes, compliance_routes, customer_routes, funding_routes, ledger_routes,
     merchant_key_routes, merchant_routes, notification_routes, p2p_routes, privacy_routes,
@@ -213,6 +214,15 @@ pub const SESSION_SCHEME: &str = "session";
         backoffice_routes::view_settings,
         backoffice_routes::propose_settings,
         passkey_routes::remove_passkey,
+        support_routes::open_ticket,
+        support_routes::my_tickets,
+        support_routes::my_ticket,
+        support_routes::customer_reply,
+        support_routes::close_ticket,
+        support_routes::support_queue,
+        support_routes::staff_ticket,
+        support_routes::staff_reply,
+        support_routes::resolve_ticket,
     ),
     components(
         // Reached only through `fields::batch_transfers`, which the
@@ -238,6 +248,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "operations", description = "Health, readiness and metrics for the people who run Coffer."),
         (name = "reference", description = "This document and its browsable rendering."),
         (name = "privacy", description = "Privacy rights: download my data, delete my account (the ledger kept under a pseudonymous id), consents for partners and the partner API that checks them, and who accessed my data."),
+        (name = "support", description = "Customer support: tickets a customer opens (optionally about one of their transactions), the thread with the bank's support staff, and the support queue (permission `handle_support`; every staff read and answer audited with the customer as subject)."),
     )
 )]
 pub struct ApiDoc;

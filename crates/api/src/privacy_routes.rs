@@ -177,7 +177,7 @@ pub(crate) async fn request_export(
     path = "/v1/me/privacy/exports/{id}",
     tag = "privacy",
     summary = "Download my data",
-    description = "The archive: one JSON document, `schema` `coffer.privacy.export/1` (see README, Privacy): profile, KYC, wallets and balances, activity, P2P payments, cards and bank accounts (last four only), consents, sessions, passkeys and authenticator enrolment, wallet handle, notifications (without their text) and the audit events about the customer (staff shown by role). No password hash, authenticator seed, recovery code, token or one-time code. Each download is audited.",
+    description = "The archive: one JSON document, `schema` `coffer.privacy.export/1` (see README, Privacy): profile, KYC, wallets and balances, activity, P2P payments, cards and bank accounts (last four only), consents, sessions, passkeys and authenticator enrolment, wallet handle, notifications (without their text), support tickets with their messages and the audit events about the customer (staff shown by role). No password hash, authenticator seed, recovery code, token or one-time code. Each download is audited.",
     params(("id" = String, Path, description = "The export request's id.")),
     responses(
         (status = 200, description = "The archive.", body = Object),

@@ -334,6 +334,63 @@ pub async fn load_funding(
     Ok(loaded)
 }
 
+/// For the demo customer: a support ticket about their first top-up,
+/// answered by a demo support agent, so the help pages and the console's
+/// support queue show a thread.
+pub async fn load_support(
+    state: &coffer_api::AppState,
+    customer_id: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(customer_id) = customer_id else {
+        return Ok(());
+    };
+    let (support, activity) = (state.support.clone(), state.activity.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let first = activity
+            .list(
+                &customer_id,
+                &coffer_payments::activity::Filter::default(),
+                None,
+                100,
+            )?
+            .items
+            .into_iter()
+            .last()
+            .map(|a| a.id);
+        let ticket = support.open(
+            &coffer_support::Requester {
+                customer_id: customer_id.clone(),
+                ip: "demo".into(),
+            },
+            &coffer_support::NewTicket {
+                category: coffer_support::TicketCategory::PaymentProblem,
+                activity_id: first,
+                body: "这笔充值到账了吗？ Did this top-up arrive?".into(),
+            },
+        )?;
+        let agent = coffer_identity::StaffInfo {
+            staff_id: "demo-support".into(),
+            username: "demo.support".into(),
+            roles: vec![coffer_identity::Role::Support],
+            session_id: "demo".into(),
+        };
+        support.reply_as_staff(
+            &agent,
+            &ticket.id,
+            "已到账，请在交易记录中查看。 Yes, it arrived: see it in your history.",
+            coffer_support::StaffReply::Answer,
+            &coffer_identity::Context {
+                ip: "demo".into(),
+                device: "coffer serve --demo".into(),
+            },
+        )?;
+        Ok(())
+    })
+    .await??;
+    println!("  support: a ticket about the first top-up, answered; try GET /v1/me/support/tickets or /help/requests (README: Support tickets)");
+    Ok(())
+}
+
 /// For the demo customer: two bills paid (electricity, a credit card
 /// repayment) and a conversion of CNY 100.00 to US dollars, so that the
 /// history shows every kind of entry.

@@ -197,6 +197,7 @@ pub fn run(args: Serve, config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("indexing customer names: {e}"))?;
         if args.demo {
             let customer = demo::load_funding(&state, &customers, demo_sms.clone()).await?;
+            demo::load_support(&state, customer.clone()).await?;
             demo::load_wallet(&state, customer).await?;
             demo::load_p2p(&state, &customers, demo_sms.clone()).await?;
         }

@@ -97,10 +97,13 @@ pub enum Permission {
     /// Propose changes to the fee schedule and tier limits (maker); a
     /// checker with `approve_sensitive` approves them.
     ManageSettings,
+    /// Work the customer support queue: read tickets (the customer's own
+    /// words, so each read is on the customer's access log), reply, resolve.
+    HandleSupport,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 18] = [
         Permission::ViewCustomers,
         Permission::FreezeCustomers,
         Permission::ReviewKyc,
@@ -118,6 +121,7 @@ impl Permission {
         Permission::ViewPersonalData,
         Permission::ViewDashboards,
         Permission::ManageSettings,
+        Permission::HandleSupport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +143,7 @@ impl Permission {
             Permission::ViewPersonalData => "view_personal_data",
             Permission::ViewDashboards => "view_dashboards",
             Permission::ManageSettings => "manage_settings",
+            Permission::HandleSupport => "handle_support",
         }
     }
 }
@@ -189,6 +194,7 @@ pub fn permits(role: Role, permission: Permission) -> bool {
                     | ManageNotifications
                     | ViewDashboards
             )
+            | (Support, HandleSupport)
     )
 }
 

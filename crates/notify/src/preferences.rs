@@ -22,6 +22,9 @@ pub enum Category {
     /// New device, lock-out, large payment, freeze, password or contact
     /// change: always sent, whatever the preferences say.
     Security,
+    /// The bank answered the customer's support ticket: in the app only,
+    /// always (the customer asked), so no preference names it.
+    Support,
 }
 
 impl Category {
@@ -42,6 +45,7 @@ impl Category {
             Category::LowBalance => "low_balance",
             Category::Marketing => "marketing",
             Category::Security => "security",
+            Category::Support => "support",
         }
     }
 
@@ -169,7 +173,7 @@ pub fn wants(
     category: Category,
     channel: &str,
 ) -> Result<bool, NotifyError> {
-    if category == Category::Security {
+    if matches!(category, Category::Security | Category::Support) {
         return Ok(true);
     }
     if category == Category::Marketing {

@@ -114,6 +114,7 @@ impl Privacy {
             }
             erase_identity(db, customer_id, &contact_index, now)?;
             erase_payments(db, customer_id)?;
+            coffer_support::erase(db, customer_id, now)?;
             db.execute(
                 "UPDATE privacy_consents SET revoked_at = $2 WHERE customer_id = $1 AND revoked_at IS NULL",
                 sql_params![customer_id, now],
@@ -158,7 +159,7 @@ impl Privacy {
                     std::thread::sleep(std::time::Duration::from_millis(CHECKPOINT_RETRY_MS));
                 }
             } else {
-                for table in TOUCHED_TABLES {
+                for table in TOUCHED_TABLES.iter().chain(&coffer_support::ERASED_TABLES) {
                     db.execute(&format!("VACUUM {table}"), &[])?;
                 }
             }

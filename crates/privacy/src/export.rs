@@ -338,6 +338,25 @@ impl Privacy {
                 "outcome": r.text(5)?, "detail": r.text(6)?,
             }));
         }
+        let support_tickets: Vec<Value> = coffer_support::export(db, &self.vault, customer_id)?
+            .into_iter()
+            .map(|thread| {
+                let t = thread.ticket;
+                json!({
+                    "id": t.id, "category": t.category.as_str(), "state": t.state.as_str(),
+                    "transaction_id": t.activity_id, "created_at": time(t.created_at),
+                    "updated_at": time(t.updated_at), "closed_at": opt_time(t.closed_at),
+                    // Staff appear as "bank", as in the app.
+                    "messages": thread.messages.into_iter().map(|m| json!({
+                        "from": match m.author_kind {
+                            coffer_support::AuthorKind::Customer => "you",
+                            coffer_support::AuthorKind::Staff => "bank",
+                        },
+                        "text": m.body, "at": time(m.created_at),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         Ok(json!({
             "schema": EXPORT_SCHEMA,
             "customer_id": customer_id,
@@ -356,6 +375,7 @@ impl Privacy {
             },
             "wallet_handle": handle,
             "notifications": notifications,
+            "support_tickets": support_tickets,
             "security_events": security_events,
         }))
     }

@@ -78,6 +78,8 @@ pub enum PrivacyError {
     Audit(#[from] coffer_audit::AuditError),
     #[error("wallets: {0}")]
     Wallets(String),
+    #[error("support tickets: {0}")]
+    Support(#[from] coffer_support::SupportError),
 }
 
 fn describe(balances: &[Balance]) -> String {

@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/postgres_0024_payments_gaps.sql"),
     ),
     (
+        25,
+        include_str!("migrations/postgres_0025_support_tickets.sql"),
+    ),
+    (
         26,
         include_str!("migrations/postgres_0026_review_holds.sql"),
     ),

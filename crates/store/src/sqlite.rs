@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (21, include_str!("migrations/sqlite_0021_privacy.sql")),
     (22, include_str!("migrations/sqlite_0022_backoffice.sql")),
     (24, include_str!("migrations/sqlite_0024_payments_gaps.sql")),
+    (
+        25,
+        include_str!("migrations/sqlite_0025_support_tickets.sql"),
+    ),
     (26, include_str!("migrations/sqlite_0026_review_holds.sql")),
 ];
 

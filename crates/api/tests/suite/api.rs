@@ -1340,6 +1340,30 @@ async fn every_staff_route_checks_every_role() {
         ),
         (
             Method::GET,
+            "/v1/staff/support/tickets".into(),
+            None,
+            Some(Permission::HandleSupport),
+        ),
+        (
+            Method::GET,
+            "/v1/staff/support/tickets/tkt_none".into(),
+            None,
+            Some(Permission::HandleSupport),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/support/tickets/tkt_none/messages".into(),
+            Some(json!({"message": "matrix"})),
+            Some(Permission::HandleSupport),
+        ),
+        (
+            Method::POST,
+            "/v1/staff/support/tickets/tkt_none/resolve".into(),
+            Some(json!({})),
+            Some(Permission::HandleSupport),
+        ),
+        (
+            Method::GET,
             format!("/v1/staff/customer-search?id={customer}"),
             None,
             Some(Permission::ViewCustomers),

@@ -802,7 +802,8 @@ async fn back_office(app: App) {
             "risk_cases",
             "risk_cases_escalated",
             "compliance_hits",
-            "compliance_reports"
+            "compliance_reports",
+            "support_tickets"
         ]
     );
     assert_eq!(queues["data"][1]["count"], 0, "every proposal was decided");

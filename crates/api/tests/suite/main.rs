@@ -17,4 +17,5 @@ mod openapi;
 mod p2p;
 mod privacy;
 mod risk;
+mod support_tickets;
 mod wallet;

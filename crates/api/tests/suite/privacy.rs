@@ -31,6 +31,7 @@ const FULL_NAME: &str = "Qiaoling Wenxuan Zhao";
 const PAN: &str = "4111111111111111";
 const BANK_NUMBER: &str = "6222000000000001";
 const PARTNER: &str = "acme-budget";
+const TICKET_BODY: &str = "Qiaoling here: my landlord Mr Fenghua sent the rent twice";
 
 struct App {
     base: String,
@@ -330,6 +331,8 @@ fn stored_forms(sql: &SqlStore, customer_id: &str) -> Vec<Vec<u8>> {
         "SELECT id_number_enc, full_name_enc, id_index FROM kyc_identities WHERE customer_id = $1",
         "SELECT pan_enc, pan_enc, pan_index FROM cards WHERE customer_id = $1",
         "SELECT number_enc, number_enc, number_index FROM bank_accounts WHERE customer_id = $1",
+        "SELECT m.body_enc, m.body_enc, m.id FROM support_messages m \
+         JOIN support_tickets t ON t.id = m.ticket_id WHERE t.customer_id = $1",
     ];
     let mut forms = Vec::new();
     for query in queries {
@@ -708,6 +711,16 @@ async fn privacy_flows(app: App) {
     assert_eq!(status, 201, "{withdrawal}");
     app.deliver_all().await;
     assert_eq!(app.balance(&bearer).await, (0, 0));
+    // A support ticket: what the customer wrote must go too.
+    let (status, ticket) = app
+        .post(
+            &bearer,
+            "ticket-1",
+            "/v1/me/support/tickets",
+            json!({"category": "other", "message": TICKET_BODY}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ticket}");
     let stored = {
         let database = app.db.database.clone();
         let id = customer_id.clone();
@@ -746,6 +759,10 @@ async fn privacy_flows(app: App) {
         (
             "the bank account number".into(),
             BANK_NUMBER.as_bytes().to_vec(),
+        ),
+        (
+            "the support ticket's text".into(),
+            TICKET_BODY.as_bytes().to_vec(),
         ),
     ];
     for (i, form) in stored.into_iter().enumerate() {

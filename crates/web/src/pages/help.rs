@@ -32,6 +32,7 @@ async fn help_page(ctx: Ctx) -> axum::response::Response {
             section.card.narrow aria-labelledby="faq-title" {
                 h1 #faq-title { (ctx.t("help.title")) }
                 p { (ctx.t("help.intro")) }
+                p { a.button href="/help/requests" data-testid="my-requests" { (ctx.t("help.requests")) } }
                 @for name in QUESTIONS {
                     details data-testid=(format!("faq-{name}")) {
                         summary { (ctx.t(&format!("help.q.{name}"))) }

@@ -416,6 +416,7 @@ pub async fn receipt(ctx: Ctx, State(state): State<WebState>, Path(id): Path<Str
                     (row("receipt.time", ctx.time(text(&receipt, "created_at"))))
                     (row("receipt.number", text(&receipt, "receipt_number").to_string()))
                 }
+                p { a href=(format!("/help/requests/new?transaction={}", encode(&id))) data-testid="report-problem" { (ctx.t("receipt.report")) } }
                 p { a href="/history" { (ctx.t("receipt.back")) } }
             }
         },

@@ -24,6 +24,7 @@ mod staff_merchants;
 mod staff_ops;
 mod staff_rules;
 mod stepup;
+mod support;
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -48,6 +49,7 @@ pub fn routes() -> Router<WebState> {
         .merge(staff_rules::routes())
         .merge(staff_merchants::routes())
         .merge(staff_ops::routes())
+        .merge(support::routes())
 }
 
 /// A form's fields.

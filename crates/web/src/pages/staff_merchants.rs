@@ -208,7 +208,7 @@ async fn review(
             encode(&id)
         ))
         .into_response(),
-        Ok(Posted::Refused(error)) => merchant_page(&ctx, &state, &id, None, Some(&error)).await,
+        Ok(Posted::Refused(_, error)) => merchant_page(&ctx, &state, &id, None, Some(&error)).await,
         Err(page) => page,
     }
 }
@@ -299,7 +299,7 @@ async fn run_settlements(
         Ok(Posted::Done(_)) => {
             Redirect::to("/staff/settlements?notice=notice.settled").into_response()
         }
-        Ok(Posted::Refused(error)) => settlements_page(&ctx, &state, None, Some(&error)).await,
+        Ok(Posted::Refused(_, error)) => settlements_page(&ctx, &state, None, Some(&error)).await,
         Err(page) => page,
     }
 }

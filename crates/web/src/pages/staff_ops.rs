@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::staff::{
     console, label, refused, staff, staff_post, staff_read, staff_submit, with_detail, Posted,
-    Staff, StaffQuery,
+    StaffQuery,
 };
 use super::{field, Form};
 use crate::api::{int, list, text};
@@ -37,43 +37,6 @@ const SPENDING_CATEGORIES: [&str; 9] = [
     "transfers",
     "other",
 ];
-
-/// The console pages that live outside `staff.rs`, each shown only to the
-/// roles whose permission the API asks for.
-pub(super) fn menu_entries(staff: &Staff) -> [(&'static str, &'static str, bool); 6] {
-    [
-        (
-            "/staff/risk/blocklist",
-            "staff.blocklist",
-            staff.may(Permission::ManageRisk),
-        ),
-        (
-            "/staff/merchants",
-            "staff.merchants",
-            staff.may(Permission::ReviewMerchants),
-        ),
-        (
-            "/staff/settlements",
-            "staff.settlements",
-            staff.may(Permission::SettleMerchants),
-        ),
-        (
-            "/staff/reconciliation",
-            "staff.reconciliation",
-            staff.may(Permission::Reconcile),
-        ),
-        (
-            "/staff/campaigns",
-            "staff.campaigns",
-            staff.may(Permission::ManageCampaigns),
-        ),
-        (
-            "/staff/notifications",
-            "staff.dead_letters",
-            staff.may(Permission::ManageNotifications),
-        ),
-    ]
-}
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -264,7 +227,7 @@ async fn create_campaign(
             encode(text(&created, "id"))
         ))
         .into_response(),
-        Ok(Posted::Refused(error)) => {
+        Ok(Posted::Refused(_, error)) => {
             campaigns_page(&ctx, &state, None, Some(&error), Some(&form)).await
         }
         Err(page) => page,

@@ -430,7 +430,7 @@ async fn activate(
         }
         // Refused (already active or retired, not allowed): the rules page
         // again, with the API's reason on top.
-        Ok(Posted::Refused(error)) => {
+        Ok(Posted::Refused(_, error)) => {
             let view = RulesView {
                 error: Some(error),
                 ..RulesView::default()
@@ -531,7 +531,7 @@ async fn add_block(
         Ok(Posted::Done(_)) => {
             Redirect::to("/staff/risk/blocklist?notice=notice.blocked").into_response()
         }
-        Ok(Posted::Refused(error)) => {
+        Ok(Posted::Refused(_, error)) => {
             blocklist_page(&ctx, &state, None, Some(&error), Some(&form)).await
         }
         Err(page) => page,

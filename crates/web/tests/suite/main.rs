@@ -10,3 +10,4 @@ mod passkeys;
 mod privacy_help;
 mod staff;
 mod staff_console;
+mod support_requests;
