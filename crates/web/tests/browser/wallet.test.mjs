@@ -298,6 +298,20 @@ for (const locale of ['zh', 'en']) {
     assert.match(csv.headers()['content-type'], /text\/csv/);
     assert.match(await csv.text(), /top_up/);
 
+    // A problem with the refunded payment: reported from its receipt.
+    await Promise.all([
+      page.waitForLoadState('domcontentloaded'),
+      page.locator('ul.activity li a', { hasText: locale === 'zh' ? '退款' : 'Refund' }).first().click(),
+    ]);
+    await Promise.all([page.waitForLoadState('domcontentloaded'), page.locator('[data-testid=report-problem]').click()]);
+    await assert.doesNotReject(page.locator('[data-testid=about-transaction]').waitFor());
+    await page.selectOption('#category', 'refund');
+    await page.fill('#message', locale === 'zh' ? '退款金额不对，少了一碗面的钱。' : 'The refund looks short by one bowl of noodles.');
+    await submit(page, 'form[action="/help/requests"] button[type=submit]');
+    await assert.doesNotReject(page.locator('[data-testid=thread]').waitFor());
+    assert.equal(await page.locator('[data-testid=state]').getAttribute('data-state'), 'open');
+    await shot(page, `${locale}-10b-support-request`);
+
     // Download my data, after confirming it is me with an SMS code.
     await page.goto(`${base}/privacy`);
     await shot(page, `${locale}-11-privacy`);
@@ -425,6 +439,12 @@ test('a staff member freezes a customer, and the customer sees it', async () => 
   await staff.goto(`${base}/staff/audit`);
   await assert.doesNotReject(staff.locator('[data-testid=audit] td', { hasText: 'customer_frozen' }).first().waitFor());
   await shot(staff, 'staff-4-audit-log');
+  // The rule editor with its dry-run (read-only for this look), and the blocklist.
+  await staff.goto(`${base}/staff/risk/rules`);
+  await assert.doesNotReject(staff.locator('textarea[name=rules]').waitFor());
+  await shot(staff, 'staff-5-risk-rules');
+  await staff.goto(`${base}/staff/risk/blocklist`);
+  await shot(staff, 'staff-6-blocklist');
 
   // The customer is told on her phone (the demo console stands in for the SMS gateway)...
   await waitFor(
