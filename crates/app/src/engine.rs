@@ -482,21 +482,19 @@ impl Worker {
                 return;
             };
             let stored = to_store(&responses);
+            let journal = batch.journal.clone();
+            let events = batch.events.len();
+            let transfers = batch
+                .events
+                .iter()
+                .filter(|e| matches!(e, coffer_ledger::Event::Transfer(_)))
+                .count();
             let commit_started = Instant::now();
-            match self.writer.commit(&batch, &stored) {
+            match self.writer.commit(batch, stored) {
                 Ok(Commit::Committed) => {
-                    self.ledger.confirm(&batch.journal);
-                    let transfers = batch
-                        .events
-                        .iter()
-                        .filter(|e| matches!(e, coffer_ledger::Event::Transfer(_)))
-                        .count();
-                    self.stats.record_batch(
-                        batch.events.len(),
-                        transfers,
-                        expired,
-                        commit_started.elapsed(),
-                    );
+                    self.ledger.confirm(&journal);
+                    self.stats
+                        .record_batch(events, transfers, expired, commit_started.elapsed());
                     self.answer(requests, outcomes, responses);
                     return;
                 }

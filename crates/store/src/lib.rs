@@ -7,6 +7,7 @@
 
 pub mod batch_log;
 mod convert;
+mod id_filter;
 mod logged;
 pub mod naive;
 mod overlay;
@@ -245,11 +246,12 @@ pub trait LedgerWriter: Send {
     fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError>;
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError>;
     /// Writes the whole batch, and the idempotent responses of the requests
-    /// in it, in one durable transaction, or nothing.
+    /// in it, in one durable transaction, or nothing. Takes the batch by
+    /// value: the writer keeps it (until projected) without a deep copy.
     fn commit(
         &mut self,
-        batch: &SealedBatch,
-        responses: &[service::StoredResponse],
+        batch: SealedBatch,
+        responses: Vec<service::StoredResponse>,
     ) -> Result<Commit, StoreError>;
     /// What is stored under these (principal, idempotency key) pairs: the
     /// writer checks them itself, in order with its commits, so a retry

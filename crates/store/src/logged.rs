@@ -24,6 +24,7 @@ use coffer_ledger::{
 };
 
 use crate::batch_log::{self, BatchLog, LogEntry};
+use crate::id_filter::IdFilter;
 use crate::overlay::{self, Overlay, Pace};
 use crate::service::{StoredKey, StoredResponse};
 use crate::{Commit, EntryFilter, Head, LedgerReader, LedgerWriter, StoreError};
@@ -57,6 +58,10 @@ pub(crate) trait Tables: Send {
     fn accounts(&mut self, ids: &[Identifier]) -> Result<Vec<Account>, StoreError>;
     fn holds(&mut self, ids: &[Identifier]) -> Result<Vec<Hold>, StoreError>;
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError>;
+    /// How many transfers the tables hold (to size the id filter).
+    fn transfer_count(&mut self) -> Result<u64, StoreError>;
+    /// Every stored transfer id, in no particular order.
+    fn scan_transfer_ids(&mut self, visit: &mut dyn FnMut(&str)) -> Result<(), StoreError>;
     fn responses(&mut self, keys: &[(String, String)]) -> Result<Vec<StoredKey>, StoreError>;
     /// The log sequence number the tables are projected through.
     fn projected(&mut self) -> Result<u64, StoreError>;
@@ -103,6 +108,9 @@ pub(crate) struct LoggedWriter {
     log: Box<dyn BatchLog>,
     tables: Box<dyn Tables>,
     overlay: Arc<Overlay>,
+    /// Every transfer id committed (tables and log): lets `commit` skip the
+    /// duplicate lookup for ids it proves new.
+    committed_ids: IdFilter,
     seq: u64,
     pruned: u64,
     projector: Option<JoinHandle<()>>,
@@ -113,6 +121,9 @@ impl LoggedWriter {
         let mut log = backend.open_log()?;
         let mut tables = backend.open_tables(false)?;
         let seq = recover(log.as_mut(), tables.as_mut())?;
+        // After recovery the tables hold every committed transfer.
+        let mut committed_ids = IdFilter::with_capacity(tables.transfer_count()?);
+        tables.scan_transfer_ids(&mut |id| committed_ids.insert(id))?;
         let overlay = Arc::new(Overlay::new(seq));
         overlay::register(&backend.location(), &overlay);
         let projector_tables = backend.open_tables(true)?;
@@ -126,10 +137,32 @@ impl LoggedWriter {
             log,
             tables,
             overlay,
+            committed_ids,
             seq,
             pruned: 0,
             projector: Some(projector),
         })
+    }
+
+    /// The committed transfers among `ids`. An id the filter proves new is
+    /// in neither the overlay nor the tables, so only the rest are looked
+    /// up (the engine also asks about every refused transfer's id).
+    fn committed_transfers<'a>(
+        &mut self,
+        ids: impl Iterator<Item = &'a Identifier>,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        let maybe: Vec<Identifier> = ids
+            .filter(|id| self.committed_ids.may_contain(id.as_str()))
+            .cloned()
+            .collect();
+        if maybe.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mut found, rest) = split(&maybe, |id| self.overlay.transfer(id));
+        if !rest.is_empty() {
+            found.extend(self.tables.transfers(&rest)?);
+        }
+        Ok(found)
     }
 
     fn append(
@@ -265,32 +298,37 @@ impl LedgerWriter for LoggedWriter {
     }
 
     fn transfers(&mut self, ids: &[Identifier]) -> Result<Vec<Transfer>, StoreError> {
-        let (mut found, rest) = split(ids, |id| self.overlay.transfer(id));
-        found.extend(self.tables.transfers(&rest)?);
-        Ok(found)
+        self.committed_transfers(ids.iter())
     }
 
     fn commit(
         &mut self,
-        batch: &SealedBatch,
-        responses: &[StoredResponse],
+        batch: SealedBatch,
+        responses: Vec<StoredResponse>,
     ) -> Result<Commit, StoreError> {
         // The tables' unique index used to refuse an id committed by an
         // earlier batch; the log has no index, so the writer asks first. It
         // is the only writer of transfers, so nothing can slip in between.
-        let ids: Vec<Identifier> = batch
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Transfer(t) => Some(t.id.clone()),
-                _ => None,
-            })
+        let ids = batch.events.iter().filter_map(|e| match e {
+            Event::Transfer(t) => Some(&t.id),
+            _ => None,
+        });
+        let duplicates: Vec<Identifier> = self
+            .committed_transfers(ids)?
+            .into_iter()
+            .map(|t| t.id)
             .collect();
-        let duplicates: Vec<Identifier> = self.transfers(&ids)?.into_iter().map(|t| t.id).collect();
         if !duplicates.is_empty() {
             return Ok(Commit::Duplicates(duplicates));
         }
-        self.append(Some(batch.clone()), responses.to_vec())?;
+        for event in &batch.events {
+            if let Event::Transfer(t) = event {
+                self.committed_ids.insert(t.id.as_str());
+            }
+        }
+        // Inserted before the append: if the append fails the filter only
+        // holds a few ids too many, which costs lookups, never correctness.
+        self.append(Some(batch), responses)?;
         Ok(Commit::Committed)
     }
 

@@ -304,6 +304,31 @@ impl Tables for PostgresTables {
         rows.iter().map(transfer_from_row).collect()
     }
 
+    fn transfer_count(&mut self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .client
+            .query_one("SELECT COUNT(*) FROM transfers", &[])?
+            .try_get(0)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn scan_transfer_ids(&mut self, visit: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        // A portal streams the ids in pages rather than loading them all.
+        let mut transaction = self.client.transaction()?;
+        let portal = transaction.bind("SELECT id FROM transfers", &[])?;
+        loop {
+            let rows = transaction.query_portal(&portal, 50_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                visit(row.try_get::<_, &str>(0)?);
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
     fn projected(&mut self) -> Result<u64, StoreError> {
         let seq: i64 = self
             .client

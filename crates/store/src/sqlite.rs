@@ -441,6 +441,23 @@ impl Tables for SqliteTables {
         )
     }
 
+    fn transfer_count(&mut self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM transfers", [], |r| r.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn scan_transfer_ids(&mut self, visit: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        let mut statement = self.connection.prepare("SELECT id FROM transfers")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            visit(&id);
+        }
+        Ok(())
+    }
+
     fn projected(&mut self) -> Result<u64, StoreError> {
         projected_seq(&self.connection)
     }

@@ -102,6 +102,60 @@ fn transfers_commit_and_replay_across_restarts() {
     }
 }
 
+fn bulk(engine: &Engine, ids: &[String]) -> Vec<Result<(Transfer, bool), Rejection>> {
+    transfers(
+        engine
+            .execute_blocking(Command::Transfers {
+                transfers: ids.iter().map(|id| post(id, "alice", "bob", 1)).collect(),
+                linked: false,
+            })
+            .expect("engine"),
+    )
+}
+
+/// The writer proves most ids new with a filter of every committed id
+/// (rebuilt from the tables at open): no committed id may ever pass as new,
+/// whether it is still unprojected or only in the tables after a restart,
+/// among many new ids in the same batch.
+#[test]
+fn every_committed_id_in_a_large_batch_is_recognised() {
+    for db in TestDatabase::both() {
+        let clock = clock();
+        let old: Vec<String> = (0..1_500).map(|i| format!("bulk-{i}")).collect();
+        let mut mixed = old.clone();
+        mixed.extend((0..500).map(|i| format!("new-{i}")));
+        {
+            let engine = Engine::start(&db.database, clock.clone()).expect("start");
+            setup(&engine);
+            assert!(bulk(&engine, &old)
+                .iter()
+                .all(|r| matches!(r, Ok((_, true)))));
+            // At once: the first batch is most likely still unprojected.
+            let results = bulk(&engine, &old);
+            assert!(
+                results.iter().all(|r| matches!(r, Ok((_, false)))),
+                "{}: a repeat in the same engine was written again",
+                db.name()
+            );
+            engine.shutdown();
+        }
+        let engine = Engine::start(&db.database, clock.clone()).expect("restart");
+        let results = bulk(&engine, &mixed);
+        let replayed = results[..1_500]
+            .iter()
+            .filter(|r| matches!(r, Ok((_, false))))
+            .count();
+        let created = results[1_500..]
+            .iter()
+            .filter(|r| matches!(r, Ok((_, true))))
+            .count();
+        assert_eq!((replayed, created), (1_500, 500), "{}", db.name());
+        engine.shutdown();
+        let report = clean(&db.database);
+        assert_eq!(report.transfers, 1 + 1_500 + 500, "{}", db.name());
+    }
+}
+
 #[test]
 fn holds_capture_release_and_expire() {
     for db in TestDatabase::both() {
