@@ -13,13 +13,15 @@ use crate::layout::{notice, page};
 use crate::WebState;
 
 /// Quick actions: (path, catalogue key, icon glyph). Simple mode keeps the first four.
-const ACTIONS: [(&str, &str, &str); 7] = [
+const ACTIONS: [(&str, &str, &str); 9] = [
     ("/scan", "action.scan", "⌖"),
     ("/paycode", "action.pay_code", "▦"),
     ("/transfer", "action.transfer", "→"),
     ("/topup", "action.top_up", "+"),
     ("/request", "action.request", "⇄"),
     ("/withdraw", "action.withdraw", "↧"),
+    ("/bills", "action.bills", "≡"),
+    ("/exchange", "action.exchange", "¤"),
     ("/cards", "action.cards", "▭"),
 ];
 

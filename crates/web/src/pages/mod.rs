@@ -9,7 +9,9 @@ use crate::WebState;
 
 mod alerts;
 mod auth;
+mod bills;
 mod funding;
+mod fx;
 mod held;
 mod help;
 mod history;
@@ -45,6 +47,8 @@ pub fn routes() -> Router<WebState> {
         .merge(staff::routes())
         .merge(help::routes())
         .merge(held::routes())
+        .merge(bills::routes())
+        .merge(fx::routes())
         .merge(passkeys::routes())
         .merge(staff_rules::routes())
         .merge(staff_merchants::routes())

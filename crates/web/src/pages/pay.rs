@@ -298,7 +298,7 @@ async fn retry_confirm(
     }
 }
 
-fn done_page(ctx: &Ctx, title_key: &str, message: &str) -> Response {
+pub(super) fn done_page(ctx: &Ctx, title_key: &str, message: &str) -> Response {
     page(
         ctx,
         title_key,

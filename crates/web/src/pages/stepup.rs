@@ -31,7 +31,7 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 7] = [
+const ACTIONS: [&str; 8] = [
     "/withdraw/confirm",
     "/pay/confirm",
     "/transfer/confirm",
@@ -39,6 +39,7 @@ const ACTIONS: [&str; 7] = [
     super::privacy::EXPORT_ACTION,
     super::privacy::ERASE_ACTION,
     super::held::ANSWER_ACTION,
+    super::bills::PAY_ACTION,
 ];
 
 fn passthrough(form: &Form) -> Markup {

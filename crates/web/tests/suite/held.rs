@@ -9,86 +9,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{form_fields, location, post_form, sign_up, spawn_web, Jar, Web};
+use crate::support::{
+    available, form_fields, fund, location, post_form, sign_up, spawn_web, Jar, Web,
+};
 
 const HELD_FROM: i64 = 10_000;
-
-fn id_number() -> String {
-    let body_17 = "11010519900307002";
-    format!(
-        "{body_17}{}",
-        coffer_identity::resident_id_check(body_17).expect("check")
-    )
-}
-
-/// Verified (KYC tier 1) and topped up through the card simulator.
-async fn fund(web: &Web, jar: &Jar, amount: i64) {
-    let (status, kyc) = web
-        .api(
-            jar,
-            Method::POST,
-            "/v1/me/kyc/identity",
-            "held-kyc",
-            Some(json!({"full_name": "林晓", "id_type": "cn_resident", "id_number": id_number()})),
-        )
-        .await;
-    assert_eq!(status, 200, "{kyc}");
-    let (status, card) = web
-        .api(
-            jar,
-            Method::POST,
-            "/v1/me/cards",
-            "held-card",
-            Some(json!({"number": "4111 1111 1111 1111", "expiry_month": 12, "expiry_year": 2035, "cvv": "123", "funding": "debit"})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{card}");
-    let (status, top_up) = web
-        .api(
-            jar,
-            Method::POST,
-            "/v1/me/top-ups",
-            "held-top-up",
-            Some(json!({"amount": amount, "currency": "CNY", "card_id": card["id"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{top_up}");
-    let simulators = web.state.connectors.simulators.clone();
-    let callbacks: Vec<coffer_payments::SignedCallback> = tokio::task::spawn_blocking(move || {
-        simulators
-            .iter()
-            .flat_map(|s| s.take_due(i64::MAX).expect("callbacks"))
-            .collect()
-    })
-    .await
-    .expect("join");
-    for callback in callbacks {
-        let path = coffer_api::connector_tasks::webhook_path(callback.connector);
-        let response = web
-            .client
-            .post(format!("{}{path}", web.base))
-            .header("content-type", "application/json")
-            .header("Coffer-Signature", &callback.signature)
-            .body(callback.body.clone())
-            .send()
-            .await
-            .expect("callback");
-        assert_eq!(response.status().as_u16(), 200);
-    }
-    assert_eq!(available(web, jar).await, amount);
-}
-
-async fn available(web: &Web, jar: &Jar) -> i64 {
-    let (status, wallets) = web.api(jar, Method::GET, "/v1/me/wallets", "-", None).await;
-    assert_eq!(status, 200, "{wallets}");
-    wallets["data"]
-        .as_array()
-        .expect("wallets")
-        .iter()
-        .find(|w| w["currency"] == "CNY")
-        .and_then(|w| w["available"].as_i64())
-        .expect("a CNY wallet")
-}
 
 /// Every payment of `HELD_FROM` or more held for review.
 async fn activate_review_rules(web: &Web) {

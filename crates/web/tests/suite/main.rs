@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bills_fx;
 mod customer;
 mod held;
 mod pages;
