@@ -11,7 +11,7 @@ use std::sync::Arc;
 use coffer_api::{AppState, CustomerServices};
 use coffer_app::{Engine, ManualClock};
 use coffer_core::{Clock, CurrencyRegistry, Identifier};
-use coffer_identity::{Context, PasswordPolicy, Policy, Role, TierLimits, Tiers};
+use coffer_identity::{PasswordPolicy, Policy, Role, TierLimits, Tiers};
 use coffer_notify::{Channel, SimulatedTransport, Transport};
 use coffer_payments::{FeeOperation, FeeRule, FeeSchedule, FundingPolicy, P2pPolicy};
 use coffer_testkit::TestDatabase;
@@ -142,17 +142,6 @@ struct Customer {
     bearer: String,
 }
 
-/// The authenticator code of `base32` at `unix_seconds` (the app's clock
-/// is a manual one, so codes are computed for its time).
-fn totp_at(base32: &str, unix_seconds: u64) -> String {
-    let seed = totp_rs::Secret::Encoded(base32.to_string())
-        .to_bytes()
-        .expect("base32");
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed)
-        .expect("totp")
-        .generate(unix_seconds)
-}
-
 impl App {
     async fn send(
         &self,
@@ -257,59 +246,19 @@ impl App {
 
     /// A new staff member with `roles`, signed in: the bearer header value.
     async fn staff(&self, username: &str, roles: Vec<Role>) -> String {
-        let identity = self.customers.identity.clone();
-        let name = username.to_string();
-        let new = tokio::task::spawn_blocking(move || {
-            identity.create_staff(
-                &name,
-                "Test Staff",
-                &roles,
-                &Context {
-                    ip: "test".into(),
-                    device: "test".into(),
-                },
-            )
-        })
+        crate::support::staff_bearer(
+            &self.client,
+            &self.base,
+            self.customers.identity.clone(),
+            username,
+            roles,
+            &*self.clock,
+        )
         .await
-        .expect("join")
-        .expect("create staff");
-        let now = u64::try_from(self.clock.now().as_nanos() / 1_000_000_000).expect("time");
-        let (status, body, _) = self
-            .send(
-                Method::POST,
-                "/v1/staff/sessions",
-                &[],
-                Some(json!({"username": username, "password": new.password.expose(), "code": totp_at(new.totp_base32.expose(), now)})),
-            )
-            .await;
-        assert_eq!(status, 201, "{username}: {body}");
-        format!("Bearer {}", body["token"].as_str().expect("token"))
     }
 
     async fn deliver_callbacks(&self) {
-        let simulators = self.state.connectors.simulators.clone();
-        let callbacks: Vec<coffer_payments::SignedCallback> =
-            tokio::task::spawn_blocking(move || {
-                simulators
-                    .iter()
-                    .flat_map(|s| s.take_due(i64::MAX).expect("callbacks"))
-                    .collect()
-            })
-            .await
-            .expect("join");
-        for callback in callbacks {
-            let path = coffer_api::connector_tasks::webhook_path(callback.connector);
-            let response = self
-                .client
-                .post(format!("{}{path}", self.base))
-                .header("content-type", "application/json")
-                .header("Coffer-Signature", &callback.signature)
-                .body(callback.body.clone())
-                .send()
-                .await
-                .expect("send");
-            assert_eq!(response.status().as_u16(), 200);
-        }
+        crate::support::deliver_simulated_callbacks(&self.client, &self.base, &self.state).await;
     }
 
     /// Links `card` (if new) and tops up from it; the outcome is whatever

@@ -366,42 +366,15 @@ impl App {
     }
 
     async fn staff(&self, username: &str, role: Role) -> String {
-        let identity = self.customers.identity.clone();
-        let name = username.to_string();
-        let created = tokio::task::spawn_blocking(move || {
-            identity.create_staff(
-                &name,
-                "Staff",
-                &[role],
-                &coffer_identity::Context {
-                    ip: "test".into(),
-                    device: "test".into(),
-                },
-            )
-        })
-        .await
-        .expect("join")
-        .expect("staff");
-        let totp = totp_rs::TOTP::new(
-            totp_rs::Algorithm::SHA1,
-            6,
-            1,
-            30,
-            totp_rs::Secret::Encoded(created.totp_base32.expose().clone())
-                .to_bytes()
-                .expect("seed"),
+        crate::support::staff_bearer(
+            &self.client,
+            &self.base,
+            self.customers.identity.clone(),
+            username,
+            vec![role],
+            &coffer_core::SystemClock,
         )
-        .expect("totp");
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/v1/staff/sessions",
-                &[],
-                Some(json!({"username": username, "password": created.password.expose(), "code": totp.generate(self.now_seconds())})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        format!("Bearer {}", body["token"].as_str().expect("token"))
+        .await
     }
 
     /// An approved merchant with an API key: (merchant id, key bearer, owner bearer).

@@ -248,29 +248,7 @@ impl App {
             )
             .await;
         assert_eq!(status, 201, "{top_up}");
-        let simulators = self.state.connectors.simulators.clone();
-        let callbacks: Vec<coffer_payments::SignedCallback> =
-            tokio::task::spawn_blocking(move || {
-                simulators
-                    .iter()
-                    .flat_map(|s| s.take_due(i64::MAX).expect("callbacks"))
-                    .collect()
-            })
-            .await
-            .expect("join");
-        for callback in callbacks {
-            let path = coffer_api::connector_tasks::webhook_path(callback.connector);
-            let response = self
-                .client
-                .post(format!("{}{path}", self.base))
-                .header("content-type", "application/json")
-                .header("Coffer-Signature", &callback.signature)
-                .body(callback.body.clone())
-                .send()
-                .await
-                .expect("send");
-            assert_eq!(response.status().as_u16(), 200);
-        }
+        crate::support::deliver_simulated_callbacks(&self.client, &self.base, &self.state).await;
     }
 
     async fn balance(&self, who: &Customer) -> i64 {

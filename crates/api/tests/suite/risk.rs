@@ -220,29 +220,7 @@ impl App {
             )
             .await;
         assert_eq!(status, 201, "{top_up}");
-        let simulators = self.state.connectors.simulators.clone();
-        let callbacks: Vec<coffer_payments::SignedCallback> =
-            tokio::task::spawn_blocking(move || {
-                simulators
-                    .iter()
-                    .flat_map(|s| s.take_due(i64::MAX).expect("callbacks"))
-                    .collect()
-            })
-            .await
-            .expect("join");
-        for callback in callbacks {
-            let path = coffer_api::connector_tasks::webhook_path(callback.connector);
-            let response = self
-                .client
-                .post(format!("{}{path}", self.base))
-                .header("content-type", "application/json")
-                .header("Coffer-Signature", &callback.signature)
-                .body(callback.body.clone())
-                .send()
-                .await
-                .expect("send");
-            assert_eq!(response.status().as_u16(), 200);
-        }
+        crate::support::deliver_simulated_callbacks(&self.client, &self.base, &self.state).await;
         assert_eq!(self.balance(who).await, amount);
     }
 
@@ -332,43 +310,15 @@ impl App {
     }
 
     async fn staff(&self, username: &str, role: Role) -> String {
-        let identity = self.customers.identity.clone();
-        let name = username.to_string();
-        let created = tokio::task::spawn_blocking(move || {
-            identity.create_staff(
-                &name,
-                "Staff",
-                &[role],
-                &coffer_identity::Context {
-                    ip: "test".into(),
-                    device: "test".into(),
-                },
-            )
-        })
-        .await
-        .expect("join")
-        .expect("staff");
-        let totp = totp_rs::TOTP::new(
-            totp_rs::Algorithm::SHA1,
-            6,
-            1,
-            30,
-            totp_rs::Secret::Encoded(created.totp_base32.expose().clone())
-                .to_bytes()
-                .expect("seed"),
+        crate::support::staff_bearer(
+            &self.client,
+            &self.base,
+            self.customers.identity.clone(),
+            username,
+            vec![role],
+            &*self.clock,
         )
-        .expect("totp");
-        let seconds = u64::try_from(self.clock.now().as_nanos() / NANOS_PER_SECOND).expect("time");
-        let (status, body) = self
-            .send(
-                Method::POST,
-                "/v1/staff/sessions",
-                &[],
-                Some(json!({"username": username, "password": created.password.expose(), "code": totp.generate(seconds)})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        format!("Bearer {}", body["token"].as_str().expect("token"))
+        .await
     }
 
     async fn verify_books(&self) {

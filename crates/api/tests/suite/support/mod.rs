@@ -112,3 +112,77 @@ impl App {
         )
     }
 }
+
+/// Delivers every callback the connector simulators have queued (due or
+/// not) to the app's signed webhook endpoints, as the card network and the
+/// core bank would; each must be accepted.
+pub async fn deliver_simulated_callbacks(client: &reqwest::Client, base: &str, state: &AppState) {
+    let simulators = state.connectors.simulators.clone();
+    let callbacks: Vec<coffer_payments::SignedCallback> = tokio::task::spawn_blocking(move || {
+        simulators
+            .iter()
+            .flat_map(|s| s.take_due(i64::MAX).expect("callbacks"))
+            .collect()
+    })
+    .await
+    .expect("join");
+    for callback in callbacks {
+        let path = coffer_api::connector_tasks::webhook_path(callback.connector);
+        let response = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("Coffer-Signature", &callback.signature)
+            .body(callback.body.clone())
+            .send()
+            .await
+            .expect("deliver a callback");
+        assert_eq!(response.status().as_u16(), 200, "callback refused");
+    }
+}
+
+/// A new staff member with `roles`, signed in over the API with the
+/// password and the authenticator code at `clock`'s time (the app's own
+/// clock, which may be a test's manual one): the `Authorization` value.
+pub async fn staff_bearer(
+    client: &reqwest::Client,
+    base: &str,
+    identity: Arc<coffer_identity::Identity>,
+    username: &str,
+    roles: Vec<coffer_identity::Role>,
+    clock: &dyn coffer_core::Clock,
+) -> String {
+    let name = username.to_string();
+    let created = tokio::task::spawn_blocking(move || {
+        identity.create_staff(
+            &name,
+            "Test Staff",
+            &roles,
+            &coffer_identity::Context {
+                ip: "test".into(),
+                device: "test".into(),
+            },
+        )
+    })
+    .await
+    .expect("join")
+    .expect("create staff");
+    let seed = totp_rs::Secret::Encoded(created.totp_base32.expose().clone())
+        .to_bytes()
+        .expect("seed");
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, seed).expect("totp");
+    let seconds = u64::try_from(clock.now().as_nanos() / 1_000_000_000).expect("time");
+    let response = client
+        .post(format!("{base}/v1/staff/sessions"))
+        .json(&serde_json::json!({
+            "username": username,
+            "password": created.password.expose(),
+            "code": totp.generate(seconds),
+        }))
+        .send()
+        .await
+        .expect("staff sign-in");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "{username}: {body}");
+    format!("Bearer {}", body["token"].as_str().expect("token"))
+}
