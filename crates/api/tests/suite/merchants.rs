@@ -372,7 +372,7 @@ impl App {
             self.customers.identity.clone(),
             username,
             vec![role],
-            &coffer_core::SystemClock,
+            &*self.clock,
         )
         .await
     }
