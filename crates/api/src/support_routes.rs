@@ -679,11 +679,9 @@ pub(crate) async fn resolve_ticket(
         &format!("support_resolve:{id}"),
         &body,
         || async {
-            let request: ResolveRequest = if body.is_empty() {
-                ResolveRequest { message: None }
-            } else {
-                parse(&body)?
-            };
+            // The body is required as documented (`{}` when there is no
+            // last message): a missing one is a client's mistake, not a default.
+            let request: ResolveRequest = parse(&body)?;
             let support = state.support.clone();
             let session = session.clone();
             let ticket = blocking_call(move || {

@@ -639,6 +639,19 @@ async fn ticket_flows(app: TicketApp) {
         (200, Some("awaiting_customer"))
     );
     let resolve_path = format!("{staff_path}/resolve");
+    // The body is required (`{}` for no last message): none is refused.
+    let (status, refused, _, _) = app
+        .send(
+            Method::POST,
+            &resolve_path,
+            &[
+                ("Authorization", support.as_str()),
+                ("Idempotency-Key", "resolve-0"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
     let (status, resolved) = app
         .post(
             &support,
