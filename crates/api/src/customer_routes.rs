@@ -863,9 +863,10 @@ pub(crate) async fn start_step_up(
             let method = FactorMethod::parse(&request.method).ok_or_else(|| {
                 ApiError::invalid("method", "method is \"totp\", \"code\" or \"passkey\"")
             })?;
-            // Privacy operations move no money: they are bound to amount 0.
-            let non_monetary =
-                coffer_privacy::STEP_UP_OPERATIONS.contains(&request.operation.as_str());
+            // Privacy and passkey operations move no money: bound to amount 0.
+            let non_monetary = coffer_privacy::STEP_UP_OPERATIONS
+                .contains(&request.operation.as_str())
+                || request.operation == coffer_identity::OPERATION_PASSKEY_CHANGE;
             if request.amount < 0 || (request.amount == 0 && !non_monetary) {
                 return Err(ApiError::invalid(
                     "amount",
@@ -2199,13 +2200,14 @@ fn credential<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Resul
     path = "/v1/me/passkeys/registration",
     tag = "customers",
     summary = "Start adding a passkey",
-    description = "Options for `navigator.credentials.create()`; user verification (fingerprint, face, PIN) is required. Answer within five minutes.",
+    description = "Needs a verified step-up for operation `passkey_change`, amount 0, currency CNY, payee `passkeys` (spent here: one step-up, one ceremony). Options for `navigator.credentials.create()`; user verification (fingerprint, face, PIN) is required. Answer within five minutes.",
     params(IdempotencyKey),
+    request_body = crate::passkey_routes::PasskeyStepUp,
     responses(
         (status = 201, description = "The ceremony.", body = CeremonyResponse),
         (status = 400, response = BadRequest),
         (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
-        (status = 403, description = "`csrf_rejected`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`step_up_required`, `csrf_rejected`.", body = crate::error::ErrorBody),
         (status = 409, description = "`conflict` (too many passkeys), `idempotency_key_in_flight`.", body = crate::error::ErrorBody),
         (status = 413, response = BodyTooLarge),
         (status = 422, description = "`idempotency_key_reused`.", body = crate::error::ErrorBody),
@@ -2230,10 +2232,13 @@ pub(crate) async fn start_passkey_registration(
         "passkey_registration",
         &body,
         || async {
+            let request: crate::passkey_routes::PasskeyStepUp = parse(&body)?;
             let identity = state.identity.clone();
             let session = session.clone();
-            let (ceremony_id, options) =
-                identity_call(move || identity.start_passkey_registration(&session.info)).await?;
+            let (ceremony_id, options) = identity_call(move || {
+                identity.start_passkey_registration(&session.info, &request.step_up_challenge_id)
+            })
+            .await?;
             let options = serde_json::to_value(&options).map_err(ApiError::internal)?;
             to_json(
                 StatusCode::CREATED,

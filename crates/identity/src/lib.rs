@@ -58,7 +58,10 @@ pub use kyc::{
     KycOutcome, MaskedIdentity, ProviderError, ProviderVerdict, Review, SimulatedIdentityProvider,
     TierLimits, Tiers,
 };
-pub use passkeys::{PasskeySettings, PasskeyView, PASSKEYS_PER_CUSTOMER_MAX};
+pub use passkeys::{
+    passkey_change_operation, PasskeySettings, PasskeyView, OPERATION_PASSKEY_CHANGE,
+    PASSKEYS_PER_CUSTOMER_MAX,
+};
 pub use password::{PasswordPolicy, Weakness, PASSWORD_LENGTH_MAX, PASSWORD_LENGTH_MIN};
 pub use profile::{ContactChange, CONTACT_CHANGES_PER_HOUR_MAX, CONTACT_CHANGE_TTL_SECONDS};
 pub use screening::{Party, PartyKind, Screening, ScreeningError, ScreeningSource, Standing};

@@ -23,10 +23,25 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::{
-    random_hex, Context, Identity, IdentityError, NewSession, SessionInfo, NANOS_PER_SECOND,
+    random_hex, Context, Identity, IdentityError, NewSession, Operation, SessionInfo,
+    NANOS_PER_SECOND,
 };
 
 const CEREMONY_TTL_SECONDS: i64 = 300;
+/// The step-up operation that adding or removing a passkey needs.
+pub const OPERATION_PASSKEY_CHANGE: &str = "passkey_change";
+
+/// What a passkey change's step-up is bound to: no money (amount 0), the
+/// customer's own passkeys.
+pub fn passkey_change_operation() -> Operation {
+    Operation {
+        kind: OPERATION_PASSKEY_CHANGE.to_string(),
+        amount: 0,
+        currency: "CNY".to_string(),
+        payee: "passkeys".to_string(),
+    }
+}
+
 pub const PASSKEYS_PER_CUSTOMER_MAX: i64 = 10;
 
 /// Where passkeys are valid: the relying party id (the bank's domain) and
@@ -125,12 +140,21 @@ impl Identity {
         })
     }
 
-    /// Starts registering a passkey for a signed-in customer.
+    /// Starts registering a passkey for a signed-in customer, on a verified
+    /// step-up for `passkey_change_operation()`: a session alone (a stolen
+    /// cookie) must not be able to plant a way back in. The step-up is
+    /// spent here; the ceremony it opens is the customer's and expires.
     pub fn start_passkey_registration(
         &self,
         info: &SessionInfo,
+        step_up_challenge_id: &str,
     ) -> Result<(String, CreationChallengeResponse), IdentityError> {
         let customer = self.customer(&info.customer_id)?;
+        self.consume_step_up_now(
+            &info.customer_id,
+            step_up_challenge_id,
+            &passkey_change_operation(),
+        )?;
         let existing = self.passkeys_of(&info.customer_id)?;
         if existing.len() as i64 >= PASSKEYS_PER_CUSTOMER_MAX {
             return Err(IdentityError::Conflict(
@@ -327,9 +351,16 @@ impl Identity {
         &self,
         info: &SessionInfo,
         passkey_id: &str,
+        step_up_challenge_id: &str,
         context: &Context,
     ) -> Result<(), IdentityError> {
         self.sql.transaction(|db| -> Result<(), IdentityError> {
+            self.consume_step_up(
+                db,
+                &info.customer_id,
+                step_up_challenge_id,
+                &passkey_change_operation(),
+            )?;
             let Some(row) = db.query_opt(
                 "SELECT name FROM passkeys WHERE credential_id = $1 AND customer_id = $2",
                 sql_params![passkey_id, info.customer_id.as_str()],

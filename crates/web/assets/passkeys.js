@@ -46,6 +46,8 @@ function setUpPasskeys() {
   const holder = document.getElementById('passkey-add');
   if (!holder || !window.PublicKeyCredential || !navigator.credentials) return;
   holder.hidden = false;
+  const unsupported = document.getElementById('passkey-unsupported');
+  if (unsupported) unsupported.hidden = true;
   const button = document.getElementById('passkey-button');
   const error = document.getElementById('passkey-error');
   const post = (path, body) => fetch(path, {
@@ -58,7 +60,7 @@ function setUpPasskeys() {
     button.disabled = true;
     error.hidden = true;
     try {
-      const started = await post('/me/passkeys/start');
+      const started = await post('/me/passkeys/start', { step_up_challenge_id: holder.dataset.challenge });
       if (!started.ok) throw new Error('start');
       const ceremony = await started.json();
       const credential = await navigator.credentials.create(creationOptions(ceremony.options));

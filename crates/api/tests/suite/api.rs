@@ -2048,12 +2048,27 @@ async fn passkey_added_then_used_to_sign_in_over_http() {
     let (customer, bearer) = registered_customer(&app, "+8613200132000").await;
     let settings = coffer_identity::PasskeySettings::default();
     let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
+    // A session alone does not add a passkey.
+    let (status, refused, _) = app
+        .send(
+            Method::POST,
+            "/v1/me/passkeys/registration",
+            &[("Authorization", &bearer), ("Idempotency-Key", "pk-0")],
+            Some(json!({"step_up_challenge_id": "none"})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("step_up_required")),
+        "{refused}"
+    );
+    let step_up = passkey_step_up(&app, &bearer, "+8613200132000", "pk").await;
     let (status, ceremony, _) = app
         .send(
             Method::POST,
             "/v1/me/passkeys/registration",
             &[("Authorization", &bearer), ("Idempotency-Key", "pk-1")],
-            None,
+            Some(json!({"step_up_challenge_id": step_up})),
         )
         .await;
     assert_eq!(status, 201, "{ceremony}");
@@ -2140,20 +2155,50 @@ async fn passkey_added_then_used_to_sign_in_over_http() {
     );
 }
 
+/// A verified step-up for a passkey change (an SMS code to `phone`), as
+/// adding or removing a passkey needs: the challenge id.
+async fn passkey_step_up(app: &App, bearer: &str, phone: &str, key: &str) -> String {
+    let (status, challenge, _) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/me/step-up",
+            &[("Authorization", bearer), ("Idempotency-Key", &format!("{key}-su"))],
+            Some(json!({"operation": "passkey_change", "amount": 0, "currency": "CNY", "payee": "passkeys", "method": "code"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{challenge}");
+    let id = challenge["challenge_id"].as_str().expect("id").to_string();
+    let code = app.code_for(phone).await;
+    let (status, verified, _) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/me/step-up/{id}/verify"),
+            &[
+                ("Authorization", bearer),
+                ("Idempotency-Key", &format!("{key}-v")),
+            ],
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
+    id
+}
+
 /// Adds a passkey on `device` for the customer holding `bearer`, over HTTP.
 async fn add_passkey_over_http(
     app: &App,
-    bearer: &str,
+    (bearer, phone): (&str, &str),
     device: &mut authenticator::SoftPasskey,
     key: &str,
 ) {
+    let step_up = passkey_step_up(app, bearer, phone, key).await;
     let start_key = format!("{key}-start");
     let (status, ceremony, _) = app
         .send(
             reqwest::Method::POST,
             "/v1/me/passkeys/registration",
             &[("Authorization", bearer), ("Idempotency-Key", &start_key)],
-            None,
+            Some(json!({"step_up_challenge_id": step_up})),
         )
         .await;
     assert_eq!(status, 201, "{ceremony}");
@@ -2180,10 +2225,16 @@ async fn passkey_step_up_over_http(app: &App) {
     let settings = coffer_identity::PasskeySettings::default();
     let (customer, bearer) = registered_customer(app, "+8613200132111").await;
     let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
-    add_passkey_over_http(app, &bearer, &mut device, "mine").await;
+    add_passkey_over_http(app, (&bearer, "+8613200132111"), &mut device, "mine").await;
     let (_, mallory) = registered_customer(app, "+8613200132222").await;
     let mut mallory_device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
-    add_passkey_over_http(app, &mallory, &mut mallory_device, "hers").await;
+    add_passkey_over_http(
+        app,
+        (&mallory, "+8613200132222"),
+        &mut mallory_device,
+        "hers",
+    )
+    .await;
 
     let step_up = json!({"operation": "payment", "amount": 88_800, "currency": "CNY", "payee": "merchant:city-metro", "method": "passkey"});
     let (status, challenge) = app
@@ -2330,7 +2381,7 @@ async fn passkey_removed_once_and_gone_from_the_list(db: TestDatabase) {
     let (_, bearer) = registered_customer(&app, "+8613200132077").await;
     let settings = coffer_identity::PasskeySettings::default();
     let mut device = authenticator::SoftPasskey::new(&settings.rp_id, &settings.origin);
-    add_passkey_over_http(&app, &bearer, &mut device, "pk-rm").await;
+    add_passkey_over_http(&app, (&bearer, "+8613200132077"), &mut device, "pk-rm").await;
     let (_, before, _) = app
         .send(
             reqwest::Method::GET,
@@ -2345,16 +2396,42 @@ async fn passkey_removed_once_and_gone_from_the_list(db: TestDatabase) {
         .to_string();
     let path = format!("/v1/me/passkeys/{id}/remove");
 
-    let (status, removed) = app.customer_post(&bearer, "rm-1", &path, json!({})).await;
+    // A session alone does not remove a passkey either.
+    let (status, refused) = app
+        .customer_post(
+            &bearer,
+            "rm-0",
+            &path,
+            json!({"step_up_challenge_id": "none"}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("step_up_required")),
+        "{refused}"
+    );
+    let step_up = passkey_step_up(&app, &bearer, "+8613200132077", "rm").await;
+    let body = json!({"step_up_challenge_id": step_up});
+    let (status, removed) = app
+        .customer_post(&bearer, "rm-1", &path, body.clone())
+        .await;
     assert_eq!(
         (status, &removed["removed"]),
         (200, &json!(true)),
         "{removed}"
     );
     // A retry answers the first result; a new request finds nothing.
-    let (status, _) = app.customer_post(&bearer, "rm-1", &path, json!({})).await;
+    let (status, _) = app.customer_post(&bearer, "rm-1", &path, body).await;
     assert_eq!(status, 200);
-    let (status, gone) = app.customer_post(&bearer, "rm-2", &path, json!({})).await;
+    let step_up = passkey_step_up(&app, &bearer, "+8613200132077", "rm2").await;
+    let (status, gone) = app
+        .customer_post(
+            &bearer,
+            "rm-2",
+            &path,
+            json!({"step_up_challenge_id": step_up}),
+        )
+        .await;
     assert_eq!(
         (status, &gone["error"]["code"]),
         (404, &json!("not_found")),

@@ -75,7 +75,19 @@ fn a_passkey_registers_and_then_signs_in_alone() {
         let me = identity.authenticate(&session.token).expect("me");
 
         let mut device = SoftPasskey::new(&settings.rp_id, &settings.origin);
-        let (ceremony, options) = identity.start_passkey_registration(&me).expect("start");
+        // A session alone does not add a passkey: it needs a step-up, once.
+        assert!(matches!(
+            identity.start_passkey_registration(&me, "no-such-challenge"),
+            Err(IdentityError::StepUpRequired)
+        ));
+        let step_up = passkey_step_up(&identity, &dispatcher, &sms, phone, &me);
+        let (ceremony, options) = identity
+            .start_passkey_registration(&me, &step_up)
+            .expect("start");
+        assert!(matches!(
+            identity.start_passkey_registration(&me, &step_up),
+            Err(IdentityError::StepUpRequired)
+        ));
         let answer = device.register(&serde_json::to_value(&options).expect("json"));
         let credential: RegisterPublicKeyCredential =
             serde_json::from_value(answer).expect("credential");
@@ -132,7 +144,10 @@ fn a_passkey_registers_and_then_signs_in_alone() {
 
         // A phishing site's origin does not verify either.
         let mut phished = SoftPasskey::new(&settings.rp_id, "https://coffer-bank.example.evil");
-        let (ceremony, options) = identity.start_passkey_registration(&me).expect("start");
+        let step_up = passkey_step_up(&identity, &dispatcher, &sms, phone, &me);
+        let (ceremony, options) = identity
+            .start_passkey_registration(&me, &step_up)
+            .expect("start");
         let answer = phished.register(&serde_json::to_value(&options).expect("json"));
         let credential: RegisterPublicKeyCredential =
             serde_json::from_value(answer).expect("credential");
@@ -150,6 +165,30 @@ fn a_passkey_registers_and_then_signs_in_alone() {
             .iter()
             .any(|m| m.body.expose().contains("passkey was added")));
     }
+}
+
+/// A verified step-up for a passkey change, answered with the SMS code
+/// (what `start_passkey_registration` and `remove_passkey` spend).
+fn passkey_step_up(
+    identity: &Identity,
+    dispatcher: &Dispatcher,
+    sms: &SimulatedTransport,
+    phone: &str,
+    me: &SessionInfo,
+) -> String {
+    let challenge = identity
+        .start_step_up(
+            me,
+            &coffer_identity::passkey_change_operation(),
+            Method::Sms,
+        )
+        .expect("step-up");
+    dispatcher.run_once().expect("dispatch");
+    let code = sms.last_code(phone).expect("a step-up code");
+    identity
+        .verify_step_up(me, &challenge.id, &Secret::new(code), &here())
+        .expect("verify step-up");
+    challenge.id
 }
 
 /// A registered, signed-in customer with one passkey on `device`.
@@ -176,7 +215,11 @@ fn customer_with_passkey(
         )
         .expect("register");
     let me = w.identity.authenticate(&session.token).expect("me");
-    let (ceremony, options) = w.identity.start_passkey_registration(&me).expect("start");
+    let step_up = passkey_step_up(&w.identity, &w.dispatcher, &w.sms, phone, &me);
+    let (ceremony, options) = w
+        .identity
+        .start_passkey_registration(&me, &step_up)
+        .expect("start");
     let answer = device.register(&serde_json::to_value(&options).expect("json"));
     let credential: RegisterPublicKeyCredential =
         serde_json::from_value(answer).expect("credential");

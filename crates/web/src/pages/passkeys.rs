@@ -1,10 +1,13 @@
-//! Passkeys in "Me": the list, adding one and removing one. The WebAuthn
-//! ceremony needs `navigator.credentials.create()`, so adding is done by
+//! Passkeys in "Me": the list, adding one and removing one. Both changes
+//! need a step-up first (operation `passkey_change`: a stolen session
+//! alone must not plant or remove a way to sign in), through the app's
+//! one step-up flow. The WebAuthn ceremony needs
+//! `navigator.credentials.create()`, so adding is then done by
 //! `passkeys.js` (an external file: the page policy allows no inline
-//! script) through two JSON endpoints here that pass the API's options and the authenticator's
-//! answer through, guarded by the page's CSRF token in a header. Without
-//! JavaScript or WebAuthn the add control stays hidden. Removing is a
-//! plain form.
+//! script) through two JSON endpoints here that pass the API's options and
+//! the authenticator's answer through, guarded by the page's CSRF token in
+//! a header. Without JavaScript or WebAuthn the add control stays hidden
+//! and the page says so. Removing is a plain form.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,18 +17,34 @@ use axum::{Form as AxumForm, Json, Router};
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
-use super::Form;
+use super::stepup::{self, Bound};
+use super::{field, Form};
 use crate::api::{list, text, ApiFailure};
 use crate::assets;
 use crate::ctx::{Ctx, IDEMPOTENCY_FIELD};
-use crate::layout::{csrf_field, encode, idempotency_field};
+use crate::layout::{csrf_field, encode, idempotency_field, page};
 use crate::WebState;
 
 pub fn routes() -> Router<WebState> {
     Router::new()
+        .route(ADD_ACTION, post(add))
         .route("/me/passkeys/start", post(start))
         .route("/me/passkeys/{id}/finish", post(finish))
-        .route("/me/passkeys/{id}/remove", post(remove))
+        .route(REMOVE_ACTION, post(remove))
+}
+
+/// Where adding and removing are posted (also step-up continuations).
+pub const ADD_ACTION: &str = "/me/passkeys/add";
+pub const REMOVE_ACTION: &str = "/me/passkeys/remove";
+
+/// What a passkey change's step-up is bound to (as the API checks it).
+fn change_bound() -> Bound<'static> {
+    Bound {
+        operation: "passkey_change",
+        amount: 0,
+        currency: "CNY",
+        payee: "passkeys",
+    }
 }
 
 /// The passkeys section of "Me".
@@ -49,9 +68,10 @@ pub async fn section(ctx: &Ctx, state: &WebState) -> Markup {
                         @if !text(key, "last_used_at").is_empty() {
                             " · " span.when { (ctx.tf("me.last_seen", &[("time", &ctx.time(text(key, "last_used_at")))])) }
                         }
-                        form.inline method="post" action=(format!("/me/passkeys/{}/remove", encode(text(key, "id")))) {
+                        form.inline method="post" action=(REMOVE_ACTION) {
                             (csrf_field(ctx))
                             (idempotency_field())
+                            input type="hidden" name="passkey_id" value=(text(key, "id"));
                             " "
                             button.link type="submit" { (ctx.t("me.passkey_remove")) }
                         }
@@ -59,14 +79,44 @@ pub async fn section(ctx: &Ctx, state: &WebState) -> Markup {
                 }
             }
         }
-        div #passkey-add hidden data-csrf=(ctx.csrf_token()) data-failed=(ctx.t("me.passkey_failed")) {
-            label for="passkey_name" { (ctx.t("me.passkey_name")) }
-            input #passkey_name name="passkey_name" maxlength="64" value=(ctx.t("me.passkey_default_name"));
-            button type="button" #passkey-button { (ctx.t("me.passkey_add")) }
-            p.error role="alert" #passkey-error hidden {}
+        form method="post" action=(ADD_ACTION) data-testid="passkey-add-start" {
+            (csrf_field(ctx))
+            button type="submit" { (ctx.t("me.passkey_add")) }
         }
-        script src=(assets::path("passkeys.js")) defer {}
     }
+}
+
+/// After the step-up: the control `passkeys.js` drives, carrying the
+/// verified challenge the API spends when the ceremony starts.
+async fn add(ctx: Ctx, AxumForm(form): AxumForm<Form>) -> Response {
+    if let Err(refused) = ctx.check_csrf(&form) {
+        return refused;
+    }
+    if let Err(signin) = ctx.require_session() {
+        return signin;
+    }
+    let Some(challenge) = stepup::challenge(&form) else {
+        return stepup::required(&ctx, ADD_ACTION, &change_bound(), &form, None);
+    };
+    page(
+        &ctx,
+        "me.passkeys",
+        html! {
+            section.card.narrow {
+                h1 { (ctx.t("me.passkey_add")) }
+                p { (ctx.t("me.passkeys_help")) }
+                p #passkey-unsupported { (ctx.t("me.passkey_unsupported")) }
+                div #passkey-add hidden data-csrf=(ctx.csrf_token()) data-challenge=(challenge) data-failed=(ctx.t("me.passkey_failed")) {
+                    label for="passkey_name" { (ctx.t("me.passkey_name")) }
+                    input #passkey_name name="passkey_name" maxlength="64" value=(ctx.t("me.passkey_default_name"));
+                    button type="button" #passkey-button { (ctx.t("me.passkey_add")) }
+                    p.error role="alert" #passkey-error hidden {}
+                }
+                p { a href="/me" { (ctx.t("nav.back_home")) } }
+                script src=(assets::path("passkeys.js")) defer {}
+            }
+        },
+    )
 }
 
 fn csrf_ok(ctx: &Ctx, headers: &HeaderMap) -> bool {
@@ -86,17 +136,26 @@ fn refused(failure: &ApiFailure) -> Response {
 }
 
 /// The options for `navigator.credentials.create()`, from the API.
-async fn start(ctx: Ctx, State(state): State<WebState>, headers: HeaderMap) -> Response {
+async fn start(
+    ctx: Ctx,
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if !csrf_ok(&ctx, &headers) {
         return StatusCode::FORBIDDEN.into_response();
     }
+    let challenge = body
+        .get("step_up_challenge_id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let key = crate::ctx::random_token();
     match state
         .api
         .post(
             &ctx.caller,
             "/v1/me/passkeys/registration",
-            &json!({}),
+            &json!({ "step_up_challenge_id": challenge }),
             Some(&key),
         )
         .await
@@ -134,11 +193,11 @@ async fn finish(
     }
 }
 
-/// Remove a passkey (a plain form: works without JavaScript).
+/// Remove a passkey (a plain form: works without JavaScript), after the
+/// step-up the API asks for.
 async fn remove(
     ctx: Ctx,
     State(state): State<WebState>,
-    Path(id): Path<String>,
     AxumForm(form): AxumForm<Form>,
 ) -> Response {
     if let Err(refused) = ctx.check_csrf(&form) {
@@ -148,9 +207,16 @@ async fn remove(
         return signin;
     }
     let key = form.get(IDEMPOTENCY_FIELD).map(String::as_str);
-    let path = format!("/v1/me/passkeys/{}/remove", encode(&id));
-    match state.api.post(&ctx.caller, &path, &json!({}), key).await {
+    let path = format!(
+        "/v1/me/passkeys/{}/remove",
+        encode(field(&form, "passkey_id"))
+    );
+    let body = json!({ "step_up_challenge_id": stepup::challenge(&form).unwrap_or("") });
+    match state.api.post(&ctx.caller, &path, &body, key).await {
         Ok(_) => Redirect::to("/me").into_response(),
+        Err(failure) if stepup::is_required(&failure) => {
+            stepup::required(&ctx, REMOVE_ACTION, &change_bound(), &form, None)
+        }
         Err(failure) => ctx.failure(&failure),
     }
 }

@@ -31,7 +31,7 @@ pub struct Bound<'a> {
 }
 
 /// Paths a verified step-up may continue to.
-const ACTIONS: [&str; 8] = [
+const ACTIONS: [&str; 10] = [
     "/withdraw/confirm",
     "/pay/confirm",
     "/transfer/confirm",
@@ -40,6 +40,8 @@ const ACTIONS: [&str; 8] = [
     super::privacy::ERASE_ACTION,
     super::held::ANSWER_ACTION,
     super::bills::PAY_ACTION,
+    super::passkeys::ADD_ACTION,
+    super::passkeys::REMOVE_ACTION,
 ];
 
 fn passthrough(form: &Form) -> Markup {

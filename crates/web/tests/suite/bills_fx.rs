@@ -3,62 +3,12 @@
 //! before paying, the wallet pays exactly that, and a quote's amounts are
 //! exactly what the conversion moves.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::{available, form_fields, fund, sign_up, spawn_web, Jar, Web};
-
-async fn post(web: &Web, jar: &mut Jar, path: &str, fields: &[(String, String)]) -> (u16, String) {
-    let pairs: Vec<(&str, &str)> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (status, page, _) = web.post(jar, path, &pairs).await;
-    (status, page)
-}
-
-/// Posts the form for `action` on `page`; through the step-up with an SMS
-/// code when the API asks for one.
-async fn submit_with_step_up(
-    web: &Web,
-    jar: &mut Jar,
-    phone: &str,
-    page: &str,
-    action: &str,
-) -> String {
-    let (status, answer) = post(web, jar, action, &form_fields(page, action)).await;
-    assert_eq!(status, 200, "{answer}");
-    if !answer.contains("action=\"/stepup/start\"") {
-        return answer;
-    }
-    let before = web.sms.last_code(phone);
-    let (_, code_form) = post(
-        web,
-        jar,
-        "/stepup/start",
-        &form_fields(&answer, "/stepup/start"),
-    )
-    .await;
-    let mut code = None;
-    for _ in 0..200 {
-        code = web
-            .sms
-            .last_code(phone)
-            .filter(|c| Some(c) != before.as_ref());
-        if code.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut fields = form_fields(&code_form, "/stepup/verify");
-    fields.push(("code".into(), code.expect("a step-up code")));
-    let (_, verified) = post(web, jar, "/stepup/verify", &fields).await;
-    let (status, done) = post(web, jar, action, &form_fields(&verified, action)).await;
-    assert_eq!(status, 200, "{done}");
-    done
-}
+use crate::support::{
+    available, form_fields, fund, post_form, sign_up, spawn_web, through_step_up,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bill_is_looked_up_then_paid_from_the_app() {
@@ -114,7 +64,8 @@ async fn a_bill_is_looked_up_then_paid_from_the_app() {
         .expect("the amount due");
     assert!(due > 0);
 
-    let done = submit_with_step_up(&web, &mut customer, phone, &bill, "/bills/pay").await;
+    let (status, done) = through_step_up(&web, &mut customer, phone, &bill, "/bills/pay").await;
+    assert_eq!(status, 200, "{done}");
     assert!(
         done.contains("data-testid=\"done\"") && done.contains("缴费成功"),
         "{done}"
@@ -156,7 +107,7 @@ async fn currency_is_exchanged_at_the_quote_shown() {
         ("buy".to_string(), "CNY".to_string()),
         ("amount".to_string(), "100".to_string()),
     ]);
-    let (status, refused) = post(&web, &mut customer, "/exchange/quote", &same).await;
+    let (status, refused) = post_form(&web, &mut customer, "/exchange/quote", &same).await;
     assert_eq!(status, 200);
     assert!(refused.contains("请选择两种不同的币种"), "{refused}");
 
@@ -165,7 +116,7 @@ async fn currency_is_exchanged_at_the_quote_shown() {
         ("buy".to_string(), other.clone()),
         ("amount".to_string(), "100".to_string()),
     ]);
-    let (status, quote) = post(&web, &mut customer, "/exchange/quote", &fields).await;
+    let (status, quote) = post_form(&web, &mut customer, "/exchange/quote", &fields).await;
     assert_eq!(status, 200, "{quote}");
     assert!(quote.contains("data-testid=\"fx-quote\""), "{quote}");
     assert_eq!(
@@ -173,7 +124,7 @@ async fn currency_is_exchanged_at_the_quote_shown() {
         200_000,
         "a quote moves nothing"
     );
-    let (status, done) = post(
+    let (status, done) = post_form(
         &web,
         &mut customer,
         "/exchange/convert",
@@ -194,7 +145,7 @@ async fn currency_is_exchanged_at_the_quote_shown() {
     assert!(bought > 0, "{wallets}");
 
     // The same quote cannot be used twice.
-    let (status, twice) = post(
+    let (status, twice) = post_form(
         &web,
         &mut customer,
         "/exchange/convert",

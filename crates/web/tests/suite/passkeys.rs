@@ -1,22 +1,31 @@
 //! Passkeys on "Me": the list, removing one, and adding one through the page's JSON
 //! endpoints (what `passkeys.js` calls) with a software authenticator in
-//! place of the browser's — headless Chromium has none.
+//! place of the browser's — headless Chromium has none. Adding and
+//! removing each need a step-up first.
 
-use crate::support::{hidden, location, sign_up, spawn_web, Jar, Web};
+use crate::support::{sign_up, spawn_web, through_step_up, Jar, Web};
 
 // Sign-in with a passkey is not on these pages yet.
 #[allow(dead_code)]
 #[path = "../../../identity/tests/suite/support/authenticator.rs"]
 mod authenticator;
 
-/// The CSRF token the "Me" page hands its script.
-fn page_csrf(page: &str) -> String {
-    let marker = "id=\"passkey-add\" hidden data-csrf=\"";
+/// An attribute of the passkey control the add page hands its script.
+fn control(page: &str, attribute: &str) -> String {
     let start = page
-        .find(marker)
-        .unwrap_or_else(|| panic!("no passkey control:\n{page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').expect("quote")].to_string()
+        .find("id=\"passkey-add\"")
+        .unwrap_or_else(|| panic!("no passkey control:\n{page}"));
+    let marker = format!("{attribute}=\"");
+    let at = start + page[start..].find(&marker).expect("attribute") + marker.len();
+    page[at..at + page[at..].find('"').expect("quote")].to_string()
+}
+
+/// The add page (the script's control) after the step-up from "Me".
+async fn add_page(web: &Web, jar: &mut Jar, phone: &str) -> String {
+    let (_, me, _) = web.get(jar, "/me").await;
+    let (status, page) = through_step_up(web, jar, phone, &me, "/me/passkeys/add").await;
+    assert_eq!(status, 200, "{page}");
+    page
 }
 
 async fn post_json(
@@ -49,9 +58,24 @@ async fn add_a_passkey_see_it_listed_then_remove_it() {
     let (status, me, _) = web.get(&mut customer, "/me").await;
     assert_eq!(status, 200, "{me}");
     assert!(me.contains("data-testid=\"no-passkeys\""), "{me}");
-    assert!(me.contains("/passkeys.js\""), "the external script:\n{me}");
-    assert!(!me.contains("<script>"), "inline script:\n{me}");
-    let csrf = page_csrf(&me);
+    // Adding starts with a step-up: the operation is named on its page.
+    let (status, stepup) = crate::support::post_form(
+        &web,
+        &mut customer,
+        "/me/passkeys/add",
+        &crate::support::form_fields(&me, "/me/passkeys/add"),
+    )
+    .await;
+    assert_eq!(status, 200, "{stepup}");
+    assert!(stepup.contains("value=\"passkey_change\""), "{stepup}");
+    let add = add_page(&web, &mut customer, "+8613800138321").await;
+    assert!(
+        add.contains("/passkeys.js\""),
+        "the external script:\n{add}"
+    );
+    assert!(!add.contains("<script>"), "inline script:\n{add}");
+    let csrf = control(&add, "data-csrf");
+    let challenge = control(&add, "data-challenge");
 
     // Without the page's token the ceremony does not start.
     let (status, _) = post_json(
@@ -73,12 +97,25 @@ async fn add_a_passkey_see_it_listed_then_remove_it() {
     .await;
     assert_eq!(status, 403);
 
-    let (status, ceremony) = post_json(
+    // With the token but without the step-up: refused by the API.
+    let (status, refused) = post_json(
         &web,
         &customer,
         "/me/passkeys/start",
         Some(&csrf),
         &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (403, &serde_json::json!("step_up_required"))
+    );
+    let (status, ceremony) = post_json(
+        &web,
+        &customer,
+        "/me/passkeys/start",
+        Some(&csrf),
+        &serde_json::json!({ "step_up_challenge_id": challenge }),
     )
     .await;
     assert_eq!(status, 200, "{ceremony}");
@@ -102,52 +139,34 @@ async fn add_a_passkey_see_it_listed_then_remove_it() {
     assert_eq!(me.matches("我的手机").count(), 1, "{me}");
     assert!(!me.contains("me.passkey"), "an untranslated key:\n{me}");
 
-    // Remove it with the plain form; a resubmitted form removes once.
-    let remove = format!(
-        "/me/passkeys/{}/remove",
-        added["id"].as_str().expect("passkey id")
-    );
-    let form = &me[me.find(&remove).expect("remove form")..];
-    let fields = [
-        ("csrf", hidden(form, "csrf")),
-        ("idem", hidden(form, "idem")),
-    ];
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, page, headers) = web.post(&mut customer, &remove, &fields).await;
-    assert_eq!(
-        (status, location(&headers)),
-        (303, "/me".to_string()),
-        "{page}"
-    );
-    let (status, _, _) = web.post(&mut customer, &remove, &fields).await;
-    assert_eq!(status, 303);
+    // Remove it with the plain form, after a step-up of its own.
+    let (status, page) = through_step_up(
+        &web,
+        &mut customer,
+        "+8613800138321",
+        &me,
+        "/me/passkeys/remove",
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
     let (_, me, _) = web.get(&mut customer, "/me").await;
     assert!(me.contains("data-testid=\"no-passkeys\""), "{me}");
-    // Someone else's (or a gone) passkey: not found, nothing shown.
-    let (_, me_now, _) = web.get(&mut customer, "/me").await;
-    let csrf_now = page_csrf(&me_now);
-    let (status, _, _) = web
-        .post(
-            &mut customer,
-            &remove,
-            &[("csrf", &csrf_now), ("idem", "another-key-1")],
-        )
-        .await;
-    assert_eq!(status, 404);
+    assert!(!me.contains("我的手机"), "{me}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_answer_adds_nothing() {
     let web = spawn_web().await;
     let (mut customer, _) = sign_up(&web, "+8613800138322", "周九").await;
-    let (_, me, _) = web.get(&mut customer, "/me").await;
-    let csrf = page_csrf(&me);
+    let add = add_page(&web, &mut customer, "+8613800138322").await;
+    let csrf = control(&add, "data-csrf");
+    let challenge = control(&add, "data-challenge");
     let (_, ceremony) = post_json(
         &web,
         &customer,
         "/me/passkeys/start",
         Some(&csrf),
-        &serde_json::json!({}),
+        &serde_json::json!({ "step_up_challenge_id": challenge }),
     )
     .await;
     let finish = format!(

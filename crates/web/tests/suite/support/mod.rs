@@ -448,3 +448,43 @@ pub async fn available(web: &Web, jar: &Jar) -> i64 {
         .and_then(|w| w["available"].as_i64())
         .expect("a CNY wallet")
 }
+
+/// Posts the form for `action` on `page`, and when the API asks for a
+/// step-up, goes through it with the SMS code sent to `phone` and posts
+/// the form again: the last answer's status and page.
+pub async fn through_step_up(
+    web: &Web,
+    jar: &mut Jar,
+    phone: &str,
+    page: &str,
+    action: &str,
+) -> (u16, String) {
+    let (status, answer) = post_form(web, jar, action, &form_fields(page, action)).await;
+    if status != 200 || !answer.contains("action=\"/stepup/start\"") {
+        return (status, answer);
+    }
+    let before = web.sms.last_code(phone);
+    let (_, code_form) = post_form(
+        web,
+        jar,
+        "/stepup/start",
+        &form_fields(&answer, "/stepup/start"),
+    )
+    .await;
+    let mut code = None;
+    for _ in 0..200 {
+        code = web
+            .sms
+            .last_code(phone)
+            .filter(|c| Some(c) != before.as_ref());
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut fields = form_fields(&code_form, "/stepup/verify");
+    fields.push(("code".into(), code.expect("a step-up code")));
+    let (status, verified) = post_form(web, jar, "/stepup/verify", &fields).await;
+    assert_eq!(status, 200, "{verified}");
+    post_form(web, jar, action, &form_fields(&verified, action)).await
+}
