@@ -70,6 +70,7 @@ pub fn routes() -> RouteTable {
         .post("/v1/merchant/payments/{id}/refunds", refund)
         .get("/v1/merchant/settlements", merchant_settlements)
         .get("/v1/staff/merchants", staff_merchants)
+        .get("/v1/staff/merchants/{id}", staff_merchant)
         .post("/v1/staff/merchants/{id}/review", review_merchant)
         .post("/v1/staff/settlements", run_settlements)
         .get("/v1/staff/settlements", staff_settlements)
@@ -1672,6 +1673,36 @@ pub(crate) async fn staff_merchants(
             data: list.into_iter().map(merchant_body).collect(),
         },
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/staff/merchants/{id}",
+    tag = "staff",
+    summary = "A merchant",
+    description = "Permission `review_merchants`. One merchant whatever its status, for the review page.",
+    params(("id" = String, Path, description = "The merchant's id.")),
+    responses(
+        (status = 200, description = "The merchant.", body = MerchantBody),
+        (status = 401, description = "`unauthenticated`.", body = crate::error::ErrorBody),
+        (status = 403, description = "`forbidden`.", body = crate::error::ErrorBody),
+        (status = 404, description = "`not_found`.", body = crate::error::ErrorBody),
+        (status = 422, description = "`invalid_field` (`id`).", body = crate::error::ErrorBody),
+        (status = 500, response = Internal),
+    ),
+    security(("staff" = []))
+)]
+pub(crate) async fn staff_merchant(
+    State(state): State<AppState>,
+    session: StaffSession,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    session
+        .info
+        .require(coffer_identity::Permission::ReviewMerchants)?;
+    let merchants = state.merchants.clone();
+    let view = blocking_call(move || merchants.get(&id)).await?;
+    Ok(json_response(StatusCode::OK, &merchant_body(view)))
 }
 
 #[utoipa::path(

@@ -169,6 +169,7 @@ pub const SESSION_SCHEME: &str = "session";
         merchant_routes::refund,
         merchant_routes::merchant_settlements,
         merchant_routes::staff_merchants,
+        merchant_routes::staff_merchant,
         merchant_routes::review_merchant,
         merchant_routes::run_settlements,
         merchant_routes::staff_settlements,

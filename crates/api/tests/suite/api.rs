@@ -1321,6 +1321,12 @@ async fn every_staff_route_checks_every_role() {
             Some(Permission::ReviewMerchants),
         ),
         (
+            Method::GET,
+            "/v1/staff/merchants/mer_none".into(),
+            None,
+            Some(Permission::ReviewMerchants),
+        ),
+        (
             Method::POST,
             "/v1/staff/merchants/mer_none/review".into(),
             Some(json!({"approve": true})),

@@ -503,6 +503,17 @@ async fn merchant_flows(app: &App) {
         )
         .await;
     assert_eq!((status, error_of(&body).0), (409, Some("already_reviewed")));
+    // One merchant whatever its status, for the review page; none: 404.
+    let (status, one) = app
+        .get(&compliance, &format!("/v1/staff/merchants/{pending_id}"))
+        .await;
+    assert_eq!((status, &one["status"]), (200, &json!("rejected")), "{one}");
+    let (status, none) = app.get(&compliance, "/v1/staff/merchants/mer_none").await;
+    assert_eq!(
+        (status, error_of(&none).0),
+        (404, Some("not_found")),
+        "{none}"
+    );
 
     let (merchant_id, merchant, merchant_owner) = app
         .merchant("+8613900139001", "Lotus Coffee", "5814", &compliance)

@@ -6,7 +6,6 @@
 //! `/v1/staff/settlements`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form as AxumForm, Router};
@@ -112,27 +111,10 @@ async fn merchant_page(
     notice_key: Option<&str>,
     error: Option<&str>,
 ) -> Response {
-    let path = format!("/v1/staff/merchants?limit={MERCHANTS_PAGE_MAX}");
-    let (staff, all) = match staff_read(ctx, state, Permission::ReviewMerchants, &path).await {
+    let path = format!("/v1/staff/merchants/{}", encode(id));
+    let (staff, m) = match staff_read(ctx, state, Permission::ReviewMerchants, &path).await {
         Ok(read) => read,
         Err(page) => return page,
-    };
-    let mut found = list(&all).iter().find(|m| text(m, "id") == id).cloned();
-    if found.is_none() {
-        // Past the newest page of all statuses: look in the pending queue.
-        let pending =
-            format!("/v1/staff/merchants?status=pending_review&limit={MERCHANTS_PAGE_MAX}");
-        if let Ok(queue) = state.api.get(&staff.caller, &pending).await {
-            found = list(&queue).iter().find(|m| text(m, "id") == id).cloned();
-        }
-    }
-    let Some(m) = found else {
-        return crate::layout::message_page(
-            ctx,
-            StatusCode::NOT_FOUND,
-            "error.title",
-            ctx.t("error.not_found"),
-        );
     };
     let status = text(&m, "status");
     console(
