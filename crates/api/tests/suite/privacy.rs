@@ -17,8 +17,8 @@ use coffer_core::CurrencyRegistry;
 use coffer_identity::{PasswordPolicy, Policy};
 use coffer_notify::{Channel, SimulatedTransport, Transport};
 use coffer_payments::FundingPolicy;
-use coffer_store::sql::{SqlStore, Value as SqlValue};
-use coffer_store::{sql_params, Database};
+use coffer_store::sql::SqlStore;
+use coffer_store::sql_params;
 use coffer_testkit::TestDatabase;
 use coffer_vault::LocalMasterKey;
 use reqwest::Method;
@@ -252,10 +252,6 @@ impl App {
         )
         .await
     }
-
-    fn sql(&self) -> SqlStore {
-        SqlStore::open(&self.db.database, 1).expect("sql")
-    }
 }
 
 fn code(body: &Value) -> &str {
@@ -301,67 +297,8 @@ fn stored_forms(sql: &SqlStore, customer_id: &str) -> Vec<Vec<u8>> {
     forms
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every needle absent from the database: the files on SQLite (database,
-/// WAL, ledger log, anything beside them), every text and binary column on
-/// PostgreSQL.
 fn assert_nowhere(app: &App, needles: &[(String, Vec<u8>)]) {
-    match &app.db.database {
-        Database::Sqlite(path) => {
-            let dir = path.parent().expect("dir");
-            let mut scanned = 0;
-            for entry in std::fs::read_dir(dir).expect("dir") {
-                let path = entry.expect("entry").path();
-                let bytes = std::fs::read(&path).expect("read");
-                scanned += 1;
-                for (what, needle) in needles {
-                    assert!(
-                        !contains(&bytes, needle),
-                        "{what} found in {}",
-                        path.display()
-                    );
-                }
-            }
-            assert!(scanned >= 2, "the database and its files");
-        }
-        Database::Postgres(_) => {
-            let sql = app.sql();
-            let columns = sql
-                .run(|db| {
-                    db.query(
-                        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-                         WHERE table_schema = 'public' AND data_type IN ('text', 'bytea', 'character varying')",
-                        &[],
-                    )
-                })
-                .expect("columns");
-            assert!(columns.len() > 50, "{} columns", columns.len());
-            for column in columns {
-                let (table, name) = (column.text(0).expect("t"), column.text(1).expect("c"));
-                let cast = if column.text(2).expect("type") == "bytea" {
-                    ""
-                } else {
-                    "::text"
-                };
-                let rows = sql
-                    .run(|db| db.query(&format!("SELECT \"{name}\"{cast} FROM \"{table}\""), &[]))
-                    .expect("scan");
-                for row in rows {
-                    let bytes = match row.value(0).expect("value") {
-                        SqlValue::Text(text) => text.into_bytes(),
-                        SqlValue::Bytes(bytes) => bytes,
-                        _ => continue,
-                    };
-                    for (what, needle) in needles {
-                        assert!(!contains(&bytes, needle), "{what} found in {table}.{name}");
-                    }
-                }
-            }
-        }
-    }
+    crate::support::assert_not_stored(&app.db.database, needles);
 }
 
 async fn privacy_flows(app: App) {

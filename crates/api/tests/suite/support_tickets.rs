@@ -19,7 +19,7 @@ use coffer_identity::{PasswordPolicy, Policy, Role};
 use coffer_notify::{Channel, SimulatedTransport, Transport};
 use coffer_payments::FundingPolicy;
 use coffer_store::sql::{SqlStore, Value as SqlValue};
-use coffer_store::{sql_params, Database};
+use coffer_store::sql_params;
 use coffer_testkit::TestDatabase;
 use coffer_vault::LocalMasterKey;
 use reqwest::Method;
@@ -283,68 +283,6 @@ fn code(body: &Value) -> &str {
 
 fn field(body: &Value) -> &str {
     body["error"]["field"].as_str().unwrap_or("?")
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every needle absent from the database: every file of it on SQLite,
-/// every text and binary column on PostgreSQL.
-fn assert_not_stored(database: &Database, needles: &[(String, Vec<u8>)]) {
-    match database {
-        Database::Sqlite(path) => {
-            let dir = path.parent().expect("dir");
-            let mut scanned = 0;
-            for entry in std::fs::read_dir(dir).expect("dir") {
-                let path = entry.expect("entry").path();
-                let bytes = std::fs::read(&path).expect("read");
-                scanned += 1;
-                for (what, needle) in needles {
-                    assert!(
-                        !contains(&bytes, needle),
-                        "{what} found in {}",
-                        path.display()
-                    );
-                }
-            }
-            assert!(scanned >= 2, "the database and its files");
-        }
-        Database::Postgres(_) => {
-            let sql = SqlStore::open(database, 1).expect("sql");
-            let columns = sql
-                .run(|db| {
-                    db.query(
-                        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-                         WHERE table_schema = 'public' AND data_type IN ('text', 'bytea', 'character varying')",
-                        &[],
-                    )
-                })
-                .expect("columns");
-            assert!(columns.len() > 50, "{} columns", columns.len());
-            for column in columns {
-                let (table, name) = (column.text(0).expect("t"), column.text(1).expect("c"));
-                let cast = if column.text(2).expect("type") == "bytea" {
-                    ""
-                } else {
-                    "::text"
-                };
-                let rows = sql
-                    .run(|db| db.query(&format!("SELECT \"{name}\"{cast} FROM \"{table}\""), &[]))
-                    .expect("scan");
-                for row in rows {
-                    let bytes = match row.value(0).expect("value") {
-                        SqlValue::Text(text) => text.into_bytes(),
-                        SqlValue::Bytes(bytes) => bytes,
-                        _ => continue,
-                    };
-                    for (what, needle) in needles {
-                        assert!(!contains(&bytes, needle), "{what} found in {table}.{name}");
-                    }
-                }
-            }
-        }
-    }
 }
 
 async fn ticket_flows(app: TicketApp) {
@@ -806,7 +744,7 @@ async fn ticket_flows(app: TicketApp) {
     // ---- the text is never stored in clear ----
     let database = app.db.database.clone();
     tokio::task::spawn_blocking(move || {
-        assert_not_stored(
+        crate::support::assert_not_stored(
             &database,
             &[
                 ("the ticket text".into(), TICKET_TEXT.as_bytes().to_vec()),
@@ -899,7 +837,7 @@ async fn ticket_flows(app: TicketApp) {
         needles.push((format!("message ciphertext #{i}"), blob));
     }
     let database = app.db.database.clone();
-    tokio::task::spawn_blocking(move || assert_not_stored(&database, &needles))
+    tokio::task::spawn_blocking(move || crate::support::assert_not_stored(&database, &needles))
         .await
         .expect("scan");
 }

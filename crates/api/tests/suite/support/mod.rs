@@ -186,3 +186,67 @@ pub async fn staff_bearer(
     assert_eq!(status, 201, "{username}: {body}");
     format!("Bearer {}", body["token"].as_str().expect("token"))
 }
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every needle absent from the database: the files on SQLite (database,
+/// WAL, ledger log, anything beside them), every text and binary column on
+/// PostgreSQL. How tests prove personal data is stored only encrypted, or
+/// is gone after erasure.
+pub fn assert_not_stored(database: &coffer_store::Database, needles: &[(String, Vec<u8>)]) {
+    match database {
+        coffer_store::Database::Sqlite(path) => {
+            let dir = path.parent().expect("dir");
+            let mut scanned = 0;
+            for entry in std::fs::read_dir(dir).expect("dir") {
+                let path = entry.expect("entry").path();
+                let bytes = std::fs::read(&path).expect("read");
+                scanned += 1;
+                for (what, needle) in needles {
+                    assert!(
+                        !contains(&bytes, needle),
+                        "{what} found in {}",
+                        path.display()
+                    );
+                }
+            }
+            assert!(scanned >= 2, "the database and its files");
+        }
+        coffer_store::Database::Postgres(_) => {
+            let sql = coffer_store::sql::SqlStore::open(database, 1).expect("sql");
+            let columns = sql
+                .run(|db| {
+                    db.query(
+                        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
+                         WHERE table_schema = 'public' AND data_type IN ('text', 'bytea', 'character varying')",
+                        &[],
+                    )
+                })
+                .expect("columns");
+            assert!(columns.len() > 50, "{} columns", columns.len());
+            for column in columns {
+                let (table, name) = (column.text(0).expect("t"), column.text(1).expect("c"));
+                let cast = if column.text(2).expect("type") == "bytea" {
+                    ""
+                } else {
+                    "::text"
+                };
+                let rows = sql
+                    .run(|db| db.query(&format!("SELECT \"{name}\"{cast} FROM \"{table}\""), &[]))
+                    .expect("scan");
+                for row in rows {
+                    let bytes = match row.value(0).expect("value") {
+                        coffer_store::sql::Value::Text(text) => text.into_bytes(),
+                        coffer_store::sql::Value::Bytes(bytes) => bytes,
+                        _ => continue,
+                    };
+                    for (what, needle) in needles {
+                        assert!(!contains(&bytes, needle), "{what} found in {table}.{name}");
+                    }
+                }
+            }
+        }
+    }
+}
