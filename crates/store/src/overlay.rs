@@ -9,7 +9,9 @@
 //! because readers are opened independently of the engine that writes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
 use std::time::{Duration, Instant};
 
 use coffer_core::Identifier;
@@ -69,6 +71,9 @@ fn hold_at(entry: &LogEntry, place: Place) -> Option<Hold> {
     }
 }
 
+/// Rows the projector removes from the overlay per hold of its lock.
+const SWEEP_STEP_ROWS: usize = 1_024;
+
 #[derive(Default)]
 struct State {
     appended: u64,
@@ -103,7 +108,7 @@ pub(crate) struct Pace {
 }
 
 pub(crate) struct Overlay {
-    state: Mutex<State>,
+    state: StateLock<State>,
     changed: Condvar,
 }
 
@@ -111,7 +116,7 @@ impl Overlay {
     /// An empty overlay over tables projected (and a log appended) up to `seq`.
     pub(crate) fn new(seq: u64) -> Overlay {
         Overlay {
-            state: Mutex::new(State {
+            state: StateLock::new(State {
                 appended: seq,
                 projected: seq,
                 durable: seq,
@@ -123,8 +128,8 @@ impl Overlay {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain maps behind,
-        // still consistent enough to read; never poison the whole ledger.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        // still consistent enough to read: this lock never poisons.
+        self.state.lock()
     }
 
     pub(crate) fn appended(&self) -> u64 {
@@ -214,27 +219,36 @@ impl Overlay {
                     }
                     return Some(chunk);
                 }
-                state = self
-                    .changed
-                    .wait_timeout(state, pace.delay.saturating_sub(age))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                self.changed
+                    .wait_for(&mut state, pace.delay.saturating_sub(age));
                 continue;
             }
             if state.stopping {
                 return None;
             }
-            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            self.changed.wait(&mut state);
         }
     }
 
     /// The tables now hold everything up to `through`: forget it here.
     pub(crate) fn projected_through(&self, through: u64) {
         let mut state = self.lock();
+        // The tables answer for these entries from now on, so they may leave
+        // the overlay in any order and in steps. Steps, because a round can
+        // cover tens of thousands of rows: the lock is released between
+        // steps so that commits and readers never wait for the whole sweep.
+        state.projected = state.projected.max(through);
+        let mut swept = 0;
         while state.queue.front().is_some_and(|e| e.seq <= through) {
+            if swept >= SWEEP_STEP_ROWS {
+                // Hands the lock to a waiting commit or reader, if any.
+                MutexGuard::bump(&mut state);
+                swept = 0;
+            }
             let Some(entry) = state.queue.pop_front() else {
                 break;
             };
+            swept += entry.weight();
             state.queued_weight = state.queued_weight.saturating_sub(entry.weight());
             let seq = entry.seq;
             // Only the state this entry put there: a later entry's stays.
@@ -270,7 +284,6 @@ impl Overlay {
             // What is left arrived while the chunk was being projected.
             state.oldest_at = Some(Instant::now());
         }
-        state.projected = state.projected.max(through);
         drop(state);
         self.changed.notify_all();
     }
@@ -294,11 +307,7 @@ impl Overlay {
                     "the ledger's tables are behind its log; retry shortly".into(),
                 ));
             }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            self.changed.wait_for(&mut state, deadline - now);
         };
         state.urgent -= 1;
         result
@@ -320,11 +329,7 @@ impl Overlay {
                     "the ledger's projection is stalled; commits paused".into(),
                 ));
             }
-            state = self
-                .changed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            self.changed.wait_for(&mut state, deadline - now);
         }
         Ok(())
     }

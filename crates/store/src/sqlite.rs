@@ -279,7 +279,8 @@ struct RelaxedSync {
     durable: u64,
 }
 
-const RELAXED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// (About one sync per projection round: see `PROJECTION_PACE`.)
+const RELAXED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// …or once this many log records are projected but not synced, which
 /// bounds how far pruning can lag behind the projection (the log keeps at
 /// most about this many records plus a pruning step), whatever the pace.
