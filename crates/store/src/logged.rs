@@ -56,6 +56,9 @@ const PROJECTION_WAIT: Duration = Duration::from_secs(30);
 const PRUNE_EVERY: u64 = 256;
 /// The projector's nice value (0 is normal; higher yields to others).
 const PROJECTOR_NICE: i32 = 10;
+/// Entries of at least this many rows are indexed in the overlay while the
+/// log appends them (a thread per append: worth it only for large batches).
+const PARALLEL_STAGE_ROWS: usize = 1_024;
 /// Log records read per step when recovering.
 const RECOVERY_RECORDS: usize = 512;
 
@@ -193,12 +196,31 @@ impl LoggedWriter {
         } else {
             0
         };
-        self.log.append(seq, &record, prune)?;
+        let entry = Arc::new(entry);
+        if entry.weight() >= PARALLEL_STAGE_ROWS {
+            // Index the entry in the overlay while the log writes and syncs
+            // it, on another thread: for a large batch the two take about as
+            // long as each other, and the writer would otherwise do them one
+            // after the other. The entry stays invisible until published.
+            let (log, overlay) = (&mut self.log, &self.overlay);
+            std::thread::scope(|scope| -> Result<(), StoreError> {
+                let append = std::thread::Builder::new()
+                    .name("coffer-log-append".into())
+                    .spawn_scoped(scope, || log.append(seq, &record, prune))?;
+                overlay.stage(&entry);
+                append.join().map_err(|_| {
+                    StoreError::Corrupt("the log append thread panicked".into())
+                })?
+            })?;
+            self.overlay.publish(entry);
+        } else {
+            self.log.append(seq, &record, prune)?;
+            self.overlay.push(entry);
+        }
         self.seq = seq;
         if prune > 0 {
             self.pruned = prune;
         }
-        self.overlay.push(Arc::new(entry));
         Ok(())
     }
 }

@@ -33,7 +33,65 @@ enum Place {
     Hold(usize),
 }
 
-type Slot = (u64, (Arc<LogEntry>, Place));
+type At = (Arc<LogEntry>, Place);
+
+/// A row's newest state in the overlay. While that state's entry is still
+/// being appended to the log (`seq` above `appended`), readers get the
+/// state it replaced (`prev`), or the tables' when there was none: nothing
+/// is visible before it is durable.
+struct Slot {
+    seq: u64,
+    at: At,
+    prev: Option<(u64, At)>,
+}
+
+impl Slot {
+    fn visible(&self, appended: u64) -> Option<&At> {
+        if self.seq <= appended {
+            Some(&self.at)
+        } else {
+            self.prev.as_ref().map(|(_, at)| at)
+        }
+    }
+}
+
+/// Sets `key`'s newest state, keeping the visible one while it is pending.
+fn put(map: &mut HashMap<Identifier, Slot>, key: &Identifier, seq: u64, at: At, appended: u64) {
+    match map.get_mut(key) {
+        Some(slot) => {
+            let prev = if slot.seq <= appended {
+                Some((slot.seq, std::mem::replace(&mut slot.at, at)))
+            } else {
+                slot.at = at;
+                slot.prev.take()
+            };
+            slot.seq = seq;
+            slot.prev = prev;
+        }
+        None => {
+            map.insert(
+                key.clone(),
+                Slot {
+                    seq,
+                    at,
+                    prev: None,
+                },
+            );
+        }
+    }
+}
+
+/// Forgets what entry `seq` put at `key`, once the tables hold it.
+fn remove_slot(map: &mut HashMap<Identifier, Slot>, key: &Identifier, seq: u64) {
+    let Some(slot) = map.get_mut(key) else {
+        return;
+    };
+    if slot.seq == seq {
+        map.remove(key);
+    } else if slot.prev.as_ref().is_some_and(|(s, _)| *s == seq) {
+        slot.prev = None;
+    }
+}
 
 fn event_at(entry: &LogEntry, place: Place) -> Option<&Event> {
     match place {
@@ -150,34 +208,50 @@ impl Overlay {
 
     /// Adds a durably appended entry.
     pub(crate) fn push(&self, entry: Arc<LogEntry>) {
+        self.stage(&entry);
+        self.publish(entry);
+    }
+
+    /// Indexes an entry whose append is still under way, so that the
+    /// costly part of `push` can run beside the log's write and sync;
+    /// readers do not see it until `publish`. At most one entry is staged
+    /// at a time, and a failed append is never published: the writer that
+    /// staged it is dropped and its overlay with it.
+    pub(crate) fn stage(&self, entry: &Arc<LogEntry>) {
+        let Some(batch) = &entry.batch else {
+            return;
+        };
+        let mut state = self.lock();
+        let state = &mut *state;
+        let (seq, appended) = (entry.seq, state.appended);
+        for (i, event) in batch.events.iter().enumerate() {
+            let at = (entry.clone(), Place::Event(i));
+            match event {
+                Event::Transfer(t) => put(&mut state.transfers, &t.id, seq, at, appended),
+                // A new account's state; `accounts` below overrides it
+                // when the batch also moved money on it.
+                Event::AccountOpened(account) | Event::AccountClosed { account } => {
+                    put(&mut state.accounts, account.id(), seq, at, appended)
+                }
+            }
+        }
+        for (i, account) in batch.accounts.iter().enumerate() {
+            let at = (entry.clone(), Place::Account(i));
+            put(&mut state.accounts, account.id(), seq, at, appended);
+        }
+        for (i, change) in batch.hold_changes.iter().enumerate() {
+            let (HoldChange::Placed(hold) | HoldChange::Resolved(hold)) = change;
+            let at = (entry.clone(), Place::Hold(i));
+            put(&mut state.holds, &hold.id, seq, at, appended);
+        }
+    }
+
+    /// Makes a staged entry visible (it is durable now) and queues it for
+    /// the projector.
+    pub(crate) fn publish(&self, entry: Arc<LogEntry>) {
         let mut state = self.lock();
         let seq = entry.seq;
         if let Some(batch) = &entry.batch {
-            for (i, event) in batch.events.iter().enumerate() {
-                let slot = (seq, (entry.clone(), Place::Event(i)));
-                match event {
-                    Event::Transfer(t) => {
-                        state.transfers.insert(t.id.clone(), slot);
-                    }
-                    // A new account's state; `accounts` below overrides it
-                    // when the batch also moved money on it.
-                    Event::AccountOpened(account) | Event::AccountClosed { account } => {
-                        state.accounts.insert(account.id().clone(), slot);
-                    }
-                }
-            }
-            for (i, account) in batch.accounts.iter().enumerate() {
-                state.accounts.insert(
-                    account.id().clone(),
-                    (seq, (entry.clone(), Place::Account(i))),
-                );
-            }
-            for (i, change) in batch.hold_changes.iter().enumerate() {
-                let (HoldChange::Placed(hold) | HoldChange::Resolved(hold)) = change;
-                state
-                    .holds
-                    .insert(hold.id.clone(), (seq, (entry.clone(), Place::Hold(i))));
-            }
             state.last_journal = Some(batch.journal.clone());
         }
         for r in &entry.responses {
@@ -255,18 +329,18 @@ impl Overlay {
             if let Some(batch) = &entry.batch {
                 for event in &batch.events {
                     match event {
-                        Event::Transfer(t) => remove_if(&mut state.transfers, &t.id, seq),
+                        Event::Transfer(t) => remove_slot(&mut state.transfers, &t.id, seq),
                         Event::AccountOpened(account) | Event::AccountClosed { account } => {
-                            remove_if(&mut state.accounts, account.id(), seq)
+                            remove_slot(&mut state.accounts, account.id(), seq)
                         }
                     }
                 }
                 for account in &batch.accounts {
-                    remove_if(&mut state.accounts, account.id(), seq);
+                    remove_slot(&mut state.accounts, account.id(), seq);
                 }
                 for change in &batch.hold_changes {
                     let (HoldChange::Placed(hold) | HoldChange::Resolved(hold)) = change;
-                    remove_if(&mut state.holds, &hold.id, seq);
+                    remove_slot(&mut state.holds, &hold.id, seq);
                 }
             }
             for r in &entry.responses {
@@ -345,29 +419,31 @@ impl Overlay {
 
     pub(crate) fn account(&self, id: &Identifier) -> Option<Account> {
         let state = self.lock();
-        let (_, (entry, place)) = state.accounts.get(id)?;
+        let (entry, place) = state.accounts.get(id)?.visible(state.appended)?;
         account_at(entry, *place)
     }
 
     pub(crate) fn transfer(&self, id: &Identifier) -> Option<Transfer> {
         let state = self.lock();
-        let (_, (entry, place)) = state.transfers.get(id)?;
+        let (entry, place) = state.transfers.get(id)?.visible(state.appended)?;
         transfer_at(entry, *place)
     }
 
     pub(crate) fn hold(&self, id: &Identifier) -> Option<Hold> {
         let state = self.lock();
-        let (_, (entry, place)) = state.holds.get(id)?;
+        let (entry, place) = state.holds.get(id)?.visible(state.appended)?;
         hold_at(entry, *place)
     }
 
     /// Holds changed since the last projection: (placed or still pending,
     /// and resolved), to merge over what the tables say.
     pub(crate) fn holds(&self) -> Vec<Hold> {
-        self.lock()
+        let state = self.lock();
+        state
             .holds
             .values()
-            .filter_map(|(_, (entry, place))| hold_at(entry, *place))
+            .filter_map(|slot| slot.visible(state.appended))
+            .filter_map(|(entry, place)| hold_at(entry, *place))
             .collect()
     }
 
