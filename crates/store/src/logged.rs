@@ -208,9 +208,9 @@ impl LoggedWriter {
                     .name("coffer-log-append".into())
                     .spawn_scoped(scope, || log.append(seq, &record, prune))?;
                 overlay.stage(&entry);
-                append.join().map_err(|_| {
-                    StoreError::Corrupt("the log append thread panicked".into())
-                })?
+                append
+                    .join()
+                    .map_err(|_| StoreError::Corrupt("the log append thread panicked".into()))?
             })?;
             self.overlay.publish(entry);
         } else {

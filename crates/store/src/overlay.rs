@@ -489,3 +489,120 @@ pub(crate) fn find(location: &str) -> Option<Arc<Overlay>> {
         .get(location)
         .and_then(Weak::upgrade)
 }
+
+#[cfg(test)]
+mod tests {
+    use coffer_core::{Amount, Code, Currency, Timestamp};
+    use coffer_ledger::{
+        AccountKind, AccountSpec, BalanceConstraint, Command, Known, Ledger, Metadata,
+        TransferCommand, TransferOp,
+    };
+
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_nanos(1_800_000_000_000_000_000);
+
+    fn id(text: &str) -> Identifier {
+        Identifier::parse(text).unwrap()
+    }
+
+    fn open(account: &str) -> Command {
+        Command::OpenAccount(AccountSpec {
+            id: id(account),
+            currency: Currency::parse("CNY").unwrap(),
+            kind: AccountKind::Asset,
+            constraint: BalanceConstraint::None,
+            owner: id("owner"),
+        })
+    }
+
+    fn post(transfer: &str, debit: &str, credit: &str, minor: i64) -> Command {
+        Command::Transfers {
+            transfers: vec![TransferCommand {
+                id: id(transfer),
+                op: TransferOp::Post {
+                    debit: id(debit),
+                    credit: id(credit),
+                    amount: Amount::new(minor).unwrap(),
+                    currency: Currency::parse("CNY").unwrap(),
+                },
+                code: Code::parse("test").unwrap(),
+                metadata: Metadata::default(),
+            }],
+            linked: false,
+        }
+    }
+
+    /// Executes `commands` as the log entry `seq`, as the engine would.
+    fn entry(ledger: &mut Ledger, seq: u64, commands: &[Command]) -> Arc<LogEntry> {
+        for command in commands {
+            ledger.execute(command, NOW, &Known::default());
+        }
+        let batch = ledger.seal().unwrap();
+        ledger.confirm(&batch.journal);
+        Arc::new(LogEntry {
+            seq,
+            batch: Some(batch),
+            responses: Vec::new(),
+        })
+    }
+
+    fn debits(overlay: &Overlay, account: &str) -> Option<i64> {
+        overlay
+            .account(&id(account))
+            .map(|a| a.balances.debits_posted)
+    }
+
+    #[test]
+    fn a_staged_entry_is_invisible_until_published() {
+        let overlay = Overlay::new(0);
+        let mut ledger = Ledger::default();
+        overlay.push(entry(
+            &mut ledger,
+            1,
+            &[open("a"), open("b"), post("t1", "a", "b", 5)],
+        ));
+        assert_eq!(debits(&overlay, "a"), Some(5));
+
+        let second = entry(&mut ledger, 2, &[post("t2", "a", "b", 7)]);
+        overlay.stage(&second);
+        // Readers still see the durable state, never the pending one.
+        assert_eq!(debits(&overlay, "a"), Some(5));
+        assert!(overlay.transfer(&id("t2")).is_none());
+        assert!(overlay.transfer(&id("t1")).is_some());
+        assert_eq!(overlay.appended(), 1);
+
+        overlay.publish(second);
+        assert_eq!(debits(&overlay, "a"), Some(12));
+        assert!(overlay.transfer(&id("t2")).is_some());
+        assert_eq!(overlay.appended(), 2);
+
+        // Projecting the first entry leaves the second's state in place.
+        overlay.projected_through(1);
+        assert_eq!(debits(&overlay, "a"), Some(12));
+        assert!(overlay.transfer(&id("t1")).is_none());
+    }
+
+    #[test]
+    fn a_swept_state_under_a_staged_entry_leaves_the_tables_to_answer() {
+        let overlay = Overlay::new(0);
+        let mut ledger = Ledger::default();
+        overlay.push(entry(
+            &mut ledger,
+            1,
+            &[open("a"), open("b"), post("t1", "a", "b", 5)],
+        ));
+        let second = entry(&mut ledger, 2, &[post("t2", "a", "b", 7)]);
+        overlay.stage(&second);
+        // The tables now hold entry 1: the overlay must not keep answering
+        // with it (nor with the pending entry 2).
+        overlay.projected_through(1);
+        assert_eq!(debits(&overlay, "a"), None);
+        assert!(overlay.transfer(&id("t1")).is_none());
+        overlay.publish(second);
+        assert_eq!(debits(&overlay, "a"), Some(12));
+        overlay.projected_through(2);
+        assert_eq!(debits(&overlay, "a"), None);
+        assert!(overlay.transfer(&id("t2")).is_none());
+    }
+}
