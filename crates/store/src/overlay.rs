@@ -503,13 +503,13 @@ mod tests {
     const NOW: Timestamp = Timestamp::from_nanos(1_800_000_000_000_000_000);
 
     fn id(text: &str) -> Identifier {
-        Identifier::parse(text).unwrap()
+        Identifier::parse(text).expect("valid id")
     }
 
     fn open(account: &str) -> Command {
         Command::OpenAccount(AccountSpec {
             id: id(account),
-            currency: Currency::parse("CNY").unwrap(),
+            currency: Currency::parse("CNY").expect("CNY"),
             kind: AccountKind::Asset,
             constraint: BalanceConstraint::None,
             owner: id("owner"),
@@ -523,10 +523,10 @@ mod tests {
                 op: TransferOp::Post {
                     debit: id(debit),
                     credit: id(credit),
-                    amount: Amount::new(minor).unwrap(),
-                    currency: Currency::parse("CNY").unwrap(),
+                    amount: Amount::new(minor).expect("positive"),
+                    currency: Currency::parse("CNY").expect("CNY"),
                 },
-                code: Code::parse("test").unwrap(),
+                code: Code::parse("test").expect("code"),
                 metadata: Metadata::default(),
             }],
             linked: false,
@@ -538,7 +538,7 @@ mod tests {
         for command in commands {
             ledger.execute(command, NOW, &Known::default());
         }
-        let batch = ledger.seal().unwrap();
+        let batch = ledger.seal().expect("the commands write");
         ledger.confirm(&batch.journal);
         Arc::new(LogEntry {
             seq,
