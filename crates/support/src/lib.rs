@@ -379,6 +379,14 @@ impl Support {
             closed_at: None,
         };
         self.sql.transaction(|db| -> Result<(), SupportError> {
+            // One customer's opens run one at a time, or two concurrent ones
+            // could each count 19 waiting tickets and both add a 20th (on
+            // PostgreSQL; SQLite transactions are serial already). Touching
+            // the customer's row holds its lock until this transaction ends.
+            db.execute(
+                "UPDATE customers SET updated_at = updated_at WHERE id = $1",
+                sql_params![customer_id],
+            )?;
             let waiting = db
                 .query_one(
                     "SELECT COUNT(*) FROM support_tickets WHERE customer_id = $1 AND state IN ('open', 'answered', 'awaiting_customer')",

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 const PASSWORD: &str = "plum blossom in the snow";
 const PHONE: &str = "+8613900139401";
 const OTHER_PHONE: &str = "+8613900139402";
+const THIRD_PHONE: &str = "+8613900139409";
 const LEAVER_PHONE: &str = "+8613900139403";
 const PAN: &str = "4111111111111111";
 const TICKET_TEXT: &str = "Charged twice at Lotus Tea House on Tuesday evening";
@@ -283,6 +284,48 @@ fn code(body: &Value) -> &str {
 
 fn field(body: &Value) -> &str {
     body["error"]["field"].as_str().unwrap_or("?")
+}
+
+/// The open-ticket limit holds when a customer's opens arrive together: on
+/// PostgreSQL two transactions used to count the same 19 tickets and both
+/// insert a 20th.
+async fn open_limit_holds_under_concurrent_opens(app: &TicketApp) {
+    let (customer_id, bearer) = app.register(THIRD_PHONE).await;
+    let attempts = usize::try_from(coffer_support::OPEN_TICKETS_MAX).expect("small") + 6;
+    let mut opens = tokio::task::JoinSet::new();
+    for i in 0..attempts {
+        let (client, base, bearer) = (app.client.clone(), app.base.clone(), bearer.clone());
+        opens.spawn(async move {
+            let response = client
+                .post(format!("{base}/v1/me/support/tickets"))
+                .header("Authorization", bearer)
+                .header("Idempotency-Key", format!("burst-{i}"))
+                .json(&json!({"category": "other", "message": format!("question {i}")}))
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("json");
+            (status, body)
+        });
+    }
+    let (mut opened, mut refused) = (0, 0);
+    while let Some(result) = opens.join_next().await {
+        let (status, body) = result.expect("join");
+        match (status, code(&body)) {
+            (201, _) => opened += 1,
+            (409, "too_many_open_tickets") => refused += 1,
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+    }
+    assert_eq!((opened, refused), (coffer_support::OPEN_TICKETS_MAX, 6));
+    let stored = app
+        .query_rows(
+            "SELECT id, state, customer_id FROM support_tickets WHERE customer_id = $1",
+            customer_id,
+        )
+        .await;
+    assert_eq!(stored.len() as i64, coffer_support::OPEN_TICKETS_MAX);
 }
 
 async fn ticket_flows(app: TicketApp) {
@@ -840,6 +883,8 @@ async fn ticket_flows(app: TicketApp) {
     tokio::task::spawn_blocking(move || crate::support::assert_not_stored(&database, &needles))
         .await
         .expect("scan");
+
+    open_limit_holds_under_concurrent_opens(&app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
