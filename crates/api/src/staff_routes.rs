@@ -923,10 +923,14 @@ pub(crate) struct BreakView {
     kind: &'static str,
     funding_id: Option<String>,
     connector_reference: Option<String>,
-    /// Minor units on our side.
+    /// Minor units on our side…
     ours: Option<i64>,
-    /// Minor units in the connector's report.
+    /// …in this currency (ISO 4217; with `ours`).
+    ours_currency: Option<String>,
+    /// Minor units in the connector's report…
     theirs: Option<i64>,
+    /// …in this currency (with `theirs`).
+    theirs_currency: Option<String>,
     detail: String,
 }
 
@@ -955,7 +959,9 @@ pub(crate) fn reconciliation_view(r: coffer_payments::Reconciliation) -> Reconci
                 funding_id: b.funding_id,
                 connector_reference: b.connector_reference,
                 ours: b.ours,
+                ours_currency: b.ours_currency,
                 theirs: b.theirs,
+                theirs_currency: b.theirs_currency,
                 detail: b.detail,
             })
             .collect(),

@@ -45,10 +45,14 @@ pub struct Break {
     pub kind: BreakKind,
     pub funding_id: Option<String>,
     pub connector_reference: Option<String>,
-    /// Minor units on our side (the capture, or the record).
+    /// Minor units on our side (the capture, or the record)…
     pub ours: Option<i64>,
-    /// Minor units in the connector's report.
+    /// …in this currency (ISO 4217).
+    pub ours_currency: Option<String>,
+    /// Minor units in the connector's report…
     pub theirs: Option<i64>,
+    /// …in this currency.
+    pub theirs_currency: Option<String>,
     pub detail: String,
 }
 
@@ -90,7 +94,9 @@ pub fn reconcile(
             funding_id: Some(line.merchant_reference.clone()),
             connector_reference: Some(line.reference.clone()),
             ours: None,
+            ours_currency: None,
             theirs: Some(line.amount),
+            theirs_currency: Some(line.currency.clone()),
             detail,
         };
         let Some(row) = row else {
@@ -121,7 +127,9 @@ pub fn reconcile(
                 funding_id: Some(line.merchant_reference.clone()),
                 connector_reference: Some(line.reference.clone()),
                 ours: Some(ours),
+                ours_currency: Some(transfer.currency.as_str().to_string()),
                 theirs: Some(line.amount),
+                theirs_currency: Some(line.currency.clone()),
                 detail: format!(
                     "captured {ours} {}, settled {} {}",
                     transfer.currency.as_str(),
@@ -135,7 +143,7 @@ pub fn reconcile(
     }
     let ours = sql.run(|db| {
         db.query(
-            "SELECT id, amount, connector_reference FROM fundings WHERE connector = $1 AND state = 'succeeded' \
+            "SELECT id, amount, connector_reference, currency FROM fundings WHERE connector = $1 AND state = 'succeeded' \
              AND created_at >= $2 AND created_at < $3 ORDER BY created_at, id",
             sql_params![connector.as_str(), from, until],
         )
@@ -148,14 +156,16 @@ pub fn reconcile(
                 funding_id: Some(funding_id),
                 connector_reference: row.opt_text(2)?,
                 ours: Some(row.int(1)?),
+                ours_currency: Some(row.text(3)?),
                 theirs: None,
+                theirs_currency: None,
                 detail: "captured here, not in the connector's settlement report".into(),
             });
         }
     }
     let stuck = sql.run(|db| {
         db.query(
-            "SELECT id, amount, connector_reference, stage FROM fundings WHERE connector = $1 AND state = 'pending' \
+            "SELECT id, amount, connector_reference, stage, currency FROM fundings WHERE connector = $1 AND state = 'pending' \
              AND created_at < $2 ORDER BY created_at, id",
             sql_params![connector.as_str(), stuck_before],
         )
@@ -166,7 +176,9 @@ pub fn reconcile(
             funding_id: Some(row.text(0)?),
             connector_reference: row.opt_text(2)?,
             ours: Some(row.int(1)?),
+            ours_currency: Some(row.text(4)?),
             theirs: None,
+            theirs_currency: None,
             detail: format!("still pending (stage {})", row.text(3)?),
         });
     }

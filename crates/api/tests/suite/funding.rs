@@ -1118,6 +1118,16 @@ async fn funding_reconciliation_lists_breaks() {
     ];
     expected.sort();
     assert_eq!(breaks, expected, "{report}");
+    // Each side's amount comes with its currency, and only that side's.
+    for b in report["breaks"].as_array().expect("breaks") {
+        for side in ["ours", "theirs"] {
+            let currency = &b[format!("{side}_currency")];
+            match b[side].is_i64() {
+                true => assert_eq!(currency, "CNY", "{b}"),
+                false => assert!(currency.is_null(), "{b}"),
+            }
+        }
+    }
     let (status, body) = app
         .get(&staff, "/v1/staff/reconciliation?connector=visa")
         .await;

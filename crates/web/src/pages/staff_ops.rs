@@ -519,8 +519,8 @@ async fn reconciliation(
                                     tr {
                                         td { (label(&ctx, "break", text(b, "kind"))) }
                                         td { code { (text(b, "funding_id")) } " " code { (text(b, "connector_reference")) } }
-                                        td { @if let Some(v) = b.get("ours").and_then(Value::as_i64) { (v) } }
-                                        td { @if let Some(v) = b.get("theirs").and_then(Value::as_i64) { (v) } }
+                                        td.amount { (break_amount(ctx.locale, b, "ours")) }
+                                        td.amount { (break_amount(ctx.locale, b, "theirs")) }
                                         td { (text(b, "detail")) }
                                     }
                                 }
@@ -531,4 +531,36 @@ async fn reconciliation(
             }
         },
     )
+}
+
+/// One side of a reconciliation break: the amount in its currency, or
+/// nothing when that side has no record.
+fn break_amount(locale: crate::i18n::Locale, b: &Value, side: &str) -> String {
+    let minor = b.get(side).and_then(Value::as_i64);
+    let currency = b.get(format!("{side}_currency")).and_then(Value::as_str);
+    match (minor, currency) {
+        (Some(minor), Some(currency)) => crate::format::money(minor, currency, locale),
+        (Some(minor), None) => minor.to_string(),
+        (None, _) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Locale;
+
+    #[test]
+    fn a_break_shows_each_side_in_its_own_currency() {
+        let mismatch = json!({
+            "kind": "amount_mismatch",
+            "ours": 123_456, "ours_currency": "CNY",
+            "theirs": 1_000, "theirs_currency": "JPY",
+        });
+        assert_eq!(break_amount(Locale::Zh, &mismatch, "ours"), "¥1,234.56");
+        assert_eq!(break_amount(Locale::En, &mismatch, "theirs"), "JP¥1,000");
+        let missing = json!({"kind": "missing_in_ledger", "ours": null, "theirs": 5, "theirs_currency": "USD"});
+        assert_eq!(break_amount(Locale::En, &missing, "ours"), "");
+        assert_eq!(break_amount(Locale::En, &missing, "theirs"), "$0.05");
+    }
 }
