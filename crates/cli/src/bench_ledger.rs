@@ -322,6 +322,17 @@ pub fn run(args: BenchLedger) -> anyhow::Result<()> {
             stats.events.load(Ordering::Relaxed) / batches,
             commit_us / commits.max(1)
         );
+        // What a restart costs with this many transfers stored: opening the
+        // writer reads every transfer id into the duplicate-id filter.
+        let (_, stored) = target.database.open_reader(1)?.counts()?;
+        let started = Instant::now();
+        let reopened = Engine::start(&target.database, coffer_app::system_clock())?;
+        let reopen = started.elapsed();
+        reopened.shutdown();
+        println!(
+            "restart: engine open in {} ms with {stored} transfers stored",
+            reopen.as_millis()
+        );
     }
     if shapes.contains(&"naive") {
         let target = server.target("naive")?;
