@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         26,
         include_str!("migrations/postgres_0026_review_holds.sql"),
     ),
+    (
+        27,
+        include_str!("migrations/postgres_0027_ledger_log_uncompressed.sql"),
+    ),
 ];
 
 pub(crate) fn connect(url: &str) -> Result<Client, StoreError> {

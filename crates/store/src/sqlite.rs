@@ -58,6 +58,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/sqlite_0025_support_tickets.sql"),
     ),
     (26, include_str!("migrations/sqlite_0026_review_holds.sql")),
+    (
+        27,
+        include_str!("migrations/sqlite_0027_ledger_log_uncompressed.sql"),
+    ),
 ];
 
 /// WAL frames (pages) between automatic checkpoints.

@@ -206,3 +206,25 @@ fn a_unique_violation_is_recognised_on_both_backends() {
         assert!(!other.is_unique_violation());
     }
 }
+
+/// PostgreSQL stores log records out of line without compressing them:
+/// compressing every record over 2 KB on the commit path held batched
+/// commits to ~30,000 transfers/s (over 190,000 without).
+#[test]
+fn postgres_stores_log_records_uncompressed() {
+    let db = TestDatabase::postgres();
+    drop(Engine::start(&db.database, coffer_app::system_clock()).expect("start"));
+    let Database::Postgres(url) = &db.database else {
+        unreachable!("a PostgreSQL test database");
+    };
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let storage: i8 = client
+        .query_one(
+            "SELECT attstorage FROM pg_attribute \
+             WHERE attrelid = 'ledger_log'::regclass AND attname = 'record'",
+            &[],
+        )
+        .expect("attstorage")
+        .get(0);
+    assert_eq!(storage as u8, b'e', "EXTERNAL: out of line, uncompressed");
+}
