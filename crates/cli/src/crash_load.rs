@@ -27,12 +27,21 @@ pub struct CrashLoad {
     ack_log: PathBuf,
     #[arg(long, default_value_t = 16)]
     clients: usize,
+    /// Clients that submit batches of `BATCH` transfers beside them (large
+    /// batches take the writer's other path: indexed while the log syncs).
+    #[arg(long, default_value_t = 1)]
+    batch_clients: usize,
     /// Resubmit every acknowledged id instead of generating load.
     #[arg(long)]
     replay: bool,
 }
 
 const WALLETS: usize = 50;
+/// Transfers per batch-client request: above the size from which the writer
+/// stages the batch in the overlay while the log appends it.
+const BATCH: usize = 1_500;
+/// Acknowledged ids resubmitted per command by `--replay`.
+const REPLAY_CHUNK: usize = 1_000;
 
 fn ident(text: &str) -> anyhow::Result<Identifier> {
     Identifier::parse(text).with_context(|| format!("id {text}"))
@@ -58,35 +67,70 @@ fn command_for(id: &str) -> anyhow::Result<TransferCommand> {
     })
 }
 
-fn posted(outcome: Outcome) -> anyhow::Result<bool> {
+/// Whether each of `expected` transfers was created (`false`: an earlier
+/// commit's, replayed).
+fn posted(outcome: Outcome, expected: usize) -> anyhow::Result<Vec<bool>> {
     match outcome {
-        Outcome::Transfers(mut results) if results.len() == 1 => match results.remove(0) {
-            Ok((_, created)) => Ok(created),
-            Err(rejection) => bail!("refused: {}", rejection.code()),
-        },
+        Outcome::Transfers(results) if results.len() == expected => results
+            .into_iter()
+            .map(|result| match result {
+                Ok((_, created)) => Ok(created),
+                Err(rejection) => bail!("refused: {}", rejection.code()),
+            })
+            .collect(),
         other => bail!("unexpected outcome {other:?}"),
     }
+}
+
+fn submit(engine: &Engine, ids: &[String]) -> anyhow::Result<Vec<bool>> {
+    let transfers = ids
+        .iter()
+        .map(|id| command_for(id))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    posted(
+        engine.execute_blocking(Command::Transfers {
+            transfers,
+            linked: false,
+        })?,
+        ids.len(),
+    )
+}
+
+/// The ids in the acknowledgement log: complete lines (`id;`) only.
+fn acknowledged(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path)?;
+    let mut ids = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        if let Some(id) = line?.strip_suffix(';') {
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
+}
+
+fn ends_with_newline(file: &mut std::fs::File) -> anyhow::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 pub fn run(args: CrashLoad) -> anyhow::Result<()> {
     let database = Database::parse(&args.db)?;
     let engine = Arc::new(Engine::start(&database, coffer_app::system_clock())?);
     if args.replay {
-        let file = std::fs::File::open(&args.ack_log)?;
+        let ids = acknowledged(&args.ack_log)?;
         let mut checked = 0;
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line?;
-            if line.is_empty() {
-                continue;
+        for chunk in ids.chunks(REPLAY_CHUNK) {
+            let created = submit(&engine, chunk)?;
+            if let Some((id, _)) = chunk.iter().zip(created).find(|(_, created)| *created) {
+                bail!("acknowledged transfer {id} was not in the ledger after the crash");
             }
-            let command = command_for(&line)?;
-            if posted(engine.execute_blocking(Command::Transfers {
-                transfers: vec![command],
-                linked: false,
-            })?)? {
-                bail!("acknowledged transfer {line} was not in the ledger after the crash");
-            }
-            checked += 1;
+            checked += chunk.len();
         }
         engine.shutdown();
         println!("replayed {checked} acknowledged transfers: all present, none applied twice");
@@ -130,32 +174,36 @@ pub fn run(args: CrashLoad) -> anyhow::Result<()> {
             linked: false,
         })?;
     }
-    let log = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.ack_log)?,
-    ));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&args.ack_log)?;
+    // A kill can cut a write short at a page boundary: start on a line of
+    // our own, so a cut line (which has no `;`) is never glued to ours.
+    if !ends_with_newline(&mut file)? {
+        file.write_all(b"\n")?;
+    }
+    let log = Arc::new(Mutex::new(file));
     let run = format!("r{}", std::process::id());
     println!("loading");
     std::thread::scope(|scope| {
-        for client in 0..args.clients {
+        for client in 0..args.clients + args.batch_clients {
             let (engine, log, run) = (engine.clone(), log.clone(), run.clone());
+            let size = if client < args.clients { 1 } else { BATCH };
             scope.spawn(move || -> anyhow::Result<()> {
-                for n in 0.. {
-                    let id = format!("{run}-{client}-{n}");
-                    let command = command_for(&id)?;
-                    posted(engine.execute_blocking(Command::Transfers {
-                        transfers: vec![command],
-                        linked: false,
-                    })?)?;
-                    // Written only after the engine acknowledged the transfer,
-                    // in one write(2): `writeln!` issues the id and the newline
-                    // as two writes, and a kill between them glued this id to
-                    // the next run's first one.
-                    let line = format!("{id}\n");
+                for step in 0.. {
+                    let ids: Vec<String> = (step * size..(step + 1) * size)
+                        .map(|n| format!("{run}-{client}-{n}"))
+                        .collect();
+                    submit(&engine, &ids)?;
+                    // Written only after the engine acknowledged the batch,
+                    // in one write(2) (`writeln!` would issue an id and its
+                    // newline as two). Each id ends with `;`: a write that a
+                    // kill cuts short leaves a line without one, ignored.
+                    let lines: String = ids.iter().map(|id| format!("{id};\n")).collect();
                     let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
-                    file.write_all(line.as_bytes())?;
+                    file.write_all(lines.as_bytes())?;
                 }
                 Ok(())
             });

@@ -22,12 +22,14 @@ fn url(db: &TestDatabase) -> String {
     }
 }
 
+/// The acknowledged ids: complete lines (`id;`) only, since a kill can cut
+/// the load's last write short.
 fn acknowledged(path: &std::path::Path) -> Vec<String> {
     match std::fs::File::open(path) {
         Ok(file) => std::io::BufReader::new(file)
             .lines()
             .map_while(Result::ok)
-            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.strip_suffix(';').map(str::to_string))
             .collect(),
         Err(_) => Vec::new(),
     }
