@@ -1,6 +1,8 @@
 //! The real app on port 0 over a throwaway SQLite database, with an API key
 //! holding every scope (the pattern of `tests/api.rs`).
 
+pub mod customer_app;
+
 use std::sync::Arc;
 
 use coffer_api::AppState;
