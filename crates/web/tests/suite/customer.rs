@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
-use crate::support::{form_fields, hidden, location, post_form, sign_up, spawn_web};
+use crate::support::{
+    complete_step_up, form_fields, hidden, location, post_form, sign_up, spawn_web,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_my_data_after_a_step_up_and_see_the_alert() {
     let web = spawn_web().await;
     let phone = "+8613800138301";
     let (mut customer, customer_id) = sign_up(&web, phone, "赵敏").await;
-    let sign_up_code = web.sms.last_code(phone);
 
     let (status, privacy, _) = web.get(&mut customer, "/privacy").await;
     assert_eq!(status, 200, "{privacy}");
@@ -22,29 +23,7 @@ async fn download_my_data_after_a_step_up_and_see_the_alert() {
     )
     .await;
     assert_eq!(status, 200, "{stepup}");
-    let (status, code_form) = post_form(
-        &web,
-        &mut customer,
-        "/stepup/start",
-        &form_fields(&stepup, "/stepup/start"),
-    )
-    .await;
-    assert_eq!(status, 200, "{code_form}");
-    let mut code = None;
-    for _ in 0..200 {
-        code = web
-            .sms
-            .last_code(phone)
-            .filter(|c| Some(c) != sign_up_code.as_ref());
-        if code.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut fields = form_fields(&code_form, "/stepup/verify");
-    fields.push(("code".into(), code.expect("a step-up code")));
-    let (status, verified) = post_form(&web, &mut customer, "/stepup/verify", &fields).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = complete_step_up(&web, &mut customer, phone, &stepup).await;
     let (status, ready) = post_form(
         &web,
         &mut customer,
@@ -114,35 +93,13 @@ async fn close_my_wallet_after_a_step_up() {
     let web = spawn_web().await;
     let phone = "+8613800138302";
     let (mut customer, _) = sign_up(&web, phone, "周芷若").await;
-    let sign_up_code = web.sms.last_code(phone);
     let (_, privacy, _) = web.get(&mut customer, "/privacy").await;
     let mut fields = form_fields(&privacy, "/privacy/erase");
     fields.push(("confirm".into(), "yes".into()));
     let (status, stepup) = post_form(&web, &mut customer, "/privacy/erase", &fields).await;
     assert_eq!(status, 200, "{stepup}");
     assert!(stepup.contains("value=\"account_deletion\""), "{stepup}");
-    let (_, code_form) = post_form(
-        &web,
-        &mut customer,
-        "/stepup/start",
-        &form_fields(&stepup, "/stepup/start"),
-    )
-    .await;
-    let mut code = None;
-    for _ in 0..200 {
-        code = web
-            .sms
-            .last_code(phone)
-            .filter(|c| Some(c) != sign_up_code.as_ref());
-        if code.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut fields = form_fields(&code_form, "/stepup/verify");
-    fields.push(("code".into(), code.expect("a step-up code")));
-    let (status, verified) = post_form(&web, &mut customer, "/stepup/verify", &fields).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = complete_step_up(&web, &mut customer, phone, &stepup).await;
     let (status, closed) = post_form(
         &web,
         &mut customer,

@@ -4,13 +4,12 @@
 //! one ("yes", after a step-up bound to that payment) and disowns the
 //! other ("no": declined and the wallet frozen).
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    available, form_fields, fund, location, post_form, sign_up, spawn_web, Jar, Web,
+    available, complete_step_up, form_fields, fund, location, post_form, sign_up, spawn_web, Jar,
+    Web,
 };
 
 const HELD_FROM: i64 = 10_000;
@@ -88,7 +87,6 @@ async fn held_payments_are_answered_from_the_app() {
     let phone = "+8613800138411";
     let (mut payer, payer_id) = sign_up(&web, phone, "林晓").await;
     let (_payee, _) = sign_up(&web, "+8613800138412", "周宁").await;
-    let sign_up_code = web.sms.last_code(phone);
     fund(&web, &payer, 100_000).await;
     activate_review_rules(&web).await;
 
@@ -157,29 +155,7 @@ async fn held_payments_are_answered_from_the_app() {
         2,
         "nothing released before the step-up"
     );
-    let (status, code_form) = post_form(
-        &web,
-        &mut payer,
-        "/stepup/start",
-        &form_fields(&stepup, "/stepup/start"),
-    )
-    .await;
-    assert_eq!(status, 200, "{code_form}");
-    let mut code = None;
-    for _ in 0..200 {
-        code = web
-            .sms
-            .last_code(phone)
-            .filter(|c| Some(c) != sign_up_code.as_ref());
-        if code.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut fields = form_fields(&code_form, "/stepup/verify");
-    fields.push(("code".into(), code.expect("a step-up code")));
-    let (status, verified) = post_form(&web, &mut payer, "/stepup/verify", &fields).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = complete_step_up(&web, &mut payer, phone, &stepup).await;
     let (status, _, headers) = {
         let fields = form_fields(&verified, "/held/answer");
         let pairs: Vec<(&str, &str)> = fields

@@ -463,14 +463,23 @@ pub async fn through_step_up(
     if status != 200 || !answer.contains("action=\"/stepup/start\"") {
         return (status, answer);
     }
+    let verified = complete_step_up(web, jar, phone, &answer).await;
+    post_form(web, jar, action, &form_fields(&verified, action)).await
+}
+
+/// Goes through the step-up that `page` offers (its `/stepup/start` form)
+/// with the next SMS code sent to `phone`: the verified page, which holds
+/// the form to post again.
+pub async fn complete_step_up(web: &Web, jar: &mut Jar, phone: &str, page: &str) -> String {
     let before = web.sms.last_code(phone);
-    let (_, code_form) = post_form(
+    let (status, code_form) = post_form(
         web,
         jar,
         "/stepup/start",
-        &form_fields(&answer, "/stepup/start"),
+        &form_fields(page, "/stepup/start"),
     )
     .await;
+    assert_eq!(status, 200, "{code_form}");
     let mut code = None;
     for _ in 0..200 {
         code = web
@@ -486,5 +495,5 @@ pub async fn through_step_up(
     fields.push(("code".into(), code.expect("a step-up code")));
     let (status, verified) = post_form(web, jar, "/stepup/verify", &fields).await;
     assert_eq!(status, 200, "{verified}");
-    post_form(web, jar, action, &form_fields(&verified, action)).await
+    verified
 }
